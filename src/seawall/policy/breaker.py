@@ -35,6 +35,7 @@ carries the epoch of the state that admitted it.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
@@ -171,8 +172,10 @@ def _check_rate(name: str, value: float) -> float:
 def _check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"CircuitBreaker: {name} must be a duration > 0 seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(
+            f"CircuitBreaker: {name} must be a finite duration > 0 seconds, got {value!r}"
+        )
 
 
 def _check_count(name: str, value: int, minimum: int = 1) -> None:
@@ -305,7 +308,10 @@ class CircuitBreaker(Policy):
                 f"CircuitBreaker: window_type must be 'count' or 'time', got {window_type!r}"
             )
         _check_count("minimum_calls", minimum_calls)
-        self._min_calls = minimum_calls
+        # A count window never holds more than its size: like resilience4j, judge
+        # a full window rather than never (minimum_calls=20 with window_size=10).
+        counted = isinstance(self._window, CountWindow)
+        self._min_calls = min(minimum_calls, int(window_size)) if counted else minimum_calls
         self._fail_threshold = _check_rate("failure_rate_threshold", failure_rate_threshold)
         _check_positive("slow_call_duration", slow_call_duration, allow_none=True)
         self._slow_duration = slow_call_duration
@@ -313,7 +319,7 @@ class CircuitBreaker(Policy):
         _check_positive("wait_in_open", wait_in_open)
         self._wait = float(wait_in_open)
         if isinstance(wait_multiplier, bool) or not isinstance(wait_multiplier, int | float) or (
-            wait_multiplier < 1
+            not 1 <= wait_multiplier < math.inf
         ):
             raise ValueError(
                 f"CircuitBreaker: wait_multiplier must be >= 1, got {wait_multiplier!r}"
@@ -399,9 +405,9 @@ class CircuitBreaker(Policy):
         :meth:`record_failure` or :meth:`release`. Raises
         :class:`CircuitOpenError` when the call must not run.
         """
-        state = self._state
-        if state is _CLOSED:
-            return self._epoch
+        epoch = self._epoch  # read before the state: see the adapters
+        if self._state is _CLOSED:
+            return epoch
         events: list[tuple[BreakerState, BreakerState]] = []
         rejected: BreakerState | None = None
         retry_at: float | None = None
@@ -426,7 +432,11 @@ class CircuitBreaker(Policy):
                 self._counters[3] += 1
                 if state is _OPEN:
                     retry_at = self._next_probe_at
-        self._emit(events, now)
+        try:
+            self._emit(events, now)
+        except BaseException:
+            self.release(permit)  # a failing listener must not leak a probe slot
+            raise
         if rejected is not None:
             for listener in self._listeners:
                 listener.on_rejected(self.name, rejected, now)
@@ -532,31 +542,47 @@ class CircuitBreaker(Policy):
                 ):
                     events = self._judge_closed(now)
             elif state is _HALF_OPEN:
-                self._half_open_done += 1
-                if outcome & FAILED:
-                    self._half_open_failures += 1
-                if outcome & SLOW:
-                    self._half_open_slow += 1
-                done = self._half_open_done
-                if done >= self._half_open_calls:
-                    events = []
-                    if (
-                        self._half_open_failures * 100.0 >= self._fail_threshold * done
-                        or self._half_open_slow * 100.0 >= self._slow_threshold * done
-                    ):
-                        self._open(now, events)
-                    else:
-                        self._consecutive_openings = 0
-                        self._enter(_CLOSED, now, events)
+                # A probe that reports after max_half_open_time is too late to close.
+                events = []
+                self._check_half_open_time(now, events)
+                if self._state is _HALF_OPEN:
+                    self._count_probe(outcome, now, events)
         finally:
             self._release()
         if events:
             self._emit(events, now)
 
+    def _count_probe(
+        self, outcome: int, now: float, events: list[tuple[BreakerState, BreakerState]]
+    ) -> None:
+        """Under the lock, in HALF_OPEN: count one probe; decide when all have reported."""
+        self._half_open_done += 1
+        if outcome & FAILED:
+            self._half_open_failures += 1
+        if outcome & SLOW:
+            self._half_open_slow += 1
+        done = self._half_open_done
+        if done >= self._half_open_calls:
+            if (
+                self._half_open_failures * 100.0 >= self._fail_threshold * done
+                or self._half_open_slow * 100.0 >= self._slow_threshold * done
+            ):
+                self._open(now, events)
+            else:
+                self._consecutive_openings = 0
+                self._enter(_CLOSED, now, events)
+
     # Under the lock: state changes.
 
     def _open(self, now: float, events: list[tuple[BreakerState, BreakerState]]) -> None:
-        wait = min(self._max_wait, self._wait * self._wait_multiplier**self._consecutive_openings)
+        # Grow the wait step by step (never exponentiate: a long outage would
+        # overflow a float power); the cap stops the growth.
+        wait = self._wait
+        for _ in range(self._consecutive_openings):
+            wait *= self._wait_multiplier
+            if wait >= self._max_wait:
+                wait = self._max_wait
+                break
         self._consecutive_openings += 1
         self._next_probe_at = now + wait
         self._enter(_OPEN, now, events)
@@ -678,7 +704,7 @@ class CircuitBreaker(Policy):
             self.record_success(permit, now, now - start)
 
     def _on_result(self, result: object, permit: Permit, start: float) -> None:
-        now = self.clock() if self._needs_now else 0.0
+        now = self.clock()
         check = self._failure_on_result
         if check is not None and check(result):
             self.record_failure(permit, now, now - start)
@@ -752,9 +778,30 @@ class CircuitBreaker(Policy):
         return guarded
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run ``fn(*args, **kwargs)`` once through the breaker."""
-        with self:
-            return fn(*args, **kwargs)
+        """Run ``fn(*args, **kwargs)`` once through the breaker (same rules as the decorator)."""
+        start = self.clock()
+        permit = self.admit(start)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._on_exception(exc, permit, start)
+            raise
+        self._on_result(result, permit, start)
+        return result
+
+    async def acall(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` once through the breaker."""
+        start = self.clock()
+        permit = self.admit(start)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._on_exception(exc, permit, start)
+            raise
+        self._on_result(result, permit, start)
+        return result
 
     # ``with breaker:`` / ``async with breaker:`` guard a block. A raised
     # exception is classified like a call's; a block cannot return a result, so
