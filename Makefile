@@ -17,7 +17,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy src tests/typing
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest

@@ -140,23 +140,24 @@ class BreakerMetrics:
     probes_in_flight: int
 
 
-def _matcher(value: ExceptionMatcher | None, param: str) -> Callable[[BaseException], bool]:
+_Matcher: TypeAlias = tuple[tuple[type[BaseException], ...], Callable[[BaseException], bool] | None]
+
+
+def _matcher(value: ExceptionMatcher | None, param: str) -> _Matcher:
+    """Split a matcher into exception types (checked inline) and a predicate."""
     if value is None:
-        return lambda exc: False
+        return (), None
     if isinstance(value, type) and issubclass(value, BaseException):
-        exc_type = value
-        return lambda exc: isinstance(exc, exc_type)
+        return (value,), None
     if isinstance(value, tuple):
         for item in value:
             if not (isinstance(item, type) and issubclass(item, BaseException)):
                 raise ValueError(
                     f"CircuitBreaker: {param} must hold exception types, got {item!r}"
                 )
-        types = value
-        return lambda exc: isinstance(exc, types)
+        return value, None
     if callable(value) and not isinstance(value, type):
-        predicate: Callable[[BaseException], bool] = value
-        return predicate
+        return (), value
     raise ValueError(
         f"CircuitBreaker: {param} must be an exception type, a tuple of them or a "
         f"predicate, got {value!r}"
@@ -243,7 +244,8 @@ class CircuitBreaker(Policy):
         "_half_open_failures",
         "_half_open_issued",
         "_half_open_slow",
-        "_ignore",
+        "_ignore_predicate",
+        "_ignore_types",
         "_judge_every_call",
         "_listeners",
         "_lock",
@@ -252,7 +254,8 @@ class CircuitBreaker(Policy):
         "_min_calls",
         "_needs_now",
         "_next_probe_at",
-        "_record",
+        "_record_predicate",
+        "_record_types",
         "_release",
         "_slow_duration",
         "_slow_threshold",
@@ -337,8 +340,8 @@ class CircuitBreaker(Policy):
         _check_positive("max_half_open_time", max_half_open_time, allow_none=True)
         self._max_half_open = max_half_open_time
         self.automatic_transition = bool(automatic_transition)
-        self._record = _matcher(record_on, "record_on")
-        self._ignore = _matcher(ignore_on, "ignore_on")
+        self._record_types, self._record_predicate = _matcher(record_on, "record_on")
+        self._ignore_types, self._ignore_predicate = _matcher(ignore_on, "ignore_on")
         if failure_on_result is not None and not callable(failure_on_result):
             raise ValueError(
                 f"CircuitBreaker: failure_on_result must be a predicate, got {failure_on_result!r}"
@@ -694,14 +697,22 @@ class CircuitBreaker(Policy):
     # ------------------------------------------------------------------ classification
 
     def _on_exception(self, exc: BaseException, permit: Permit, start: float) -> None:
-        if not isinstance(exc, Exception) or self._ignore(exc):
+        ignore = self._ignore_predicate
+        if (
+            not isinstance(exc, Exception)
+            or isinstance(exc, self._ignore_types)
+            or (ignore is not None and ignore(exc))
+        ):
             self.release(permit)
             return
+        record = self._record_predicate
+        failed = isinstance(exc, self._record_types) or (record is not None and record(exc))
         now = self.clock()
-        if self._record(exc):
-            self.record_failure(permit, now, now - start)
-        else:
-            self.record_success(permit, now, now - start)
+        slow = self._slow_duration
+        outcome = CALL | FAILED if failed else CALL
+        if slow is not None and now - start >= slow:
+            outcome |= SLOW
+        self._record_outcome(permit, outcome, now)
 
     def _on_result(self, result: object, permit: Permit, start: float) -> None:
         now = self.clock()
