@@ -34,6 +34,7 @@ class FlakyServer:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def set(self, path: str, behaviour: str) -> None:
         """Switch ``path`` to ``behaviour`` (see the module docstring)."""
@@ -48,8 +49,11 @@ class FlakyServer:
         """Close the listener and every open connection."""
         if self._server is not None:
             self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
             for writer in list(self._writers):
                 writer.close()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
 
     @property
@@ -59,6 +63,9 @@ class FlakyServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -80,7 +87,12 @@ class FlakyServer:
                 await self._send(writer, status, body, extra)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            # stop() cancels handlers still hanging; the handler task ends here,
+            # so asyncio's stream callback has no cancelled task to report.
+            pass
         finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
             self._writers.discard(writer)
             writer.close()
 

@@ -1,0 +1,13 @@
+"""Seawall's policies applied to real HTTP clients.
+
+* :mod:`seawall.client.httpx` — :class:`~seawall.client.httpx.SeawallTransport`
+  and :class:`~seawall.client.httpx.AsyncSeawallTransport`, httpx transports
+  that run every request through a per-host pipeline (retry, circuit breaker,
+  ...), send the deadline, trace context and correlation id, and release the
+  connections of retried responses. Needs the ``httpx`` extra.
+
+This package imports no HTTP library itself: import the submodule for the
+client you use.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,772 @@
+"""httpx transports that run every request through a per-host seawall policy.
+
+Usage::
+
+    import httpx
+    from seawall.client.httpx import SeawallTransport
+
+    with httpx.Client(transport=SeawallTransport()) as client:
+        client.get("http://orders.internal/v1/orders/42")
+
+:class:`SeawallTransport` (sync) and :class:`AsyncSeawallTransport` (asyncio)
+wrap an inner httpx transport (by default a plain ``httpx.HTTPTransport()`` /
+``httpx.AsyncHTTPTransport()``). For each host they ask ``policies(host)``
+once, lazily, for a :class:`~seawall.policy._policy.Policy` (typically a
+:class:`~seawall.policy.pipeline.Pipeline`) and keep it in the transport
+instance: there is no global registry, and two transports never share a breaker
+unless your factory returns the same object to both. The default factory is
+:func:`default_policies`: retry (connect errors and 5xx, honouring
+``Retry-After``) around a circuit breaker.
+
+"Host" means the URL's ``host[:port]`` as httpx normalizes it (the port only
+when it is not the scheme's default), so two services on one machine get two
+breakers.
+
+What one request goes through, top to bottom:
+
+1. **Replay safety** picks the pipeline: the full one, or the same pipeline
+   with its retries and hedges removed (see "Non-idempotent requests").
+2. **Deadline**: if the deadline in force
+   (:func:`seawall.policy.deadline.current_deadline`) has already passed, the
+   request is not sent: :class:`~seawall.policy.errors.DeadlineExceeded`.
+3. **Policy**: the pipeline runs the attempt(s). Each attempt:
+
+   a. closes the responses of earlier attempts (a failure being retried);
+   b. sends a copy of the request with the mesh's headers: ``traceparent``
+      (and ``tracestate``), ``x-request-id``, ``x-seawall-attempt``
+      (:func:`seawall.policy.retry.current_attempt`) and, when a deadline is in
+      force, ``x-seawall-deadline-ms``; the request's httpx timeouts (connect,
+      read, write, pool) are cut to the time left, so no socket operation
+      waits past the deadline;
+   c. when the attempt may be retried and the response is a failure (5xx), reads
+      up to 64 KiB of its body so the connection goes back to the pool before
+      the retry's sleep (see "Responses").
+
+Classification
+--------------
+A 5xx response is a failure (:func:`is_failure_response`); it is retried
+unless it carries ``x-seawall-overloaded: 1``, the mesh's "do not retry" mark
+(:func:`is_retryable_response`). Exceptions retried are the connect-phase
+errors :data:`CONNECT_ERRORS` plus the server closing a connection without
+sending a single byte of response (:func:`is_retryable_error`).
+``Retry-After`` is honoured: :func:`retry_after` parses it for the Retry's
+``retry_after_from_result``; an exception's ``retry_after`` attribute (seawall's
+``CircuitOpenError`` has one) is the Retry's default hint.
+
+Non-idempotent requests
+-----------------------
+Methods outside RFC 9110's idempotent set (GET, HEAD, OPTIONS, TRACE, PUT,
+DELETE), such as POST, PATCH and CONNECT, are sent once, unless one of these
+allows retries: ``retry_non_idempotent=True`` on the transport, an
+``Idempotency-Key`` header on the request, or the request extension
+``{"seawall_retry": True}``. ``{"seawall_retry": False}`` turns retries off for
+any request. A request whose body is a one-shot stream (anything but bytes in
+memory, e.g. a generator or multipart upload) is never retried: it cannot be
+sent twice.
+
+How "sent once" is done: for each host the transport keeps two wrapped forms of
+the same policy object, the whole pipeline and a copy of its structure with
+every :class:`~seawall.policy.retry.Retry` and :class:`~seawall.policy.hedge.Hedge`
+removed (found through nested ``Pipeline`` objects). Both forms share the very
+same breaker, bulkhead and timeout instances, so a POST still counts in the
+breaker and takes a bulkhead slot; it simply has no retry around it. This keeps
+the decision outside the policies and works with any pipeline the factory
+builds, without a context variable that every ``on=`` predicate would have to
+consult. Limit: a retry hidden inside a custom ``Policy`` subclass (not a
+``Pipeline``) is not found; such a policy must not retry non-idempotent calls.
+
+Responses
+---------
+The response returned to the caller is intact and readable, and streams
+(``client.stream(...)``) when it was not drained. Every other response an
+attempt produced (a retried failure, a hedge's loser) is closed, so its
+connection is released: a pool of one connection keeps working through any
+number of retries. A failure that may be retried has its body read (up to
+64 KiB, kept in memory and replayed to the caller if it ends up being the final
+response) and its connection released at once; a larger body stays on its
+connection until the next attempt starts.
+
+Errors
+------
+At this boundary the caller sees httpx's own exceptions for anything the
+network or the server did (``httpx.ConnectError`` after the retries gave up,
+with the Retry's note added, ``httpx.ReadTimeout``...), exactly as without
+seawall. What the policies decide themselves is raised as seawall's errors,
+which all derive from :class:`~seawall.policy.errors.SeawallError` and are not
+httpx exceptions: :class:`~seawall.policy.errors.CircuitOpenError` (the request
+was not sent), ``BulkheadFullError``, :class:`~seawall.policy.errors.DeadlineExceeded`
+(the deadline passed before sending; it is also a ``TimeoutError``). Catch both
+families.
+
+Time
+----
+Deadlines are absolute times on the transport's ``clock`` (monotonic; the same
+clock the deadline was set with). The only wall-clock use is converting a
+``Retry-After`` HTTP-date into seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import httpx
+
+from seawall.policy._policy import Policy
+from seawall.policy.breaker import CircuitBreaker
+from seawall.policy.clock import MONOTONIC, Clock
+from seawall.policy.deadline import HEADER as DEADLINE_HEADER
+from seawall.policy.deadline import current_deadline, encode_deadline
+from seawall.policy.errors import DeadlineExceeded
+from seawall.policy.hedge import Hedge
+from seawall.policy.pipeline import Pipeline
+from seawall.policy.retry import Retry, current_attempt
+from seawall.telemetry.tracecontext import (
+    REQUEST_ID_HEADER,
+    TRACEPARENT,
+    TRACESTATE,
+    TraceParent,
+    current_request_id,
+    current_trace,
+    current_tracestate,
+    new_request_id,
+)
+
+__all__ = [
+    "CONNECT_ERRORS",
+    "IDEMPOTENT_METHODS",
+    "RETRY_EXTENSION",
+    "AsyncSeawallTransport",
+    "PolicyFactory",
+    "SeawallTransport",
+    "default_policies",
+    "is_failure_response",
+    "is_retryable_error",
+    "is_retryable_response",
+    "retry_after",
+]
+
+PolicyFactory: TypeAlias = Callable[[str], Policy]
+"""What ``policies=`` accepts: called once per host (``host[:port]``), returns its policy."""
+
+CONNECT_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+)
+"""Errors of the connect phase (DNS, refused, TLS handshake, connect timeout).
+
+The request never reached the server, so retrying them is safe for any method.
+"""
+
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""RFC 9110's idempotent methods: retried by default; any other method is sent once."""
+
+RETRY_EXTENSION = "seawall_retry"
+"""Request extension overriding the retry decision: ``extensions={"seawall_retry": True}``."""
+
+_IDEMPOTENCY_KEY = "idempotency-key"
+_ATTEMPT_HEADER = "x-seawall-attempt"
+_OVERLOADED_HEADER = "x-seawall-overloaded"
+_NO_RESPONSE = "Server disconnected without sending a response"  # httpcore's message
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_DRAIN_LIMIT = 64 * 1024
+_MAX_RETRY_AFTER = 10 * 24 * 3600.0  # a delta larger than this is capped (10 days)
+
+
+# --- classification -----------------------------------------------------------
+
+
+def is_failure_response(response: httpx.Response) -> bool:
+    """Whether ``response`` is a failure of the server: status 500 or above.
+
+    For the breaker's ``failure_on_result``. 4xx are the caller's errors and
+    count as successes of the dependency.
+    """
+    return response.status_code >= 500
+
+
+def is_retryable_response(response: httpx.Response) -> bool:
+    """Whether a retry should try again after ``response``: a 5xx not marked overloaded.
+
+    For the Retry's ``on_result``. A response carrying ``x-seawall-overloaded: 1``
+    was made by the mesh because of overload (breaker open, overflow, load
+    shed): the mesh asks callers not to retry it.
+    """
+    return response.status_code >= 500 and (
+        response.headers.get(_OVERLOADED_HEADER, "").strip() != "1"
+    )
+
+
+def is_retryable_error(exc: BaseException) -> bool:
+    """Whether an exception raised by the transport is worth another attempt.
+
+    For the Retry's ``on=``. True for :data:`CONNECT_ERRORS` and for an
+    ``httpx.RemoteProtocolError`` saying the server disconnected without
+    sending a response (not one byte of it: typically a keep-alive connection
+    the server closed as the request went out). Timeouts after connecting,
+    resets in the middle of a response and local errors are not retried: the
+    server may have acted on the request.
+    """
+    if isinstance(exc, CONNECT_ERRORS):
+        return True
+    return isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith(_NO_RESPONSE)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asks to wait, from ``response``'s ``Retry-After``; ``None`` if absent.
+
+    Accepts delta-seconds (ASCII digits; capped at 10 days) and an HTTP-date,
+    which is converted with the wall clock (:func:`time.time`, the one
+    wall-clock use in seawall: the header is a wall-clock date) and is ``0.0``
+    when already past. A malformed value gives ``None``. For the Retry's
+    ``retry_after_from_result``.
+    """
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    text = value.strip(" \t")
+    if text.isascii() and text.isdigit():
+        return min(float(text), _MAX_RETRY_AFTER)  # float() of huge digits is inf, not an error
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    try:
+        seconds = when.timestamp() - time.time()
+    except (OverflowError, ValueError, OSError):
+        return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), _MAX_RETRY_AFTER)
+
+
+def default_policies(host: str) -> Policy:
+    """The pipeline a transport uses for ``host`` when no ``policies=`` is given.
+
+    Top to bottom (the first is the outermost)::
+
+        Pipeline(
+            # retry connect errors and 5xx (not marked overloaded), 3 attempts,
+            # at most 10 s in all, honouring Retry-After
+            Retry(on=is_retryable_error, on_result=is_retryable_response,
+                  retry_after_from_result=retry_after, attempts=3, name=host),
+            # count each attempt; transport errors and 5xx are failures
+            CircuitBreaker(host, failure_on_result=is_failure_response,
+                           record_on=httpx.TransportError,
+                           ignore_on=(httpx.PoolTimeout, DeadlineExceeded)),
+        )
+
+    The breaker ignores a local pool timeout (this client is saturated, the
+    server is not failing) and a deadline that passed before sending. Build
+    your own pipeline from the same helpers to change any of it.
+    """
+    return Pipeline(
+        # 1. Retry: connect errors and retryable 5xx; Retry-After honoured.
+        Retry(
+            on=is_retryable_error,
+            on_result=is_retryable_response,
+            retry_after_from_result=retry_after,
+            attempts=3,
+            name=host,
+        ),
+        # 2. Circuit breaker: counts every attempt, rejects while open.
+        CircuitBreaker(
+            host,
+            failure_on_result=is_failure_response,
+            record_on=httpx.TransportError,
+            ignore_on=(httpx.PoolTimeout, DeadlineExceeded),
+        ),
+    )
+
+
+# --- per-host policies ----------------------------------------------------------
+
+
+def _without_retries(policy: Policy) -> Policy:
+    """``policy`` with every Retry and Hedge removed, through nested Pipelines.
+
+    Returns ``policy`` itself when there is nothing to remove; the other
+    policies are the same instances (their state is shared).
+    """
+    if isinstance(policy, Retry | Hedge):
+        return Pipeline()
+    if not isinstance(policy, Pipeline):
+        return policy
+    kept: list[Policy] = []
+    changed = False
+    for inner in policy.policies:
+        if isinstance(inner, Retry | Hedge):
+            changed = True
+            continue
+        stripped = _without_retries(inner)
+        changed = changed or stripped is not inner
+        kept.append(stripped)
+    return Pipeline(*kept) if changed else policy
+
+
+def _has_retry(policy: Policy) -> bool:
+    """Whether ``policy`` has a Retry, through nested Pipelines (failures may be retried)."""
+    if isinstance(policy, Pipeline):
+        return any(_has_retry(inner) for inner in policy.policies)
+    return isinstance(policy, Retry)
+
+
+_W = TypeVar("_W")
+
+
+@dataclass(frozen=True, slots=True)
+class _Route(Generic[_W]):
+    """A host's policy, wrapped around the transport's attempt in both forms."""
+
+    policy: Policy
+    retrying: _W
+    single: _W
+    drain: bool  # the retrying form may retry: drain failures before its sleep
+
+
+class _Routes(Generic[_W]):
+    """The per-host cache of a transport: ``factory(host)`` called once per host."""
+
+    __slots__ = ("_factory", "_lock", "_routes", "_wrap")
+
+    def __init__(self, factory: PolicyFactory, wrap: Callable[[Policy], _W]) -> None:
+        self._factory = factory
+        self._wrap = wrap
+        self._routes: dict[str, _Route[_W]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: str) -> _Route[_W]:
+        """The route of ``host``, built on first use."""
+        route = self._routes.get(host)
+        if route is None:
+            # The factory runs under the lock so that it is called exactly once
+            # per host (a second breaker for the same host would split its
+            # state). It builds objects; it does no I/O and calls no request.
+            with self._lock:
+                route = self._routes.get(host)
+                if route is None:
+                    route = self._build(host)
+                    self._routes[host] = route
+        return route
+
+    def _build(self, host: str) -> _Route[_W]:
+        policy = self._factory(host)
+        if not isinstance(policy, Policy):
+            raise ValueError(f"policies({host!r}) must return a seawall Policy, got {policy!r}")
+        single = _without_retries(policy)
+        retrying = self._wrap(policy)
+        if single is policy:
+            return _Route(policy, retrying, retrying, drain=False)
+        return _Route(policy, retrying, self._wrap(single), drain=_has_retry(policy))
+
+
+# --- one logical request ----------------------------------------------------------
+
+
+def _host(request: httpx.Request) -> str:
+    return request.url.netloc.decode("ascii")
+
+
+def _may_retry(request: httpx.Request, retry_non_idempotent: bool) -> bool:
+    """Whether ``request`` may be sent more than once."""
+    if not isinstance(request.stream, httpx.ByteStream):
+        return False  # a one-shot body stream cannot be replayed
+    override = request.extensions.get(RETRY_EXTENSION)
+    if override is not None:
+        if not isinstance(override, bool):
+            raise ValueError(
+                f"request extension {RETRY_EXTENSION!r} must be True or False, got {override!r}"
+            )
+        return override
+    if request.method in IDEMPOTENT_METHODS:
+        return True
+    return retry_non_idempotent or _IDEMPOTENCY_KEY in request.headers
+
+
+def _reduced_timeouts(timeout: Mapping[str, Any] | None, left: float) -> dict[str, Any]:
+    """httpx's per-request timeouts, each cut to ``left`` seconds (``None`` means unbounded)."""
+    reduced = dict(timeout) if timeout else {}
+    for key in _TIMEOUT_KEYS:
+        value = reduced.get(key)
+        reduced[key] = left if value is None else min(value, left)
+    return reduced
+
+
+class _Call:
+    """What every attempt of one request shares, and the responses attempts produced.
+
+    The trace, the correlation id and the original timeouts are decided once;
+    each attempt sends a fresh copy of the request (the caller's object is never
+    modified, and hedged attempts on other threads do not race on it).
+    """
+
+    __slots__ = (
+        "_clock",
+        "_done",
+        "_lock",
+        "_responses",
+        "drain",
+        "host",
+        "request",
+        "request_id",
+        "timeout",
+        "trace",
+        "tracestate",
+    )
+
+    def __init__(self, request: httpx.Request, host: str, clock: Clock, drain: bool) -> None:
+        deadline = current_deadline()
+        if deadline is not None and deadline <= clock():
+            raise DeadlineExceeded(f"deadline passed before the request to {host!r} was sent")
+        self.request = request
+        self.host = host
+        self.drain = drain
+        self._clock = clock
+        self.timeout: Mapping[str, Any] | None = request.extensions.get("timeout")
+        headers = request.headers
+        raw = headers.get(TRACEPARENT)
+        given = None if raw is None else TraceParent.parse(raw)
+        self.tracestate: str | None
+        if given is not None:
+            # The caller's valid traceparent is continued, with its tracestate as is.
+            self.trace = given
+            self.tracestate = headers.get(TRACESTATE)
+        else:
+            current = current_trace()
+            if current is not None:
+                self.trace = current
+                state = current_tracestate()
+                self.tracestate = state.format() if state else None
+            else:
+                self.trace = TraceParent.new()
+                self.tracestate = None
+        self.request_id = headers.get(REQUEST_ID_HEADER) or current_request_id() or new_request_id()
+        self._lock = threading.Lock()
+        self._responses: list[httpx.Response] = []
+        self._done = False
+
+    def attempt_request(self) -> httpx.Request:
+        """The request to send for the attempt running in this context."""
+        request = self.request
+        headers = request.headers.copy()
+        headers[TRACEPARENT] = self.trace.child().format()
+        if self.tracestate is None:
+            headers.pop(TRACESTATE, None)
+        else:
+            headers[TRACESTATE] = self.tracestate
+        headers[REQUEST_ID_HEADER] = self.request_id
+        headers[_ATTEMPT_HEADER] = str(current_attempt())
+        extensions: Mapping[str, Any] = request.extensions
+        deadline = current_deadline()  # a Timeout inside the pipeline may have set a sooner one
+        if deadline is not None:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise DeadlineExceeded(
+                    f"deadline passed before the request to {self.host!r} was sent"
+                )
+            value = encode_deadline(self._clock, deadline)
+            assert value is not None
+            headers[DEADLINE_HEADER] = value
+            extensions = {**extensions, "timeout": _reduced_timeouts(self.timeout, left)}
+        return httpx.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+
+    def add(self, response: httpx.Response) -> bool:
+        """Keep ``response`` for cleanup; ``False`` if the call is over (close it yourself)."""
+        with self._lock:
+            if self._done:
+                return False
+            self._responses.append(response)
+            return True
+
+    def take_earlier(self) -> list[httpx.Response]:
+        """The responses of earlier attempts, to close before a new attempt."""
+        with self._lock:
+            earlier, self._responses = self._responses, []
+        return earlier
+
+    def finish(self, keep: httpx.Response | None) -> list[httpx.Response]:
+        """End the call: the responses to close (all but ``keep``, the one returned)."""
+        with self._lock:
+            self._done = True
+            rest = [r for r in self._responses if r is not keep]
+            self._responses = []
+        return rest
+
+
+# --- draining failures -------------------------------------------------------------
+
+
+class _ReplayStream(httpx.SyncByteStream):
+    """A response body whose first chunks were already read: those, then the rest."""
+
+    def __init__(
+        self, head: list[bytes], rest: Iterator[bytes], stream: httpx.SyncByteStream
+    ) -> None:
+        self._head = head
+        self._rest = rest
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The buffered chunks, then the remaining ones from the connection."""
+        head, self._head = self._head, []
+        yield from head
+        yield from self._rest
+
+    def close(self) -> None:
+        """Release the connection."""
+        close = getattr(self._rest, "close", None)
+        if close is not None:
+            close()
+        self._stream.close()
+
+
+class _AsyncReplayStream(httpx.AsyncByteStream):
+    """The asyncio twin of :class:`_ReplayStream`."""
+
+    def __init__(
+        self, head: list[bytes], rest: AsyncIterator[bytes], stream: httpx.AsyncByteStream
+    ) -> None:
+        self._head = head
+        self._rest = rest
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """The buffered chunks, then the remaining ones from the connection."""
+        head, self._head = self._head, []
+        for chunk in head:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Release the connection."""
+        aclose = getattr(self._rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self._stream.aclose()
+
+
+def _drain(response: httpx.Response) -> None:
+    """Read up to ``_DRAIN_LIMIT`` bytes of the body; release the connection if that was all."""
+    stream = response.stream
+    if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.SyncByteStream):
+        return
+    head: list[bytes] = []
+    size = 0
+    rest = iter(stream)
+    for chunk in rest:
+        head.append(chunk)
+        size += len(chunk)
+        if size > _DRAIN_LIMIT:
+            response.stream = _ReplayStream(head, rest, stream)
+            return
+    stream.close()
+    response.stream = httpx.ByteStream(b"".join(head))
+
+
+async def _adrain(response: httpx.Response) -> None:
+    """The asyncio twin of :func:`_drain`."""
+    stream = response.stream
+    if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
+        return
+    head: list[bytes] = []
+    size = 0
+    rest = stream.__aiter__()
+    async for chunk in rest:
+        head.append(chunk)
+        size += len(chunk)
+        if size > _DRAIN_LIMIT:
+            response.stream = _AsyncReplayStream(head, rest, stream)
+            return
+    await stream.aclose()
+    response.stream = httpx.ByteStream(b"".join(head))
+
+
+def _close(responses: list[httpx.Response]) -> None:
+    for response in responses:
+        # A discarded response failing to close must not fail the call.
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            response.close()
+
+
+async def _aclose(responses: list[httpx.Response]) -> None:
+    for response in responses:
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            await response.aclose()
+
+
+# --- the transports ------------------------------------------------------------------
+
+
+def _check_options(policies: object, retry_non_idempotent: object, clock: object) -> None:
+    if not callable(policies):
+        raise ValueError(f"policies must be a callable host -> Policy, got {policies!r}")
+    if not isinstance(retry_non_idempotent, bool):
+        raise ValueError(
+            f"retry_non_idempotent must be True or False, got {retry_non_idempotent!r}"
+        )
+    if not callable(clock):
+        raise ValueError(f"clock must be a callable returning monotonic seconds, got {clock!r}")
+
+
+class SeawallTransport(httpx.BaseTransport):
+    """A sync httpx transport applying a per-host seawall policy to every request.
+
+    Args:
+        transport: the transport that does the I/O. Default ``httpx.HTTPTransport()``.
+            Closed with this one.
+        policies: ``host -> Policy``, called once per host (``host[:port]``)
+            on first use; the result is kept in this transport. Default
+            :func:`default_policies`.
+        retry_non_idempotent: retry requests whose method is not idempotent
+            (POST, PATCH...) as well. Default ``False``: they are sent once
+            unless the request has an ``Idempotency-Key`` header or the
+            ``seawall_retry`` extension.
+        clock: the monotonic clock deadlines are expressed on. Default
+            :func:`time.monotonic`.
+
+    See the module documentation for the headers sent, classification, errors
+    and how responses are released.
+
+    >>> client = httpx.Client(transport=SeawallTransport())
+    >>> client.close()
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        policies: PolicyFactory = default_policies,
+        retry_non_idempotent: bool = False,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        _check_options(policies, retry_non_idempotent, clock)
+        self._transport = transport if transport is not None else httpx.HTTPTransport()
+        self._retry_non_idempotent = retry_non_idempotent
+        self._clock = clock
+        self._routes: _Routes[Callable[[_Call], httpx.Response]] = _Routes(
+            policies, lambda policy: policy.wrap_sync(self._attempt)
+        )
+
+    def __repr__(self) -> str:
+        return f"SeawallTransport({self._transport!r})"
+
+    def policy_for(self, host: str) -> Policy:
+        """The policy this transport uses for ``host`` (``host[:port]``), built if need be.
+
+        For inspection, e.g. a breaker's metrics.
+        """
+        return self._routes.get(host).policy
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through its host's policy; see the module documentation."""
+        host = _host(request)
+        route = self._routes.get(host)
+        retry = _may_retry(request, self._retry_non_idempotent)
+        call = _Call(request, host, self._clock, drain=retry and route.drain)
+        send = route.retrying if retry else route.single
+        try:
+            response = send(call)
+        except BaseException:
+            _close(call.finish(None))
+            raise
+        _close(call.finish(response))
+        return response
+
+    def _attempt(self, call: _Call) -> httpx.Response:
+        """One attempt: the function the policies wrap."""
+        _close(call.take_earlier())
+        response = self._transport.handle_request(call.attempt_request())
+        if not call.add(response):
+            _close([response])  # a hedge that lost after the call returned
+            return response
+        if call.drain and is_failure_response(response):
+            _drain(response)
+        return response
+
+    def close(self) -> None:
+        """Close the inner transport."""
+        self._transport.close()
+
+
+class AsyncSeawallTransport(httpx.AsyncBaseTransport):
+    """An asyncio httpx transport applying a per-host seawall policy to every request.
+
+    Args:
+        transport: the transport that does the I/O. Default
+            ``httpx.AsyncHTTPTransport()``. Closed with this one.
+        policies: ``host -> Policy``, called once per host (``host[:port]``)
+            on first use; the result is kept in this transport. Default
+            :func:`default_policies`.
+        retry_non_idempotent: retry requests whose method is not idempotent
+            as well. Default ``False``.
+        clock: the monotonic clock deadlines are expressed on. Default
+            :func:`time.monotonic` (also the clock of asyncio's loop).
+
+    Everything else is as for :class:`SeawallTransport`.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        policies: PolicyFactory = default_policies,
+        retry_non_idempotent: bool = False,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        _check_options(policies, retry_non_idempotent, clock)
+        self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+        self._retry_non_idempotent = retry_non_idempotent
+        self._clock = clock
+        self._routes: _Routes[Callable[[_Call], Coroutine[Any, Any, httpx.Response]]] = _Routes(
+            policies, lambda policy: policy.wrap_async(self._attempt)
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncSeawallTransport({self._transport!r})"
+
+    def policy_for(self, host: str) -> Policy:
+        """The policy this transport uses for ``host`` (``host[:port]``), built if need be."""
+        return self._routes.get(host).policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through its host's policy; see the module documentation."""
+        host = _host(request)
+        route = self._routes.get(host)
+        retry = _may_retry(request, self._retry_non_idempotent)
+        call = _Call(request, host, self._clock, drain=retry and route.drain)
+        send = route.retrying if retry else route.single
+        try:
+            response = await send(call)
+        except BaseException:
+            await _aclose(call.finish(None))
+            raise
+        await _aclose(call.finish(response))
+        return response
+
+    async def _attempt(self, call: _Call) -> httpx.Response:
+        """One attempt: the coroutine function the policies wrap."""
+        await _aclose(call.take_earlier())
+        response = await self._transport.handle_async_request(call.attempt_request())
+        if not call.add(response):
+            await _aclose([response])  # a hedge that lost after the call returned
+            return response
+        if call.drain and is_failure_response(response):
+            await _adrain(response)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self._transport.aclose()
