@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo lint typecheck bench-policy clean
+.PHONY: test demo lint typecheck bench-policy docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "seawall needs Python 3.11+"'
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src tests/typing
@@ -28,6 +28,9 @@ demo: $(STAMP)
 bench-policy: $(STAMP)
 	$(BIN)/python -m pip install -q -r benchmarks/requirements-policy.txt
 	$(BIN)/python benchmarks/policy_overhead.py
+
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_api_reference.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -140,8 +140,8 @@ def seawall_breakers() -> dict[str, Callable[[Any], Any]]:
 def peer_breakers_sync() -> dict[str, Callable[[Any], Any]]:
     import aiobreaker
     import circuitbreaker
-    import pybreaker
     import purgatory
+    import pybreaker
 
     def purg(fn: SyncFn) -> SyncFn:
         return purgatory.SyncCircuitBreakerFactory(default_threshold=5)("bench")(fn)
@@ -278,7 +278,8 @@ def main() -> int:
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
     print(f"\nper-call time in µs (best of {rounds - 1} rounds of {n} calls; lower is better)\n")
-    print(f"{'primitive':<10}{'mode':<7}{'workload':<9}{'library':<16}{'µs/call':>9}{'vs seawall':>12}")
+    header = f"{'primitive':<10}{'mode':<7}{'workload':<9}{'library':<16}"
+    print(f"{header}{'µs/call':>9}{'vs seawall':>12}")
     for key in sorted(best):
         prim, mode, wl, lib = key
         ours = best.get((prim, mode, wl, "seawall"))

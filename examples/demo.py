@@ -130,52 +130,53 @@ async def act_breaker(server: FlakyServer, http: httpx.AsyncClient) -> None:
 
 async def act_retry(server: FlakyServer, http: httpx.AsyncClient) -> None:
     print("\n== 2. Retries: jittered backoff, then a retry budget during an outage ==")
-    budget = RetryBudget(ratio=0.2, min_per_second=1.0, ttl=3.0)
 
     def narrate(details: RetryDetails) -> None:
         what = details.result.status_code if details.result is not None else details.exception
-        say(
-            f"  attempt {details.attempt} got {what}; retrying in "
-            f"{details.delay * 1e3:5.1f} ms"
+        say(f"  attempt {details.attempt} got {what}; retrying in {details.delay * 1e3:5.1f} ms")
+
+    def inventory_retry(budget: RetryBudget | None) -> Retry:
+        return Retry(
+            on=httpx.TransportError,
+            on_result=failed,
+            attempts=5,
+            backoff=ExponentialFullJitter(base=0.05, max=1.0),
+            budget=budget,
+            rng=random.Random(42),
+            on_retry=narrate,
+            name="inventory",
         )
 
-    retry = Retry(
-        on=httpx.TransportError,
-        on_result=failed,
-        attempts=5,
-        backoff=ExponentialFullJitter(base=0.05, max=1.0),
-        budget=budget,
-        rng=random.Random(42),
-        on_retry=narrate,
-        name="inventory",
-    )
-
-    @retry
-    async def stock() -> httpx.Response:
-        return await http.get("/inventory")
+    async def call(retry: Retry) -> tuple[httpx.Response, int]:
+        before = server.hits.get("/inventory", 0)
+        response = await retry.acall(http.get, "/inventory")
+        return response, server.hits["/inventory"] - before
 
     server.set("/inventory", "flaky:0.6")
-    say("inventory fails 60% of requests: each call retries with full jitter")
+    say("inventory fails 60% of requests; each retry waits a random 0..min(1 s, 50 ms·2^n)")
+    retry = inventory_retry(budget=None)
     for i in range(1, 5):
-        before = server.hits.get("/inventory", 0)
-        response = await stock()
-        used = server.hits["/inventory"] - before
+        response, used = await call(retry)
         say(f"call {i}: {response.status_code} after {used} attempt(s)")
 
     server.set("/inventory", "fail")
-    say("inventory is down: 20 calls, each wanting up to 4 retries")
+    budget = RetryBudget(ratio=0.2, min_per_second=1.0, ttl=3.0)
+    say("inventory is down. The same retry now shares a budget: retries may add 20% of")
+    say("the requests plus 1 per second (3 s window). 20 calls, each wanting 4 retries:")
+    retry = inventory_retry(budget)
+    before = server.hits["/inventory"]
+    refused = 0
     for i in range(1, 21):
-        before = server.hits.get("/inventory", 0)
-        response = await stock()
-        used = server.hits["/inventory"] - before
-        if used == 1:
-            say(f"call {i}: {response.status_code} after 1 attempt — retry budget spent, "
-                f"no retry (budget allows {budget.available():.1f} now)")
-        else:
+        response, used = await call(retry)
+        if used > 1:
             say(f"call {i}: {response.status_code} after {used} attempts")
-        if i >= 12 and used == 1:
-            say("… the remaining calls fail at once: the outage is not multiplied by retries")
-            break
+        else:
+            refused += 1
+            if refused == 1:
+                say(f"call {i}: {response.status_code} after 1 attempt: budget spent, no retry")
+    sent = server.hits["/inventory"] - before
+    say(f"{refused} of 20 calls got no retry at all; after the 3-retry floor, one call in five")
+    say(f"may retry once (the 20% ratio). The outage cost {sent} requests instead of 100.")
 
 
 # --------------------------------------------------------------------------- act 3

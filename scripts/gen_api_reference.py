@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -19,9 +20,11 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
 def _signature(obj: object) -> str:
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        text = str(inspect.signature(obj))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
+    # Default values that are objects print their address: keep the page stable.
+    return re.sub(r" at 0x[0-9a-f]+", "", text)
 
 
 def _doc(obj: object) -> str:
@@ -33,10 +36,9 @@ def _members(cls: type) -> list[tuple[str, object]]:
     for name, value in vars(cls).items():
         if name.startswith("_") and name not in ("__call__", "__enter__", "__aenter__"):
             continue
-        if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
-        if callable(value) or isinstance(value, property):
-            out.append((name, value))
+        member = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+        if callable(member) or isinstance(member, property):
+            out.append((name, member))
     return out
 
 

@@ -51,7 +51,7 @@ class Policy(ABC):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate ``fn``: an ``async def`` gets the asyncio adapter, anything else the sync one."""
+        """Decorate ``fn``: ``async def`` gets the asyncio adapter, anything else the sync one."""
         if inspect.iscoroutinefunction(fn):
             wrapped: Callable[P, Any] = self.wrap_async(fn)
         else:
