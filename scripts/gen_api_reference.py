@@ -27,6 +27,13 @@ def _signature(obj: object) -> str:
     return re.sub(r" at 0x[0-9a-f]+", "", text)
 
 
+def _value(obj: object) -> str:
+    """A constant's repr, with sets sorted so the page does not change between runs."""
+    if isinstance(obj, (set, frozenset)):
+        return f"{type(obj).__name__}({sorted(obj, key=repr)!r})"
+    return repr(obj)
+
+
 def _doc(obj: object) -> str:
     return inspect.getdoc(obj) or "*(no docstring)*"
 
@@ -66,7 +73,7 @@ def render() -> str:
             elif callable(obj):
                 lines += [f"### `{name}{_signature(obj)}`", "", _doc(obj), ""]
             else:
-                lines += [f"### `{name}` = `{obj!r}`", ""]
+                lines += [f"### `{name}` = `{_value(obj)}`", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
