@@ -75,6 +75,13 @@ def test_exponential_huge_attempt_does_not_overflow() -> None:
     assert ExponentialFullJitter(0.1, 5.0).delay(10**6, 0.0, random.Random(1)) <= 5.0
 
 
+def test_zero_base_stays_zero_past_float_overflow() -> None:
+    # 0 * 2.0 ** 1100 is 0, but 2.0 ** 1100 overflows: that must not mean "cap".
+    assert Exponential(0.0, 2.0, 5.0).delay(1100, 0.0, random.Random(0)) == 0.0
+    assert ExponentialFullJitter(0.0, 5.0).delay(1100, 0.0, random.Random(0)) == 0.0
+    assert ExponentialEqualJitter(0.0, 5.0).delay(1100, 0.0, random.Random(0)) == 0.0
+
+
 def test_full_jitter_matches_aws_formula() -> None:
     s = ExponentialFullJitter(base=0.1, max=10.0)
     for n in range(1, 8):

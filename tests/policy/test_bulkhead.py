@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
+import random
 import threading
 import time
 from typing import Any
@@ -545,3 +547,91 @@ def test_slot_granted_to_a_waiter_of_a_closed_loop_is_not_lost() -> None:
     assert (m.in_flight, m.waiting) == (0, 0)
     assert bulkhead.try_acquire()
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # it is abandoned on purpose
+
+
+# --------------------------------------------------------------------------- stress
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_stress_random_cancellations_never_leak_a_slot(seed: int) -> None:
+    """Many tasks (and, for odd seeds, threads), random cancellations and deadlines.
+
+    Whatever happens, the limit holds, and at the end no slot is taken and no
+    one is queued.
+    """
+    rng = random.Random(seed)
+    limit = rng.randint(1, 4)
+    bulkhead = Bulkhead(
+        limit,
+        max_waiting=rng.randint(0, 30),
+        max_wait=rng.choice([0.0, 0.001, 0.01, math.inf]),
+    )
+    lock = threading.Lock()
+    current = peak = 0
+
+    def enter() -> None:
+        nonlocal current, peak
+        with lock:
+            current += 1
+            peak = max(peak, current)
+
+    def leave() -> None:
+        nonlocal current
+        with lock:
+            current -= 1
+
+    @bulkhead
+    async def async_work(seconds: float) -> None:
+        enter()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            leave()
+
+    @bulkhead
+    def sync_work(seconds: float) -> None:
+        enter()
+        try:
+            time.sleep(seconds)
+        finally:
+            leave()
+
+    stop = threading.Event()
+
+    def thread_body(thread_rng: random.Random) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(BulkheadFullError), deadline_scope(
+                thread_rng.random() * 0.005 if thread_rng.random() < 0.3 else None
+            ):
+                sync_work(thread_rng.random() * 0.001)
+
+    threads = [
+        threading.Thread(target=thread_body, args=(random.Random(seed * 10 + i),))
+        for i in range(2 if seed % 2 else 0)
+    ]
+    for thread in threads:
+        thread.start()
+
+    async def one() -> None:
+        with deadline_scope(rng.random() * 0.005 if rng.random() < 0.3 else None):
+            await async_work(rng.random() * 0.002)
+
+    async def main() -> None:
+        tasks: list[asyncio.Task[None]] = []
+        for _ in range(300):
+            tasks.append(asyncio.create_task(one()))
+            if rng.random() < 0.5:
+                await asyncio.sleep(0 if rng.random() < 0.7 else 0.0005)
+            if rng.random() < 0.3:
+                rng.choice(tasks).cancel()  # queued, just granted, running or done
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    m = bulkhead.metrics()
+    assert (m.in_flight, m.waiting, current) == (0, 0, 0)
+    assert 1 <= peak <= limit

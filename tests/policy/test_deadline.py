@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 import types
@@ -585,6 +586,7 @@ def test_encode() -> None:
     with deadline_scope(1.5, clock=clock):
         assert encode_deadline(clock) == "1500"
     assert encode_deadline(clock, deadline=1e12) == str(MAX_HEADER_MS)
+    assert encode_deadline(clock, deadline=math.inf) == str(MAX_HEADER_MS)  # no OverflowError
 
 
 def test_decode() -> None:
@@ -625,3 +627,99 @@ def test_header_round_trip_deadline(now: float, left: float) -> None:
     decoded = decode_deadline(value, clock)
     # Never more time than was left (bar 1 µs of rounding slack), at most 1 ms less.
     assert deadline - 0.001 - 1e-6 <= decoded <= deadline + 1e-6
+
+
+# --------------------------------------------------------------------------- protocol edge cases
+
+
+def test_async_thrown_exception_does_not_become_the_context_of_a_later_one() -> None:
+    # An exception thrown in and handled by the work must not show up as the
+    # __context__ ("During handling of ...") of one the work raises afterwards:
+    # the wrapper must not throw into the work from inside its own except block.
+    async def inner() -> None:
+        try:
+            await _raw("suspended")
+        except ValueError:
+            pass
+        raise KeyError("later")
+
+    async def main() -> list[BaseException | None]:
+        contexts: list[BaseException | None] = []
+        for coro in (inner(), Timeout(60.0).wrap_async(inner)()):
+            assert coro.send(None) == "suspended"
+            with pytest.raises(KeyError) as info:
+                coro.throw(ValueError("handled"))
+            contexts.append(info.value.__context__)
+        return contexts
+
+    assert asyncio.run(main()) == [None, None]
+
+
+def test_async_close_from_another_context_is_quiet() -> None:
+    # The garbage collector closes a pending task's coroutine in whatever
+    # context is current then: restoring the deadline must not fail there.
+    log: list[str] = []
+
+    async def inner() -> None:
+        try:
+            await _raw("suspended")
+        finally:
+            log.append("closed")
+
+    async def main() -> None:
+        timers = _CountTimers(asyncio.get_running_loop())
+        coro = Timeout(60.0).wrap_async(inner)()
+        assert coro.send(None) == "suspended"
+        contextvars.copy_context().run(coro.close)  # raised ValueError (token) before
+        assert timers.handles[0].cancelled()
+
+    asyncio.run(main())
+    assert log == ["closed"]
+
+
+@pytest.mark.parametrize("ending", ["returns", "raises", "expires", "swallows", "cancelled"])
+def test_async_every_exit_disarms_the_timer_and_balances_cancel_requests(ending: str) -> None:
+    clock = FakeClock()
+
+    async def work() -> str:
+        if ending in ("expires", "swallows"):
+            clock.advance(10.0)  # past the deadline before the timer is armed: it fires at once
+        await asyncio.sleep(0)  # armed here
+        if ending == "returns":
+            return "ok"
+        if ending == "raises":
+            raise LookupError("boom")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if ending == "swallows":
+                return "swallowed"
+            raise
+        return "slept"
+
+    async def runner() -> str:
+        return await Timeout(1.0, clock=clock).acall(work)
+
+    async def main() -> None:
+        timers = _CountTimers(asyncio.get_running_loop())
+        task = asyncio.create_task(runner())
+        await asyncio.sleep(0)
+        if ending == "cancelled":
+            task.cancel()
+        outcome: object
+        try:
+            outcome = await task
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the point
+            outcome = type(exc)
+        expected = {
+            "returns": "ok",
+            "raises": LookupError,
+            "expires": DeadlineExceeded,
+            "swallows": "swallowed",
+            "cancelled": asyncio.CancelledError,
+        }[ending]
+        assert outcome == expected
+        assert timers.handles[0].cancelled()  # ours, armed first (then asyncio.sleep's)
+        assert task.cancelling() == (1 if ending == "cancelled" else 0)
+
+    asyncio.run(main())

@@ -53,7 +53,7 @@ def test_exactly_one_of_value_and_function() -> None:
 
 
 @pytest.mark.parametrize(
-    "on", [int, (ValueError, "x"), KeyboardInterrupt, (BaseException,), "ValueError", 3]
+    "on", [int, (ValueError, "x"), KeyboardInterrupt, (BaseException,), "ValueError", 3, ()]
 )
 def test_on_validation(on: Any) -> None:
     with pytest.raises(ValueError, match="Fallback: on must"):

@@ -323,6 +323,32 @@ def test_outer_timeout_cancels_attempts() -> None:
     asyncio.run(main())
 
 
+def test_a_second_cancellation_during_cleanup_still_awaits_every_attempt() -> None:
+    # Cancelled twice (a TaskGroup aborting, then a timeout): the hedge must
+    # still wait for its attempts to finish before propagating, or they outlive it.
+    async def slow_to_die() -> Any:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            for _ in range(5):  # cleanup that takes a few loop turns
+                await asyncio.sleep(0)
+            raise
+
+    async def main() -> None:
+        callee = Attempts(a1=slow_to_die, a2=slow_to_die)
+        call = asyncio.create_task(Hedge(delay=0.0).acall(callee))
+        await until(lambda: callee.started == [1, 2])
+        call.cancel()
+        await asyncio.sleep(0)  # the hedge is now awaiting its attempts' cleanup
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert sorted(callee.cancelled) == [1, 2]
+        assert no_other_tasks()
+
+    asyncio.run(main())
+
+
 def test_losers_exceptions_are_retrieved_not_logged() -> None:
     clock = FakeClock()
     unhandled: list[dict[str, Any]] = []
@@ -380,6 +406,11 @@ def test_percentile_nearest_rank() -> None:
     for i in range(1, 101):
         h.record_latency(i / 1000)
     assert h.hedge_delay() == pytest.approx(0.095)
+    # p / 100 * n is 7.000000000000001 in floats: the rank must still be 7.
+    p7 = Hedge(percentile=7.0, min_samples=1, samples=100)
+    for i in range(1, 101):
+        p7.record_latency(float(i))
+    assert p7.hedge_delay() == 7.0
     fixed = Hedge(delay=0.3)
     fixed.record_latency(5.0)
     assert fixed.hedge_delay() == 0.3

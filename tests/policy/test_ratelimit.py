@@ -64,6 +64,23 @@ def test_tokens_must_fit_the_bucket() -> None:
         rl.try_acquire(clock(), 0)
 
 
+@pytest.mark.parametrize("max_wait", [math.nan, -1.0, -math.inf, "1"])
+def test_per_call_max_wait_is_validated(max_wait: Any) -> None:
+    # NaN compared false with every wait, so any wait was accepted; a negative
+    # limit refused even a token that was there.
+    rl, clock = limiter(1.0, 1)
+    assert rl.reserve(clock(), max_wait=0.0) == 0.0
+    message = rf"RateLimiter: max_wait must be >= 0 seconds, got {max_wait!r}"
+    with pytest.raises(ValueError, match=message):
+        rl.reserve(clock(), max_wait=max_wait)
+    with pytest.raises(ValueError, match=message):
+        rl.acquire(max_wait=max_wait)
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(rl.acquire_async(max_wait=max_wait))
+    assert rl.available(clock()) == 0.0  # nothing was reserved
+    assert clock.sleeps == []
+
+
 # --------------------------------------------------------------------------- token math
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import random
 from collections.abc import Callable, Iterator
 
@@ -190,6 +191,28 @@ def test_gives_up_raising_the_last_exception_itself_with_a_note(retry_clock: Fak
     assert info.value.__cause__ is None
     assert info.value.__context__ is None
     assert retry_clock.sleeps == [0.1, 0.1]
+
+
+def test_a_reraised_exception_object_does_not_accumulate_notes(retry_clock: FakeClock) -> None:
+    # A callee that raises one shared exception object (a module-level
+    # sentinel, a cached error) gives up many times on the same object.
+    shared = Flaky(0)
+    outer = make(retry_clock, name="outer", attempts=1)
+    inner = make(retry_clock, name="inner", attempts=2)
+    for _ in range(3):
+        with pytest.raises(Flaky) as info:
+            make(retry_clock, name="orders").call(Script(shared))
+        assert info.value.__notes__ == [
+            "seawall retry 'orders': gave up after 3 attempts (attempts exhausted)"
+        ]
+    shared.__notes__.clear()
+    for _ in range(3):  # nested retries keep one note each
+        with pytest.raises(Flaky):
+            outer.call(inner.wrap_sync(Script(shared)))
+    assert sorted(shared.__notes__) == [
+        "seawall retry 'inner': gave up after 2 attempts (attempts exhausted)",
+        "seawall retry 'outer': gave up after 1 attempt (attempts exhausted)",
+    ]
 
 
 def test_single_attempt_note_is_singular(retry_clock: FakeClock) -> None:
@@ -556,6 +579,27 @@ def test_async_cancellation_during_the_backoff_propagates() -> None:
 
     asyncio.run(main())
     assert started == [1]
+
+
+def test_async_close_from_another_context_is_quiet() -> None:
+    # The garbage collector closes a pending task's coroutine in whatever
+    # context is current then: resetting the attempt number must not fail there.
+    closed: list[bool] = []
+
+    async def hangs() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        coro = Retry(on=Flaky).wrap_async(hangs)()
+        coro.send(None)
+        contextvars.copy_context().run(coro.close)  # raised ValueError (token) before
+        assert current_attempt() == 1
+
+    asyncio.run(main())
+    assert closed == [True]
 
 
 def test_async_callee_cancellation_is_not_retried(retry_clock: FakeClock) -> None:

@@ -87,7 +87,7 @@ def _exponential(base: float, multiplier: float, cap: float, attempt: int) -> fl
     try:
         value = base * multiplier ** (attempt - 1)
     except OverflowError:
-        return cap
+        return cap if base > 0 else 0.0  # 0 * a huge growth is still 0
     return cap if value > cap else value
 
 

@@ -386,7 +386,12 @@ class Timeout(Policy):
                 )
             finally:
                 if token is not None:
-                    reset(token)
+                    try:  # noqa: SIM105 (hot path: suppress() costs an object and two calls)
+                        reset(token)
+                    except ValueError:
+                        # Closed (by the garbage collector) from another
+                        # context: ours is gone, there is nothing to restore.
+                        pass
 
         return timeout_async
 
@@ -455,9 +460,12 @@ def _suspended(
                 coro.close()
                 raise
             except BaseException as thrown:
-                step = coro.throw(thrown)
+                throw: BaseException | None = thrown
             else:
-                step = coro.send(sent)
+                throw = None
+            # Resume the work outside the except block above: run inside it, the
+            # work's own later exceptions would get `thrown` as their __context__.
+            step = coro.send(sent) if throw is None else coro.throw(throw)
     except StopIteration as stop:
         result: R = stop.value
         return result
@@ -468,6 +476,7 @@ def _suspended(
                 raise exceeded(own) from cancelled
         raise
     finally:
+        throw = None  # no exception -> traceback -> frame -> exception cycle
         handle.cancel()
         if expiry.expired:
             task.uncancel()
@@ -490,7 +499,7 @@ def encode_deadline(clock: Clock = MONOTONIC, deadline: float | None = None) -> 
     left_ms = (deadline - clock()) * 1000.0
     if left_ms <= 0:
         return "0"
-    return str(min(MAX_HEADER_MS, int(left_ms + _MS_SLACK)))
+    return str(int(min(MAX_HEADER_MS, left_ms + _MS_SLACK)))  # capped before int(): inf
 
 
 def decode_deadline(value: str, clock: Clock = MONOTONIC) -> float:

@@ -181,6 +181,8 @@ def _matcher(on: FallbackOn) -> Callable[[Exception], bool]:
         types: tuple[type[Exception], ...] = (on,)
     elif isinstance(on, tuple):
         types = on
+        if not types:  # would silently never fall back
+            raise ValueError("Fallback: on must name at least one exception type, got ()")
     elif callable(on):
         return on
     else:

@@ -205,7 +205,8 @@ class Hedge(Policy):
             if self._dirty:
                 n = len(self._ring)
                 if n >= self.min_samples:
-                    rank = max(1, math.ceil(self.percentile / 100 * n))
+                    # p * n / 100, not p / 100 * n: 0.07 * 100 is 7.000000000000001.
+                    rank = max(1, math.ceil(self.percentile * n / 100))
                     self._value = sorted(self._ring)[rank - 1]
                 self._dirty = False
             return self._value
@@ -278,10 +279,23 @@ class Hedge(Policy):
                 if leftovers:
                     for leftover in leftovers:
                         leftover.cancel()
-                    await asyncio.wait(leftovers)
+                    cancelled: asyncio.CancelledError | None = None
+                    while True:
+                        try:
+                            await asyncio.wait(leftovers)
+                            break
+                        except asyncio.CancelledError as exc:
+                            # Cancelled again while cleaning up: the attempts
+                            # must still not outlive the call (as TaskGroup does).
+                            cancelled = exc
                     for leftover in leftovers:
                         if not leftover.cancelled():
                             leftover.exception()  # mark retrieved; losers' outcomes are discarded
+                    if cancelled is not None:
+                        try:
+                            raise cancelled
+                        finally:
+                            cancelled = None  # no exception <-> frame cycle
 
         return hedged
 

@@ -43,6 +43,12 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _check_max_wait(value: float) -> None:
+    # `not >= 0` also rejects NaN, which compares false with every wait.
+    if not _number(value) or not value >= 0:
+        raise ValueError(f"RateLimiter: max_wait must be >= 0 seconds, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimiterConfig:
     """Validated settings of a :class:`RateLimiter`.
@@ -66,8 +72,7 @@ class RateLimiterConfig:
             raise ValueError(f"RateLimiter: rate must be a finite number > 0, got {self.rate!r}")
         if not _number(self.burst) or not 1 <= self.burst < math.inf:
             raise ValueError(f"RateLimiter: burst must be a finite number >= 1, got {self.burst!r}")
-        if not _number(self.max_wait) or not self.max_wait >= 0:
-            raise ValueError(f"RateLimiter: max_wait must be >= 0 seconds, got {self.max_wait!r}")
+        _check_max_wait(self.max_wait)
 
 
 class RateLimiter(Policy):
@@ -152,6 +157,7 @@ class RateLimiter(Policy):
         wait as ``retry_after``.
         """
         self._check_tokens(tokens)
+        _check_max_wait(max_wait)
         rate = self.config.rate
         with self._lock:
             self._refill_locked(now)

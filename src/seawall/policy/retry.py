@@ -8,7 +8,8 @@ context (:func:`seawall.policy.deadline.current_deadline`), whichever is
 sooner; when the next delay would reach it, it gives up at once.
 
 Giving up re-raises the last exception itself, with a note
-(``exc.add_note``) saying why; a failure recognized by ``on_result`` gives up
+(``exc.add_note``) saying why (one per retry name: an exception object raised
+again keeps only the latest); a failure recognized by ``on_result`` gives up
 by returning the last result. A shared :class:`~seawall.policy.budget.RetryBudget`
 caps retries across call sites.
 
@@ -360,8 +361,14 @@ class Retry(Policy):
         attempt = state.attempt
         decision = state.on_failure(now, hint)
         if isinstance(decision, StopReason):
+            prefix = f"seawall retry {self.name!r}: "
+            notes = getattr(exc, "__notes__", None)
+            if isinstance(notes, list) and notes:
+                # One exception object raised again and again (a shared
+                # sentinel) keeps one note from this retry: the latest.
+                notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(prefix))]
             exc.add_note(
-                f"seawall retry {self.name!r}: gave up after {attempt} "
+                f"{prefix}gave up after {attempt} "
                 f"attempt{'s' if attempt != 1 else ''} ({decision.value})"
             )
             if decision is StopReason.BUDGET:
@@ -483,7 +490,12 @@ class Retry(Policy):
                     if delay is None:
                         return result
                 finally:
-                    reset_attempt(token)
+                    try:  # noqa: SIM105 (hot path: suppress() costs an object and two calls)
+                        reset_attempt(token)
+                    except ValueError:
+                        # Closed (by the garbage collector) from another
+                        # context: ours is gone, there is nothing to restore.
+                        pass
                 if delay > 0:
                     await sleep(delay)
                 attempt += 1
