@@ -526,3 +526,23 @@ def test_async_real_timer_smoke() -> None:
         return current_attempt()
 
     assert asyncio.run(Hedge(delay=0.01).acall(callee)) == 2
+
+
+def test_closing_a_suspended_hedged_call_cancels_its_attempts_quietly() -> None:
+    """close() (garbage collection of an abandoned call) must not await: it cancels."""
+    from seawall.policy.hedge import Hedge
+
+    async def main() -> None:
+        async def work() -> None:
+            await asyncio.Event().wait()
+
+        coro = Hedge(delay=10.0).wrap_async(work)()
+        coro.send(None)  # runs up to its first suspension: the attempt task exists
+        await asyncio.sleep(0)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert others
+        coro.close()  # raised RuntimeError("coroutine ignored GeneratorExit") before
+        await asyncio.sleep(0)
+        assert all(t.cancelled() for t in others)
+
+    asyncio.run(main())

@@ -34,6 +34,9 @@ from .clock import MONOTONIC, Clock
 
 __all__ = ["RetryBudget"]
 
+_EPSILON = 1e-9
+"""Tolerance of the budget comparison, far below one retry."""
+
 _NEVER = -(2**62)
 """Bucket index before any event: far enough back that the first event clears the ring."""
 
@@ -185,7 +188,9 @@ class RetryBudget:
             now = self._clock()
         with self._lock:
             i = self._advance(now)
-            if self._retries_total + 1 > self._ratio * self._requests_total + self._reserve:
+            # _EPSILON absorbs float rounding: 0.29 * 100 is 28.999999999999996.
+            limit = self._ratio * self._requests_total + self._reserve + _EPSILON
+            if self._retries_total + 1 > limit:
                 return False
             self._retries[i] += 1
             self._retries_total += 1

@@ -241,6 +241,7 @@ class Hedge(Policy):
             started = 1
             timer_task: asyncio.Task[None] | None = None
             last_error: BaseException | None = None
+            closing = False
             try:
                 while True:
                     if timer_task is None and started <= max_hedges:
@@ -272,11 +273,17 @@ class Hedge(Policy):
                             running[loop.create_task(attempt(started))] = started
                         else:
                             started = max_hedges + 1  # refused: no more hedges for this call
+            except GeneratorExit:
+                closing = True  # closed, not cancelled: no awaiting allowed below
+                raise
             finally:
                 leftovers: list[asyncio.Future[Any]] = list(running)
                 if timer_task is not None:
                     leftovers.append(timer_task)
-                if leftovers:
+                if closing:
+                    for leftover in leftovers:
+                        leftover.cancel()
+                elif leftovers:
                     for leftover in leftovers:
                         leftover.cancel()
                     cancelled: asyncio.CancelledError | None = None

@@ -104,8 +104,9 @@ class RetryDetails:
 class RetryHook(Protocol):
     """An ``on_retry`` hook: called with the details before each sleep.
 
-    Runs on the caller's thread (or task); keep it quick. What it raises
-    propagates to the caller.
+    Runs on the caller's thread (or task), after the delay is decided and
+    before the sleep; keep it quick, as its time is not deducted from the
+    sleep. What it raises propagates to the caller.
     """
 
     def __call__(self, details: RetryDetails) -> None:
