@@ -115,7 +115,7 @@ def test_strategies_are_frozen_and_slotted() -> None:
 
 
 def test_attempt_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="attempt must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="backoff: attempt must be an int >= 1, got 0"):
         Exponential(0.1).delay(0, 0.0, random.Random(0))
 
 
@@ -162,7 +162,7 @@ def test_factory_rejects_unknown_jitter_naming_it() -> None:
         (lambda: Exponential(float("nan")), "Exponential: base must be .*, got nan"),
         (lambda: ExponentialFullJitter(0.1, float("inf")), "max must be .*, got inf"),
         (lambda: ExponentialEqualJitter(-1.0), "ExponentialEqualJitter: base .* got -1.0"),
-        (lambda: DecorrelatedJitter(0.0, 1.0), "DecorrelatedJitter: base must be > 0, got 0.0"),
+        (lambda: DecorrelatedJitter(0.0, 1.0), "DecorrelatedJitter: base must be .* > 0, got 0.0"),
         (lambda: backoff("full", base=-1.0), "base must be .* >= 0, got -1.0"),
         (lambda: backoff("none", base=1.0, max=0.5), r"max must be >= base \(1.0\), got 0.5"),
     ],
@@ -172,8 +172,8 @@ def test_bad_config_names_parameter_and_value(make: object, message: str) -> Non
         make()  # type: ignore[operator]
 
 
-def test_non_number_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="base must be a number of seconds, got '1'"):
+def test_non_number_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="Exponential: base must be a finite number >= 0, got '1'"):
         Exponential("1")  # type: ignore[arg-type]
 
 

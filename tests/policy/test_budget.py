@@ -104,8 +104,8 @@ def test_defaults_are_linkerds() -> None:
         ({"min_per_second": float("inf")}, "min_per_second must be .*, got inf"),
         ({"ttl": 0}, "ttl must be a finite number > 0, got 0"),
         ({"ttl": -3.0}, "ttl must be a finite number > 0, got -3.0"),
-        ({"buckets": 0}, "buckets must be an integer >= 1, got 0"),
-        ({"buckets": 2.5}, "buckets must be an integer >= 1, got 2.5"),
+        ({"buckets": 0}, "buckets must be an int >= 1, got 0"),
+        ({"buckets": 2.5}, "buckets must be an int >= 1, got 2.5"),
     ],
 )
 def test_bad_config_names_parameter_and_value(kwargs: dict[str, object], message: str) -> None:

@@ -28,8 +28,8 @@ from seawall.policy.errors import BulkheadFullError
         ({"max_concurrent": 2.5}, "Bulkhead: max_concurrent must be an int >= 1, got 2.5"),
         ({"max_concurrent": True}, "Bulkhead: max_concurrent must be an int >= 1, got True"),
         ({"max_concurrent": 1, "max_waiting": -1}, "max_waiting must be an int >= 0, got -1"),
-        ({"max_concurrent": 1, "max_wait": -0.1}, "max_wait must be >= 0 seconds, got -0.1"),
-        ({"max_concurrent": 1, "max_wait": math.nan}, "max_wait must be >= 0 seconds, got nan"),
+        ({"max_concurrent": 1, "max_wait": -0.1}, "max_wait must be a number >= 0, got -0.1"),
+        ({"max_concurrent": 1, "max_wait": math.nan}, "max_wait must be a number >= 0, got nan"),
     ],
 )
 def test_config_validation(kwargs: dict[str, Any], message: str) -> None:

@@ -85,9 +85,9 @@ def test_scope_enforces_nothing() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"seconds": -1.0}, "deadline_scope: seconds must be >= 0, got -1.0"),
-        ({"seconds": math.nan}, "deadline_scope: seconds must be >= 0, got nan"),
-        ({"seconds": "1"}, "deadline_scope: seconds must be a number, got '1'"),
+        ({"seconds": -1.0}, "deadline_scope: seconds must be a number >= 0, got -1.0"),
+        ({"seconds": math.nan}, "deadline_scope: seconds must be a number >= 0, got nan"),
+        ({"seconds": "1"}, "deadline_scope: seconds must be a number >= 0, got '1'"),
         ({"seconds": 1.0, "at": 2.0}, "give seconds or at, not both"),
         ({"at": math.nan}, "deadline_scope: at must be a number, got nan"),
     ],

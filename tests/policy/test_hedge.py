@@ -125,10 +125,10 @@ def no_other_tasks() -> bool:
         ({"delay": float("nan")}, "Hedge: delay must be a finite number >= 0, got nan"),
         ({"percentile": 0}, r"Hedge: percentile must be in \(0, 100\) or None, got 0"),
         ({"percentile": 100.0}, r"Hedge: percentile must be in \(0, 100\) or None, got 100.0"),
-        ({"max_hedges": 0}, "Hedge: max_hedges must be an integer >= 1, got 0"),
-        ({"min_samples": 0}, "Hedge: min_samples must be an integer >= 1, got 0"),
-        ({"samples": 5}, r"Hedge: samples must be an integer >= min_samples \(20\), got 5"),
-        ({"max_workers": 0}, "Hedge: max_workers must be >= 1 or None, got 0"),
+        ({"max_hedges": 0}, "Hedge: max_hedges must be an int >= 1, got 0"),
+        ({"min_samples": 0}, "Hedge: min_samples must be an int >= 1, got 0"),
+        ({"samples": 5}, r"Hedge: samples must be >= min_samples \(20\), got 5"),
+        ({"max_workers": 0}, "Hedge: max_workers must be an int >= 1 or None, got 0"),
         ({"name": ""}, "Hedge: name must be a non-empty string, got ''"),
     ],
 )
@@ -530,8 +530,6 @@ def test_async_real_timer_smoke() -> None:
 
 def test_closing_a_suspended_hedged_call_cancels_its_attempts_quietly() -> None:
     """close() (garbage collection of an abandoned call) must not await: it cancels."""
-    from seawall.policy.hedge import Hedge
-
     async def main() -> None:
         async def work() -> None:
             await asyncio.Event().wait()

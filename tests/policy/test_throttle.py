@@ -33,10 +33,10 @@ def record(throttle: AdaptiveThrottle, now: float, *, accepted: int, rejected: i
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"k": 0.5}, r"AdaptiveThrottle: k must be a finite number >= 1 \(1 is the most aggr"),
-        ({"k": math.inf}, "k must be a finite number >= 1 .*got inf"),
+        ({"k": 0.5}, "AdaptiveThrottle: k must be a finite number >= 1, got 0.5"),
+        ({"k": math.inf}, "k must be a finite number >= 1, got inf"),
         ({"k": math.nan}, "k must be .*got nan"),
-        ({"window": 0}, "AdaptiveThrottle: window must be a finite number of seconds > 0, got 0"),
+        ({"window": 0}, "AdaptiveThrottle: window must be a finite number > 0, got 0"),
         ({"window": -1.0}, "window must be .*got -1.0"),
         ({"buckets": 0}, "AdaptiveThrottle: buckets must be an int >= 1, got 0"),
         ({"buckets": 2.0}, "buckets must be an int >= 1, got 2.0"),

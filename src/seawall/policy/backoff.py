@@ -22,10 +22,11 @@ Strategies hold no state: one instance is shared by every call of a policy.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from ._validate import require_at_least, require_int, require_number, require_seconds
 
 __all__ = [
     "Backoff",
@@ -53,33 +54,9 @@ class Backoff(Protocol):
         ...
 
 
-def _check_duration(owner: str, name: str, value: float) -> None:
-    """Reject negative, NaN and infinite durations, naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
-
-
-def _check_cap(owner: str, base: float, cap: float) -> None:
-    _check_duration(owner, "max", cap)
-    if cap < base:
-        raise ValueError(f"{owner}: max must be >= base ({base!r}), got {cap!r}")
-
-
 def _check_attempt(attempt: int) -> None:
-    if attempt < 1:
-        raise ValueError(f"backoff: attempt must be >= 1, got {attempt!r}")
-
-
-def _check_multiplier(owner: str, multiplier: float) -> None:
-    if (
-        isinstance(multiplier, bool)
-        or not isinstance(multiplier, (int, float))
-        or not math.isfinite(multiplier)
-        or multiplier < 1
-    ):
-        raise ValueError(f"{owner}: multiplier must be a finite number >= 1, got {multiplier!r}")
+    if attempt < 1:  # every delay() passes here: the helper only builds the error
+        require_int("backoff", "attempt", attempt, minimum=1)
 
 
 def _exponential(base: float, multiplier: float, cap: float, attempt: int) -> float:
@@ -103,7 +80,7 @@ class Constant:
     """The delay, in seconds (also the cap)."""
 
     def __post_init__(self) -> None:
-        _check_duration("Constant", "seconds", self.seconds)
+        require_seconds("Constant", "seconds", self.seconds, allow_zero=True)
 
     @property
     def max(self) -> float:
@@ -132,9 +109,10 @@ class Linear:
     """Cap, seconds."""
 
     def __post_init__(self) -> None:
-        _check_duration("Linear", "base", self.base)
-        _check_duration("Linear", "step", self.step)
-        _check_cap("Linear", self.base, self.max)
+        require_seconds("Linear", "base", self.base, allow_zero=True)
+        require_seconds("Linear", "step", self.step, allow_zero=True)
+        require_seconds("Linear", "max", self.max, allow_zero=True)
+        require_at_least("Linear", "max", self.max, "base", self.base)
 
     def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
         """The linear delay for retry ``attempt``, capped."""
@@ -162,9 +140,10 @@ class Exponential:
     """Cap, seconds."""
 
     def __post_init__(self) -> None:
-        _check_duration("Exponential", "base", self.base)
-        _check_multiplier("Exponential", self.multiplier)
-        _check_cap("Exponential", self.base, self.max)
+        require_seconds("Exponential", "base", self.base, allow_zero=True)
+        require_number("Exponential", "multiplier", self.multiplier, ge=1)
+        require_seconds("Exponential", "max", self.max, allow_zero=True)
+        require_at_least("Exponential", "max", self.max, "base", self.base)
 
     def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
         """The exponential delay for retry ``attempt``, capped."""
@@ -186,8 +165,9 @@ class ExponentialFullJitter:
     """Cap, seconds."""
 
     def __post_init__(self) -> None:
-        _check_duration("ExponentialFullJitter", "base", self.base)
-        _check_cap("ExponentialFullJitter", self.base, self.max)
+        require_seconds("ExponentialFullJitter", "base", self.base, allow_zero=True)
+        require_seconds("ExponentialFullJitter", "max", self.max, allow_zero=True)
+        require_at_least("ExponentialFullJitter", "max", self.max, "base", self.base)
 
     def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
         """A uniform draw between 0 and the capped exponential delay."""
@@ -211,8 +191,9 @@ class ExponentialEqualJitter:
     """Cap, seconds."""
 
     def __post_init__(self) -> None:
-        _check_duration("ExponentialEqualJitter", "base", self.base)
-        _check_cap("ExponentialEqualJitter", self.base, self.max)
+        require_seconds("ExponentialEqualJitter", "base", self.base, allow_zero=True)
+        require_seconds("ExponentialEqualJitter", "max", self.max, allow_zero=True)
+        require_at_least("ExponentialEqualJitter", "max", self.max, "base", self.base)
 
     def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
         """Half the capped exponential delay plus a uniform draw over the other half."""
@@ -237,10 +218,9 @@ class DecorrelatedJitter:
     """Cap, seconds."""
 
     def __post_init__(self) -> None:
-        _check_duration("DecorrelatedJitter", "base", self.base)
-        if self.base <= 0:
-            raise ValueError(f"DecorrelatedJitter: base must be > 0, got {self.base!r}")
-        _check_cap("DecorrelatedJitter", self.base, self.max)
+        require_seconds("DecorrelatedJitter", "base", self.base)
+        require_seconds("DecorrelatedJitter", "max", self.max, allow_zero=True)
+        require_at_least("DecorrelatedJitter", "max", self.max, "base", self.base)
 
     def delay(self, attempt: int, previous: float, rng: random.Random) -> float:
         """A uniform draw between ``base`` and three times the previous delay, capped."""

@@ -27,9 +27,9 @@ budget safe to share between threads; nothing else ever runs under it.
 
 from __future__ import annotations
 
-import math
 import threading
 
+from ._validate import require_int, require_number, require_seconds
 from .clock import MONOTONIC, Clock
 
 __all__ = ["RetryBudget"]
@@ -91,16 +91,10 @@ class RetryBudget:
         *,
         buckets: int = 10,
     ) -> None:
-        if not _is_number(ratio) or not 0 < ratio <= 1000:
-            raise ValueError(f"RetryBudget: ratio must be in (0, 1000], got {ratio!r}")
-        if not _is_number(min_per_second) or not 0 <= min_per_second < math.inf:
-            raise ValueError(
-                f"RetryBudget: min_per_second must be a finite number >= 0, got {min_per_second!r}"
-            )
-        if not _is_number(ttl) or not 0 < ttl < math.inf:
-            raise ValueError(f"RetryBudget: ttl must be a finite number > 0, got {ttl!r}")
-        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-            raise ValueError(f"RetryBudget: buckets must be an integer >= 1, got {buckets!r}")
+        require_number("RetryBudget", "ratio", ratio, gt=0, le=1000)
+        require_number("RetryBudget", "min_per_second", min_per_second, ge=0)
+        require_seconds("RetryBudget", "ttl", ttl)
+        require_int("RetryBudget", "buckets", buckets, minimum=1)
         self._ratio = float(ratio)
         self._min_per_second = float(min_per_second)
         self._reserve = float(min_per_second) * float(ttl)
@@ -216,8 +210,3 @@ class RetryBudget:
         with self._lock:
             self._advance(now)
             return self._requests_total, self._retries_total
-
-
-def _is_number(value: object) -> bool:
-    """A real int or float (not a bool); NaN fails the range checks that follow."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

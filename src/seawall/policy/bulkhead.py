@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._policy import Policy
+from ._validate import require_int, require_seconds
 from .clock import MONOTONIC, Clock
 from .deadline import current_deadline
 from .errors import BulkheadFullError
@@ -76,14 +77,9 @@ class BulkheadConfig:
     name: str = "bulkhead"
 
     def __post_init__(self) -> None:
-        for field in ("max_concurrent", "max_waiting"):
-            value = getattr(self, field)
-            low = 1 if field == "max_concurrent" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Bulkhead: {field} must be an int >= {low}, got {value!r}")
-        wait = self.max_wait
-        if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
-            raise ValueError(f"Bulkhead: max_wait must be >= 0 seconds, got {wait!r}")
+        require_int("Bulkhead", "max_concurrent", self.max_concurrent, minimum=1)
+        require_int("Bulkhead", "max_waiting", self.max_waiting, minimum=0)
+        require_seconds("Bulkhead", "max_wait", self.max_wait, allow_zero=True, allow_inf=True)
 
 
 @dataclass(frozen=True, slots=True)

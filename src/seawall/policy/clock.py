@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
+from ._validate import require_seconds
+
 __all__ = [
     "AsyncSleep",
     "Clock",
@@ -73,7 +75,9 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds`` (must be >= 0)."""
         if seconds < 0:
-            raise ValueError(f"FakeClock.advance: seconds must be >= 0, got {seconds!r}")
+            require_seconds(
+                "FakeClock.advance", "seconds", seconds, allow_zero=True, allow_inf=True
+            )
         with self._lock:
             self._now += seconds
 

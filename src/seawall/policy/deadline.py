@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._policy import Policy
+from ._validate import require_number, require_seconds
 from .clock import MONOTONIC, Clock
 from .errors import DeadlineExceeded
 
@@ -121,14 +122,6 @@ def _pop(owner: object) -> _Entry:
     raise RuntimeError(f"{owner!r} exited without having been entered in this context")
 
 
-def _check_seconds(owner: str, name: str, value: float, *, strict: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
-    if math.isnan(value) or value < 0 or (strict and (value == 0 or math.isinf(value))):
-        need = "a finite number > 0" if strict else ">= 0"
-        raise ValueError(f"{owner}: {name} must be {need}, got {value!r}")
-
-
 class deadline_scope:
     """Publish a deadline for the work inside a ``with`` (or ``async with``) block.
 
@@ -158,10 +151,9 @@ class deadline_scope:
                 f"deadline_scope: give seconds or at, not both (got {seconds!r} and {at!r})"
             )
         if seconds is not None:
-            _check_seconds("deadline_scope", "seconds", seconds, strict=False)
-        if at is not None and (isinstance(at, bool) or not isinstance(at, int | float)
-                               or math.isnan(at)):
-            raise ValueError(f"deadline_scope: at must be a number, got {at!r}")
+            require_seconds("deadline_scope", "seconds", seconds, allow_zero=True, allow_inf=True)
+        if at is not None:
+            require_number("deadline_scope", "at", at, finite=False)
         self._seconds = seconds
         self._at = at
         self._clock = clock
@@ -213,7 +205,7 @@ class TimeoutConfig:
     name: str = "timeout"
 
     def __post_init__(self) -> None:
-        _check_seconds("Timeout", "seconds", self.seconds, strict=True)
+        require_seconds("Timeout", "seconds", self.seconds)
 
 
 def _coroutine_function(

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 from ._policy import Policy
+from ._validate import require_exception_matcher
 from .errors import SeawallError
 
 __all__ = ["Fallback", "FallbackOn"]
@@ -177,21 +178,9 @@ class Fallback(Policy):
 
 def _matcher(on: FallbackOn) -> Callable[[Exception], bool]:
     """A predicate for ``on``, validated."""
-    if isinstance(on, type):
-        types: tuple[type[Exception], ...] = (on,)
-    elif isinstance(on, tuple):
-        types = on
-        if not types:  # would silently never fall back
-            raise ValueError("Fallback: on must name at least one exception type, got ()")
-    elif callable(on):
-        return on
-    else:
-        raise ValueError(f"Fallback: on must be exception types or a predicate, got {on!r}")
-    for kind in types:
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
-            raise ValueError(
-                f"Fallback: on must name Exception subclasses (never BaseException), got {kind!r}"
-            )
+    types, predicate = require_exception_matcher("Fallback", "on", on)
+    if predicate is not None:
+        return predicate
 
     def matches(exc: Exception) -> bool:
         return isinstance(exc, types)

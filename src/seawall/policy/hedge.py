@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from ._policy import Policy
+from ._validate import require_at_least, require_int, require_number, require_seconds
 from .budget import RetryBudget
 from .clock import MONOTONIC, AsyncSleep, Clock
 from .clock import async_sleep as _default_async_sleep
@@ -125,28 +126,13 @@ class Hedge(Policy):
         async_sleep: AsyncSleep = _default_async_sleep,
         name: str = "hedge",
     ) -> None:
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, (int, float))
-            or not 0 <= delay < math.inf
-        ):
-            raise ValueError(f"Hedge: delay must be a finite number >= 0, got {delay!r}")
-        if percentile is not None and (
-            isinstance(percentile, bool)
-            or not isinstance(percentile, (int, float))
-            or not 0 < percentile < 100
-        ):
-            raise ValueError(f"Hedge: percentile must be in (0, 100) or None, got {percentile!r}")
-        if not _is_int(max_hedges) or max_hedges < 1:
-            raise ValueError(f"Hedge: max_hedges must be an integer >= 1, got {max_hedges!r}")
-        if not _is_int(min_samples) or min_samples < 1:
-            raise ValueError(f"Hedge: min_samples must be an integer >= 1, got {min_samples!r}")
-        if not _is_int(samples) or samples < min_samples:
-            raise ValueError(
-                f"Hedge: samples must be an integer >= min_samples ({min_samples}), got {samples!r}"
-            )
-        if max_workers is not None and (not _is_int(max_workers) or max_workers < 1):
-            raise ValueError(f"Hedge: max_workers must be >= 1 or None, got {max_workers!r}")
+        require_seconds("Hedge", "delay", delay, allow_zero=True)
+        require_number("Hedge", "percentile", percentile, gt=0, lt=100, allow_none=True)
+        require_int("Hedge", "max_hedges", max_hedges, minimum=1)
+        require_int("Hedge", "min_samples", min_samples, minimum=1)
+        require_int("Hedge", "samples", samples, minimum=1)
+        require_at_least("Hedge", "samples", samples, "min_samples", min_samples)
+        require_int("Hedge", "max_workers", max_workers, minimum=1, allow_none=True)
         if not isinstance(name, str) or not name:
             raise ValueError(f"Hedge: name must be a non-empty string, got {name!r}")
         self.delay = float(delay)
@@ -402,6 +388,3 @@ class Hedge(Policy):
     ) -> None:
         self.close()
 
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

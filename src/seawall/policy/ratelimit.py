@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._policy import Policy
+from ._validate import require_number, require_seconds
 from .clock import MONOTONIC, AsyncSleep, Clock, Sleep, async_sleep, sync_sleep
 from .deadline import current_deadline
 from .errors import RateLimitedError
@@ -37,16 +38,6 @@ R = TypeVar("R")
 # Tolerance on token counts: float refills (elapsed * rate) can land a hair
 # below a whole token that is, in exact arithmetic, there.
 _EPSILON = 1e-9
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_max_wait(value: float) -> None:
-    # `not >= 0` also rejects NaN, which compares false with every wait.
-    if not _number(value) or not value >= 0:
-        raise ValueError(f"RateLimiter: max_wait must be >= 0 seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +59,9 @@ class RateLimiterConfig:
     name: str = "ratelimit"
 
     def __post_init__(self) -> None:
-        if not _number(self.rate) or not 0 < self.rate < math.inf:
-            raise ValueError(f"RateLimiter: rate must be a finite number > 0, got {self.rate!r}")
-        if not _number(self.burst) or not 1 <= self.burst < math.inf:
-            raise ValueError(f"RateLimiter: burst must be a finite number >= 1, got {self.burst!r}")
-        _check_max_wait(self.max_wait)
+        require_number("RateLimiter", "rate", self.rate, gt=0)
+        require_number("RateLimiter", "burst", self.burst, ge=1)
+        require_seconds("RateLimiter", "max_wait", self.max_wait, allow_zero=True, allow_inf=True)
 
 
 class RateLimiter(Policy):
@@ -112,7 +101,8 @@ class RateLimiter(Policy):
         name: str = "ratelimit",
     ) -> None:
         if burst is None:
-            burst = max(1.0, rate) if _number(rate) else 1.0
+            # (a rate that is not a number is left for the config to report)
+            burst = max(1.0, rate) if isinstance(rate, int | float) else 1.0
         self.config = RateLimiterConfig(rate, burst, max_wait, name)
         """The validated settings."""
         self._clock = clock
@@ -137,11 +127,14 @@ class RateLimiter(Policy):
             self._updated = now
 
     def _check_tokens(self, tokens: float) -> None:
-        if not _number(tokens) or not 0 < tokens <= self.config.burst:
-            raise ValueError(
-                f"RateLimiter: tokens must be > 0 and <= burst ({self.config.burst!r}), "
-                f"got {tokens!r}"
-            )
+        # Every call passes here: compare inline, build the error only on failure.
+        burst = self.config.burst
+        if (
+            isinstance(tokens, bool)
+            or not isinstance(tokens, (int, float))
+            or not 0 < tokens <= burst
+        ):
+            require_number("RateLimiter", "tokens", tokens, gt=0, le=burst)
 
     def available(self, now: float) -> float:
         """Tokens in the bucket at ``now`` (negative while reservations are outstanding)."""
@@ -157,7 +150,13 @@ class RateLimiter(Policy):
         wait as ``retry_after``.
         """
         self._check_tokens(tokens)
-        _check_max_wait(max_wait)
+        # `not >= 0` also rejects NaN, which compares false with every wait.
+        if (
+            isinstance(max_wait, bool)
+            or not isinstance(max_wait, (int, float))
+            or not max_wait >= 0
+        ):
+            require_seconds("RateLimiter", "max_wait", max_wait, allow_zero=True, allow_inf=True)
         rate = self.config.rate
         with self._lock:
             self._refill_locked(now)

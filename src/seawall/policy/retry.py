@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from ._policy import Policy
+from ._validate import require_exception_matcher, require_int, require_seconds
 from .backoff import Backoff, ExponentialFullJitter
 from .budget import RetryBudget
 from .clock import MONOTONIC, AsyncSleep, Clock, Sleep, sync_sleep
@@ -305,15 +306,11 @@ class Retry(Policy):
         rng: random.Random | None = None,
         on_retry: RetryHook | None = None,
     ) -> None:
-        self._catch, self._predicate = _parse_on(on)
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"Retry: attempts must be >= 1, got {attempts!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout < math.inf
-        ):
-            raise ValueError(f"Retry: timeout must be a finite number > 0 or None, got {timeout!r}")
+        types, self._predicate = require_exception_matcher("Retry", "on", on)
+        # A predicate is only ever shown Exception instances, never cancellation.
+        self._catch = types if self._predicate is None else (Exception,)
+        require_int("Retry", "attempts", attempts, minimum=1)
+        require_seconds("Retry", "timeout", timeout, allow_none=True)
         if not isinstance(backoff, Backoff):
             raise ValueError(f"Retry: backoff must have delay() and max, got {backoff!r}")
         if not isinstance(name, str) or not name:
@@ -626,27 +623,3 @@ class _AsyncAttempts:
         self._last = Attempt(number, self)
         return self._last
 
-
-def _parse_on(
-    on: OnError,
-) -> tuple[tuple[type[BaseException], ...], Callable[[BaseException], bool] | None]:
-    """Split ``on`` into the types to catch and an optional predicate; validate."""
-    if isinstance(on, type):
-        types: tuple[Any, ...] = (on,)
-    elif isinstance(on, tuple):
-        types = on
-        if not types:
-            raise ValueError("Retry: on must name at least one exception type, got ()")
-    elif callable(on):
-        return (Exception,), on
-    else:
-        raise ValueError(
-            f"Retry: on must be an exception type, a tuple of them or a predicate, got {on!r}"
-        )
-    for t in types:
-        if not (isinstance(t, type) and issubclass(t, Exception)):
-            raise ValueError(
-                "Retry: on must only name Exception subclasses (never cancellation, "
-                f"KeyboardInterrupt or SystemExit), got {t!r}"
-            )
-    return types, None

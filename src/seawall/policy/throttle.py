@@ -29,7 +29,6 @@ totals, so every operation is O(1) amortised: an event is forgotten between
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import types
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._policy import Policy
+from ._validate import require_int, require_number, require_seconds
 from .clock import MONOTONIC, Clock
 from .errors import SeawallError, ThrottledError
 
@@ -60,10 +60,6 @@ def default_rejected_on(exc: Exception) -> bool:
     return isinstance(exc, SeawallError | TimeoutError | ConnectionError)
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True, slots=True)
 class ThrottleConfig:
     """Validated settings of an :class:`AdaptiveThrottle`.
@@ -81,18 +77,9 @@ class ThrottleConfig:
     name: str = "throttle"
 
     def __post_init__(self) -> None:
-        if not _number(self.k) or not 1 <= self.k < math.inf:
-            raise ValueError(
-                f"AdaptiveThrottle: k must be a finite number >= 1 "
-                f"(1 is the most aggressive), got {self.k!r}"
-            )
-        if not _number(self.window) or not 0 < self.window < math.inf:
-            raise ValueError(
-                f"AdaptiveThrottle: window must be a finite number of seconds > 0, "
-                f"got {self.window!r}"
-            )
-        if isinstance(self.buckets, bool) or not isinstance(self.buckets, int) or self.buckets < 1:
-            raise ValueError(f"AdaptiveThrottle: buckets must be an int >= 1, got {self.buckets!r}")
+        require_number("AdaptiveThrottle", "k", self.k, ge=1)
+        require_seconds("AdaptiveThrottle", "window", self.window)
+        require_int("AdaptiveThrottle", "buckets", self.buckets, minimum=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +221,8 @@ class AdaptiveThrottle(Policy):
 
     def _decide(self, now: float, u: float) -> float | None:
         """Count a request at ``now``; ``None`` if allowed, else the rejecting probability."""
-        if not 0.0 <= u < 1.0:
-            raise ValueError(f"AdaptiveThrottle: u must be in [0, 1), got {u!r}")
+        if not 0.0 <= u < 1.0:  # every call passes here: the helper only builds the error
+            require_number("AdaptiveThrottle", "u", u, ge=0, lt=1)
         with self._lock:
             slot = self._advance_locked(now)
             probability = self._probability_locked()

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._validate import require_int, require_seconds
+
 __all__ = ["CALL", "CountWindow", "FAILED", "SLOW", "TimeWindow", "WindowTotals"]
 
 CALL = 1
@@ -50,8 +52,7 @@ class CountWindow:
     __slots__ = ("_pos", "_ring", "_size", "calls", "failures", "slow_calls")
 
     def __init__(self, size: int) -> None:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"CountWindow: size must be an int >= 1, got {size!r}")
+        require_int("CountWindow", "size", size, minimum=1)
         self._size = size
         self._ring = [0] * size
         self._pos = 0
@@ -118,10 +119,8 @@ class TimeWindow:
     )
 
     def __init__(self, seconds: float, buckets: int = 10) -> None:
-        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
-            raise ValueError(f"TimeWindow: buckets must be an int >= 1, got {buckets!r}")
-        if not seconds > 0:
-            raise ValueError(f"TimeWindow: seconds must be > 0, got {seconds!r}")
+        require_int("TimeWindow", "buckets", buckets, minimum=1)
+        require_seconds("TimeWindow", "seconds", seconds, allow_inf=True)
         self._n = buckets
         self._width = seconds / buckets
         self._b_calls = [0] * buckets
