@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo lint typecheck bench-policy docs clean
+.PHONY: test demo lint typecheck bench-policy bench-proxy docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "seawall needs Python 3.11+"'
@@ -28,6 +28,11 @@ demo: $(STAMP)
 bench-policy: $(STAMP)
 	$(BIN)/python -m pip install -q -r benchmarks/requirements-policy.txt
 	$(BIN)/python benchmarks/policy_overhead.py
+
+bench-proxy: $(STAMP)
+	bash benchmarks/install_proxy_peers.sh
+	$(BIN)/python -m pip install -q -r benchmarks/requirements-proxy.txt
+	$(BIN)/python benchmarks/proxy_throughput.py
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_api_reference.py

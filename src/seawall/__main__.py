@@ -1,0 +1,7 @@
+"""``python -m seawall``: the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

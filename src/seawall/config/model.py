@@ -1,0 +1,631 @@
+"""The mesh model: what mesh.yaml says, as frozen, validated objects.
+
+Every section is a frozen pydantic model that forbids unknown keys, so a typo
+is an error naming its path rather than a silently ignored setting. Values are
+normalised on the way in: durations become float seconds, percentages floats
+in ``[0, 100]``, sizes int bytes, header names lower case.
+
+Checks that involve one section live on its model (``max >= base``); checks
+that involve several sections (a route naming a subset of another service,
+ports used twice) live in :mod:`seawall.config.checks`, and only
+:func:`~seawall.config.parse_mesh` runs both. Build configs with
+:func:`~seawall.config.load_mesh` or :func:`~seawall.config.parse_mesh`, not
+with ``MeshConfig.model_validate``, which skips the cross-section checks.
+
+Every default is explained in ``docs/config/mesh-yaml.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Le, MinLen
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
+from pydantic import model_validator as _model_validator
+
+from ._types import (
+    ByteSize,
+    ByteSizeOrZero,
+    Command,
+    Count,
+    CountOrZero,
+    Duration,
+    Flag,
+    HeaderName,
+    Host,
+    Method,
+    Name,
+    Number,
+    Objective,
+    Percent,
+    Port,
+    PositiveDuration,
+    Rate,
+    Regex,
+    RetryCondition,
+    RouteName,
+    Text,
+    TrustDomain,
+    UrlPath,
+    invalid,
+    is_name,
+)
+from .units import format_duration, parse_duration
+
+__all__ = [
+    "AbortFault",
+    "BackoffConfig",
+    "BudgetConfig",
+    "BulkheadConfig",
+    "CircuitBreakerConfig",
+    "DelayFault",
+    "DestinationPolicy",
+    "EndpointConfig",
+    "FaultConfig",
+    "HeaderMatch",
+    "LatencyObjective",
+    "LimitsConfig",
+    "MatchConfig",
+    "MeshConfig",
+    "MirrorConfig",
+    "OutlierConfig",
+    "RetryConfig",
+    "RouteConfig",
+    "RouteRetry",
+    "ServiceConfig",
+    "SidecarOptions",
+    "SidecarPorts",
+    "SloConfig",
+    "SlowCallConfig",
+    "SubsetConfig",
+    "WindowConfig",
+]
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class _Section(BaseModel):
+    """Base of every section: frozen, unknown keys refused, empty means defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        # ``retry:`` with nothing after it is YAML null: read it as "all defaults",
+        # and ``subsets:`` (or any key whose default is empty) as empty.
+        if data is None:
+            return {}
+        if isinstance(data, dict) and None in data.values():
+            fields = cls.model_fields
+            return {
+                key: value
+                for key, value in data.items()
+                if not (value is None and key in fields and fields[key].default in ({}, ()))
+            }
+        return data
+
+
+def _earlier(info: ValidationInfo, name: str) -> Any:
+    """The already-validated value of an earlier field (its default if not given), or
+    None if it failed. A later field compared with it sets ``validate_default=True``,
+    or a given ``open_for: 90s`` would pass against the default ``max_open_for: 60s``."""
+    return info.data.get(name)
+
+
+def _show(seconds: float) -> str:
+    return format_duration(seconds)
+
+
+# ---------------------------------------------------------------- services
+
+
+class SubsetConfig(_Section):
+    """A named group of a service's endpoints (a version, a canary)."""
+
+    labels: dict[Text, Text] = {}
+    """Labels selecting the subset's instances (used by the control plane's registry)."""
+
+
+class EndpointConfig(_Section):
+    """One address where a service is reached (normally an instance's inbound sidecar)."""
+
+    address: Host
+    port: Port
+    subset: Name | None = None
+    """The subset this endpoint belongs to, if any (must be one of the service's subsets)."""
+    weight: Annotated[int, Strict(), Ge(1), Le(10_000)] = 1
+    """Relative weight for load balancing among endpoints of equal health."""
+
+
+class SidecarPorts(_Section):
+    """The ports of a service's sidecar."""
+
+    inbound: Port
+    """Receives calls from other sidecars; forwards them to the app (on ``host``)."""
+    outbound: Port
+    """The app's HTTP proxy (``HTTP_PROXY=http://127.0.0.1:<outbound>``)."""
+    admin: Port
+    """``/ready``, ``/metrics``, ``/config``, ``/clusters``."""
+    upstreams: dict[Name, Port] = {}
+    """Optional local port per destination, for clients that cannot use a proxy."""
+
+
+class ServiceConfig(_Section):
+    """A service in the mesh: where its app listens and where its sidecar does."""
+
+    port: Port
+    """Where the app itself listens."""
+    host: Host = "127.0.0.1"
+    sidecar: SidecarPorts
+    subsets: dict[Name, SubsetConfig] = {}
+    endpoints: tuple[EndpointConfig, ...] = ()
+    """Static endpoints; when empty, the one endpoint is ``host:sidecar.inbound``."""
+    run: Command | None = None
+    """What ``seawall up`` starts (a command line, split like a shell does, or a list)."""
+
+    def effective_endpoints(self) -> tuple[EndpointConfig, ...]:
+        """The endpoints callers use: the static ones, or this service's inbound sidecar."""
+        if self.endpoints:
+            return self.endpoints
+        return (EndpointConfig(address=self.host, port=self.sidecar.inbound),)
+
+
+# ---------------------------------------------------------------- retries
+
+
+class BackoffConfig(_Section):
+    """Exponential backoff between retries (doubling), capped, with jitter."""
+
+    jitter: Literal["none", "full", "equal", "decorrelated"] = "full"
+    base: Duration = 0.025
+    max: Annotated[Duration, Field(validate_default=True)] = 1.0
+
+    @field_validator("base")
+    @classmethod
+    def _base_positive_for_decorrelated(cls, base: float, info: ValidationInfo) -> float:
+        if _earlier(info, "jitter") == "decorrelated" and base <= 0:
+            invalid("must be > 0 with decorrelated jitter")
+        return base
+
+    @field_validator("max")
+    @classmethod
+    def _max_at_least_base(cls, cap: float, info: ValidationInfo) -> float:
+        base = _earlier(info, "base")
+        if base is not None and cap < base:
+            invalid(f"must be >= base ({_show(base)})")
+        return cap
+
+
+class BudgetConfig(_Section):
+    """Retry budget (Finagle/Linkerd): retries allowed as a share of recent requests."""
+
+    ratio: Annotated[Number, Field(gt=0, le=1000)] = 0.2
+    """Retries per request over the last ``ttl`` (0.2: at most 20% extra load)."""
+    min_per_second: Annotated[Number, Field(ge=0, le=1_000_000)] = 10.0
+    """Retries always allowed per second, so low-traffic callers can still retry."""
+    ttl: PositiveDuration = 10.0
+    """How long a request or a retry counts towards the budget."""
+
+
+class RetryConfig(_Section):
+    """How a destination's failed requests are retried."""
+
+    attempts: Annotated[int, Strict(), Ge(1), Le(10)] = 2
+    """Total attempts, the first included (1 means never retry)."""
+    on: tuple[RetryCondition, ...] = ("connect-failure", "reset")
+    """What is retried: ``5xx``, ``gateway-error`` (502, 503, 504), ``reset``,
+    ``connect-failure`` or a status code."""
+    backoff: BackoffConfig = BackoffConfig()
+    budget: BudgetConfig = BudgetConfig()
+    methods: tuple[Method, ...] = ()
+    """Non-idempotent methods that may be retried too (idempotent ones always may)."""
+
+
+class RouteRetry(_Section):
+    """A route's changes to its destination's retry policy; unset keys are inherited.
+
+    The budget is not here: it is shared by every route of a destination.
+    """
+
+    attempts: Annotated[int, Strict(), Ge(1), Le(10)] | None = None
+    on: tuple[RetryCondition, ...] | None = None
+    backoff: BackoffConfig | None = None
+    methods: tuple[Method, ...] | None = None
+
+
+# ---------------------------------------------------------------- circuit breaker
+
+
+class WindowConfig(_Section):
+    """The breaker's sliding window: the last ``size`` calls, or the last ``size`` seconds."""
+
+    type: Literal["count", "time"] = "count"
+    size: int | float = 100
+    """Calls (an integer) for a count window; a duration for a time window (default 10s)."""
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _default_size(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "size" not in data:
+            return {**data, "size": 10.0 if data.get("type") == "time" else 100}
+        return data
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_for_type(cls, size: object, info: ValidationInfo) -> int | float:
+        kind = _earlier(info, "type")
+        if kind == "count":
+            if isinstance(size, bool) or not isinstance(size, int):
+                invalid("must be a whole number of calls for a count window")
+            if not 1 <= size <= 1_000_000:
+                invalid("must be from 1 to 1000000 calls")
+            return size
+        if kind == "time":
+            try:
+                seconds = parse_duration(size)
+            except ValueError as exc:
+                invalid(str(exc))
+            if not 0 < seconds <= 86_400:
+                invalid("must be > 0 and <= 1d for a time window")
+            return seconds
+        return 1  # the type is invalid and reported; do not pile a second error on
+
+
+class SlowCallConfig(_Section):
+    """Calls slower than ``duration`` count as slow; too many slow calls open the breaker."""
+
+    duration: PositiveDuration
+    rate: Rate = 100.0
+
+
+class CircuitBreakerConfig(_Section):
+    """A circuit breaker per destination (``seawall.policy.CircuitBreaker``)."""
+
+    enabled: Flag = True
+    window: WindowConfig = WindowConfig()
+    failure_rate: Rate = 50.0
+    slow_call: SlowCallConfig | None = None
+    minimum_calls: Count = 20
+    open_for: PositiveDuration = 5.0
+    max_open_for: Annotated[PositiveDuration, Field(validate_default=True)] = 60.0
+    open_multiplier: Annotated[Number, Field(ge=1, le=100)] = 1.0
+    half_open_calls: Annotated[int, Strict(), Ge(1), Le(1000)] = 3
+
+    @field_validator("max_open_for")
+    @classmethod
+    def _max_at_least_open_for(cls, cap: float, info: ValidationInfo) -> float:
+        open_for = _earlier(info, "open_for")
+        if open_for is not None and cap < open_for:
+            invalid(f"must be >= open_for ({_show(open_for)})")
+        return cap
+
+
+# ---------------------------------------------------------------- pool, outliers
+
+
+class BulkheadConfig(_Section):
+    """Connection-pool and concurrency limits per destination."""
+
+    max_connections: Count = 1024
+    max_pending: CountOrZero = 1024
+    """Requests waiting for a connection; 0 means overflow answers at once."""
+    max_in_flight: Count = 1024
+    max_retries: CountOrZero = 3
+    """Retries in progress at once, across all requests to the destination."""
+
+
+class OutlierConfig(_Section):
+    """Passive health checking: eject endpoints that keep failing, for a while."""
+
+    enabled: Flag = True
+    consecutive_5xx: Count | None = 5
+    consecutive_gateway_errors: Count | None = 5
+    interval: PositiveDuration | None = None
+    """How often ejections are reviewed; ``None``: when the next request needs it."""
+    ejection: PositiveDuration = 30.0
+    """Base ejection time, multiplied by the number of times the endpoint was ejected."""
+    max_ejection: Annotated[PositiveDuration, Field(validate_default=True)] = 300.0
+    max_ejected: Percent = 50.0
+    """At most this share of the destination's endpoints is ejected at once."""
+
+    @field_validator("max_ejection")
+    @classmethod
+    def _max_at_least_base(cls, cap: float, info: ValidationInfo) -> float:
+        base = _earlier(info, "ejection")
+        if base is not None and cap < base:
+            invalid(f"must be >= ejection ({_show(base)})")
+        return cap
+
+
+# ---------------------------------------------------------------- routes
+
+
+class HeaderMatch(_Section):
+    """How one request header must look: exactly a value, a regex, or present/absent.
+
+    In YAML a plain string means ``exact``: ``{x-user: alice}``.
+    """
+
+    exact: Text | None = None
+    regex: Regex | None = None
+    """A Python regex the whole value must match (``re.fullmatch``)."""
+    present: Flag | None = None
+    """``true``: the header must be there; ``false``: it must not."""
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _string_is_exact(cls, data: Any) -> Any:
+        return {"exact": data} if isinstance(data, str) else data
+
+    @_model_validator(mode="after")
+    def _exactly_one(self) -> HeaderMatch:
+        if [self.exact, self.regex, self.present].count(None) != 2:
+            invalid("set exactly one of exact, regex, present")
+        return self
+
+
+class MatchConfig(_Section):
+    """What a route matches; every condition given must hold. Empty matches everything."""
+
+    path_prefix: UrlPath | None = None
+    path_exact: UrlPath | None = None
+    path_regex: Regex | None = None
+    """A Python regex the whole path must match (``re.fullmatch``), query excluded."""
+    method: Method | None = None
+    methods: Annotated[tuple[Method, ...], MinLen(1)] | None = None
+    headers: dict[HeaderName, HeaderMatch] = {}
+    """Header names are matched case-insensitively (stored in lower case)."""
+
+    @_model_validator(mode="after")
+    def _one_of_each(self) -> MatchConfig:
+        if [self.path_prefix, self.path_exact, self.path_regex].count(None) < 2:
+            invalid("set only one of path_prefix, path_exact, path_regex")
+        if self.method is not None and self.methods is not None:
+            invalid("set only one of method, methods")
+        return self
+
+    def allowed_methods(self) -> frozenset[str] | None:
+        """The methods this route matches, or ``None`` for any method."""
+        if self.method is not None:
+            return frozenset((self.method,))
+        return None if self.methods is None else frozenset(self.methods)
+
+
+class MirrorConfig(_Section):
+    """Copy requests to another destination, fire-and-forget (request shadowing)."""
+
+    to: Name
+    subset: Name | None = None
+    percent: Percent = 100.0
+
+
+class DelayFault(_Section):
+    duration: PositiveDuration
+    percent: Percent
+
+
+class AbortFault(_Section):
+    status: Annotated[int, Strict(), Ge(400), Le(599)]
+    percent: Percent
+
+
+class FaultConfig(_Section):
+    """Injected faults: a delay, an abort, or faults requested by headers (for tests)."""
+
+    delay: DelayFault | None = None
+    abort: AbortFault | None = None
+    header_trigger: Flag = False
+    """Let ``x-seawall-fault-*`` request headers ask for a fault. For tests only."""
+
+    @_model_validator(mode="after")
+    def _does_something(self) -> FaultConfig:
+        if self.delay is None and self.abort is None and not self.header_trigger:
+            invalid("set delay, abort or header_trigger")
+        return self
+
+
+class RouteConfig(_Section):
+    """A route of a destination: a match and what differs for the requests it matches."""
+
+    name: RouteName | None = None
+    """Shown in metrics and logs; unique within the destination."""
+    match: MatchConfig = MatchConfig()
+    timeout: PositiveDuration | None = None
+    """Overrides the destination's request timeout."""
+    retry: RouteRetry | None = None
+    split: Annotated[dict[Name, Percent], MinLen(1)] | None = None
+    """Share of requests per subset of the destination, in percent; sums to 100."""
+    mirror: MirrorConfig | None = None
+    fault: FaultConfig | None = None
+
+    @field_validator("split")
+    @classmethod
+    def _weights_sum_to_100(cls, split: dict[str, float] | None) -> dict[str, float] | None:
+        if split is not None:
+            total = sum(split.values())
+            if abs(total - 100) > 1e-6:
+                invalid("weights must sum to 100", got=f"{total:g}")
+        return split
+
+
+# ---------------------------------------------------------------- policy per destination
+
+
+class DestinationPolicy(_Section):
+    """Everything a caller's sidecar applies to the requests it sends to one service."""
+
+    timeout: PositiveDuration = 15.0
+    """The whole request, every retry and backoff included."""
+    per_try_timeout: PositiveDuration | None = None
+    """Each attempt; ``None``: an attempt may use what is left of ``timeout``."""
+    idle_timeout: PositiveDuration | None = None
+    """Longest silence (no bytes either way) on a request in flight; ``None``: off."""
+    retry: RetryConfig = RetryConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    bulkhead: BulkheadConfig = BulkheadConfig()
+    outlier: OutlierConfig = OutlierConfig()
+    load_balancer: Literal["round_robin", "least_request", "peak_ewma"] = "peak_ewma"
+    routes: tuple[RouteConfig, ...] = ()
+    """Checked in order; the first match wins; requests no route matches use the defaults."""
+
+    @field_validator("per_try_timeout")
+    @classmethod
+    def _per_try_within_timeout(cls, per_try: float | None, info: ValidationInfo) -> float | None:
+        timeout = _earlier(info, "timeout")
+        if per_try is not None and timeout is not None and per_try > timeout:
+            invalid(f"must be <= timeout ({_show(timeout)})")
+        return per_try
+
+    def retry_for(self, route: RouteConfig | None) -> RetryConfig:
+        """The retry policy for requests matched by ``route`` (``None``: no route matched)."""
+        if route is None or route.retry is None:
+            return self.retry
+        changes = {
+            key: getattr(route.retry, key)
+            for key in route.retry.model_fields_set
+            if getattr(route.retry, key) is not None
+        }
+        return self.retry.model_copy(update=changes) if changes else self.retry
+
+    def timeout_for(self, route: RouteConfig | None) -> float:
+        """The request timeout for requests matched by ``route`` (``None``: no route matched)."""
+        if route is None or route.timeout is None:
+            return self.timeout
+        return route.timeout
+
+
+DEFAULT_POLICY = DestinationPolicy()
+
+
+# ---------------------------------------------------------------- sidecar process
+
+
+class LimitsConfig(_Section):
+    """Limits every sidecar listener enforces on the requests it reads."""
+
+    max_request_line: ByteSize = 8 * KIB
+    max_header_count: Count = 100
+    max_header_bytes: ByteSize = 64 * KIB
+    max_body_bytes: ByteSizeOrZero = 10 * MIB
+    """Beyond it 413; 0 turns the limit off."""
+    retry_buffer_bytes: ByteSizeOrZero = 64 * KIB
+    """A request body is kept for a retry or a mirror only up to this size."""
+    header_timeout: PositiveDuration = 10.0
+    body_timeout: PositiveDuration = 30.0
+    idle_timeout: PositiveDuration = 60.0
+    """How long a kept-alive client connection may sit idle between requests."""
+
+
+class SidecarOptions(_Section):
+    """How every sidecar process runs."""
+
+    workers: Annotated[int, Strict(), Ge(1), Le(256)] = 1
+    access_log: Flag = False
+    """A JSON line per request on standard output."""
+    drain_grace: Duration = 20.0
+    """On SIGTERM, how long in-flight requests may take to finish."""
+
+
+# ---------------------------------------------------------------- SLOs
+
+
+class LatencyObjective(_Section):
+    threshold: PositiveDuration
+    percent: Objective
+
+
+class SloConfig(_Section):
+    """A service's objectives; the error-budget maths live in seawall.telemetry."""
+
+    availability: Objective | None = None
+    latency: LatencyObjective | None = None
+    window: Annotated[float, Field(gt=0)] = 30 * 86_400.0
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window_duration(cls, window: object) -> float:
+        try:
+            seconds = parse_duration(window)
+        except ValueError as exc:
+            invalid(str(exc))
+        if not 3_600 <= seconds <= 366 * 86_400:
+            invalid("must be from 1h to 366d")
+        return seconds
+
+    @_model_validator(mode="after")
+    def _has_objective(self) -> SloConfig:
+        if self.availability is None and self.latency is None:
+            invalid("set availability, latency or both")
+        return self
+
+
+# ---------------------------------------------------------------- the mesh
+
+
+class MeshConfig(_Section):
+    """A whole mesh: its services, the policies callers apply to them, and limits."""
+
+    mesh: Name
+    trust_domain: TrustDomain
+    """SPIFFE trust domain of the mesh's certificates; defaults to ``<mesh>.local``."""
+    services: Annotated[dict[Name, ServiceConfig], MinLen(1)]
+    policies: dict[Name, DestinationPolicy] = {}
+    """Keyed by destination service; every service has one (the defaults if none was given)."""
+    limits: LimitsConfig = LimitsConfig()
+    sidecar: SidecarOptions = SidecarOptions()
+    slos: dict[Name, SloConfig] = {}
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "trust_domain" not in data:
+            mesh = data.get("mesh")
+            # An invalid mesh name is reported there; do not report it twice.
+            data["trust_domain"] = f"{mesh}.local" if is_name(mesh) else "invalid.local"
+        services, policies = data.get("services"), data.get("policies") or {}
+        if isinstance(services, dict) and isinstance(policies, dict):
+            # Every service gets its effective policy, so that /config shows it and a
+            # default written out or left out makes the same config (and digest).
+            missing = [name for name in services if is_name(name) and name not in policies]
+            data["policies"] = {**policies, **{name: {} for name in missing}}
+        return data
+
+    def policy_for(self, service: str) -> DestinationPolicy:
+        """The policy for calls to ``service``: as configured, or the defaults.
+
+        Raises :class:`KeyError` if the mesh has no such service.
+        """
+        if service not in self.services:
+            raise KeyError(f"no service {service!r} in mesh {self.mesh!r}")
+        return self.policies.get(service, DEFAULT_POLICY)
+
+    def to_json(self) -> str:
+        """The config as JSON, keys sorted, every default filled in (the admin ``/config``).
+
+        Durations are seconds, percentages numbers, sizes bytes; feeding the
+        result back to :func:`~seawall.config.parse_mesh` gives an equal config.
+        """
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the canonical JSON: equal configs, equal digests.
+
+        Canonical: sorted keys, no whitespace, ASCII only. Two files that differ
+        only in spelling (``2s`` or ``2000ms``, a default written out or left
+        out, key order) have the same digest.
+        """
+        canonical = json.dumps(
+            self.model_dump(mode="json"),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=True,
+            allow_nan=False,
+        )
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()

@@ -1,0 +1,60 @@
+"""Size limits for parsing (private; re-exported by :mod:`seawall.proxy.http1`).
+
+Validation runs at construction and names the field and the value, like every
+seawall settings object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "RESPONSE_LIMITS", "Limits"]
+
+
+def _require(name: str, value: object, *, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        rule = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"Limits: {name} must be {rule}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much a parser accepts before it refuses the message.
+
+    Attributes:
+        max_request_line: bytes in the request line (or status line), CRLF
+            excluded. Over it: 414.
+        max_headers: header field lines in the head (and, separately, in the
+            trailer section of a chunked body). Over it: 431.
+        max_header_bytes: bytes in the whole head, start line and final CRLF
+            included (and, separately, in a trailer section). Over it: 431.
+        max_body_size: bytes of body content (chunk framing not counted), or
+            ``None`` for no limit. A larger Content-Length is refused before
+            any of the body is read; a chunked body is refused as soon as a
+            chunk size takes the total over the limit. Over it: 413.
+        max_chunk_ext_bytes: bytes of chunk extensions (``;name=value``) in
+            one message, all chunks together. Over it: 400.
+    """
+
+    max_request_line: int = 8 * 1024
+    max_headers: int = 100
+    max_header_bytes: int = 64 * 1024
+    max_body_size: int | None = 10 * 1024 * 1024
+    max_chunk_ext_bytes: int = 16 * 1024
+
+    def __post_init__(self) -> None:
+        _require("max_request_line", self.max_request_line, minimum=16)
+        _require("max_headers", self.max_headers, minimum=1)
+        _require("max_header_bytes", self.max_header_bytes, minimum=32)
+        _require("max_body_size", self.max_body_size, minimum=0, allow_none=True)
+        _require("max_chunk_ext_bytes", self.max_chunk_ext_bytes, minimum=0)
+
+
+DEFAULT_LIMITS = Limits()
+"""The limits a :class:`~seawall.proxy.http1.RequestParser` uses by default."""
+
+RESPONSE_LIMITS = Limits(max_body_size=None)
+"""The limits a :class:`~seawall.proxy.http1.ResponseParser` uses by default:
+the same head limits, and no body limit (responses stream through)."""

@@ -1,0 +1,216 @@
+"""The sidecar process: listeners, config reloads, workers and graceful shutdown.
+
+``seawall sidecar --config mesh.yaml --service NAME`` runs :func:`run`. It
+opens the listeners of the service's sidecar (inbound, outbound, one per
+``sidecar.upstreams`` destination, admin), serves with a :class:`Forwarder`,
+and:
+
+* reloads on SIGHUP and when the config file changes (checked every second):
+  a valid new config is swapped in whole; an invalid one is reported with
+  every error and the old one kept; in-flight requests finish on the config
+  they started with;
+* on SIGTERM (or SIGINT) stops accepting, lets in-flight requests finish for
+  up to ``sidecar.drain_grace`` seconds, then closes everything;
+* with ``--workers N`` (or ``sidecar.workers``) forks N processes that share
+  the ports with SO_REUSEPORT; each serves its own admin endpoint on the
+  shared admin port (a scrape reaches one worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..config import ConfigError, MeshConfig, load_mesh
+from .admin import Admin
+from .forward import Forwarder
+from .listener import ConnectionTimeouts, DownstreamConnection
+from .metrics import SidecarMetrics
+from .runtime import Runtime, build_runtime
+
+__all__ = ["Sidecar", "run"]
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"seawall sidecar [{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
+
+
+class Sidecar:
+    """One sidecar process serving one service of a mesh."""
+
+    def __init__(self, config_path: Path, service: str, *, reuse_port: bool = False) -> None:
+        self.config_path = config_path
+        self.service = service
+        self.reuse_port = reuse_port
+        config = load_mesh(config_path)
+        self.metrics = SidecarMetrics(service)
+        self.runtime: Runtime = build_runtime(config, service, metrics=self.metrics)
+        self.forwarder = Forwarder(self.runtime)
+        self.admin = Admin(lambda: self.runtime, lambda: self.ready)
+        self.ready = False
+        self.connections: set[DownstreamConnection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._mtime = self._stat()
+        self._stopping: asyncio.Event | None = None
+
+    def _stat(self) -> float:
+        try:
+            return self.config_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    # -- config -----------------------------------------------------------
+
+    def apply(self, config: MeshConfig) -> None:
+        """Swap in a new config atomically (the seam the control plane will push through)."""
+        old = self.runtime
+        runtime = build_runtime(config, self.service, metrics=self.metrics)
+        if runtime.listeners != old.listeners:
+            _log("listener ports changed: they take effect at the next restart")
+        self.runtime = runtime
+        self.forwarder.runtime = runtime
+        asyncio.get_running_loop().call_later(60.0, old.close)
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the old config if the new one is invalid."""
+        self._mtime = self._stat()
+        try:
+            config = load_mesh(self.config_path)
+        except ConfigError as exc:
+            _log(f"config reload rejected, keeping the running config:\n{exc}")
+            return False
+        except OSError as exc:
+            _log(f"config reload failed ({exc}), keeping the running config")
+            return False
+        if config.digest() == self.runtime.config.digest():
+            return True
+        self.apply(config)
+        _log(f"config reloaded (digest {config.digest()[:12]})")
+        return True
+
+    # -- serving ----------------------------------------------------------
+
+    def _factory(
+        self, *, destination: str | None = None, inbound: bool = False, admin: bool = False
+    ) -> DownstreamConnection:
+        lim = self.runtime.config.limits
+        timeouts = ConnectionTimeouts(lim.header_timeout, lim.body_timeout, lim.idle_timeout)
+        conn = DownstreamConnection(
+            self.admin.serve if admin else self.forwarder.serve,
+            self.runtime.limits,
+            timeouts,
+            destination=destination,
+            inbound=inbound,
+            on_close=self.connections.discard,
+        )
+        self.connections.add(conn)
+        return conn
+
+    async def start(self) -> None:
+        """Open every listener."""
+        loop = asyncio.get_running_loop()
+        rt = self.runtime
+        for name, (host, port) in rt.listeners.items():
+            if name == "admin":
+                factory = lambda: self._factory(admin=True)  # noqa: E731
+            elif name == "inbound":
+                factory = lambda: self._factory(inbound=True)  # noqa: E731
+            elif name.startswith("upstream:"):
+                dest = name.split(":", 1)[1]
+                factory = lambda dest=dest: self._factory(destination=dest)  # type: ignore[misc]  # noqa: E731
+            else:
+                factory = self._factory
+            server = await loop.create_server(
+                factory, host, port, reuse_port=self.reuse_port or None, backlog=1024
+            )
+            self._servers.append(server)
+        self.ready = True
+        ports = ", ".join(f"{n}={p[1]}" for n, p in rt.listeners.items())
+        _log(f"serving {self.service}: {ports}")
+
+    async def watch(self) -> None:
+        """Reload when the config file changes (polled every second)."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self._stat() != self._mtime:
+                self.reload()
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, wait up to ``grace`` s for in-flight requests, close the rest."""
+        self.ready = False
+        for server in self._servers:
+            server.close()
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(c.task is not None for c in self.connections):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+        self.runtime.close()
+
+
+async def _serve(config_path: Path, service: str, reuse_port: bool) -> int:
+    sidecar = Sidecar(config_path, service, reuse_port=reuse_port)
+    await sidecar.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
+    watcher = loop.create_task(sidecar.watch())
+    await stop.wait()
+    watcher.cancel()
+    _log("draining")
+    await sidecar.drain(sidecar.runtime.config.sidecar.drain_grace)
+    return 0
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415 - optional at import time, required in practice
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run(config_path: str, service: str, workers: int | None = None) -> int:
+    """Run the sidecar of ``service`` until SIGTERM; returns the exit status."""
+    path = Path(config_path)
+    try:
+        config = load_mesh(path)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    if service not in config.services:
+        known = ", ".join(config.services)
+        sys.stderr.write(f"{path}: no service {service!r} (services: {known})\n")
+        return 2
+    count = workers or config.sidecar.workers
+    _install_uvloop()
+    if count <= 1:
+        return asyncio.run(_serve(path, service, reuse_port=False))
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            code = asyncio.run(_serve(path, service, reuse_port=True))
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    return status
