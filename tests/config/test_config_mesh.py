@@ -26,7 +26,8 @@ from seawall.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOP = ROOT / "examples" / "shop" / "mesh.yaml"
+SHOP = Path(__file__).parent / "fixtures" / "shop.yaml"  # a frozen copy of the example
+EXAMPLE = ROOT / "examples" / "shop" / "mesh.yaml"
 SIDECAR = {"inbound": 2, "outbound": 3, "admin": 4}
 
 
@@ -254,3 +255,9 @@ def test_mutated_config_is_valid_or_a_config_error(mutations: list[tuple[Any, An
         assert "\n" not in str(issue)
         assert "pydantic" not in issue.message
         assert "http" not in issue.message
+
+
+def test_the_shop_example_loads() -> None:
+    """The example the demo runs stays valid (the detailed checks use the frozen copy)."""
+    example = load_mesh(EXAMPLE)
+    assert set(example.services) == {"gateway", "orders", "payments", "email", "login"}
