@@ -248,9 +248,12 @@ def test_head_refused_whole(name: str, raw: bytes, status: int) -> None:
 
 @pytest.mark.parametrize(("name", "raw", "status"), HEAD_CASES, ids=[c[0] for c in HEAD_CASES])
 def test_head_refused_bytewise(name: str, raw: bytes, status: int) -> None:
-    if len(raw) > 20_000:
-        pytest.skip("covered whole and by random splits")
-    assert refuse_request(bytewise(raw)) == (status, [])
+    # Huge cases go in 997-byte pieces: byte by byte would take seconds and prove nothing more.
+    if len(raw) <= 20_000:
+        pieces = bytewise(raw)
+    else:
+        pieces = [raw[i : i + 997] for i in range(0, len(raw), 997)]
+    assert refuse_request(pieces) == (status, [])
 
 
 @pytest.mark.parametrize(("name", "raw", "status"), HEAD_CASES, ids=[c[0] for c in HEAD_CASES])
