@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo lint typecheck bench-policy bench-proxy docs clean
+.PHONY: test demo demo-policy lint typecheck bench-policy bench-proxy docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "seawall needs Python 3.11+"'
@@ -23,6 +23,9 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
+	$(BIN)/python -m examples.mesh_demo
+
+demo-policy: $(STAMP)
 	$(BIN)/python -m examples.demo
 
 bench-policy: $(STAMP)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from seawall.proxy.http1 import (
@@ -492,11 +492,22 @@ def _h11_messages(h11: Any, data: bytes) -> list[tuple[Any, ...]]:
         elif isinstance(event, h11.EndOfMessage):
             conn.send(h11.Response(status_code=204, headers=[]))
             conn.send(h11.EndOfMessage())
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return messages  # not keep-alive (HTTP/1.0, Connection: close): no next message
             conn.start_next_cycle()
         else:
             return messages
 
 
+@example(
+    seed=(
+        b"POST /o HTTP/1.1\r\nHost: o\r\nContent-Length: 5\r\n\r\n"
+        b"helloGET /next HTTP/1.1\r\nHost: o\r\n\r\n"
+    ),
+    at=15,
+    insert=b"0",
+    delete=1,
+)  # an HTTP/1.0 request: h11 must stop after it, as seawall does
 @settings(max_examples=500, deadline=None)
 @given(
     seed=st.sampled_from(SEEDS),

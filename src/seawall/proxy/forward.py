@@ -158,6 +158,9 @@ class Forwarder:
             status = 499  # the client went away
             keep_alive = False
             raise
+        except ConnectionResetError:
+            status = 499  # the client closed in the middle of its request body
+            keep_alive = False
         except LocalProtocolError as exc:
             status = 502
             keep_alive = False
@@ -285,9 +288,13 @@ class Forwarder:
                 try_deadline = deadline
                 if policy.per_try_timeout is not None:
                     try_deadline = min(deadline, now + policy.per_try_timeout)
-                outcome = await self._try(
-                    call, attempt, try_deadline, endpoint, may_retry and attempt < retry.attempts
-                )
+                try:
+                    can_retry = may_retry and attempt < retry.attempts
+                    outcome = await self._try(call, attempt, try_deadline, endpoint, can_retry)
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release(permit)  # no outcome (overflow, cancellation): free a probe
+                    raise
                 kind, status, head, conn = outcome
                 elapsed = self.clock() - now
                 failed = kind != "ok" or status >= 500
@@ -301,7 +308,7 @@ class Forwarder:
                 if kind == "ok":
                     assert head is not None
                     assert conn is not None
-                    return await self._respond(down, req, head, conn, cluster)
+                    return await self._respond(call, head, conn)
                 # Retry, or give up: nothing was forwarded yet.
                 last_error = kind if kind != "status" else f"status {status}"
                 give_up = not (
@@ -328,7 +335,7 @@ class Forwarder:
                     if kind == "status":  # the upstream's own answer, as it is
                         assert head is not None
                         assert conn is not None
-                        return await self._respond(down, req, head, conn, cluster)
+                        return await self._respond(call, head, conn)
                     if kind == "timeout":
                         raise _Final(504, "upstream timeout", ())
                     raise _Final(503 if kind == "connect" else 502, f"upstream {last_error}", ())
@@ -412,6 +419,10 @@ class Forwarder:
             balancer.on_finish(endpoint, self.clock(), self.clock() - started, False)
             conn.close()
             return "timeout", 0, None, None
+        except BaseException:  # cancelled (the client left): the exchange is abandoned
+            balancer.on_finish(endpoint, self.clock(), self.clock() - started, False)
+            conn.close()
+            raise
         finally:
             timer.cancel()
         balancer.on_finish(endpoint, self.clock(), self.clock() - started, response.status < 500)
@@ -420,14 +431,10 @@ class Forwarder:
         return "ok", response.status, response, conn
 
     async def _respond(
-        self,
-        down: DownstreamConnection,
-        req: RequestHead,
-        head: ResponseHead,
-        conn: UpstreamConnection,
-        cluster: Cluster,
+        self, call: _Call, head: ResponseHead, conn: UpstreamConnection
     ) -> tuple[int, bool]:
         """Stream the upstream response to the client."""
+        down, req = call.down, call.req
         exchange = conn.exchange
         assert exchange is not None
         keep_alive = req.keep_alive
@@ -444,8 +451,7 @@ class Forwarder:
         whole = exchange.take_complete_body() if head.content_length is not None else None
         if whole is not None:  # the common small response: one write, no streaming
             down.write(response_head + whole)
-            cluster.release(conn)
-            return head.status, keep_alive
+            return head.status, self._done_with(call, conn, keep_alive)
         down.write(response_head)
         if not head.has_body or req.method == b"HEAD":
             exchange.discard()
@@ -465,8 +471,21 @@ class Forwarder:
             return head.status, False  # cut mid-body: the client sees a short body and a close
         finally:
             down.streaming_from = None
-        cluster.release(conn)
-        return head.status, keep_alive
+        return head.status, self._done_with(call, conn, keep_alive)
+
+    def _done_with(self, call: _Call, conn: UpstreamConnection, keep_alive: bool) -> bool:
+        """The response is sent: pool the upstream connection; may the client's be reused?
+
+        An upstream may answer before the whole request body arrived (an early
+        error). The rest of that body must not reach a pooled connection, nor be
+        read as the client's next request: both connections close instead.
+        """
+        if call.body.complete:
+            call.dest.cluster.release(conn)
+            return keep_alive
+        call.body.stream_to(_drop, _nothing)
+        conn.close()
+        return False
 
     async def _tunnel(
         self, down: DownstreamConnection, head: ResponseHead, conn: UpstreamConnection, early: bytes
@@ -580,6 +599,10 @@ def _overflow_headers(limit: str) -> tuple[tuple[bytes, bytes], ...]:
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
+
+
+def _drop(data: bytes) -> None:
+    return None
 
 
 def _nothing() -> None:

@@ -173,8 +173,11 @@ class DownstreamConnection(asyncio.Protocol):
         except RemoteProtocolError:
             if self.body is not None:
                 self.body.abort()
-        # Keep our side open while a response is being written (half-close).
-        return self.task is not None and not self.task.done()
+        # An HTTP/1.1 client that closes its side has given up (Envoy's default
+        # too): stop the upstream work rather than hold its slot until a timeout.
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -237,7 +240,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.streaming_from = None
         if self.closed:
             return
-        if not keep_alive or self.parser.closed:
+        if not keep_alive or self.parser.closed or not self.parser.paused:
+            # (not paused: the request was not read whole, e.g. an early answer)
             assert self.transport is not None
             self.transport.close()
             return

@@ -233,6 +233,7 @@ def _cluster(
             wait_multiplier=cb.open_multiplier,
             max_wait_in_open=max(cb.max_open_for, cb.open_for),
             half_open_calls=cb.half_open_calls,
+            automatic_transition=True,  # /clusters and /metrics show HALF_OPEN when due
             listeners=[_BreakerMetrics(lambda: cluster_ref[0])],
             clock=clock,
         )

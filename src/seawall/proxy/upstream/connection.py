@@ -117,6 +117,9 @@ class Exchange:
             self.done.cancel()  # nobody waits for it yet
         elif not self.done.done():
             self.done.set_exception(exc)
+            # The forwarder may have given up on this exchange (a timeout): then
+            # nobody awaits ``done``; mark its exception as seen either way.
+            self.done.add_done_callback(_retrieve)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

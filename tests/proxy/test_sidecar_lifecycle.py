@@ -1,0 +1,144 @@
+"""Config reloads (SIGHUP, file change, invalid config) and graceful shutdown (SIGTERM).
+
+Each test runs a sidecar of its own, since each changes or stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+from backends import Backend, BackendLoop, Echo, Ok, wait_until
+from conftest import Mesh, SidecarProcess
+
+Start = Callable[[Mesh], SidecarProcess]
+NEW_ROUTE = {
+    "name": "new",
+    "match": {"path_prefix": "/new"},
+    "fault": {"abort": {"status": 418, "percent": 100}},
+}
+
+
+@pytest.fixture
+def sidecar_svc(sidecar_loop: BackendLoop) -> Backend:
+    """A backend: slow on /slow (0.8 s), echoing elsewhere."""
+    backend = sidecar_loop.backend("svc", Echo())
+    backend.script(Echo(), paths={"/slow": Ok(b"slow done", delay=0.8)})
+    return backend
+
+
+def mesh_for(backend: Backend) -> Mesh:
+    mesh = Mesh(backend)
+    mesh.destination("svc", [backend], {"timeout": "5s"})
+    return mesh
+
+
+def in_flight(sidecar: SidecarProcess, backend: Backend) -> tuple[threading.Thread, list[object]]:
+    """Start GET /slow through the sidecar in a thread; return once the backend has it."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            with httpx.Client(proxy=sidecar.proxy, timeout=5) as client:
+                out.append(client.get("http://svc/slow"))
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    backend.wait_heads(1)
+    return thread, out
+
+
+def status(sidecar: SidecarProcess, path: str) -> int:
+    with httpx.Client(proxy=sidecar.proxy, timeout=5) as client:
+        return client.get(f"http://svc{path}").status_code
+
+
+def test_sighup_reload_changes_behaviour_without_dropping_in_flight(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    mesh = mesh_for(sidecar_svc)
+    sidecar = sidecar_start(mesh)
+    digest = sidecar.admin_get("/config").json()["digest"]
+    assert status(sidecar, "/new") == 200
+    thread, out = in_flight(sidecar, sidecar_svc)
+
+    mesh.doc["policies"]["svc"]["routes"] = [NEW_ROUTE]
+    sidecar.rewrite(mesh, keep_mtime=True)  # only SIGHUP can tell
+    sidecar.signal(signal.SIGHUP)
+    wait_until(lambda: status(sidecar, "/new") == 418, timeout=3, what="the new route")
+
+    thread.join(5)
+    assert isinstance(out[0], httpx.Response)
+    assert (out[0].status_code, out[0].content) == (200, b"slow done")
+    assert status(sidecar, "/other") == 200
+    assert sidecar.admin_get("/config").json()["digest"] != digest
+    assert "config reloaded" in sidecar.stderr()
+
+
+def test_a_changed_config_file_is_reloaded(sidecar_start: Start, sidecar_svc: Backend) -> None:
+    mesh = mesh_for(sidecar_svc)
+    sidecar = sidecar_start(mesh)
+    assert status(sidecar, "/new") == 200
+    mesh.doc["policies"]["svc"]["routes"] = [NEW_ROUTE]
+    before = sidecar.config.stat().st_mtime_ns
+    sidecar.rewrite(mesh)
+    os.utime(sidecar.config, ns=(before + 2_000_000_000, before + 2_000_000_000))
+    wait_until(lambda: status(sidecar, "/new") == 418, timeout=3, what="the file change")
+
+
+def test_an_invalid_config_is_rejected_and_the_old_one_kept(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    mesh = mesh_for(sidecar_svc)
+    mesh.doc["policies"]["svc"]["routes"] = [NEW_ROUTE]
+    sidecar = sidecar_start(mesh)
+    digest = sidecar.admin_get("/config").json()["digest"]
+    assert status(sidecar, "/new") == 418
+
+    policy = mesh.doc["policies"]["svc"]
+    policy["routes"] = []
+    policy["retry"] = {"attempts": 0}
+    policy["timeout"] = "-1s"
+    sidecar.rewrite(mesh, keep_mtime=True)
+    sidecar.signal(signal.SIGHUP)
+    wait_until(lambda: "rejected" in sidecar.stderr(), timeout=3, what="the rejection")
+
+    err = sidecar.stderr()
+    assert "policies.svc.retry.attempts" in err
+    assert "policies.svc.timeout" in err  # every error at once
+    assert status(sidecar, "/new") == 418  # the old routes still apply
+    assert status(sidecar, "/x") == 200
+    assert sidecar.admin_get("/config").json()["digest"] == digest
+    assert sidecar.proc is not None
+    assert sidecar.proc.poll() is None
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    sidecar = sidecar_start(mesh_for(sidecar_svc))
+    thread, out = in_flight(sidecar, sidecar_svc)
+    sidecar.signal(signal.SIGTERM)
+    wait_until(lambda: refused(sidecar.outbound), timeout=0.5, what="new connections refused")
+    assert not out  # still in flight while new connections are refused
+    thread.join(5)
+    assert isinstance(out[0], httpx.Response)
+    assert (out[0].status_code, out[0].content) == (200, b"slow done")
+    assert sidecar.proc is not None
+    assert sidecar.proc.wait(5) == 0
+    assert "draining" in sidecar.stderr()
