@@ -91,9 +91,6 @@ class Cluster:
         self.retries_in_flight = 0
         self._ejections_seen = 0
         self._metrics = metrics
-        self._m_connections = metrics.pool_connections.labels(name)
-        self._m_pending = metrics.pending.labels(name)
-        self._m_in_flight = metrics.in_flight.labels(name)
         self._m_ejections = metrics.ejections.labels(name)
         self.m_retries = metrics.retries.labels(name)
         self.m_budget_exhausted = metrics.budget_exhausted.labels(name)
@@ -119,12 +116,10 @@ class Cluster:
         if self.in_flight >= self.limits.max_in_flight:
             raise self.overflow("in_flight")
         self.in_flight += 1
-        self._m_in_flight.set(self.in_flight)
 
     def end_request(self) -> None:
         """The request finished (whatever its outcome)."""
         self.in_flight -= 1
-        self._m_in_flight.set(self.in_flight)
 
     def pick(self, exclude: frozenset[Endpoint], subset: str | None) -> Endpoint | None:
         """The endpoint for the next attempt (ejected ones skipped; see the balancer)."""
@@ -165,12 +160,10 @@ class Cluster:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             self.pending += 1
-            self._m_pending.set(self.pending)
             try:
                 await asyncio.wait_for(waiter, timeout)
             finally:
                 self.pending -= 1
-                self._m_pending.set(self.pending)
                 if not waiter.done():
                     waiter.cancel()
             idle = self._idle.get(key)
@@ -185,7 +178,6 @@ class Cluster:
         self, endpoint: Endpoint, key: tuple[str, int], timeout: float  # noqa: ASYNC109
     ) -> UpstreamConnection:
         self.open_connections += 1
-        self._m_connections.set(self.open_connections)
         loop = asyncio.get_running_loop()
         limits = self._response_limits
         try:
@@ -199,7 +191,6 @@ class Cluster:
             )
         except (OSError, TimeoutError) as exc:
             self.open_connections -= 1
-            self._m_connections.set(self.open_connections)
             self._wake()
             raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {exc}") from None
         return conn
@@ -218,7 +209,6 @@ class Cluster:
         if conn.counted:
             conn.counted = False
             self.open_connections -= 1
-            self._m_connections.set(self.open_connections)
         idle = self._idle.get(conn.key)  # type: ignore[call-overload]
         if idle is not None and conn in idle:
             idle.remove(conn)
@@ -238,7 +228,6 @@ class Cluster:
                 conn.counted = False  # counted out now: connection_lost comes later
                 conn.close()
                 self.open_connections -= 1
-                self._m_connections.set(self.open_connections)
                 return True
         return False
 
@@ -257,6 +246,10 @@ class Cluster:
         m.breaker_state.labels(self.name, old.value).set(0.0)
         m.breaker_state.labels(self.name, new.value).set(1.0)
         m.breaker_transitions.labels(self.name, old.value, new.value).inc()
+
+    def gauges(self) -> tuple[str, int, int, int]:
+        """(name, open connections, pending, in flight): read by the metrics at scrape time."""
+        return self.name, self.open_connections, self.pending, self.in_flight
 
     def snapshot(self) -> dict[str, Any]:
         """The state of the cluster, for the admin ``/clusters`` endpoint."""

@@ -20,6 +20,10 @@ __all__ = ["ConnectionTimeouts", "DownstreamConnection", "RequestBody", "Serve"]
 
 _MAX_PIPELINED = 1 << 20  # bytes kept unparsed while a request is served; then stop reading
 
+# Connection phases, for the timeouts: waiting for a request, reading its head,
+# reading its body (stalls time out), serving it (the route's timeouts apply).
+_IDLE, _HEAD, _BODY, _BUSY = 0, 1, 2, 3
+
 
 Serve: TypeAlias = Callable[
     ["DownstreamConnection", RequestHead, "RequestBody"], Coroutine[Any, Any, None]
@@ -138,11 +142,12 @@ class DownstreamConnection(asyncio.Protocol):
         self.response_started = False
         self.streaming_from: asyncio.Transport | None = None  # upstream to throttle
         self._write_paused = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._head_started = False
-        self._progress = False
-        self._on_close = on_close
         self._loop = asyncio.get_event_loop()
+        # Slowloris timeouts without a timer per request: the connection notes its
+        # phase and since when; the sidecar's sweeper calls check() periodically.
+        self.phase = _IDLE
+        self.since = self._loop.time()
+        self._on_close = on_close
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -152,13 +157,14 @@ class DownstreamConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0]).encode("ascii", "replace")
-        self._arm(self.timeouts.idle, self._idle_expired)
 
     def data_received(self, data: bytes) -> None:
-        if self.body is None and not self._head_started:
-            self._head_started = True
-            self._arm(self.timeouts.header, self._head_expired)
-        self._progress = True
+        phase = self.phase
+        if phase == _IDLE:  # the first bytes of a request head: its time starts now
+            self.phase = _HEAD
+            self.since = self._loop.time()
+        elif phase == _BODY:  # progress on the body
+            self.since = self._loop.time()
         try:
             self.parser.feed(data)
         except RemoteProtocolError as exc:
@@ -181,7 +187,6 @@ class DownstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._disarm()
         if self.body is not None and not self.body.complete:
             self.body.abort()
         if self.task is not None and not self.task.done():
@@ -202,15 +207,14 @@ class DownstreamConnection(asyncio.Protocol):
     # -- RequestHandler ---------------------------------------------------
 
     def on_request(self, head: RequestHead) -> None:
-        self._disarm()
-        self._head_started = False
         body = RequestBody()
         self.body = body
         self.response_started = False
         if head.has_body:
-            self._progress = False
-            self._arm(self.timeouts.body, self._body_check)
+            self.phase = _BODY
+            self.since = self._loop.time()
         else:
+            self.phase = _BUSY
             body.complete = True
         self.task = self._loop.create_task(self.serve(self, head, body))
 
@@ -219,9 +223,9 @@ class DownstreamConnection(asyncio.Protocol):
             self.body.feed(data)
 
     def on_message_complete(self) -> None:
+        self.phase = _BUSY
         body = self.body
         if body is not None and not body.complete:
-            self._disarm()
             body.finish()
 
     # -- used by the forwarder --------------------------------------------
@@ -245,7 +249,8 @@ class DownstreamConnection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
             return
-        self._arm(self.timeouts.idle, self._idle_expired)
+        self.phase = _IDLE
+        self.since = self._loop.time()
         if self.transport is not None:
             self.transport.resume_reading()
         try:
@@ -270,33 +275,15 @@ class DownstreamConnection(asyncio.Protocol):
             self.write(error_response(status, reason))
         self.close()
 
-    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_later(seconds, callback)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _idle_expired(self) -> None:
-        self._timer = None
-        if self.task is None:
-            self.close()
-
-    def _head_expired(self) -> None:
-        self._timer = None
-        if self.body is None:
-            self._refuse(408, "request head not received in time")
-
-    def _body_check(self) -> None:
-        self._timer = None
-        body = self.body
-        if body is None or body.complete:
-            return
-        if self._progress:
-            self._progress = False
-            self._arm(self.timeouts.body, self._body_check)
-        else:
+    def check(self, now: float) -> None:
+        """Enforce the header, body and idle timeouts (called by the sidecar's sweeper)."""
+        phase = self.phase
+        waited = now - self.since
+        if phase == _IDLE:
+            if waited >= self.timeouts.idle and self.task is None:
+                self.close()
+        elif phase == _HEAD:
+            if waited >= self.timeouts.header:
+                self._refuse(408, "request head not received in time")
+        elif phase == _BODY and waited >= self.timeouts.body:
             self._refuse(408, "request body stalled")

@@ -50,6 +50,10 @@ class Sidecar:
         config = load_mesh(config_path)
         self.metrics = SidecarMetrics(service)
         self.runtime: Runtime = build_runtime(config, service, metrics=self.metrics)
+        self.metrics.gauges = lambda: [
+            *(d.cluster.gauges() for d in self.runtime.destinations.values()),
+            self.runtime.inbound.cluster.gauges(),
+        ]
         self.forwarder = Forwarder(self.runtime)
         self.admin = Admin(lambda: self.runtime, lambda: self.ready)
         self.ready = False
@@ -133,6 +137,17 @@ class Sidecar:
         ports = ", ".join(f"{n}={p[1]}" for n, p in rt.listeners.items())
         _log(f"serving {self.service}: {ports}")
 
+    async def sweep(self) -> None:
+        """Enforce every connection's slowloris timeouts, a few times per shortest timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            lim = self.runtime.config.limits
+            tick = min(0.5, lim.header_timeout / 4, lim.body_timeout / 4, lim.idle_timeout / 4)
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.check(now)
+
     async def watch(self) -> None:
         """Reload when the config file changes (polled every second)."""
         while True:
@@ -164,8 +179,10 @@ async def _serve(config_path: Path, service: str, reuse_port: bool) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
     watcher = loop.create_task(sidecar.watch())
+    sweeper = loop.create_task(sidecar.sweep())
     await stop.wait()
     watcher.cancel()
+    sweeper.cancel()
     _log("draining")
     await sidecar.drain(sidecar.runtime.config.sidecar.drain_grace)
     return 0
