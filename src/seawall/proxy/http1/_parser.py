@@ -45,6 +45,7 @@ their bytes wait (see :attr:`~RequestParser.buffered`, for flow control).
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -156,7 +157,7 @@ class _HeaderSink:
             self.special.append((name, value))
 
 
-class _Parser:
+class _Parser(ABC):
     """The framing shared by both sides: heads, Content-Length, chunked, limits."""
 
     __slots__ = (
@@ -487,17 +488,21 @@ class _Parser:
 
     # ------------------------------------------------------------------ per side
 
+    @abstractmethod
     def _new_llhttp(self, sink: _HeaderSink) -> _httptools.LLParser:
-        raise NotImplementedError
+        """A new llhttp parser of this side, feeding ``sink``."""
 
+    @abstractmethod
     def _check_start_line(self, line: bytes) -> None:
-        raise NotImplementedError
+        """Raise if ``line`` is not a valid start line of this side."""
 
+    @abstractmethod
     def _check_line_prefix(self, partial: bytes) -> None:
-        raise NotImplementedError
+        """Raise as soon as an incomplete start line cannot become valid."""
 
+    @abstractmethod
     def _process_head(self, head: bytes, data: bytes, pos: int) -> int:
-        raise NotImplementedError
+        """Handle a complete head; return where the body starts in ``data``."""
 
 
 class RequestParser(_Parser):
