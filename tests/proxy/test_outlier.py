@@ -53,12 +53,12 @@ def test_max_ejection_defaults_to_at_least_base() -> None:
     [
         ({"consecutive_5xx": -1}, "OutlierDetector: consecutive_5xx must be an int >= 0, got -1"),
         ({"consecutive_gateway_errors": 2.0}, "consecutive_gateway_errors must be an int >= 0"),
-        ({"base_ejection": 0}, "base_ejection must be a finite number of seconds > 0, got 0"),
-        ({"base_ejection": math.inf}, "base_ejection must be a finite number of seconds > 0"),
+        ({"base_ejection": 0}, "base_ejection must be a finite number > 0, got 0"),
+        ({"base_ejection": math.inf}, "base_ejection must be a finite number > 0"),
         ({"max_ejection": 10.0}, "max_ejection must be >= base_ejection \\(30.0\\), got 10.0"),
         ({"max_ejected_percent": 101}, "max_ejected_percent must be in 0..100, got 101"),
         ({"max_ejected_percent": math.nan}, "max_ejected_percent must be in 0..100, got nan"),
-        ({"interval": -1}, "interval must be a finite number of seconds > 0, got -1"),
+        ({"interval": -1}, "interval must be a finite number > 0, got -1"),
         ({"always_eject_one": 1}, "always_eject_one must be a bool, got 1"),
     ],
 )

@@ -178,10 +178,19 @@ def test_route_carries_typed_data_and_compares_by_identity() -> None:
         (lambda: WeightedSplit.of({"": 1}), "subset must be a non-empty str, got ''"),
         (lambda: WeightedSplit((("v1", 1), ("v1", 2))), "subsets must be unique, got 'v1' twice"),
         (lambda: MirrorSpec(""), "MirrorSpec: destination must be a non-empty str"),
-        (lambda: MirrorSpec("s", percent=101), "MirrorSpec: percent must be a number in 0..100"),
+        (
+            lambda: MirrorSpec("s", percent=101),
+            r"MirrorSpec: percent must be in \[0, 100\], got 101",
+        ),
         (lambda: FaultSpec(delay=-1), "FaultSpec: delay must be a finite number of seconds >= 0"),
-        (lambda: FaultSpec(delay_percent=120), "FaultSpec: delay_percent must be a number in 0"),
-        (lambda: FaultSpec(abort_percent=-1), "FaultSpec: abort_percent must be a number in 0"),
+        (
+            lambda: FaultSpec(delay_percent=120),
+            r"FaultSpec: delay_percent must be in \[0, 100\], got 120",
+        ),
+        (
+            lambda: FaultSpec(abort_percent=-1),
+            r"FaultSpec: abort_percent must be in \[0, 100\], got -1",
+        ),
         (lambda: FaultSpec(abort_status=99), "FaultSpec: abort_status must be an int in 200..599"),
         (lambda: FaultSpec(abort_status=503.0), "abort_status must be an int in 200..599"),  # type: ignore[arg-type]
         (lambda: FaultSpec(header_faults=1), "FaultSpec: header_faults must be a bool, got 1"),  # type: ignore[arg-type]

@@ -44,6 +44,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
+from ..policy._validate import require_number
+
 __all__ = [
     "FAULT_ABORT_HEADER",
     "FAULT_DELAY_HEADER",
@@ -91,14 +93,6 @@ def _compile(owner: str, name: str, pattern: object) -> re.Pattern[bytes]:
             f"{owner}: {name} must be a valid regular expression, got {pattern!r} ({exc})"
         ) from None
 
-
-def _require_percent(owner: str, name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 <= value <= 100  # also rejects nan
-    ):
-        raise ValueError(f"{owner}: {name} must be a number in 0..100, got {value!r}")
 
 
 # ---------------------------------------------------------------------- route specs
@@ -277,7 +271,7 @@ class MirrorSpec:
             raise ValueError(
                 f"MirrorSpec: destination must be a non-empty str, got {self.destination!r}"
             )
-        _require_percent("MirrorSpec", "percent", self.percent)
+        require_number("MirrorSpec", "percent", self.percent, ge=0, le=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,8 +311,8 @@ class FaultSpec:
                 raise ValueError(
                     f"FaultSpec: {name} must be a finite number of seconds >= 0, got {value!r}"
                 )
-        _require_percent("FaultSpec", "delay_percent", self.delay_percent)
-        _require_percent("FaultSpec", "abort_percent", self.abort_percent)
+        require_number("FaultSpec", "delay_percent", self.delay_percent, ge=0, le=100)
+        require_number("FaultSpec", "abort_percent", self.abort_percent, ge=0, le=100)
         status = self.abort_status
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"FaultSpec: abort_status must be an int in 200..599, got {status!r}")

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...policy._validate import require_int
+
 __all__ = ["DEFAULT_LIMITS", "RESPONSE_LIMITS", "Limits"]
 
-
-def _require(name: str, value: object, *, minimum: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        rule = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"Limits: {name} must be {rule}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +40,11 @@ class Limits:
     max_chunk_ext_bytes: int = 16 * 1024
 
     def __post_init__(self) -> None:
-        _require("max_request_line", self.max_request_line, minimum=16)
-        _require("max_headers", self.max_headers, minimum=1)
-        _require("max_header_bytes", self.max_header_bytes, minimum=32)
-        _require("max_body_size", self.max_body_size, minimum=0, allow_none=True)
-        _require("max_chunk_ext_bytes", self.max_chunk_ext_bytes, minimum=0)
+        require_int("Limits", "max_request_line", self.max_request_line, minimum=16)
+        require_int("Limits", "max_headers", self.max_headers, minimum=1)
+        require_int("Limits", "max_header_bytes", self.max_header_bytes, minimum=32)
+        require_int("Limits", "max_body_size", self.max_body_size, minimum=0, allow_none=True)
+        require_int("Limits", "max_chunk_ext_bytes", self.max_chunk_ext_bytes, minimum=0)
 
 
 DEFAULT_LIMITS = Limits()

@@ -44,6 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ...policy._validate import require_number
+
 __all__ = ["DEFAULT_DECAY", "DEFAULT_RTT", "Endpoint", "EndpointStats"]
 
 DEFAULT_RTT = 0.030
@@ -137,8 +139,8 @@ class EndpointStats:
     __slots__ = ("_decay", "_estimate", "_stamp", "failures", "in_flight", "requests")
 
     def __init__(self, *, default_rtt: float = DEFAULT_RTT, decay: float = DEFAULT_DECAY) -> None:
-        _require_positive("EndpointStats", "default_rtt", default_rtt)
-        _require_positive("EndpointStats", "decay", decay)
+        require_number("EndpointStats", "default_rtt", default_rtt, gt=0)
+        require_number("EndpointStats", "decay", decay, gt=0)
         self._decay = float(decay)
         self._estimate = float(default_rtt)
         self._stamp: float | None = None  # when the estimate last changed
@@ -193,13 +195,3 @@ class EndpointStats:
             f"requests={self.requests}, failures={self.failures})"
         )
 
-
-def _require_positive(owner: str, name: str, value: object) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value > 0
-    )
-    if not ok:
-        raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}")

@@ -62,6 +62,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
+from ...policy._validate import require_seconds
 from .endpoint import Endpoint
 
 __all__ = [
@@ -116,7 +117,7 @@ class OutlierConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"OutlierDetector: {name} must be an int >= 0, got {value!r}")
         for name in ("base_ejection", "max_ejection", "interval"):
-            _require_seconds(name, getattr(self, name))
+            require_seconds("OutlierDetector", name, getattr(self, name))
         if self.max_ejection < self.base_ejection:
             raise ValueError(
                 "OutlierDetector: max_ejection must be >= base_ejection "
@@ -237,7 +238,7 @@ class OutlierDetector:
         interval: float = 10.0,
     ) -> None:
         if max_ejection is None:
-            _require_seconds("base_ejection", base_ejection)
+            require_seconds("OutlierDetector", "base_ejection", base_ejection)
             max_ejection = max(300.0, float(base_ejection))
         self.config = OutlierConfig(
             consecutive_5xx=consecutive_5xx,
@@ -437,15 +438,3 @@ class OutlierDetector:
             overflows=self._overflows,
         )
 
-
-def _require_seconds(name: str, value: object) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value > 0
-    )
-    if not ok:
-        raise ValueError(
-            f"OutlierDetector: {name} must be a finite number of seconds > 0, got {value!r}"
-        )
