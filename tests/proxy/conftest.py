@@ -137,6 +137,7 @@ class SidecarProcess:
         self.config = workdir / "mesh.yaml"
         self.config.write_text(mesh.yaml())
         self.stderr_path = workdir / "stderr.log"
+        self.stdout_path = workdir / "stdout.log"
         self.outbound = mesh.outbound
         self.inbound = mesh.inbound
         self.admin = mesh.admin
@@ -161,7 +162,7 @@ class SidecarProcess:
         env["PYTHONPATH"] = str(ROOT / "src")
         for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
             env.pop(var, None)
-        with self.stderr_path.open("wb") as err:
+        with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -173,7 +174,7 @@ class SidecarProcess:
                     "--service",
                     "app",
                 ],
-                stdout=subprocess.DEVNULL,
+                stdout=out,
                 stderr=err,
                 env=env,
                 cwd=self.workdir,
@@ -218,6 +219,9 @@ class SidecarProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

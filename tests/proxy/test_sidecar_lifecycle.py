@@ -5,6 +5,7 @@ Each test runs a sidecar of its own, since each changes or stops it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -142,3 +143,61 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
     assert sidecar.proc is not None
     assert sidecar.proc.wait(5) == 0
     assert "draining" in sidecar.stderr()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_workers_share_the_ports_and_stop_together(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    mesh = mesh_for(sidecar_svc)
+    mesh.doc["sidecar"]["workers"] = 2
+    sidecar = sidecar_start(mesh)
+    workers = _children(sidecar.pid)
+    assert len(workers) == 2
+    # Both workers accept on the shared ports (SO_REUSEPORT): many new
+    # connections are all served, whichever worker the kernel picks.
+    for _ in range(20):
+        assert status(sidecar, "/x") == 200
+    served_by = {int(line.split("[", 1)[1].split("]", 1)[0]) for line in
+                 sidecar.stderr().splitlines() if line.startswith("seawall sidecar [")}
+    assert set(workers) <= served_by  # each worker opened its listeners
+    assert sidecar.terminate() == 0
+    wait_until(lambda: not any(os.path.exists(f"/proc/{w}") for w in workers), timeout=5)
+
+
+def test_access_log_is_one_json_line_per_request(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    mesh = mesh_for(sidecar_svc)
+    mesh.doc["sidecar"]["access_log"] = True
+    sidecar = sidecar_start(mesh)
+    with httpx.Client(proxy=sidecar.proxy, timeout=5) as client:
+        client.get("http://svc/logged?q=1", headers={"x-request-id": "abc123"})
+    sidecar.terminate()
+    records = [json.loads(line) for line in sidecar.stdout().splitlines() if line.strip()]
+    (record,) = [r for r in records if r["path"] == "/logged?q=1"]
+    assert record["method"] == "GET"
+    assert record["status"] == 200
+    assert record["destination"] == "svc"
+    assert record["request_id"] == "abc123"
+    assert record["duration_ms"] >= 0
+
+
+def test_access_log_is_off_by_default(sidecar_start: Start, sidecar_svc: Backend) -> None:
+    sidecar = sidecar_start(mesh_for(sidecar_svc))
+    assert status(sidecar, "/quiet") == 200
+    sidecar.terminate()
+    assert sidecar.stdout() == ""

@@ -195,6 +195,15 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM if the supervising process dies (even by SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes  # noqa: PLC0415 - only workers need it
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def run(config_path: str, service: str, workers: int | None = None) -> int:
     """Run the sidecar of ``service`` until SIGTERM; returns the exit status."""
     path = Path(config_path)
@@ -215,6 +224,7 @@ def run(config_path: str, service: str, workers: int | None = None) -> int:
     for _ in range(count):
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             code = asyncio.run(_serve(path, service, reuse_port=True))
             os._exit(code)
         children.append(pid)
