@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from backends import Backend, BackendLoop, Echo, Ok, wait_until
+from backends import Backend, BackendLoop, Echo, Ok, Trickle, wait_until
 from conftest import Mesh, SidecarProcess
 
 Start = Callable[[Mesh], SidecarProcess]
@@ -201,3 +201,25 @@ def test_access_log_is_off_by_default(sidecar_start: Start, sidecar_svc: Backend
     assert status(sidecar, "/quiet") == 200
     sidecar.terminate()
     assert sidecar.stdout() == ""
+
+
+def test_idle_timeout_cuts_an_upstream_that_goes_silent(
+    sidecar_start: Start, sidecar_loop: BackendLoop
+) -> None:
+    backend = sidecar_loop.backend("trickle", Echo())
+    backend.script(
+        Echo(),
+        paths={
+            "/stalls": Trickle(b"x" * 40, pieces=4, interval=0.6),  # silent 0.6 s between pieces
+            "/flows": Trickle(b"y" * 40, pieces=8, interval=0.05),  # never silent for long
+        },
+    )
+    mesh = Mesh(backend)
+    mesh.destination("trickle", [backend], {"timeout": "5s", "idle_timeout": "300ms"})
+    sidecar = sidecar_start(mesh)
+    with httpx.Client(proxy=sidecar.proxy, timeout=5) as client:
+        flowing = client.get("http://trickle/flows")
+        assert flowing.status_code == 200
+        assert flowing.content == b"y" * 40  # 0.4 s in all, but never 300 ms of silence
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get("http://trickle/stalls")  # cut mid-body: incomplete response

@@ -44,7 +44,7 @@ from .http1 import (
 from .listener import DownstreamConnection, RequestBody
 from .routing import Decider, Route, shadow_host
 from .runtime import Destination, RoutePolicy, Runtime
-from .upstream.connection import UpstreamConnection, UpstreamError
+from .upstream.connection import Exchange, UpstreamConnection, UpstreamError
 from .upstream.endpoint import Endpoint
 
 __all__ = ["Forwarder"]
@@ -288,6 +288,8 @@ class Forwarder:
                 try_deadline = deadline
                 if policy.per_try_timeout is not None:
                     try_deadline = min(deadline, now + policy.per_try_timeout)
+                if policy.idle_timeout is not None:  # silence until the head counts as idle
+                    try_deadline = min(try_deadline, now + policy.idle_timeout)
                 try:
                     can_retry = may_retry and attempt < retry.attempts
                     outcome = await self._try(call, attempt, try_deadline, endpoint, can_retry)
@@ -461,6 +463,8 @@ class Forwarder:
         else:
             down.streaming_from = conn.transport
             exchange.attach(down.write, _nothing)
+        idle = call.policy.idle_timeout
+        watchdog = None if idle is None else _IdleWatch(exchange, conn, idle)
         try:
             await exchange.done
         except asyncio.CancelledError:
@@ -471,6 +475,8 @@ class Forwarder:
             return head.status, False  # cut mid-body: the client sees a short body and a close
         finally:
             down.streaming_from = None
+            if watchdog is not None:
+                watchdog.cancel()
         return head.status, self._done_with(call, conn, keep_alive)
 
     def _done_with(self, call: _Call, conn: UpstreamConnection, keep_alive: bool) -> bool:
@@ -575,6 +581,28 @@ class Forwarder:
             conn.close()
             return
         cluster.release(conn)
+
+
+class _IdleWatch:
+    """Closes an upstream that stays silent for ``idle`` seconds while streaming a body."""
+
+    def __init__(self, exchange: Exchange, conn: UpstreamConnection, idle: float) -> None:
+        self.exchange = exchange
+        self.conn = conn
+        self.idle = idle
+        self.seen = exchange.progress
+        self.handle = asyncio.get_running_loop().call_later(idle, self.check)
+
+    def check(self) -> None:
+        if self.exchange.progress != self.seen:
+            self.seen = self.exchange.progress
+            self.handle = asyncio.get_running_loop().call_later(self.idle, self.check)
+        else:
+            self.exchange.fail(UpstreamError("cut", f"no data for {self.idle}s (idle timeout)"))
+            self.conn.close()
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 class _Tunnel(asyncio.Protocol):

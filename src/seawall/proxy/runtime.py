@@ -66,6 +66,7 @@ class RoutePolicy:
     name: str
     timeout: float  # the whole request, retries included
     per_try_timeout: float | None
+    idle_timeout: float | None  # longest silence from the upstream on a request in flight
     retry: RetryPolicy
     retry_buffer: int  # a body up to this size is buffered so it can be re-sent
 
@@ -140,6 +141,8 @@ def route_policy(
         timeout=route.timeout if route and route.timeout is not None else policy.timeout,
         # 2. each attempt may have its own, shorter timeout
         per_try_timeout=policy.per_try_timeout,
+        # ... and the upstream may stay silent at most this long (head or body)
+        idle_timeout=policy.idle_timeout,
         # 3. retries: conditions, backoff, methods (the budget is per destination)
         retry=retry_policy(policy, route.retry if route else None),
         # 4. a body is buffered for re-sending only up to this size
@@ -291,7 +294,9 @@ def _destination(
     default = route_policy("default", policy, None, buffer)
     if inbound:
         # Inbound, the caller's sidecar has retried already: one attempt to the app.
-        default = RoutePolicy("inbound", policy.timeout, None, _no_retry(default.retry), buffer)
+        default = RoutePolicy(
+            "inbound", policy.timeout, None, policy.idle_timeout, _no_retry(default.retry), buffer
+        )
         only = Route(RouteMatch(), default, name="inbound")
         return Destination(name, cluster, RouteTable([]), only)
     routes = []

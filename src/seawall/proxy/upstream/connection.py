@@ -47,6 +47,7 @@ class Exchange:
         "complete",
         "done",
         "head",
+        "progress",
         "upgrade_data",
     )
 
@@ -54,6 +55,7 @@ class Exchange:
         self.head: asyncio.Future[ResponseHead] = loop.create_future()
         self.done: asyncio.Future[None] = loop.create_future()
         self.complete = False
+        self.progress = 0  # body chunks received (the idle timeout watches it)
         self.upgrade_data: bytes | None = None
         self._held: list[bytes] = []
         self._sink: Callable[[bytes], object] | None = None
@@ -97,6 +99,7 @@ class Exchange:
             self.head.set_result(head)
 
     def on_body(self, data: bytes) -> None:
+        self.progress += 1
         sink = self._sink
         if sink is not None:
             sink(data)
