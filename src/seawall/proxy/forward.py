@@ -166,6 +166,12 @@ class Forwarder:
             keep_alive = False
             if not down.response_started:
                 down.write(error_response(502, exc.reason))
+        except Exception as exc:  # a bug: answer and close rather than leave the client hanging
+            status = 500
+            keep_alive = False
+            sys.stderr.write(f"seawall sidecar: internal error serving {req.path!r}: {exc!r}\n")
+            if not down.response_started:
+                down.write(error_response(500, "internal error in the sidecar"))
         finally:
             elapsed = self.clock() - start
             if status:
