@@ -90,7 +90,6 @@ class Cluster:
         self.in_flight = 0
         self.retries_in_flight = 0
         self._ejections_seen = 0
-        self._metrics = metrics
         self._m_ejections = metrics.ejections.labels(name)
         self.m_retries = metrics.retries.labels(name)
         self.m_budget_exhausted = metrics.budget_exhausted.labels(name)
@@ -239,13 +238,6 @@ class Cluster:
             idle.clear()
 
     # -- observation ------------------------------------------------------
-
-    def on_breaker_change(self, old: BreakerState, new: BreakerState) -> None:
-        """Mirror a breaker transition into the metrics."""
-        m = self._metrics
-        m.breaker_state.labels(self.name, old.value).set(0.0)
-        m.breaker_state.labels(self.name, new.value).set(1.0)
-        m.breaker_transitions.labels(self.name, old.value, new.value).inc()
 
     def gauges(self) -> tuple[str, int, int, int]:
         """(name, open connections, pending, in flight): read by the metrics at scrape time."""

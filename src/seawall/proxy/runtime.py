@@ -12,7 +12,6 @@ plane will push configs through the same function.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import MeshConfig
@@ -221,7 +220,6 @@ def _cluster(
         )
     balancer = create_balancer(policy.load_balancer, endpoints, rng=rng, ejections=outlier)
     cb = policy.circuit_breaker
-    cluster_ref: list[Cluster] = []
     breaker = None
     if cb.enabled and not inbound:
         breaker = CircuitBreaker(
@@ -237,7 +235,7 @@ def _cluster(
             max_wait_in_open=max(cb.max_open_for, cb.open_for),
             half_open_calls=cb.half_open_calls,
             automatic_transition=True,  # /clusters and /metrics show HALF_OPEN when due
-            listeners=[_BreakerMetrics(lambda: cluster_ref[0])],
+            listeners=[_BreakerMetrics(metrics, name)],
             clock=clock,
         )
     b = policy.retry.budget
@@ -262,18 +260,21 @@ def _cluster(
         clock=clock,
         rng=rng,
     )
-    cluster_ref.append(cluster)
     return cluster
 
 
 class _BreakerMetrics:
     """Mirrors a destination's breaker transitions into the sidecar's metrics."""
 
-    def __init__(self, cluster: Callable[[], Cluster]) -> None:
-        self._cluster = cluster
+    def __init__(self, metrics: SidecarMetrics, destination: str) -> None:
+        self._metrics = metrics
+        self._destination = destination
 
     def on_state_change(self, name: str, old: BreakerState, new: BreakerState, now: float) -> None:
-        self._cluster().on_breaker_change(old, new)
+        m, dest = self._metrics, self._destination
+        m.breaker_state.labels(dest, old.value).set(0.0)
+        m.breaker_state.labels(dest, new.value).set(1.0)
+        m.breaker_transitions.labels(dest, old.value, new.value).inc()
 
     def on_rejected(self, name: str, state: BreakerState, now: float) -> None:
         return None
