@@ -144,13 +144,9 @@ class Cluster:
         (``connect``) or :class:`TimeoutError`.
         """
         key = (endpoint.address, endpoint.port)
-        idle = self._idle.get(key)
-        now = self.clock()
-        while idle:
-            conn = idle.pop()
-            if conn.reusable and now - conn.idle_since < self.limits.idle_timeout:
-                return conn
-            conn.close()
+        conn = self._take_idle(key)
+        if conn is not None:
+            return conn
         while self.open_connections >= self.limits.max_connections:
             if self._close_one_idle():
                 break
@@ -165,13 +161,21 @@ class Cluster:
                 self.pending -= 1
                 if not waiter.done():
                     waiter.cancel()
-            idle = self._idle.get(key)
-            while idle:
-                conn = idle.pop()
-                if conn.reusable:
-                    return conn
-                conn.close()
+            conn = self._take_idle(key)
+            if conn is not None:
+                return conn
         return await self._connect(endpoint, key, timeout)
+
+    def _take_idle(self, key: tuple[str, int]) -> UpstreamConnection | None:
+        """The most recently pooled usable connection for ``key``; stale ones are closed."""
+        idle = self._idle.get(key)
+        now = self.clock()
+        while idle:
+            conn = idle.pop()
+            if conn.reusable and now - conn.idle_since < self.limits.idle_timeout:
+                return conn
+            conn.close()
+        return None
 
     async def _connect(
         self, endpoint: Endpoint, key: tuple[str, int], timeout: float  # noqa: ASYNC109

@@ -20,6 +20,7 @@ per concern (DESIGN.md, "A request through the mesh"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..policy.clock import MONOTONIC, Clock
 from ..policy.deadline import HEADER as DEADLINE_HEADER
+from ..policy.deadline import decode_deadline
 from ..policy.errors import CircuitOpenError
 from ..telemetry.tracecontext import TraceParent, TraceState, new_request_id
 from .cluster import Cluster, Overflow
@@ -50,18 +52,18 @@ from .upstream.endpoint import Endpoint
 __all__ = ["Forwarder"]
 
 _OVERLOADED = (b"x-seawall-overloaded", b"1")
+_DEADLINE = DEADLINE_HEADER.encode()
 _MESH_HEADERS = frozenset(
     {
         b"x-request-id",
         b"traceparent",
         b"tracestate",
-        DEADLINE_HEADER.encode(),
+        _DEADLINE,
         b"x-seawall-attempt",
         b"x-seawall-fault-delay-ms",
         b"x-seawall-fault-abort",
     }
 )
-_MAX_DEADLINE_MS = 10 * 86_400_000
 
 
 class _Final(Exception):
@@ -213,10 +215,9 @@ class Forwarder:
                 parent = TraceParent.parse(value.decode("latin-1"))
             elif name == b"tracestate":
                 state = value if state is None else state + b"," + value
-            elif name == b"x-seawall-deadline-ms":
-                ms = _deadline_ms(value)
-                if ms is not None:
-                    deadline = min(deadline, now + ms / 1000.0)
+            elif name == _DEADLINE:
+                with contextlib.suppress(ValueError):  # a malformed deadline is ignored
+                    deadline = min(deadline, decode_deadline(value.decode("latin-1"), self.clock))
         if inbound and deadline <= now:
             raise _Final(504, "deadline already expired", ())
         if not request_id:
@@ -229,8 +230,9 @@ class Forwarder:
         extra = [(b"x-request-id", request_id), (b"traceparent", trace.format().encode())]
         if state is not None:
             parsed = TraceState.parse(state.decode("latin-1"))
-            if parsed is not None and parsed.format():
-                extra.append((b"tracestate", parsed.format().encode()))
+            forwarded = parsed.format() if parsed is not None else ""
+            if forwarded:
+                extra.append((b"tracestate", forwarded.encode()))
         return extra, deadline
 
     async def _attempts(self, call: _Call) -> tuple[int, bool]:
@@ -246,8 +248,7 @@ class Forwarder:
         payload: bytes | None = b""
         if req.has_body:
             if req.expect_continue and not down.response_started:
-                down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                down.response_started = False  # an interim response, not the response
+                down.write_interim(b"HTTP/1.1 100 Continue\r\n\r\n")
             wants_copy = may_retry or route.mirror is not None
             payload = await body.read_all(policy.retry_buffer) if wants_copy else None
             if payload is None:
@@ -380,7 +381,7 @@ class Forwarder:
         except TimeoutError:
             return "timeout", 0, None, None
         remaining_ms = max(0, int((deadline - self.clock()) * 1000))
-        mesh = [*call.extra, (DEADLINE_HEADER.encode(), str(remaining_ms).encode())]
+        mesh = [*call.extra, (_DEADLINE, str(remaining_ms).encode())]
         if attempt > 1:
             mesh.append((b"x-seawall-attempt", str(attempt).encode()))
         exchange = conn.begin(loop, req.method, upgrade=req.upgrade is not None)
@@ -641,13 +642,6 @@ def _drop(data: bytes) -> None:
 
 def _nothing() -> None:
     return None
-
-
-def _deadline_ms(value: bytes) -> int | None:
-    if not value or len(value) > 12 or not value.isdigit():
-        return None  # a malformed deadline is ignored, not trusted
-    ms = int(value)
-    return ms if ms <= _MAX_DEADLINE_MS else None
 
 
 def _access_log(req: RequestHead, status: int, elapsed: float, dest: str, route: str) -> None:

@@ -237,6 +237,12 @@ class DownstreamConnection(asyncio.Protocol):
         if transport is not None and not self.closed:
             transport.write(data)
 
+    def write_interim(self, data: bytes) -> None:
+        """Send an interim (1xx) response: the final response is still to come."""
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.write(data)
+
     def finish(self, keep_alive: bool) -> None:
         """The response is complete: read the next request, or close."""
         self.body = None

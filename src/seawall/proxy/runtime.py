@@ -149,7 +149,7 @@ def route_policy(
     )
 
 
-def _route(index: int, rc: RouteConfig, data: RoutePolicy, dest: str) -> Route[RoutePolicy]:
+def _route(rc: RouteConfig, data: RoutePolicy) -> Route[RoutePolicy]:
     m = rc.match
     methods = frozenset(x.upper() for x in (m.methods or ((m.method,) if m.method else ())))
     match = RouteMatch(
@@ -303,7 +303,7 @@ def _destination(
     routes = []
     for index, rc in enumerate(policy.routes):
         rname = rc.name or f"route{index}"
-        routes.append(_route(index, rc, route_policy(rname, policy, rc, buffer), name))
+        routes.append(_route(rc, route_policy(rname, policy, rc, buffer)))
     return Destination(
         name, cluster, RouteTable(routes), Route(RouteMatch(), default, name="default")
     )
