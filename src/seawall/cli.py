@@ -1,34 +1,154 @@
 """The ``seawall`` command line.
 
-``seawall sidecar --config mesh.yaml --service NAME [--workers N]`` runs the
-sidecar proxy of one service (see :mod:`seawall.proxy.sidecar`).
+* ``seawall sidecar --service NAME (--config mesh.yaml | --control URL)`` runs
+  the sidecar proxy of one service instance (see :mod:`seawall.proxy.sidecar`);
+* ``seawall control`` runs a control-plane replica (see
+  :mod:`seawall.control.server`);
+* ``seawall apply -f mesh.yaml``, ``seawall status``, ``seawall services`` and
+  ``seawall certs`` talk to it (see :mod:`seawall.control.commands`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command; returns the exit status."""
+def _positive_seconds(text: str) -> float:
+    from .config import parse_duration  # noqa: PLC0415
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+    return int(text)
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--control", help="control-plane URL (default: $SEAWALL_CONTROL, state dir)")
+    p.add_argument("--token", help="admin token (default: $SEAWALL_TOKEN, state dir)")
+    p.add_argument("--state-dir", help="state directory (default: $SEAWALL_STATE_DIR, .seawall)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seawall", description="High-availability toolkit.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     sidecar = commands.add_parser("sidecar", help="run the sidecar proxy of one service")
-    sidecar.add_argument("--config", required=True, help="path to mesh.yaml")
+    sidecar.add_argument("--config", help="path to mesh.yaml (static mode, or a bootstrap)")
     sidecar.add_argument("--service", required=True, help="the service this sidecar serves")
     sidecar.add_argument(
         "--workers", type=int, default=None, help="processes sharing the ports (SO_REUSEPORT)"
     )
+    link = sidecar.add_argument_group("control plane (instead of, or on top of, --config)")
+    link.add_argument("--control", help="control-plane URL(s), comma-separated replicas")
+    link.add_argument("--join-token", help="join token of the service ($SEAWALL_JOIN_TOKEN)")
+    link.add_argument("--state-dir", help="where the last snapshot and the identity are kept")
+    link.add_argument("--subset", help="the subset this instance belongs to (e.g. v2)")
+    link.add_argument("--address", help="address other sidecars reach this one at")
+    link.add_argument("--app-port", type=_port, help="this instance's app port")
+    link.add_argument("--inbound-port", type=_port, help="this instance's inbound port")
+    link.add_argument("--outbound-port", type=_port, help="this instance's outbound port")
+    link.add_argument("--admin-port", type=_port, help="this instance's admin port")
+    link.add_argument("--lease-ttl", type=_positive_seconds, default=10.0, help="default 10s")
+
+    control = commands.add_parser("control", help="run a control-plane replica")
+    control.add_argument("--state-dir", help="state directory (default: $SEAWALL_STATE_DIR, .seawall)")
+    control.add_argument("--listen", default="127.0.0.1:7600", help="HOST:PORT (default %(default)s)")
+    control.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite")
+    control.add_argument("--etcd", help="etcd client URL(s), comma-separated")
+    control.add_argument("--etcd-prefix", default="/seawall/", help="key prefix in etcd")
+    control.add_argument("--ca-cert", help="CA certificate file (default: created in state dir)")
+    control.add_argument("--ca-key", help="CA private key file")
+    control.add_argument(
+        "--cert-ttl", type=_positive_seconds, default=24 * 3600.0, help="default 24h"
+    )
+
+    apply = commands.add_parser("apply", help="validate and store a mesh config")
+    apply.add_argument("-f", "--file", required=True, help="mesh.yaml")
+    _client_options(apply)
+
+    status = commands.add_parser("status", help="config version of every sidecar")
+    status.add_argument("--check", action="store_true", help="exit 1 if any sidecar lags")
+    _client_options(status)
+
+    services = commands.add_parser("services", help="registered instances and their health")
+    _client_options(services)
+
+    certs = commands.add_parser("certs", help="certificates, the CA, join tokens")
+    certs.add_argument("action", nargs="?", default="list", choices=["list", "ca", "token"])
+    certs.add_argument("service", nargs="?", help="for `token`: the service")
+    _client_options(certs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "sidecar":
         from .proxy.sidecar import run  # noqa: PLC0415 - keep `seawall --help` light
 
         if args.workers is not None and args.workers < 1:
             parser.error(f"--workers must be >= 1, got {args.workers}")
-        return run(args.config, args.service, args.workers)
+        if not args.config and not args.control:
+            parser.error("give --config mesh.yaml, --control URL, or both")
+        if not args.control:
+            return run(args.config, args.service, args.workers)
+        token = args.join_token or os.environ.get("SEAWALL_JOIN_TOKEN")
+        if not token:
+            parser.error("--control needs --join-token (or $SEAWALL_JOIN_TOKEN)")
+        from .proxy.sidecar import LinkOptions, run_linked  # noqa: PLC0415
+
+        options = LinkOptions(
+            urls=[u.strip() for u in args.control.split(",") if u.strip()],
+            token=token,
+            state_dir=args.state_dir or f".seawall-sidecar-{args.service}",
+            subset=args.subset,
+            address=args.address,
+            app_port=args.app_port,
+            inbound_port=args.inbound_port,
+            outbound_port=args.outbound_port,
+            admin_port=args.admin_port,
+            lease_ttl=args.lease_ttl,
+        )
+        return run_linked(args.service, options, bootstrap=args.config, workers=args.workers)
+    if args.command == "control":
+        from .control.server import run as run_control  # noqa: PLC0415
+
+        return run_control(
+            args.state_dir or os.environ.get("SEAWALL_STATE_DIR") or ".seawall",
+            args.listen,
+            store=args.store,
+            etcd=args.etcd,
+            etcd_prefix=args.etcd_prefix,
+            ca_cert=args.ca_cert,
+            ca_key=args.ca_key,
+            cert_ttl=args.cert_ttl,
+        )
+    from .control import commands  # noqa: PLC0415
+
+    target = commands.Target.resolve(args.control, args.token, args.state_dir)
+    if args.command == "apply":
+        return commands.apply(target, args.file, as_json=args.json)
+    if args.command == "status":
+        return commands.status(target, as_json=args.json, check=args.check)
+    if args.command == "services":
+        return commands.services(target, as_json=args.json)
+    if args.command == "certs":
+        return commands.certs(target, args.action, args.service, as_json=args.json)
     return 2
 
 

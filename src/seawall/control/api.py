@@ -1,0 +1,643 @@
+"""The control plane's HTTP JSON API: routes, their handlers, and the OpenAPI document.
+
+Every route is declared once in :data:`ROUTES` (method, path, who may call
+it, summary, body schema, answers); the router and ``GET /v1/openapi.json``
+are both built from that list, so the document cannot drift from the server.
+
+Who may call what:
+
+* reads (config, status, services, the CA certificate, the OpenAPI document)
+  need no token: they reveal nothing secret and are served on loopback by
+  default;
+* writes of the mesh's shape (apply a config, mint a join token) need the
+  **admin token**;
+* what a sidecar does (subscribe, register, renew its lease, report, get a
+  certificate) needs the **join token** of its service (the admin token also
+  works, for tools and tests).
+
+Tokens travel as ``Authorization: Bearer <token>``. Every refusal is a JSON
+object ``{"error": "..."}`` saying what was wrong; an invalid config is a 422
+listing every problem with its path, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..config import ConfigError, MeshConfig, load_mesh
+from ..proxy.http1 import RequestHead, encode_response_head
+from ..proxy.listener import DownstreamConnection, RequestBody
+from .snapshot import Snapshot, build_snapshot, services_view, status_view
+from .store import ConfigRecord, Instance, SidecarStatus, Store
+from .tokens import Tokens
+
+__all__ = ["ROUTES", "ApiError", "ControlAPI", "Issuer", "openapi_document"]
+
+MAX_BODY = 4 * 1024 * 1024  # a mesh config of thousands of services fits
+MAX_WAIT = 60.0  # longest long-poll; sidecars ask for 30 s
+DEFAULT_TTL = 10.0  # instance lease, seconds; sidecars renew at a third of it
+MAX_TTL = 300.0
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class ApiError(Exception):
+    """A request the API refuses: its status and what was wrong."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+Issuer = Callable[[bytes, str, str], Awaitable[dict[str, Any]]]
+"""(CSR PEM, service, trust domain) -> the issued certificate's JSON answer."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One parsed API request, as handlers see it."""
+
+    method: str
+    path: str
+    params: dict[str, str]  # from the path template
+    query: dict[str, str]
+    body: bytes
+    token: str | None
+    caller: str  # "admin", "join:<service>" or "anonymous"
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object (400 if it is not one)."""
+        try:
+            data = json.loads(self.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"body: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, f"body: must be a JSON object, got {type(data).__name__}")
+        return data
+
+    @property
+    def service(self) -> str | None:
+        """The service of the join token used, or ``None`` (admin or anonymous)."""
+        return self.caller[5:] if self.caller.startswith("join:") else None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One API operation: the single source of the router and the OpenAPI document."""
+
+    method: str
+    path: str  # with {param} placeholders
+    auth: str  # "none" | "admin" | "join" (join token of a service, or admin)
+    handler: str  # name of the ControlAPI method
+    summary: str
+    body: dict[str, Any] | None = None  # JSON schema of the request body
+    answers: dict[int, str] = field(default_factory=dict)
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+
+    def pattern(self) -> re.Pattern[str]:
+        """The path as a regular expression with named groups."""
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+_INSTANCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "service", "address", "port"],
+    "properties": {
+        "id": {"type": "string", "pattern": _ID.pattern},
+        "service": {"type": "string"},
+        "address": {"type": "string"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "subset": {"type": ["string", "null"]},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ttl": {"type": "number", "minimum": 1, "maximum": MAX_TTL, "default": DEFAULT_TTL},
+    },
+    "additionalProperties": False,
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/openapi.json", "none", "openapi", "This document.", answers={200: "OpenAPI"}),
+    Route(
+        "GET",
+        "/v1/health",
+        "none",
+        "health",
+        "Liveness of this replica: config version, etag, subscriptions waiting.",
+        answers={200: "{ok, config_version, etag, subscribers}"},
+    ),
+    Route(
+        "PUT",
+        "/v1/config",
+        "admin",
+        "apply",
+        "Validate and store a mesh config (YAML or JSON text) as the next version.",
+        body={"type": "string", "description": "mesh.yaml text"},
+        answers={
+            200: "stored (or unchanged: same digest); {version, digest, changed}",
+            422: "invalid: {error, errors: [{path, message, value, line}]}; nothing stored",
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/config",
+        "none",
+        "get_config",
+        "The current config version, digest and document.",
+        answers={200: "{version, digest, applied_at, config}", 404: "nothing applied yet"},
+    ),
+    Route(
+        "GET",
+        "/v1/snapshot",
+        "join",
+        "subscribe",
+        "What sidecars subscribe to: config and endpoint sets (long-poll).",
+        query=(
+            ("known", "string", "etag the caller has; the answer waits until it changes"),
+            ("wait", "number", f"seconds to wait for a change (at most {MAX_WAIT:g})"),
+        ),
+        answers={200: "{etag, config, endpoints}", 304: "no change within `wait`"},
+    ),
+    Route(
+        "POST",
+        "/v1/instances",
+        "join",
+        "register",
+        "Register an instance of the token's service under a TTL lease.",
+        body=_INSTANCE_SCHEMA,
+        answers={200: "{lease, ttl}", 403: "token of another service", 422: "invalid"},
+    ),
+    Route(
+        "PUT",
+        "/v1/leases/{lease}",
+        "join",
+        "keepalive",
+        "Renew a lease for its full TTL.",
+        answers={200: "{lease}", 404: "unknown or expired: register again"},
+    ),
+    Route(
+        "DELETE",
+        "/v1/leases/{lease}",
+        "join",
+        "deregister",
+        "Revoke a lease: its instance leaves every endpoint set now.",
+        answers={204: "revoked"},
+    ),
+    Route(
+        "PUT",
+        "/v1/leases/{lease}/status",
+        "join",
+        "report",
+        "A sidecar's report: the config version it runs, the endpoints it ejected.",
+        body={
+            "type": "object",
+            "required": ["id", "config_version"],
+            "properties": {
+                "id": {"type": "string"},
+                "config_version": {"type": "integer", "minimum": 0},
+                "ejected": {"type": "array", "items": {"type": "string"}},
+                "certificate_serial": {"type": ["string", "null"]},
+                "certificate_expires": {"type": ["number", "null"]},
+            },
+        },
+        answers={200: "stored", 404: "lease gone: register again"},
+    ),
+    Route(
+        "GET",
+        "/v1/services",
+        "none",
+        "services",
+        "Every registered instance with its health.",
+        answers={200: "{instances: [...]}"},
+    ),
+    Route(
+        "GET",
+        "/v1/status",
+        "none",
+        "status",
+        "The current config version and every sidecar's, laggards marked.",
+        answers={200: "{config_version, digest, sidecars: [...]}"},
+    ),
+    Route(
+        "POST",
+        "/v1/certificates",
+        "join",
+        "certificate",
+        "Sign a sidecar's CSR: a short-lived certificate for the token's service.",
+        body={
+            "type": "object",
+            "required": ["csr"],
+            "properties": {"csr": {"type": "string", "description": "PEM"}},
+        },
+        answers={200: "{certificate, ca, spiffe_id, serial, not_after}", 422: "bad CSR"},
+    ),
+    Route("GET", "/v1/ca", "none", "ca", "The mesh CA certificate (PEM).", answers={200: "PEM"}),
+    Route(
+        "POST",
+        "/v1/join-tokens",
+        "admin",
+        "join_token",
+        "Mint the join token of a service.",
+        body={
+            "type": "object",
+            "required": ["service"],
+            "properties": {"service": {"type": "string"}},
+        },
+        answers={200: "{service, token}"},
+    ),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of :data:`ROUTES`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {
+            "operationId": r.handler,
+            "summary": r.summary,
+            "responses": {str(code): {"description": text} for code, text in r.answers.items()},
+        }
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{(\w+)\}", r.path)
+        ]
+        params += [
+            {"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+            for n, t, d in r.query
+        ]
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            ctype = "application/yaml" if r.body.get("type") == "string" else "application/json"
+            op["requestBody"] = {"required": True, "content": {ctype: {"schema": r.body}}}
+        if r.auth != "none":
+            op["security"] = [{"bearer": []}]
+            op["responses"].setdefault("401", {"description": "no or wrong token"})
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "seawall control plane", "version": "1"},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+class ControlAPI:
+    """The API's state and handlers, served over :class:`DownstreamConnection`."""
+
+    def __init__(
+        self,
+        store: Store,
+        tokens: Tokens,
+        issuer: Issuer,
+        ca_pem: Callable[[], bytes],
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self._issuer = issuer
+        self._ca_pem = ca_pem
+        self._wall = wall
+        self._routes = [(r, r.pattern()) for r in ROUTES]
+        self._openapi = json.dumps(openapi_document(), indent=2).encode()
+        self.config: ConfigRecord | None = None
+        self.mesh: MeshConfig | None = None
+        self.instances: list[Instance] = []
+        self.snapshot: Snapshot = build_snapshot(None, [])
+        self._changed: asyncio.Future[None] | None = None
+        self.subscribers = 0  # long-polls waiting right now
+
+    # -- state --------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Re-read the store; wake subscribers if the pushed content changed."""
+        config = await self.store.current_config()
+        instances = await self.store.instances()
+        if config is not None and (self.config is None or config.digest != self.config.digest):
+            self.mesh = MeshConfig.model_validate_json(config.document)
+        self.config = config
+        self.instances = instances
+        snapshot = build_snapshot(config, instances)
+        if snapshot.etag != self.snapshot.etag:
+            self.snapshot = snapshot
+            changed, self._changed = self._changed, None
+            if changed is not None and not changed.done():
+                changed.set_result(None)
+
+    async def follow(self) -> None:
+        """Refresh after every change the store reports (runs for the server's life)."""
+        async for _ in self.store.changes():
+            await self.refresh()
+
+    # -- HTTP ---------------------------------------------------------------
+
+    async def serve(self, down: DownstreamConnection, req: RequestHead, body: RequestBody) -> None:
+        """Answer one request (the :data:`~seawall.proxy.listener.Serve` of the listener)."""
+        data = await body.read_all(MAX_BODY)
+        path, _, raw_query = req.path.decode("latin-1").partition("?")
+        method = req.method.decode("latin-1")
+        status, payload, ctype = 500, b"", b"application/json"
+        try:
+            if data is None:
+                raise ApiError(413, f"body: larger than {MAX_BODY} bytes")
+            call = self._call(req, method, path, raw_query, data)
+            status, result = await self._dispatch(call)
+            if isinstance(result, bytes):
+                payload = result
+                if path == "/v1/ca":
+                    ctype = b"application/x-pem-file"
+            elif result is not None:
+                payload = json.dumps(result, indent=1).encode()
+        except ApiError as exc:
+            status = exc.status
+            payload = json.dumps({"error": exc.message, **exc.extra}, indent=1).encode()
+        except Exception as exc:  # a bug must answer, not leave the caller waiting
+            status = 500
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            payload = json.dumps({"error": message}).encode()
+            sys.stderr.write(f"seawall control: {method} {path}: {message}\n")
+        if status in (204, 304):
+            payload = b""
+        headers = [(b"content-type", ctype), (b"cache-control", b"no-store")]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="seawall"'))
+        head = encode_response_head(
+            status,
+            b"",
+            headers,
+            content_length=None if status in (204, 304) else len(payload),
+            keep_alive=req.keep_alive,
+            via=None,
+        )
+        down.write(head if req.method == b"HEAD" else head + payload)
+        down.finish(req.keep_alive)
+
+    def _call(self, req: RequestHead, method: str, path: str, raw_query: str, data: bytes) -> Call:
+        token = None
+        for name, value in req.headers:
+            if name == b"authorization":
+                scheme, _, cred = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and cred.strip():
+                    token = cred.strip()
+        if self.tokens.is_admin(token):
+            caller = "admin"
+        else:
+            service = self.tokens.service_of(token)
+            caller = f"join:{service}" if service else "anonymous"
+        query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        return Call(method, path, {}, query, data, token, caller)
+
+    async def _dispatch(self, call: Call) -> tuple[int, Any]:
+        allowed = []
+        for route, pattern in self._routes:
+            match = pattern.match(call.path)
+            if match is None:
+                continue
+            allowed.append(route.method)
+            head_of_get = route.method == "GET" and call.method == "HEAD"
+            if route.method != call.method and not head_of_get:
+                continue
+            self._authorize(route, call)
+            call.params = match.groupdict()
+            handler: Callable[[Call], Awaitable[tuple[int, Any]]] = getattr(self, route.handler)
+            return await handler(call)
+        if allowed:
+            raise ApiError(405, f"{call.method} {call.path}: use {' or '.join(allowed)}")
+        raise ApiError(404, f"no such API path: {call.path} (see /v1/openapi.json)")
+
+    @staticmethod
+    def _authorize(route: Route, call: Call) -> None:
+        if route.auth == "none" or call.caller == "admin":
+            return
+        if call.token is None:
+            raise ApiError(401, "this operation needs a token: Authorization: Bearer <token>")
+        if route.auth == "admin":
+            raise ApiError(401 if call.caller == "anonymous" else 403, "needs the admin token")
+        if call.caller == "anonymous":
+            raise ApiError(401, "token not recognised (neither the admin token nor a join token)")
+
+    # -- handlers -----------------------------------------------------------
+
+    async def openapi(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/openapi.json"""
+        return 200, self._openapi
+
+    async def health(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/health"""
+        return 200, {
+            "ok": True,
+            "config_version": self.snapshot.config_version,
+            "etag": self.snapshot.etag,
+            "subscribers": self.subscribers,
+        }
+
+    async def apply(self, call: Call) -> tuple[int, Any]:
+        """PUT /v1/config"""
+        if not call.body.strip():
+            raise ApiError(422, "body: empty; send the mesh.yaml text", errors=[])
+        try:
+            mesh = load_mesh(call.body)
+        except ConfigError as exc:
+            issues = [
+                {"path": i.path, "message": i.message, "value": i.value, "line": i.line}
+                for i in exc.errors
+            ]
+            raise ApiError(
+                422, f"invalid config: {len(issues)} error(s); nothing applied", errors=issues
+            ) from None
+        before = self.config.version if self.config else 0
+        record = await self.store.put_config(mesh.to_json(), mesh.digest())
+        await self.refresh()
+        return 200, {
+            "version": record.version,
+            "digest": record.digest,
+            "changed": record.version != before,
+        }
+
+    async def get_config(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/config"""
+        if self.config is None:
+            raise ApiError(404, "no config applied yet: seawall apply -f mesh.yaml")
+        c = self.config
+        return 200, {
+            "version": c.version,
+            "digest": c.digest,
+            "applied_at": c.applied_at,
+            "config": json.loads(c.document),
+        }
+
+    async def subscribe(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/snapshot (long-poll)."""
+        known = call.query.get("known", "")
+        try:
+            wait = min(MAX_WAIT, max(0.0, float(call.query.get("wait", "0"))))
+        except ValueError:
+            got = call.query["wait"]
+            raise ApiError(400, f"query wait: must be a number of seconds, got {got!r}") from None
+        if known == self.snapshot.etag and wait > 0:
+            if self._changed is None or self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            changed = self._changed
+            self.subscribers += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(changed), wait)
+            except TimeoutError:
+                pass
+            finally:
+                self.subscribers -= 1
+        if known == self.snapshot.etag:
+            return 304, None
+        return 200, self.snapshot.body
+
+    async def register(self, call: Call) -> tuple[int, Any]:
+        """POST /v1/instances"""
+        data = call.json()
+        problems: list[str] = []
+        unknown = sorted(set(data) - set(_INSTANCE_SCHEMA["properties"]))
+        problems += [f"body.{key}: unknown field" for key in unknown]
+        iid, service, address = data.get("id"), data.get("service"), data.get("address")
+        port, subset, ttl = data.get("port"), data.get("subset"), data.get("ttl", DEFAULT_TTL)
+        metadata = data.get("metadata") or {}
+        if not isinstance(iid, str) or not _ID.fullmatch(iid):
+            problems.append(f"body.id: must match {_ID.pattern}, got {iid!r}")
+        if not isinstance(service, str) or not service:
+            problems.append(f"body.service: must be a service name, got {service!r}")
+        if not isinstance(address, str) or not address or len(address) > 255 or " " in address:
+            problems.append(f"body.address: must be a host or IP address, got {address!r}")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            problems.append(f"body.port: must be an integer in 1..65535, got {port!r}")
+        if subset is not None and not isinstance(subset, str):
+            problems.append(f"body.subset: must be a string or null, got {subset!r}")
+        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TTL:
+            problems.append(f"body.ttl: must be seconds in 1..{MAX_TTL:g}, got {ttl!r}")
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            problems.append(f"body.metadata: must map strings to strings, got {metadata!r}")
+        if problems:
+            raise ApiError(422, "; ".join(problems), errors=problems)
+        assert isinstance(service, str)
+        assert isinstance(iid, str)
+        assert isinstance(address, str)
+        assert isinstance(port, int)
+        if call.service is not None and call.service != service:
+            raise ApiError(403, f"a join token of {call.service!r} cannot register {service!r}")
+        mesh = self.mesh
+        if mesh is None:
+            raise ApiError(409, "no config applied yet: seawall apply -f mesh.yaml")
+        if service not in mesh.services:
+            raise ApiError(422, f"body.service: no service {service!r} in mesh {mesh.mesh!r}")
+        subsets = mesh.services[service].subsets
+        if subset is not None and subset not in subsets:
+            known = ", ".join(subsets) or "none"
+            raise ApiError(
+                422, f"body.subset: {service!r} has no subset {subset!r} (subsets: {known})"
+            )
+        instance = Instance(iid, service, address, port, subset, dict(metadata))
+        lease = await self.store.register(instance, float(ttl))
+        await self.refresh()
+        return 200, {"lease": str(lease), "ttl": float(ttl)}
+
+    @staticmethod
+    def _lease(call: Call) -> int:
+        raw = call.params["lease"]
+        if not raw.isdigit() or len(raw) > 20:
+            raise ApiError(400, f"path: lease must be a lease number, got {raw!r}")
+        return int(raw)
+
+    async def keepalive(self, call: Call) -> tuple[int, Any]:
+        """PUT /v1/leases/{lease}"""
+        lease = self._lease(call)
+        if not await self.store.keepalive(lease):
+            raise ApiError(404, f"lease {lease} is unknown or expired: register again")
+        return 200, {"lease": str(lease)}
+
+    async def deregister(self, call: Call) -> tuple[int, Any]:
+        """DELETE /v1/leases/{lease}"""
+        await self.store.deregister(self._lease(call))
+        await self.refresh()
+        return 204, None
+
+    async def report(self, call: Call) -> tuple[int, Any]:
+        """PUT /v1/leases/{lease}/status"""
+        lease = self._lease(call)
+        data = call.json()
+        iid, version = data.get("id"), data.get("config_version")
+        ejected = data.get("ejected") or []
+        serial, expires = data.get("certificate_serial"), data.get("certificate_expires")
+        problems = []
+        if not isinstance(iid, str) or not _ID.fullmatch(iid):
+            problems.append(f"body.id: must match {_ID.pattern}, got {iid!r}")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            problems.append(f"body.config_version: must be an integer >= 0, got {version!r}")
+        if not isinstance(ejected, list) or not all(isinstance(e, str) for e in ejected):
+            problems.append(f"body.ejected: must be a list of 'address:port', got {ejected!r}")
+        if serial is not None and not isinstance(serial, str):
+            problems.append(f"body.certificate_serial: must be a string, got {serial!r}")
+        if expires is not None and not isinstance(expires, (int, float)):
+            problems.append(f"body.certificate_expires: must be a number, got {expires!r}")
+        if problems:
+            raise ApiError(422, "; ".join(problems), errors=problems)
+        assert isinstance(iid, str)
+        assert isinstance(version, int)
+        service = call.service or str(data.get("service") or "")
+        status = SidecarStatus(
+            iid,
+            service,
+            version,
+            tuple(ejected),
+            self._wall(),
+            serial,
+            None if expires is None else float(expires),
+        )
+        if not await self.store.put_status(status, lease):
+            raise ApiError(404, f"lease {lease} is unknown or expired: register again")
+        return 200, {"stored": True}
+
+    async def services(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/services"""
+        statuses = await self.store.statuses()
+        return 200, {"instances": services_view(self.instances, statuses)}
+
+    async def status(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/status"""
+        statuses = await self.store.statuses()
+        return 200, status_view(self.config, statuses, self._wall())
+
+    async def certificate(self, call: Call) -> tuple[int, Any]:
+        """POST /v1/certificates"""
+        data = call.json()
+        csr = data.get("csr")
+        if not isinstance(csr, str) or "BEGIN CERTIFICATE REQUEST" not in csr:
+            raise ApiError(422, "body.csr: must be a PEM certificate signing request")
+        service = call.service or data.get("service")
+        if not isinstance(service, str) or not service:
+            raise ApiError(422, "body.service: the admin token must name the service")
+        mesh = self.mesh
+        if mesh is None:
+            raise ApiError(409, "no config applied yet: seawall apply -f mesh.yaml")
+        if service not in mesh.services:
+            raise ApiError(403, f"no service {service!r} in mesh {mesh.mesh!r}")
+        try:
+            return 200, await self._issuer(csr.encode(), service, mesh.trust_domain)
+        except ValueError as exc:
+            raise ApiError(422, f"body.csr: {exc}") from None
+
+    async def ca(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/ca"""
+        return 200, self._ca_pem()
+
+    async def join_token(self, call: Call) -> tuple[int, Any]:
+        """POST /v1/join-tokens"""
+        service = call.json().get("service")
+        if not isinstance(service, str) or not _ID.fullmatch(service):
+            raise ApiError(422, f"body.service: must be a service name, got {service!r}")
+        return 200, {"service": service, "token": self.tokens.join_token(service)}

@@ -1,0 +1,252 @@
+"""The operator's commands against a running control plane.
+
+``seawall apply``, ``seawall status``, ``seawall services`` and ``seawall
+certs`` are thin clients of the HTTP API (:mod:`seawall.control.api`). Where
+they find it and with what token:
+
+* the URL: ``--control``, else ``$SEAWALL_CONTROL``, else the ``control-url``
+  file the server wrote in the state directory, else ``http://127.0.0.1:7600``;
+* the admin token (writes only): ``--token``, else ``$SEAWALL_TOKEN``, else
+  the ``admin-token`` file in the state directory;
+* the state directory: ``--state-dir``, else ``$SEAWALL_STATE_DIR``, else
+  ``.seawall``.
+
+Each prints a table for people, or ``--json`` for programs, and returns an
+exit status: 0 done, 1 refused (an invalid config, a lagging mesh with
+``--check``), 2 unusable (no control plane, no token).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from ..config import ConfigError, load_mesh
+
+__all__ = ["Target", "apply", "certs", "services", "status"]
+
+DEFAULT_URL = "http://127.0.0.1:7600"
+DEFAULT_STATE_DIR = ".seawall"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the control plane is and how to authenticate."""
+
+    url: str
+    token: str | None
+
+    @classmethod
+    def resolve(cls, control: str | None, token: str | None, state_dir: str | None) -> Target:
+        """Apply the lookup order of the module docstring."""
+        state = Path(state_dir or os.environ.get("SEAWALL_STATE_DIR") or DEFAULT_STATE_DIR)
+        url = control or os.environ.get("SEAWALL_CONTROL")
+        if not url:
+            try:
+                url = (state / "control-url").read_text().strip()
+            except OSError:
+                url = DEFAULT_URL
+        tok = token or os.environ.get("SEAWALL_TOKEN")
+        if not tok:
+            try:
+                tok = (state / "admin-token").read_text().strip()
+            except OSError:
+                tok = None
+        return cls(url.split(",")[0].rstrip("/"), tok)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; raises :class:`SystemExit` (2) when the server cannot be reached."""
+        auth = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            with httpx.Client(timeout=10.0, trust_env=False, headers=auth) as client:
+                return client.request(method, self.url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            sys.stderr.write(f"seawall: cannot reach the control plane at {self.url}: {exc}\n")
+            raise SystemExit(2) from None
+
+
+def _fail(response: httpx.Response, out: TextIO) -> int:
+    try:
+        message = response.json().get("error", response.text)
+    except ValueError:
+        message = response.text
+    out.write(f"seawall: {response.status_code}: {message}\n")
+    return 2 if response.status_code in (401, 403) else 1
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def apply(target: Target, path: str, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall apply -f mesh.yaml``: validate here, then store it as the next version."""
+    err = sys.stderr
+    try:
+        mesh = load_mesh(Path(path))
+    except ConfigError as exc:
+        err.write(exc.describe() + "\nnothing applied\n")
+        return 1
+    if target.token is None:
+        err.write("seawall apply: no admin token (--token, $SEAWALL_TOKEN or --state-dir)\n")
+        return 2
+    body = Path(path).read_bytes()
+    response = target.call(
+        "PUT", "/v1/config", content=body, headers={"content-type": "application/yaml"}
+    )
+    if response.status_code == 422:
+        data = response.json()
+        err.write(f"{path}: {data.get('error')}\n")
+        for issue in data.get("errors", []):
+            if isinstance(issue, dict):
+                where = issue.get("path") or "(top level)"
+                got = "" if issue.get("value") is None else f", got {issue['value']}"
+                err.write(f"  {where}: {issue.get('message')}{got}\n")
+        return 1
+    if response.status_code != 200:
+        return _fail(response, err)
+    data = response.json()
+    if as_json:
+        out.write(json.dumps(data) + "\n")
+    elif data["changed"]:
+        out.write(f"applied {path} as version {data['version']} (digest {data['digest'][:12]})\n")
+    else:
+        out.write(f"unchanged: version {data['version']} already has digest {mesh.digest()[:12]}\n")
+    return 0
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    return f"{seconds / 60:.0f}m ago"
+
+
+def _until(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    left = epoch - time.time()
+    when = dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if left <= 0:
+        return f"{when} (EXPIRED)"
+    return f"{when} (in {left / 3600:.1f}h)"
+
+
+def status(
+    target: Target, *, as_json: bool = False, check: bool = False, out: TextIO = sys.stdout
+) -> int:
+    """``seawall status``: the current version and every sidecar's; laggards marked."""
+    response = target.call("GET", "/v1/status")
+    if response.status_code != 200:
+        return _fail(response, sys.stderr)
+    data = response.json()
+    lagging = [s for s in data["sidecars"] if s["lagging"]]
+    if as_json:
+        out.write(json.dumps(data, indent=1) + "\n")
+    else:
+        digest = (data.get("digest") or "")[:12] or "-"
+        out.write(f"config version {data['config_version']} (digest {digest})\n")
+        rows = [["SIDECAR", "SERVICE", "VERSION", "STATE", "REPORTED"]]
+        for s in data["sidecars"]:
+            state = "LAGGING" if s["lagging"] else "current"
+            rows.append(
+                [
+                    s["id"],
+                    s["service"],
+                    str(s["config_version"]),
+                    state,
+                    _ago(s["reported_seconds_ago"]),
+                ]
+            )
+        if len(rows) > 1:
+            _table(rows, out)
+        else:
+            out.write("no sidecar has reported yet\n")
+        if lagging:
+            out.write(f"{len(lagging)} sidecar(s) lag behind version {data['config_version']}\n")
+    return 1 if check and lagging else 0
+
+
+def services(target: Target, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall services``: every registered instance and its health."""
+    response = target.call("GET", "/v1/services")
+    if response.status_code != 200:
+        return _fail(response, sys.stderr)
+    instances = response.json()["instances"]
+    if as_json:
+        out.write(json.dumps(instances, indent=1) + "\n")
+        return 0
+    rows = [["SERVICE", "INSTANCE", "SUBSET", "ADDRESS", "HEALTH"]]
+    for i in instances:
+        health = i["health"]
+        if i["ejected_by"]:
+            health += f" (by {', '.join(i['ejected_by'])})"
+        rows.append(
+            [i["service"], i["id"], i["subset"] or "-", f"{i['address']}:{i['port']}", health]
+        )
+    if len(rows) > 1:
+        _table(rows, out)
+    else:
+        out.write("no instance is registered\n")
+    return 0
+
+
+def certs(
+    target: Target,
+    action: str,
+    service: str | None = None,
+    *,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """``seawall certs [list | ca | token SERVICE]``."""
+    if action == "ca":
+        response = target.call("GET", "/v1/ca")
+        if response.status_code != 200:
+            return _fail(response, sys.stderr)
+        out.write(response.text)
+        return 0
+    if action == "token":
+        if not service:
+            sys.stderr.write("seawall certs token: name the service\n")
+            return 2
+        response = target.call("POST", "/v1/join-tokens", json={"service": service})
+        if response.status_code != 200:
+            return _fail(response, sys.stderr)
+        data = response.json()
+        out.write((json.dumps(data) if as_json else data["token"]) + "\n")
+        return 0
+    response = target.call("GET", "/v1/status")
+    if response.status_code != 200:
+        return _fail(response, sys.stderr)
+    sidecars = response.json()["sidecars"]
+    if as_json:
+        keys = ("id", "service", "certificate_serial", "certificate_expires")
+        out.write(json.dumps([{k: s.get(k) for k in keys} for s in sidecars], indent=1) + "\n")
+        return 0
+    rows = [["SIDECAR", "SERVICE", "SERIAL", "EXPIRES"]]
+    for s in sidecars:
+        rows.append(
+            [
+                s["id"],
+                s["service"],
+                (s.get("certificate_serial") or "-")[:16],
+                _until(s.get("certificate_expires")),
+            ]
+        )
+    if len(rows) > 1:
+        _table(rows, out)
+    else:
+        out.write("no sidecar has reported a certificate yet\n")
+    return 0

@@ -1,0 +1,239 @@
+"""The ``seawall control`` process: a store, a CA, the tokens and the API on one listener.
+
+:class:`ControlServer` opens the store (SQLite in the state directory by
+default, or etcd), loads or creates the admin token, the join secret and the
+CA, reads the current state, then serves the API (:mod:`seawall.control.api`)
+with the same HTTP/1.1 connection code as the sidecar, and refreshes its view
+after every change the store reports, its own and other replicas'.
+
+The state directory holds::
+
+    seawall.db      the SQLite store (when the store is SQLite)
+    admin-token     the admin token, 0600, printed once at the first start
+    join-secret     the key behind join tokens, 0600
+    ca.pem          the mesh CA certificate (unless --ca-cert is given)
+    ca-key.pem      its private key, 0600 (unless --ca-key is given)
+    control-url     where the last started server listens (read by the CLI)
+
+Several replicas share one mesh by sharing the etcd store and the state
+directory's secrets (copy ``admin-token``, ``join-secret`` and the CA files,
+or give the CA with ``--ca-cert``/``--ca-key``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..proxy.http1 import Limits
+from ..proxy.listener import ConnectionTimeouts, DownstreamConnection
+from .api import MAX_BODY, ControlAPI
+from .ca import CertificateAuthority
+from .store import Store, StoreError
+from .tokens import Tokens
+
+__all__ = ["DEFAULT_CERT_TTL", "ControlServer", "run"]
+
+DEFAULT_CERT_TTL = 24 * 3600.0  # short-lived: a stolen key is useful for a day at most
+_LIMITS = Limits(max_body_size=MAX_BODY)
+_TIMEOUTS = ConnectionTimeouts(header=10.0, body=30.0, idle=120.0)
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"seawall control [{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
+
+
+class ControlServer:
+    """One control-plane replica."""
+
+    def __init__(
+        self,
+        store: Store,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 7600,
+        ca_cert: Path | None = None,
+        ca_key: Path | None = None,
+        cert_ttl: float = DEFAULT_CERT_TTL,
+    ) -> None:
+        self.store = store
+        self.state_dir = state_dir
+        self.host = host
+        self.port = port
+        self.cert_ttl = cert_ttl
+        self._ca_files = (ca_cert, ca_key)
+        self._cas: dict[str, CertificateAuthority] = {}
+        self.tokens: Tokens | None = None
+        self.api: ControlAPI | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connections: set[DownstreamConnection] = set()
+
+    def _ca(self, trust_domain: str) -> CertificateAuthority:
+        ca = self._cas.get(trust_domain)
+        if ca is None:
+            cert, key = self._ca_files
+            ca = CertificateAuthority.load_or_create(
+                self.state_dir, trust_domain, cert_file=cert, key_file=key
+            )
+            self._cas[trust_domain] = ca
+        return ca
+
+    async def _issue(self, csr: bytes, service: str, trust_domain: str) -> dict[str, Any]:
+        from cryptography import x509  # noqa: PLC0415 - only when a certificate is asked for
+
+        ca = self._ca(trust_domain)
+        pem = ca.issue(csr, service, ttl=self.cert_ttl)
+        cert = x509.load_pem_x509_certificate(pem)
+        return {
+            "certificate": pem.decode("ascii"),
+            "ca": ca.ca_pem.decode("ascii"),
+            "spiffe_id": ca.spiffe_id(service),
+            "serial": format(cert.serial_number, "x"),
+            "not_after": cert.not_valid_after_utc.timestamp(),
+        }
+
+    def _ca_pem(self) -> bytes:
+        api = self.api
+        domain = api.mesh.trust_domain if api is not None and api.mesh is not None else None
+        return self._ca(domain or "seawall.local").ca_pem
+
+    async def start(self) -> None:
+        """Open the store, load secrets and CA, read the state, start serving."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.tokens = Tokens.load_or_create(self.state_dir)
+        await self.store.open()
+        api = ControlAPI(self.store, self.tokens, self._issue, self._ca_pem)
+        self.api = api
+        await api.refresh()
+        # The CA exists from the first start (created now if it does not).
+        self._ca_pem()
+        loop = asyncio.get_running_loop()
+
+        def factory() -> DownstreamConnection:
+            conn = DownstreamConnection(
+                api.serve, _LIMITS, _TIMEOUTS, on_close=self.connections.discard
+            )
+            self.connections.add(conn)
+            return conn
+
+        self._server = await loop.create_server(factory, self.host, self.port, backlog=2048)
+        sock = self._server.sockets[0].getsockname()
+        self.port = int(sock[1])
+        self._tasks = [loop.create_task(api.follow()), loop.create_task(self._sweep())]
+        (self.state_dir / "control-url").write_text(f"{self.url}\n")
+
+    @property
+    def url(self) -> str:
+        """Where the API is served."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.check(now)
+
+    async def stop(self) -> None:
+        """Stop serving and close the store (leases are left to expire or be renewed)."""
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for conn in list(self.connections):
+            conn.close()
+        await self.store.close()
+
+
+def open_store(kind: str, state_dir: Path, etcd: str | None, prefix: str) -> Store:
+    """The store named on the command line."""
+    if kind == "sqlite":
+        from .store.sqlite import SqliteStore  # noqa: PLC0415
+
+        return SqliteStore(state_dir / "seawall.db")
+    if kind == "etcd":
+        from .store.etcd import EtcdStore  # noqa: PLC0415
+
+        if not etcd:
+            raise ValueError("--store etcd needs --etcd http://HOST:PORT[,http://HOST:PORT...]")
+        return EtcdStore([u.strip() for u in etcd.split(",") if u.strip()], prefix=prefix)
+    raise ValueError(f"--store must be sqlite or etcd, got {kind!r}")
+
+
+async def _serve(server: ControlServer) -> int:
+    await server.start()
+    tokens = server.tokens
+    assert tokens is not None
+    if tokens.created:
+        sys.stdout.write(
+            f"admin token (shown once; also in {server.state_dir / 'admin-token'}):\n"
+            f"{tokens.admin}\n"
+        )
+        sys.stdout.flush()
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    _log(f"serving {server.url} (state {server.state_dir}, since {started})")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    _log("stopping")
+    await server.stop()
+    return 0
+
+
+def run(
+    state_dir: str,
+    listen: str,
+    *,
+    store: str = "sqlite",
+    etcd: str | None = None,
+    etcd_prefix: str = "/seawall/",
+    ca_cert: str | None = None,
+    ca_key: str | None = None,
+    cert_ttl: float = DEFAULT_CERT_TTL,
+) -> int:
+    """Run a control-plane replica until SIGTERM; returns the exit status."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        sys.stderr.write(f"--listen: must be HOST:PORT, got {listen!r}\n")
+        return 2
+    if (ca_cert is None) != (ca_key is None):
+        sys.stderr.write("--ca-cert and --ca-key go together\n")
+        return 2
+    path = Path(state_dir)
+    try:
+        backend = open_store(store, path, etcd, etcd_prefix)
+        server = ControlServer(
+            backend,
+            path,
+            host=host,
+            port=int(port_text),
+            ca_cert=Path(ca_cert) if ca_cert else None,
+            ca_key=Path(ca_key) if ca_key else None,
+            cert_ttl=cert_ttl,
+        )
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: PLC0415
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return asyncio.run(_serve(server))
+    except (ValueError, OSError, StoreError) as exc:
+        sys.stderr.write(f"seawall control: {exc}\n")
+        return 2

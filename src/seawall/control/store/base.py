@@ -1,0 +1,219 @@
+"""The :class:`Store` contract and the records it keeps.
+
+Three kinds of state, each with its own rules:
+
+* **config versions**: append-only. :meth:`Store.put_config` stores a
+  document under the next version number (1, 2, ...) atomically, or returns
+  the current record unchanged when the digest is the same (re-applying a file
+  is not a new version).
+* **instances**: the registry. Each lives under a lease with a TTL; a lease
+  that is not kept alive expires and takes its instance (and its status) with
+  it. After a control-plane restart every stored lease gets a full TTL again
+  (etcd does the same after a leader change), so a restart never drops a
+  healthy instance.
+* **sidecar statuses**: what each sidecar reports (the config version it
+  runs, the endpoints its outlier detection ejected), under the same lease as
+  its instance.
+
+:meth:`Store.changes` wakes the API server after any change, including ones
+made by another control-plane replica; the server then re-reads what it
+needs. Every method is a coroutine; none holds a lock across an await.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ConfigRecord", "Instance", "SidecarStatus", "Store", "StoreError"]
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, corrupt, refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRecord:
+    """One applied version of the mesh config."""
+
+    version: int  # 1, 2, 3, ... (monotonic across replicas)
+    digest: str  # sha256 of the canonical JSON (MeshConfig.digest())
+    document: str  # the canonical JSON (MeshConfig.to_json())
+    applied_at: float  # wall-clock seconds since the epoch, for display only
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return {
+            "version": self.version,
+            "digest": self.digest,
+            "document": self.document,
+            "applied_at": self.applied_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConfigRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            int(data["version"]),
+            str(data["digest"]),
+            str(data["document"]),
+            float(data["applied_at"]),
+        )
+
+
+def _no_metadata() -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One registered instance of a service: where its sidecar takes inbound calls."""
+
+    id: str  # unique in the mesh, chosen by the sidecar (service name + random suffix)
+    service: str
+    address: str
+    port: int
+    subset: str | None = None
+    metadata: dict[str, str] = field(default_factory=_no_metadata)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return {
+            "id": self.id,
+            "service": self.service,
+            "address": self.address,
+            "port": self.port,
+            "subset": self.subset,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Instance:
+        """Inverse of :meth:`to_dict`."""
+        subset = data.get("subset")
+        return cls(
+            id=str(data["id"]),
+            service=str(data["service"]),
+            address=str(data["address"]),
+            port=int(data["port"]),
+            subset=None if subset is None else str(subset),
+            metadata={str(k): str(v) for k, v in dict(data.get("metadata") or {}).items()},
+        )
+
+
+def _no_ejections() -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarStatus:
+    """What one sidecar last reported (kept under its instance's lease)."""
+
+    id: str  # the instance id of the sidecar's service instance
+    service: str
+    config_version: int  # 0 before it has any config
+    ejected: tuple[str, ...] = field(default_factory=_no_ejections)  # "address:port"
+    reported_at: float = 0.0  # wall-clock seconds, for display only
+    certificate_serial: str | None = None  # hex serial of the sidecar's current certificate
+    certificate_expires: float | None = None  # its not_after, wall-clock seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return {
+            "id": self.id,
+            "service": self.service,
+            "config_version": self.config_version,
+            "ejected": list(self.ejected),
+            "reported_at": self.reported_at,
+            "certificate_serial": self.certificate_serial,
+            "certificate_expires": self.certificate_expires,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SidecarStatus:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            id=str(data["id"]),
+            service=str(data["service"]),
+            config_version=int(data["config_version"]),
+            ejected=tuple(str(e) for e in data.get("ejected") or ()),
+            reported_at=float(data.get("reported_at") or 0.0),
+            certificate_serial=(
+                None if data.get("certificate_serial") is None else str(data["certificate_serial"])
+            ),
+            certificate_expires=(
+                None
+                if data.get("certificate_expires") is None
+                else float(data["certificate_expires"])
+            ),
+        )
+
+
+class Store(abc.ABC):
+    """Config versions, the instance registry and sidecar statuses, with change events."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect / open files; must be called (and awaited) before anything else."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every resource; leases are not revoked (instances survive a restart)."""
+
+    # -- config -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_config(self, document: str, digest: str) -> ConfigRecord:
+        """Store ``document`` as the next version, atomically.
+
+        If the current version already has ``digest``, nothing is written and
+        the current record is returned. Two replicas applying at once get two
+        distinct versions, never the same number twice.
+        """
+
+    @abc.abstractmethod
+    async def current_config(self) -> ConfigRecord | None:
+        """The newest version, or ``None`` if nothing was ever applied."""
+
+    # -- registry ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def register(self, instance: Instance, ttl: float) -> int:
+        """Store ``instance`` under a new lease of ``ttl`` seconds; returns the lease id.
+
+        Registering an id that exists replaces it (its old lease is revoked).
+        """
+
+    @abc.abstractmethod
+    async def keepalive(self, lease: int) -> bool:
+        """Renew ``lease`` for its full TTL; ``False`` if it is unknown or has expired."""
+
+    @abc.abstractmethod
+    async def deregister(self, lease: int) -> None:
+        """Revoke ``lease`` now: its instance and status are removed (unknown: no-op)."""
+
+    @abc.abstractmethod
+    async def instances(self) -> list[Instance]:
+        """Every instance whose lease is alive, sorted by (service, id)."""
+
+    @abc.abstractmethod
+    async def put_status(self, status: SidecarStatus, lease: int) -> bool:
+        """Store a sidecar's report under ``lease``; ``False`` if the lease is gone."""
+
+    @abc.abstractmethod
+    async def statuses(self) -> list[SidecarStatus]:
+        """Every status whose lease is alive, sorted by (service, id)."""
+
+    # -- change events ----------------------------------------------------
+
+    @abc.abstractmethod
+    def changes(self) -> AsyncIterator[None]:
+        """Yields once after each change (coalesced: several changes may yield once).
+
+        Changes made through this store object and, for shared backends, by
+        other processes (another replica, an expiring lease) are both seen.
+        The first item is yielded at once, so a consumer reads the initial
+        state in the same loop as the updates.
+        """

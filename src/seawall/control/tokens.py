@@ -1,0 +1,105 @@
+"""Who may write: the admin token and the per-service join tokens.
+
+* The **admin token** guards every write of the API (apply a config, mint a
+  join token). It is generated at the first start of ``seawall control``,
+  printed once, and kept in ``<state_dir>/admin-token`` (mode 0600), where the
+  CLI on the same machine finds it.
+* A **join token** lets a sidecar act for one service: register instances of
+  it, report its status, and get a certificate whose SPIFFE ID names it. It
+  is ``<service>.<mac>``, where ``mac`` is an HMAC-SHA256 of the service name
+  under a secret kept in ``<state_dir>/join-secret`` (0600). Nothing per token
+  is stored, every replica sharing the state directory accepts the same
+  tokens, and rotating the secret revokes them all.
+
+Both files are created with an exclusive link, so two replicas starting at
+once end up with the same token, never two different ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ADMIN_TOKEN_FILE", "JOIN_SECRET_FILE", "Tokens", "read_or_create_private"]
+
+ADMIN_TOKEN_FILE = "admin-token"
+JOIN_SECRET_FILE = "join-secret"
+
+
+def read_or_create_private(path: Path, make: bytes) -> tuple[bytes, bool]:
+    """The content of ``path``; if it does not exist, create it with ``make`` (mode 0600).
+
+    Returns ``(content, created)``. The file appears whole or not at all (written
+    to a temporary file, then hard-linked into place): of two processes racing,
+    one creates it and both return its content.
+    """
+    try:
+        return path.read_bytes(), False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(make)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_bytes(), False
+        return make, True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _mac(secret: bytes, service: str) -> str:
+    digest = hmac.new(secret, b"seawall-join:" + service.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """The admin token and the secret behind join tokens."""
+
+    admin: str
+    join_secret: bytes
+    created: bool = False  # the admin token was made by this start (print it once)
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path) -> Tokens:
+        """Read both from ``state_dir``, creating them at the first start."""
+        admin, created = read_or_create_private(
+            state_dir / ADMIN_TOKEN_FILE, secrets.token_urlsafe(32).encode("ascii") + b"\n"
+        )
+        secret, _ = read_or_create_private(state_dir / JOIN_SECRET_FILE, secrets.token_bytes(32))
+        token = admin.decode("ascii", "replace").strip()
+        if len(token) < 16:
+            raise ValueError(f"{state_dir / ADMIN_TOKEN_FILE}: too short to be an admin token")
+        if len(secret) < 16:
+            raise ValueError(f"{state_dir / JOIN_SECRET_FILE}: too short to be a join secret")
+        return cls(token, secret, created)
+
+    def is_admin(self, token: str | None) -> bool:
+        """Whether ``token`` is the admin token (constant-time comparison)."""
+        return token is not None and hmac.compare_digest(token.encode(), self.admin.encode())
+
+    def join_token(self, service: str) -> str:
+        """The join token of ``service``."""
+        return f"{service}.{_mac(self.join_secret, service)}"
+
+    def service_of(self, token: str | None) -> str | None:
+        """The service a join token is for, or ``None`` if it is not a valid one."""
+        if not token or "." not in token:
+            return None
+        service, _, mac = token.rpartition(".")
+        expected = _mac(self.join_secret, service).encode()
+        if not service or not hmac.compare_digest(mac.encode(), expected):
+            return None
+        return service
