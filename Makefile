@@ -20,6 +20,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src tests/typing
 
 test: $(STAMP) lint typecheck
+	bash scripts/install_etcd.sh
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
