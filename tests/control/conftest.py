@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import itertools
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ from seawall.control.store import Store
 from seawall.control.store.etcd import EtcdStore
 from seawall.control.store.sqlite import SqliteStore
 from seawall.policy.clock import FakeClock
+
+# The mesh tests reuse the sidecar tests' scripted backends (tests/proxy/backends.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 
 EXPIRY_WAIT = 8.0  # longest a test waits for etcd to expire a lease, seconds
 

@@ -259,7 +259,9 @@ def test_reports_status_and_health(control: InProcessControl) -> None:
         r = c.put(f"/v1/leases/{lease}/status", json={"id": "orders-1", "config_version": -1})
         assert r.status_code == 422
         assert "config_version" in r.json()["error"]
-        assert c.put("/v1/leases/999999/status", json=body).status_code == 404
+        r = c.put(f"/v1/leases/{lease}/status", json={**body, "id": "orders-2"})
+        assert r.status_code == 422
+        assert "belongs to 'orders-1'" in r.json()["error"]
     _apply(control, MESH.replace("2s", "5s"))  # version 2: both sidecars now lag
     with control.client() as c:
         status = c.get("/v1/status").json()
@@ -278,3 +280,43 @@ def test_reports_status_and_health(control: InProcessControl) -> None:
     with control.client() as c:
         lag = {s["id"]: s["lagging"] for s in c.get("/v1/status").json()["sidecars"]}
     assert lag == {"orders-1": False, "orders-2": True}
+
+
+def test_a_service_cannot_touch_another_services_lease(control: InProcessControl) -> None:
+    _apply(control)
+    with control.client(**control.join("orders")) as c:
+        lease = c.post("/v1/instances", json=_instance()).json()["lease"]
+    with control.client(**control.join("payments")) as c:
+        assert c.put(f"/v1/leases/{lease}").status_code == 403
+        assert c.delete(f"/v1/leases/{lease}").status_code == 403
+        body = {"id": "orders-1", "config_version": 1, "ejected": ["127.0.0.1:18002"]}
+        assert c.put(f"/v1/leases/{lease}/status", json=body).status_code == 403
+        # nor take over its instance id
+        r = c.post("/v1/instances", json=_instance(service="payments", subset=None))
+        assert r.status_code == 422
+        assert "must start with 'payments-'" in r.json()["error"]
+        # a forged handle: the lease number of orders with another instance id
+        forged = lease.replace("orders-1", "payments-1")
+        assert c.put(f"/v1/leases/{forged}").status_code == 403
+        assert c.put("/v1/leases/99999999999999999999.x.y").status_code == 400
+    with control.client(**control.join("orders")) as c:
+        assert c.put(f"/v1/leases/{lease}").status_code == 200
+        assert c.get("/v1/snapshot").json()["endpoints"]["orders"][0]["id"] == "orders-1"
+
+
+def test_hostile_json_is_refused_with_a_reason(control: InProcessControl) -> None:
+    _apply(control)
+    with control.client(**control.join("orders")) as c:
+        lease = c.post("/v1/instances", json=_instance()).json()["lease"]
+        deep = b"[" * 100_000 + b"]" * 100_000
+        r = c.put(f"/v1/leases/{lease}/status", content=deep)
+        assert r.status_code == 400
+        for bad in (b'{"id": "orders-1", "config_version": 1, "certificate_expires": Infinity}',
+                    b'{"id": "orders-1", "config_version": 1, "certificate_expires": 1e300}',
+                    b'{"id": "orders-1", "config_version": 99999999999999999999999}'):
+            r = c.put(f"/v1/leases/{lease}/status", content=bad)
+            assert r.status_code in (400, 422), bad
+            assert r.json()["error"]
+        assert c.post("/v1/instances", content=b"[1, 2]").status_code == 400
+    with control.client() as c:
+        assert c.get("/v1/status").status_code == 200

@@ -48,6 +48,10 @@ MAX_TTL = 300.0
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 class ApiError(Exception):
     """A request the API refuses: its status and what was wrong."""
 
@@ -77,9 +81,11 @@ class Call:
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (400 if it is not one)."""
         try:
-            data = json.loads(self.body or b"null")
+            data = json.loads(self.body or b"null", parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"body: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ApiError(400, "body: JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise ApiError(400, f"body: must be a JSON object, got {type(data).__name__}")
         return data
@@ -313,29 +319,56 @@ class ControlAPI:
         self.instances: list[Instance] = []
         self.snapshot: Snapshot = build_snapshot(None, [])
         self._changed: asyncio.Future[None] | None = None
+        self._refreshing = asyncio.Lock()
+        self._document: dict[str, Any] | None = None  # self.config's, parsed once
         self.subscribers = 0  # long-polls waiting right now
 
     # -- state --------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Re-read the store; wake subscribers if the pushed content changed."""
-        config = await self.store.current_config()
-        instances = await self.store.instances()
-        if config is not None and (self.config is None or config.digest != self.config.digest):
-            self.mesh = MeshConfig.model_validate_json(config.document)
-        self.config = config
-        self.instances = instances
-        snapshot = build_snapshot(config, instances)
-        if snapshot.etag != self.snapshot.etag:
-            self.snapshot = snapshot
-            changed, self._changed = self._changed, None
-            if changed is not None and not changed.done():
-                changed.set_result(None)
+        """Re-read the store; wake subscribers if the pushed content changed.
+
+        Refreshes run one at a time (the lock is held across the store reads
+        only), and a config older than the one already pushed is never pushed
+        again (a slow read racing a newer one).
+        """
+        async with self._refreshing:
+            config = await self.store.current_config()
+            instances = await self.store.instances()
+            old = self.config
+            if config is not None and old is not None and config.version < old.version:
+                config = old
+            if config is not None and (self.config is None or config.digest != self.config.digest):
+                self.mesh = MeshConfig.model_validate_json(config.document)
+                self._document = json.loads(config.document)
+            self.config = config
+            self.instances = instances
+            snapshot = build_snapshot(config, instances, self._document)
+            if snapshot.etag != self.snapshot.etag:
+                self.snapshot = snapshot
+                changed, self._changed = self._changed, None
+                if changed is not None and not changed.done():
+                    changed.set_result(None)
 
     async def follow(self) -> None:
-        """Refresh after every change the store reports (runs for the server's life)."""
-        async for _ in self.store.changes():
-            await self.refresh()
+        """Refresh after every change the store reports (runs for the server's life).
+
+        A failing store (etcd unreachable for a moment) is retried with backoff:
+        this loop must outlive every blip, or the replica would stop seeing
+        other replicas' applies and expiring leases.
+        """
+        failures = 0
+        while True:
+            try:
+                async for _ in self.store.changes():
+                    await self.refresh()
+                    failures = 0
+                return  # the store was closed
+            except Exception as exc:  # logged, then retried
+                failures += 1
+                delay = min(5.0, 0.1 * 2**failures)
+                sys.stderr.write(f"seawall control: refresh failed ({exc}); retry in {delay:g}s\n")
+                await asyncio.sleep(delay)
 
     # -- HTTP ---------------------------------------------------------------
 
@@ -530,6 +563,8 @@ class ControlAPI:
         assert isinstance(port, int)
         if call.service is not None and call.service != service:
             raise ApiError(403, f"a join token of {call.service!r} cannot register {service!r}")
+        if not iid.startswith(f"{service}-"):
+            raise ApiError(422, f"body.id: must start with {service + '-'!r}, got {iid!r}")
         mesh = self.mesh
         if mesh is None:
             raise ApiError(409, "no config applied yet: seawall apply -f mesh.yaml")
@@ -544,53 +579,60 @@ class ControlAPI:
         instance = Instance(iid, service, address, port, subset, dict(metadata))
         lease = await self.store.register(instance, float(ttl))
         await self.refresh()
-        return 200, {"lease": str(lease), "ttl": float(ttl)}
+        return 200, {"lease": self.tokens.lease_handle(lease, service, iid), "ttl": float(ttl)}
 
-    @staticmethod
-    def _lease(call: Call) -> int:
-        raw = call.params["lease"]
-        if not raw.isdigit() or len(raw) > 20:
-            raise ApiError(400, f"path: lease must be a lease number, got {raw!r}")
-        return int(raw)
+    def _lease(self, call: Call) -> tuple[int, str]:
+        """(lease, instance id) from the path's lease handle, checked against the token."""
+        handle = call.params["lease"]
+        opened = self.tokens.open_lease_handle(handle, call.service)
+        if opened is None:
+            if self.tokens.open_lease_handle(handle, None) is None:
+                raise ApiError(400, f"path: not a lease handle: {handle[:80]!r}")
+            raise ApiError(403, f"this lease was not granted to {call.service!r}")
+        return opened
 
     async def keepalive(self, call: Call) -> tuple[int, Any]:
         """PUT /v1/leases/{lease}"""
-        lease = self._lease(call)
+        lease, _ = self._lease(call)
         if not await self.store.keepalive(lease):
             raise ApiError(404, f"lease {lease} is unknown or expired: register again")
-        return 200, {"lease": str(lease)}
+        return 200, {"lease": call.params["lease"]}
 
     async def deregister(self, call: Call) -> tuple[int, Any]:
         """DELETE /v1/leases/{lease}"""
-        await self.store.deregister(self._lease(call))
+        lease, _ = self._lease(call)
+        await self.store.deregister(lease)
         await self.refresh()
         return 204, None
 
     async def report(self, call: Call) -> tuple[int, Any]:
         """PUT /v1/leases/{lease}/status"""
-        lease = self._lease(call)
+        lease, owner = self._lease(call)
         data = call.json()
-        iid, version = data.get("id"), data.get("config_version")
+        iid, version = data.get("id", owner), data.get("config_version")
         ejected = data.get("ejected") or []
         serial, expires = data.get("certificate_serial"), data.get("certificate_expires")
         problems = []
-        if not isinstance(iid, str) or not _ID.fullmatch(iid):
-            problems.append(f"body.id: must match {_ID.pattern}, got {iid!r}")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        if iid != owner:
+            problems.append(f"body.id: this lease belongs to {owner!r}, got {iid!r}")
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**63:
             problems.append(f"body.config_version: must be an integer >= 0, got {version!r}")
         if not isinstance(ejected, list) or not all(isinstance(e, str) for e in ejected):
             problems.append(f"body.ejected: must be a list of 'address:port', got {ejected!r}")
         if serial is not None and not isinstance(serial, str):
             problems.append(f"body.certificate_serial: must be a string, got {serial!r}")
-        if expires is not None and not isinstance(expires, (int, float)):
-            problems.append(f"body.certificate_expires: must be a number, got {expires!r}")
+        if expires is not None and (
+            not isinstance(expires, (int, float)) or not 0 < expires < 1e11
+        ):
+            problems.append(f"body.certificate_expires: must be epoch seconds, got {expires!r}")
+        if isinstance(ejected, list) and len(ejected) > 10_000:
+            problems.append("body.ejected: more than 10000 endpoints")
         if problems:
             raise ApiError(422, "; ".join(problems), errors=problems)
-        assert isinstance(iid, str)
         assert isinstance(version, int)
         service = call.service or str(data.get("service") or "")
         status = SidecarStatus(
-            iid,
+            owner,
             service,
             version,
             tuple(ejected),

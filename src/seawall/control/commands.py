@@ -63,9 +63,13 @@ class Target:
                 tok = None
         return cls(url.split(",")[0].rstrip("/"), tok)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request; raises :class:`SystemExit` (2) when the server cannot be reached."""
-        auth = {"authorization": f"Bearer {self.token}"} if self.token else {}
+    def call(self, method: str, path: str, *, write: bool = False, **kwargs: Any) -> httpx.Response:
+        """One request; raises :class:`SystemExit` (2) when the server cannot be reached.
+
+        The admin token is sent with writes only: reads need none, and a token
+        should not travel where it is not needed.
+        """
+        auth = {"authorization": f"Bearer {self.token}"} if self.token and write else {}
         try:
             with httpx.Client(timeout=10.0, trust_env=False, headers=auth) as client:
                 return client.request(method, self.url + path, **kwargs)
@@ -104,7 +108,11 @@ def apply(target: Target, path: str, *, as_json: bool = False, out: TextIO = sys
         return 2
     body = Path(path).read_bytes()
     response = target.call(
-        "PUT", "/v1/config", content=body, headers={"content-type": "application/yaml"}
+        "PUT",
+        "/v1/config",
+        write=True,
+        content=body,
+        headers={"content-type": "application/yaml"},
     )
     if response.status_code == 422:
         data = response.json()
@@ -137,7 +145,10 @@ def _until(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     left = epoch - time.time()
-    when = dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        when = dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{epoch!r} (not a time)"
     if left <= 0:
         return f"{when} (EXPIRED)"
     return f"{when} (in {left / 3600:.1f}h)"
@@ -221,7 +232,7 @@ def certs(
         if not service:
             sys.stderr.write("seawall certs token: name the service\n")
             return 2
-        response = target.call("POST", "/v1/join-tokens", json={"service": service})
+        response = target.call("POST", "/v1/join-tokens", write=True, json={"service": service})
         if response.status_code != 200:
             return _fail(response, sys.stderr)
         data = response.json()

@@ -108,8 +108,8 @@ class ControlServer:
 
     async def start(self) -> None:
         """Open the store, load secrets and CA, read the state, start serving."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
+        if not self.state_dir.exists():  # a directory given to us keeps its mode
+            self.state_dir.mkdir(parents=True, mode=0o700)
         self.tokens = Tokens.load_or_create(self.state_dir)
         await self.store.open()
         api = ControlAPI(self.store, self.tokens, self._issue, self._ca_pem)

@@ -42,8 +42,16 @@ def _endpoint(instance: Instance) -> dict[str, Any]:
     }
 
 
-def build_snapshot(config: ConfigRecord | None, instances: Iterable[Instance]) -> Snapshot:
-    """The document for subscribers: config version and document, endpoints by service."""
+def build_snapshot(
+    config: ConfigRecord | None,
+    instances: Iterable[Instance],
+    document: dict[str, Any] | None = None,
+) -> Snapshot:
+    """The document for subscribers: config version and document, endpoints by service.
+
+    ``document`` is ``config.document`` already parsed (callers cache it per
+    digest); it is parsed here when not given.
+    """
     endpoints: dict[str, list[dict[str, Any]]] = {}
     for inst in sorted(instances, key=lambda i: (i.service, i.address, i.port, i.id)):
         endpoints.setdefault(inst.service, []).append(_endpoint(inst))
@@ -53,7 +61,7 @@ def build_snapshot(config: ConfigRecord | None, instances: Iterable[Instance]) -
         else {
             "version": config.version,
             "digest": config.digest,
-            "document": json.loads(config.document),
+            "document": document if document is not None else json.loads(config.document),
         },
         "endpoints": endpoints,
     }
@@ -83,7 +91,8 @@ def services_view(
             ejected_by.setdefault(endpoint, []).append(status.id)
     rows = []
     for inst in instances:
-        who = sorted(ejected_by.get(f"{inst.address}:{inst.port}", []))
+        host = f"[{inst.address}]" if ":" in inst.address else inst.address
+        who = sorted(ejected_by.get(f"{host}:{inst.port}", []))
         rows.append(
             {
                 **inst.to_dict(),

@@ -11,6 +11,12 @@
   is stored, every replica sharing the state directory accepts the same
   tokens, and rotating the secret revokes them all.
 
+A **lease handle** is what a registration returns and what renewing,
+revoking and reporting take: ``<lease>.<instance id>.<mac>``, the MAC binding
+the lease to the service and instance it was granted for. A join token of
+another service cannot renew, revoke or report on it, without the control
+plane keeping a table of who owns which lease (replicas verify it alike).
+
 Both files are created with an exclusive link, so two replicas starting at
 once end up with the same token, never two different ones.
 """
@@ -25,7 +31,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ADMIN_TOKEN_FILE", "JOIN_SECRET_FILE", "Tokens", "read_or_create_private"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "JOIN_SECRET_FILE",
+    "MAX_LEASE",
+    "Tokens",
+    "read_or_create_private",
+]
 
 ADMIN_TOKEN_FILE = "admin-token"
 JOIN_SECRET_FILE = "join-secret"
@@ -59,8 +71,11 @@ def read_or_create_private(path: Path, make: bytes) -> tuple[bytes, bool]:
         tmp.unlink(missing_ok=True)
 
 
-def _mac(secret: bytes, service: str) -> str:
-    digest = hmac.new(secret, b"seawall-join:" + service.encode(), hashlib.sha256).digest()
+MAX_LEASE = 2**63 - 1  # leases are signed 64-bit integers (etcd's and SQLite's)
+
+
+def _mac(secret: bytes, message: str) -> str:
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
@@ -92,14 +107,38 @@ class Tokens:
 
     def join_token(self, service: str) -> str:
         """The join token of ``service``."""
-        return f"{service}.{_mac(self.join_secret, service)}"
+        return f"{service}.{_mac(self.join_secret, 'seawall-join:' + service)}"
 
     def service_of(self, token: str | None) -> str | None:
         """The service a join token is for, or ``None`` if it is not a valid one."""
         if not token or "." not in token:
             return None
         service, _, mac = token.rpartition(".")
-        expected = _mac(self.join_secret, service).encode()
+        expected = _mac(self.join_secret, "seawall-join:" + service).encode()
         if not service or not hmac.compare_digest(mac.encode(), expected):
             return None
         return service
+
+    def lease_handle(self, lease: int, service: str, instance: str) -> str:
+        """The handle of ``lease``, granted to ``instance`` of ``service``."""
+        mac = _mac(self.join_secret, f"seawall-lease:{lease}:{service}:{instance}")
+        return f"{lease}.{instance}.{mac}"
+
+    def open_lease_handle(self, handle: str, service: str | None) -> tuple[int, str] | None:
+        """``(lease, instance id)`` from a handle; ``None`` if it is malformed or forged.
+
+        ``service`` is the caller's (from its join token); ``None`` for the
+        admin, whose handles are checked for shape only.
+        """
+        lease_text, dot, rest = handle.partition(".")
+        instance, dot2, mac = rest.rpartition(".")
+        if not dot or not dot2 or not lease_text.isdigit() or len(lease_text) > 19:
+            return None
+        lease = int(lease_text)
+        if lease > MAX_LEASE or not instance:
+            return None
+        if service is not None:
+            expected = _mac(self.join_secret, f"seawall-lease:{lease}:{service}:{instance}")
+            if not hmac.compare_digest(mac.encode(), expected.encode()):
+                return None
+        return lease, instance

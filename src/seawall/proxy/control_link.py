@@ -59,6 +59,7 @@ __all__ = [
 SNAPSHOT_FILE = "snapshot.json"
 INSTANCE_ID_FILE = "instance-id"
 POLL_WAIT = 30.0  # seconds the control plane may hold a subscription open
+MIN_RENEWAL_INTERVAL = 1.0  # seconds between two certificate requests, at least
 _RECONNECT = backoff("full", base=0.1, max=5.0)
 
 
@@ -133,12 +134,25 @@ class ControlClient:
             self.fail_over()
             raise ControlUnavailable(f"{url}{path}: {response.status_code}")
         if response.status_code >= 400 and response.status_code != 404:
-            try:
-                message = str(response.json().get("error"))
-            except ValueError:
-                message = response.text[:200]
+            message = response.text[:200]
+            with contextlib.suppress(ValueError):
+                data = response.json()
+                if isinstance(data, dict) and "error" in data:
+                    message = str(data["error"])[:500]
             raise ControlRefused(response.status_code, f"{method} {path}: {message}")
         return response
+
+    def json(self, response: httpx.Response) -> dict[str, Any]:
+        """A 2xx answer's JSON object (a malformed one counts as an unavailable replica)."""
+        try:
+            data = response.json()
+        except ValueError as exc:
+            self.fail_over()
+            raise ControlUnavailable(f"{self.url}: answer is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            self.fail_over()
+            raise ControlUnavailable(f"{self.url}: answer is not a JSON object")
+        return data
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -239,23 +253,32 @@ class ControlLink:
         self.state_dir = state_dir
         self._apply = apply
         self._ejected = ejected
-        self._certificate = certificate
+        self.certificate = certificate
         self.ttl = ttl
+        # A renewal must fail over from a hung replica well within the lease's life.
+        self._call_timeout = max(0.5, min(5.0, ttl / 4))
         self.rng = rng or random.Random()
         self.status = LinkStatus()
         self._reported: dict[str, Any] | None = None
         self._report_now = asyncio.Event()
+        self._known: str | None = None  # the etag last received, applied or refused
 
     # -- snapshots ----------------------------------------------------------
 
     def adopt(self, snapshot: dict[str, Any], *, persist: bool) -> bool:
         """Apply ``snapshot``; persist it if asked and it was accepted. Returns success."""
+        self._known = str(snapshot.get("etag"))  # refused or not: do not fetch it again
         try:
             version = self._apply(snapshot)
-        except ValueError as exc:
+        except Exception as exc:  # any problem in it: keep the running config
             _log(f"snapshot {snapshot.get('etag')} refused, keeping the running config:\n{exc}")
             return False
-        self.status.etag = str(snapshot.get("etag"))
+        self.record(snapshot, version, persist=persist)
+        return True
+
+    def record(self, snapshot: dict[str, Any], version: int, *, persist: bool) -> None:
+        """Note ``snapshot`` (config ``version``) as the one running; persist it if asked."""
+        self.status.etag = self._known = str(snapshot.get("etag"))
         self.status.config_version = version
         self.status.applied += 1
         if persist:
@@ -264,18 +287,17 @@ class ControlLink:
             except OSError as exc:
                 _log(f"could not persist the snapshot: {exc}")
         self._report_now.set()
-        return True
 
     async def fetch(self, wait: float = 0.0) -> dict[str, Any] | None:
         """One subscription round: the new snapshot, or ``None`` if unchanged."""
-        params = {"known": self.status.etag or "", "wait": f"{wait:g}"}
+        params = {"known": self._known or "", "wait": f"{wait:g}"}
         response = await self.client.call("GET", "/v1/snapshot", params=params, timeout=wait + 5.0)
         if response.status_code == 304:
             return None
         if response.status_code != 200:
             raise ControlRefused(response.status_code, response.text[:200])
-        data = response.json()
-        if not isinstance(data, dict) or "etag" not in data:
+        data = self.client.json(response)
+        if "etag" not in data:
             raise ControlUnavailable(f"{self.client.url}: a snapshot without an etag")
         return data
 
@@ -286,7 +308,7 @@ class ControlLink:
         while True:
             try:
                 snapshot = await self.fetch(POLL_WAIT)
-            except (ControlUnavailable, ControlRefused) as exc:
+            except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
                 failures += 1
                 self._disconnected(exc, failures)
                 delay = _RECONNECT.delay(min(failures, 30), delay, self.rng)
@@ -325,13 +347,15 @@ class ControlLink:
         )
         if response.status_code != 200:
             raise ControlRefused(response.status_code, response.text[:200])
-        lease = str(response.json()["lease"])
+        lease = self.client.json(response).get("lease")
+        if not isinstance(lease, str) or not lease:
+            raise ControlUnavailable(f"{self.client.url}: registration answer without a lease")
         self.status.lease = lease
         self._reported = None  # a new lease has no status yet
         return lease
 
     def _report_body(self) -> dict[str, Any]:
-        serial, expires = self._certificate()
+        serial, expires = self.certificate()
         return {
             "id": self.instance.id,
             "service": self.instance.service,
@@ -343,12 +367,15 @@ class ControlLink:
 
     async def _renew(self, lease: str) -> bool:
         """Keep the lease alive and report if anything changed; ``False`` if it is gone."""
-        response = await self.client.call("PUT", f"/v1/leases/{lease}")
+        timeout = self._call_timeout
+        response = await self.client.call("PUT", f"/v1/leases/{lease}", timeout=timeout)
         if response.status_code == 404:
             return False
         body = self._report_body()
         if body != self._reported:
-            response = await self.client.call("PUT", f"/v1/leases/{lease}/status", body=body)
+            response = await self.client.call(
+                "PUT", f"/v1/leases/{lease}/status", body=body, timeout=timeout
+            )
             if response.status_code == 404:
                 return False
             self._reported = body
@@ -362,21 +389,21 @@ class ControlLink:
         lease: str | None = None
         loop = asyncio.get_running_loop()
         while True:
+            self._report_now.clear()  # before the calls: a change during them is not lost
             try:
                 if lease is None:
                     lease = await self.register()
                 if not await self._renew(lease):
-                    _log(f"lease {lease} expired; registering again")
+                    _log("lease expired; registering again")
                     lease = None
                     continue
-            except (ControlUnavailable, ControlRefused) as exc:
+            except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
                 failures += 1
                 self._disconnected(exc, failures)
                 delay = _RECONNECT.delay(min(failures, 30), delay, self.rng)
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            self._report_now.clear()
             # Sleep a third of the TTL, waking early when there is something to report.
             deadline = loop.time() + self.ttl / 3
             while not self._report_now.is_set():
@@ -405,8 +432,8 @@ class ControlLink:
         )
         if response.status_code != 200:
             raise ControlRefused(response.status_code, response.text[:200])
-        data = response.json()
-        if not isinstance(data, dict) or "certificate" not in data or "ca" not in data:
+        data = self.client.json(response)
+        if "certificate" not in data or "ca" not in data:
             raise ControlUnavailable(f"{self.client.url}: certificate answer without PEMs")
         return data
 
@@ -431,8 +458,8 @@ class ControlLink:
                 continue
             try:
                 data = await self.request_certificate(csr())
-                install(data["certificate"].encode("ascii"), data["ca"].encode("ascii"))
-            except (ControlUnavailable, ControlRefused, ValueError) as exc:
+                install(str(data["certificate"]).encode("ascii"), str(data["ca"]).encode("ascii"))
+            except Exception as exc:  # unavailable, refused, a bad certificate: retry
                 failures += 1
                 self._disconnected(exc, failures)
                 delay = _RECONNECT.delay(min(failures, 30), delay, self.rng)
@@ -441,3 +468,6 @@ class ControlLink:
             failures = 0
             self._report_now.set()
             _log(f"certificate installed (serial {data.get('serial')})")
+            # Never renew in a tight loop, even if the new certificate's renewal
+            # time has already passed (a very short lifetime, a skewed clock).
+            await asyncio.sleep(MIN_RENEWAL_INTERVAL)
