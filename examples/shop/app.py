@@ -288,13 +288,22 @@ class _CallLog:
 class ShopApp:
     """One shop service: its routes, its mode, and its client to the mesh."""
 
-    def __init__(self, name: str, config_path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        config_path: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        outbound: int | None = None,
+        version: str | None = None,
+    ) -> None:
         config = load_mesh(Path(config_path))
         service = config.services[name]
         self.name = name
         self.host = service.host
-        self.port = service.port
-        self.outbound = service.sidecar.outbound
+        self.port = port or service.port  # a second instance (a canary) has its own ports
+        self.outbound = outbound or service.sidecar.outbound
+        self.version = version  # the subset this instance runs as, e.g. "v2"
         self.mode = "ok"
         self.routes: dict[tuple[str, str], Handler] = {}
         self.connections: set[_Connection] = set()
@@ -315,7 +324,9 @@ class ShopApp:
     async def dispatch(self, request: Request) -> Reply:
         path = request.path
         if path == "/health":
-            return Reply(200, {"service": self.name, "ok": True, "mode": self.mode})
+            return Reply(
+                200, {"service": self.name, "ok": True, "mode": self.mode, "version": self.version}
+            )
         if path == "/_control":
             mode = request.query.get("mode")
             if mode is not None:
@@ -409,7 +420,12 @@ def main(name: str, build: Callable[[ShopApp], None]) -> None:
     """``python -m examples.shop.<name> --config mesh.yaml``: build the app and serve it."""
     parser = argparse.ArgumentParser(prog=f"examples.shop.{name}")
     parser.add_argument("--config", default="examples/shop/mesh.yaml", help="the mesh.yaml")
+    parser.add_argument("--port", type=int, help="listen here instead of the config's port")
+    parser.add_argument("--outbound-port", type=int, help="this instance's sidecar outbound port")
+    parser.add_argument("--version", help="the subset this instance runs as (e.g. v2)")
     args = parser.parse_args()
-    app = ShopApp(name, args.config)
+    app = ShopApp(
+        name, args.config, port=args.port, outbound=args.outbound_port, version=args.version
+    )
     build(app)
     asyncio.run(app.serve())

@@ -54,7 +54,10 @@ def build(app: ShopApp) -> None:
             "email", "POST", "/send", {"order": order, "to": cart.get("user", "guest")}
         )
         email = "sent" if 200 <= status < 300 else "deferred"
-        return Reply(201, {"order": order, "charged": body, "email": email})
+        return Reply(
+            201,
+            {"order": order, "charged": body, "email": email, "version": app.version or "v1"},
+        )
 
 
 if __name__ == "__main__":

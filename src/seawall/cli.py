@@ -65,8 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("--lease-ttl", type=_positive_seconds, default=10.0, help="default 10s")
 
     control = commands.add_parser("control", help="run a control-plane replica")
-    control.add_argument("--state-dir", help="state directory (default: $SEAWALL_STATE_DIR, .seawall)")
-    control.add_argument("--listen", default="127.0.0.1:7600", help="HOST:PORT (default %(default)s)")
+    control.add_argument(
+        "--state-dir", help="state directory (default: $SEAWALL_STATE_DIR, .seawall)"
+    )
+    control.add_argument(
+        "--listen", default="127.0.0.1:7600", help="HOST:PORT (default %(default)s)"
+    )
     control.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite")
     control.add_argument("--etcd", help="etcd client URL(s), comma-separated")
     control.add_argument("--etcd-prefix", default="/seawall/", help="key prefix in etcd")
@@ -110,12 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         token = args.join_token or os.environ.get("SEAWALL_JOIN_TOKEN")
         if not token:
             parser.error("--control needs --join-token (or $SEAWALL_JOIN_TOKEN)")
-        from .proxy.sidecar import LinkOptions, run_linked  # noqa: PLC0415
+        from .proxy.managed import LinkOptions, run_linked  # noqa: PLC0415
 
         options = LinkOptions(
             urls=[u.strip() for u in args.control.split(",") if u.strip()],
             token=token,
-            state_dir=args.state_dir or f".seawall-sidecar-{args.service}",
+            state_dir=args.state_dir
+            or "-".join(
+                str(part)
+                for part in (".seawall-sidecar", args.service, args.subset, args.inbound_port)
+                if part
+            ),
             subset=args.subset,
             address=args.address,
             app_port=args.app_port,

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,7 +65,11 @@ class InProcessControl:
 class ControlProcess:
     """``python -m seawall control`` as a subprocess; its URL read from its log."""
 
-    def __init__(self, state_dir: Path, *extra: str, listen: str = "127.0.0.1:0") -> None:
+    def __init__(self, state_dir: Path, *extra: str, listen: str | None = None) -> None:
+        if listen is None:  # a fixed free port: a restart listens where sidecars look
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                listen = f"127.0.0.1:{s.getsockname()[1]}"
         self.state_dir = state_dir
         self.log = state_dir.parent / f"{state_dir.name}-control.log"
         self.args = [

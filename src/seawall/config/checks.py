@@ -34,6 +34,7 @@ def cross_check(data: dict[Any, Any]) -> list[Found]:
     found += _routes(data, services)
     found += _endpoints(services)
     found += _ports(services)
+    found += _authorization(services)
     return found
 
 
@@ -143,6 +144,18 @@ def _endpoints(services: dict[Any, Any]) -> Iterator[Found]:
                 if key in seen:
                     yield here, f"duplicate endpoint (also endpoints[{seen[key]}])", None
                 seen.setdefault(key, i)
+
+
+def _authorization(services: dict[Any, Any]) -> Iterator[Found]:
+    """Callers named in ``authorization.rules[].from`` must be services of the mesh."""
+    for name, service in services.items():
+        rules = _dict(_dict(service).get("authorization")).get("rules")
+        for i, rule in enumerate(_list(rules)):
+            for j, caller in enumerate(_list(_dict(rule).get("from"))):
+                if is_name(caller) and caller not in services:
+                    loc: Loc = ("services", name, "authorization", "rules", i, "from", j)
+                    message = f"no such service{_suggest(caller, services)}"
+                    yield loc, message, repr(caller)
 
 
 def _is_port(value: object) -> bool:

@@ -22,7 +22,15 @@ import json
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le, MinLen
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic import model_validator as _model_validator
 
 from ._types import (
@@ -56,6 +64,8 @@ from .units import format_duration, parse_duration
 
 __all__ = [
     "AbortFault",
+    "AuthorizationConfig",
+    "AuthorizationRule",
     "BackoffConfig",
     "BudgetConfig",
     "BulkheadConfig",
@@ -154,6 +164,75 @@ class SidecarPorts(_Section):
     """Optional local port per destination, for clients that cannot use a proxy."""
 
 
+def _caller(value: object) -> str:
+    if value == "*" or is_name(value):
+        return str(value)
+    invalid("must be a service name or '*' (any authenticated caller)")
+
+
+def _rule_path(value: object) -> str:
+    if not isinstance(value, str):
+        invalid("must be a string")
+    if not value.startswith("/"):
+        invalid("must start with '/'")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        invalid("must not contain spaces or control characters")
+    if "?" in value or "#" in value:
+        invalid("must be a path only: the query is not matched")
+    if "*" in value[:-1]:
+        invalid("'*' may only end a path (a prefix, as in '/refunds/*')")
+    return value
+
+
+Caller = Annotated[str, BeforeValidator(_caller)]
+RulePath = Annotated[str, BeforeValidator(_rule_path)]
+
+
+class AuthorizationRule(_Section):
+    """One rule of a service's inbound authorization: who may (or may not) call what.
+
+    Every condition given must hold for the rule to match; an omitted one
+    matches anything. ``from`` is spelled ``from_`` in Python (a keyword).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", serialize_by_alias=True)
+
+    action: Literal["allow", "deny"]
+    from_: tuple[Caller, ...] | None = Field(default=None, alias="from")
+    """Calling services (their certificates' SPIFFE IDs); ``"*"``: any authenticated
+    caller; omitted: anyone, unauthenticated (plaintext) callers included."""
+    methods: tuple[Method, ...] | None = None
+    """Request methods; omitted: any."""
+    paths: tuple[RulePath, ...] | None = None
+    """Exact paths, or prefixes ending in ``*`` (``/refunds/*``); omitted: any path."""
+
+    @field_validator("from_", "methods", "paths")
+    @classmethod
+    def _not_empty(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        # An empty list would match nothing: surely not what was meant (omit the key for "any").
+        if values is not None and not values:
+            invalid("must not be empty (omit the key to match any)")
+        return values
+
+    @field_validator("from_")
+    @classmethod
+    def _star_alone(cls, callers: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if callers is not None and "*" in callers and len(callers) > 1:
+            invalid("'*' already means any authenticated caller: list it alone")
+        return callers
+
+
+class AuthorizationConfig(_Section):
+    """Who may call a service, checked by its own sidecar on every inbound request.
+
+    Deny rules are checked first, then allow rules, then ``default``.
+    """
+
+    default: Literal["allow", "deny"] = "allow"
+    """What happens to a request no rule matches."""
+    rules: tuple[AuthorizationRule, ...] = ()
+
+
 class ServiceConfig(_Section):
     """A service in the mesh: where its app listens and where its sidecar does."""
 
@@ -166,6 +245,11 @@ class ServiceConfig(_Section):
     """Static endpoints; when empty, the one endpoint is ``host:sidecar.inbound``."""
     run: Command | None = None
     """What ``seawall up`` starts (a command line, split like a shell does, or a list)."""
+    mtls: Literal["strict", "permissive"] = "permissive"
+    """How its sidecar's inbound listener takes connections: ``strict``, mutual TLS only;
+    ``permissive``, mutual TLS and plaintext on the same port (for migrating a mesh)."""
+    authorization: AuthorizationConfig = AuthorizationConfig()
+    """Which callers may call it; by default everyone may."""
 
     def effective_endpoints(self) -> tuple[EndpointConfig, ...]:
         """The endpoints callers use: the static ones, or this service's inbound sidecar."""

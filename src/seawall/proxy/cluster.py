@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..policy.breaker import BreakerState, CircuitBreaker
 from ..policy.budget import RetryBudget
@@ -31,6 +32,9 @@ from .upstream.balancer import Balancer
 from .upstream.connection import UpstreamConnection, UpstreamError
 from .upstream.endpoint import Endpoint
 from .upstream.outlier import OutlierDetector
+
+if TYPE_CHECKING:
+    from .tls import UpstreamTLS
 
 __all__ = ["Cluster", "ClusterLimits", "Overflow"]
 
@@ -72,8 +76,10 @@ class Cluster:
         response_limits: Limits = RESPONSE_LIMITS,
         clock: Clock = MONOTONIC,
         rng: random.Random | None = None,
+        mesh: bool = False,
     ) -> None:
         self.name = name
+        self.mesh = mesh  # endpoints are mesh sidecars (mTLS with an identity), not a local app
         self.endpoints = endpoints
         self.balancer = balancer
         self.outlier = outlier
@@ -137,11 +143,15 @@ class Cluster:
 
     # -- connections ------------------------------------------------------
 
-    async def acquire(self, endpoint: Endpoint, timeout: float) -> UpstreamConnection:  # noqa: ASYNC109
+    async def acquire(
+        self, endpoint: Endpoint, timeout: float, tls: UpstreamTLS | None = None  # noqa: ASYNC109
+    ) -> UpstreamConnection:
         """A connection to ``endpoint``: an idle pooled one, or a new one.
 
-        Raises :class:`Overflow` (pending limit), :class:`UpstreamError`
-        (``connect``) or :class:`TimeoutError`.
+        ``tls``: the sidecar's mTLS settings when it has an identity; a new
+        connection to a mesh endpoint then uses TLS and must reach the
+        destination's own identity. Raises :class:`Overflow` (pending limit),
+        :class:`UpstreamError` (``connect``) or :class:`TimeoutError`.
         """
         key = (endpoint.address, endpoint.port)
         conn = self._take_idle(key)
@@ -164,6 +174,8 @@ class Cluster:
             conn = self._take_idle(key)
             if conn is not None:
                 return conn
+        if tls is not None and self.mesh:
+            return await self._connect_tls(endpoint, key, timeout, tls)
         return await self._connect(endpoint, key, timeout)
 
     def _take_idle(self, key: tuple[str, int]) -> UpstreamConnection | None:
@@ -196,6 +208,35 @@ class Cluster:
             self.open_connections -= 1
             self._wake()
             raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {exc}") from None
+        return conn
+
+    async def _connect_tls(
+        self, endpoint: Endpoint, key: tuple[str, int], timeout: float, tls: UpstreamTLS  # noqa: ASYNC109
+    ) -> UpstreamConnection:
+        """A new mTLS connection; the peer must present the destination's SPIFFE ID."""
+        self.open_connections += 1
+        loop = asyncio.get_running_loop()
+        limits = self._response_limits
+        try:
+            transport, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: UpstreamConnection(key, self._closed, limits),
+                    endpoint.address,
+                    endpoint.port,
+                    ssl=tls.context,
+                ),
+                min(timeout, self.limits.connect_timeout),
+            )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            self.open_connections -= 1
+            self._wake()
+            if isinstance(exc, ssl.SSLError | ConnectionResetError):  # not a refused connect
+                tls.failed(self.name, "handshake")
+            raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {exc}") from None
+        problem = tls.check(transport, self.name)
+        if problem is not None:
+            transport.abort()  # counted out of open_connections by connection_lost
+            raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {problem}")
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:

@@ -4,6 +4,9 @@
 per concern (DESIGN.md, "A request through the mesh"):
 
 1. destination (fixed by the listener, or from the Host / absolute URI);
+   inbound, the caller's identity (from its certificate, on an mTLS
+   connection) and the service's authorization rules: a denied request is
+   answered 403 without calling the app;
 2. route (path, method, headers), which brings its policy;
 3. correlation: ``x-request-id`` kept or created, ``traceparent`` continued;
 4. deadline: the incoming ``x-seawall-deadline-ms`` or the route timeout,
@@ -25,7 +28,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..policy.clock import MONOTONIC, Clock
 from ..policy.deadline import HEADER as DEADLINE_HEADER
@@ -46,15 +49,22 @@ from .http1 import (
 from .listener import DownstreamConnection, RequestBody
 from .routing import Decider, Route, shadow_host
 from .runtime import Destination, RoutePolicy, Runtime
+from .tls import UpstreamTLS
 from .upstream.connection import Exchange, UpstreamConnection, UpstreamError
 from .upstream.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from .authz import Authorizer
+    from .identity import Identity
 
 __all__ = ["Forwarder"]
 
 _OVERLOADED = (b"x-seawall-overloaded", b"1")
 _DEADLINE = DEADLINE_HEADER.encode()
+_PEER = b"x-seawall-peer"  # the caller's SPIFFE ID, set inbound from its certificate only
 _MESH_HEADERS = frozenset(
     {
+        _PEER,  # never forwarded as received: a client cannot claim an identity
         b"x-request-id",
         b"traceparent",
         b"tracestate",
@@ -108,11 +118,17 @@ class _Call:
 class Forwarder:
     """Serves requests with the current :class:`Runtime` (swapped whole on reload)."""
 
-    def __init__(self, runtime: Runtime, *, clock: Clock = MONOTONIC) -> None:
+    def __init__(
+        self, runtime: Runtime, *, clock: Clock = MONOTONIC, identity: Identity | None = None
+    ) -> None:
         self.runtime = runtime
         self.clock = clock
         self.decider = Decider(runtime.rng)
         self._mirrors: set[asyncio.Task[None]] = set()
+        #: mTLS to other sidecars when this one has an identity (None: plaintext, as ever)
+        self.upstream_tls: UpstreamTLS | None = None
+        if identity is not None:
+            self.upstream_tls = UpstreamTLS(identity, runtime.metrics)
 
     # ------------------------------------------------------------------ the pipeline
 
@@ -125,15 +141,19 @@ class Forwarder:
         dest_name = "-"
         route_name = "-"
         try:
-            # 1. destination
+            # 1. destination; inbound, the caller's identity and authorization
             dest = self._destination(rt, down, req)
             dest_name = dest.name
+            if rt.authz is not None and down.inbound:
+                self._authorize(rt, rt.authz, down, req)
             # 2. route
             route = dest.routes.match(req.method, req.path, req.headers) or dest.default_route
             policy = route.data
             route_name = policy.name
             # 3. correlation and 4. deadline
             extra, deadline = self._mesh_headers(req, policy, start, inbound=down.inbound)
+            if down.peer_id is not None:  # inbound over mTLS: tell the app who calls
+                extra.append((_PEER, down.peer_id))
             # 5. fault injection
             if route.fault is not None:
                 fault = self.decider.fault(route.fault, req.headers)
@@ -200,6 +220,21 @@ class Forwarder:
         if dest is None:
             raise _Final(502 if name else 400, f"unknown destination {name!r}")
         return dest
+
+    def _authorize(
+        self, rt: Runtime, authz: Authorizer, down: DownstreamConnection, req: RequestHead
+    ) -> None:
+        """Raise a 403 unless the service's rules let the caller make this request."""
+        caller = down.peer_service
+        decision = authz.decide(caller, req.method, req.path)
+        if not decision.allowed:
+            rt.metrics.denied.labels(caller or "unauthenticated", decision.rule).inc()
+            who = repr(caller) if caller is not None else "unauthenticated caller"
+            raise _Final(
+                403,
+                f"access denied: {who} may not call {rt.service!r} here",
+                ((b"x-seawall-denied", decision.rule.encode()),),
+            )
 
     def _mesh_headers(
         self, req: RequestHead, policy: RoutePolicy, now: float, *, inbound: bool
@@ -373,7 +408,7 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         timeout = try_deadline - self.clock()
         try:
-            conn = await cluster.acquire(endpoint, timeout)
+            conn = await cluster.acquire(endpoint, timeout, self.upstream_tls)
         except Overflow as exc:
             raise _Final(503, str(exc), _overflow_headers(exc.limit)) from None
         except UpstreamError:
@@ -568,7 +603,7 @@ class Forwarder:
         if endpoint is None:
             return
         try:
-            conn = await cluster.acquire(endpoint, 1.0)
+            conn = await cluster.acquire(endpoint, 1.0, self.upstream_tls)
         except Exception:
             return
         loop = asyncio.get_running_loop()

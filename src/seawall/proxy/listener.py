@@ -117,7 +117,20 @@ class RequestBody:
 
 
 class DownstreamConnection(asyncio.Protocol):
-    """One client connection to a sidecar listener."""
+    """One client connection to a sidecar listener.
+
+    On an mTLS connection (see :mod:`seawall.proxy.tls`), ``peer_service`` is
+    the calling service and ``peer_id`` its SPIFFE ID, both taken from its
+    certificate; they stay ``None`` on plaintext connections. ``peer`` is the
+    client's IP address (for ``X-Forwarded-For``).
+    """
+
+    # Class-level defaults: a plaintext connection never sets them, and pays nothing.
+    peer_service: str | None = None
+    peer_id: bytes | None = None
+    accept_peer: Callable[[DownstreamConnection], bool] | None = None
+    """Set by the mTLS listener: decides, once the handshake is done and before any
+    request is read, whether the peer may talk to this sidecar at all."""
 
     def __init__(
         self,
@@ -157,6 +170,11 @@ class DownstreamConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0]).encode("ascii", "replace")
+        accept = self.accept_peer
+        if accept is not None and not accept(self):
+            # Not a peer of this mesh: read nothing of what it sent, close now.
+            self.transport.pause_reading()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase

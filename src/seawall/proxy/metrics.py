@@ -170,6 +170,34 @@ class SidecarMetrics:
             "Requests refused at once because a pool limit was reached.",
             ("destination", "limit"),
         )
+        self.tls_refused = Family(
+            "seawall_inbound_tls_refused",
+            "counter",
+            "Inbound connections refused before any request: plaintext where mTLS is strict, "
+            "a failed TLS handshake, or a certificate naming no service of the mesh.",
+            ("reason",),
+        )
+        self.inbound_connections = Family(
+            "seawall_inbound_connections",
+            "counter",
+            "Inbound connections served by a sidecar with an identity, by transport "
+            "(mtls or plaintext): before a service goes strict, plaintext should stay at zero.",
+            ("transport",),
+        )
+        self.denied = Family(
+            "seawall_inbound_denied",
+            "counter",
+            "Inbound requests answered 403 by the service's authorization, by caller "
+            "(unauthenticated when plaintext) and the rule that denied them.",
+            ("caller", "rule"),
+        )
+        self.upstream_tls_failures = Family(
+            "seawall_upstream_tls_failures",
+            "counter",
+            "Connections to other sidecars that failed mTLS: the handshake, or a certificate "
+            "that is not the destination's.",
+            ("destination", "reason"),
+        )
         self._families = (
             self.retries,
             self.budget_exhausted,
@@ -177,6 +205,10 @@ class SidecarMetrics:
             self.breaker_transitions,
             self.ejections,
             self.overflow,
+            self.tls_refused,
+            self.inbound_connections,
+            self.denied,
+            self.upstream_tls_failures,
         )
 
     def route(self, direction: str, destination: str, route: str) -> RouteMetrics:

@@ -12,6 +12,7 @@ plane will push configs through the same function.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..config import MeshConfig
@@ -20,6 +21,7 @@ from ..policy.backoff import Backoff, backoff
 from ..policy.breaker import BreakerState, CircuitBreaker
 from ..policy.budget import RetryBudget
 from ..policy.clock import MONOTONIC, Clock
+from .authz import Authorizer
 from .cluster import Cluster, ClusterLimits
 from .http1 import DEFAULT_LIMITS, Limits
 from .metrics import SidecarMetrics
@@ -36,7 +38,17 @@ from .upstream.balancer import create_balancer
 from .upstream.endpoint import Endpoint
 from .upstream.outlier import OutlierDetector
 
-__all__ = ["Destination", "RetryPolicy", "RoutePolicy", "Runtime", "build_runtime"]
+__all__ = [
+    "Destination",
+    "EndpointSets",
+    "RetryPolicy",
+    "RoutePolicy",
+    "Runtime",
+    "build_runtime",
+]
+
+EndpointSets = Mapping[str, Sequence[Endpoint]]
+"""Endpoints by destination service, as the control plane pushes them."""
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 GATEWAY_STATUSES = frozenset({502, 503, 504})
@@ -94,6 +106,8 @@ class Runtime:
     metrics: SidecarMetrics
     access_log: bool
     rng: random.Random = field(default_factory=random.Random)
+    mtls: str = "permissive"  # the service's inbound mode: "strict" or "permissive"
+    authz: Authorizer | None = None  # None: every inbound request is allowed (nothing to ask)
 
     def close(self) -> None:
         """Close pooled connections (called when a newer runtime replaced this one)."""
@@ -185,10 +199,14 @@ def _route(rc: RouteConfig, data: RoutePolicy) -> Route[RoutePolicy]:
 # --------------------------------------------------------------------------- per destination
 
 
-def _endpoints(config: MeshConfig, name: str, *, inbound: bool) -> list[Endpoint]:
+def _endpoints(
+    config: MeshConfig, name: str, *, inbound: bool, pushed: EndpointSets | None
+) -> list[Endpoint]:
     svc = config.services[name]
     if inbound:  # the local app itself
         return [Endpoint(svc.host, svc.port)]
+    if pushed is not None:  # the control plane's registry is the truth, even when empty
+        return list(pushed.get(name, ()))
     if svc.endpoints:
         return [Endpoint(e.address, e.port, e.subset, e.weight) for e in svc.endpoints]
     # Default: the destination's inbound sidecar on the same host.
@@ -204,8 +222,9 @@ def _cluster(
     inbound: bool,
     clock: Clock,
     rng: random.Random,
+    pushed: EndpointSets | None = None,
 ) -> Cluster:
-    endpoints = _endpoints(config, name, inbound=inbound)
+    endpoints = _endpoints(config, name, inbound=inbound, pushed=pushed)
     o = policy.outlier
     outlier = None
     if o.enabled and not inbound:
@@ -259,6 +278,7 @@ def _cluster(
         metrics=metrics,
         clock=clock,
         rng=rng,
+        mesh=not inbound,  # its endpoints are sidecars: mTLS when this sidecar has an identity
     )
     return cluster
 
@@ -288,10 +308,13 @@ def _destination(
     inbound: bool,
     clock: Clock,
     rng: random.Random,
+    pushed: EndpointSets | None = None,
 ) -> Destination:
     policy = config.policy_for(name)
     buffer = config.limits.retry_buffer_bytes
-    cluster = _cluster(config, name, policy, metrics, inbound=inbound, clock=clock, rng=rng)
+    cluster = _cluster(
+        config, name, policy, metrics, inbound=inbound, clock=clock, rng=rng, pushed=pushed
+    )
     default = route_policy("default", policy, None, buffer)
     if inbound:
         # Inbound, the caller's sidecar has retried already: one attempt to the app.
@@ -320,15 +343,23 @@ def build_runtime(
     metrics: SidecarMetrics | None = None,
     clock: Clock = MONOTONIC,
     rng: random.Random | None = None,
+    endpoints: EndpointSets | None = None,
 ) -> Runtime:
-    """The runtime of the sidecar of ``service`` (raises KeyError for an unknown service)."""
+    """The runtime of the sidecar of ``service`` (raises KeyError for an unknown service).
+
+    ``endpoints`` are the endpoint sets pushed by the control plane, by
+    destination service: when given, they replace the config's (a service
+    missing from them has no endpoint: its instances all left the registry).
+    """
     if service not in config.services:
         raise KeyError(f"no service {service!r} in mesh {config.mesh!r}")
     rng = rng or random.Random()
     metrics = metrics or SidecarMetrics(service)
     svc = config.services[service]
     destinations = {
-        name: _destination(config, name, metrics, inbound=False, clock=clock, rng=rng)
+        name: _destination(
+            config, name, metrics, inbound=False, clock=clock, rng=rng, pushed=endpoints
+        )
         for name in config.services
     }
     lim = config.limits
@@ -343,6 +374,8 @@ def build_runtime(
         "outbound": ("127.0.0.1", svc.sidecar.outbound),
         "admin": ("127.0.0.1", svc.sidecar.admin),
     }
+    # Inbound authorization; skipped altogether (no per-request work) when it allows everything.
+    authz = Authorizer.from_config(svc.authorization, strict=svc.mtls == "strict")
     upstream_ports: dict[int, str] = {}
     for dest, port in svc.sidecar.upstreams.items():
         listeners[f"upstream:{dest}"] = ("127.0.0.1", port)
@@ -358,4 +391,6 @@ def build_runtime(
         metrics=metrics,
         access_log=config.sidecar.access_log,
         rng=rng,
+        mtls=svc.mtls,
+        authz=None if authz.allows_everything else authz,
     )

@@ -25,15 +25,20 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, MeshConfig, load_mesh
 from .admin import Admin
 from .forward import Forwarder
 from .listener import ConnectionTimeouts, DownstreamConnection
 from .metrics import SidecarMetrics
-from .runtime import Runtime, build_runtime
+from .runtime import EndpointSets, Runtime, build_runtime
+from .tls import MeshListener, check_identity
 
-__all__ = ["Sidecar", "run"]
+if TYPE_CHECKING:
+    from .identity import Identity
+
+__all__ = ["Sidecar", "install_uvloop", "run"]
 
 
 def _log(message: str) -> None:
@@ -44,26 +49,48 @@ def _log(message: str) -> None:
 class Sidecar:
     """One sidecar process serving one service of a mesh."""
 
-    def __init__(self, config_path: Path, service: str, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        config_path: Path | None,
+        service: str,
+        *,
+        reuse_port: bool = False,
+        identity: Identity | None = None,
+        config: MeshConfig | None = None,
+        endpoints: EndpointSets | None = None,
+    ) -> None:
+        """Serve ``service`` with the config in ``config_path`` (watched for changes), or
+        with ``config`` and the pushed ``endpoints`` (a sidecar managed by the control
+        plane: ``config_path`` is ``None`` and new configs arrive through :meth:`apply`)."""
         self.config_path = config_path
         self.service = service
         self.reuse_port = reuse_port
-        config = load_mesh(config_path)
+        if config is None:
+            if config_path is None:
+                raise ValueError("Sidecar: give config_path or config")
+            config = load_mesh(config_path)
+        # mTLS: an identity (key + certificate) serves it; `mtls: strict` cannot do without.
+        check_identity(config, service, identity)
+        self.identity = identity
         self.metrics = SidecarMetrics(service)
-        self.runtime: Runtime = build_runtime(config, service, metrics=self.metrics)
+        self.runtime: Runtime = build_runtime(
+            config, service, metrics=self.metrics, endpoints=endpoints
+        )
         self.metrics.gauges = lambda: [
             *(d.cluster.gauges() for d in self.runtime.destinations.values()),
             self.runtime.inbound.cluster.gauges(),
         ]
-        self.forwarder = Forwarder(self.runtime)
+        self.forwarder = Forwarder(self.runtime, identity=identity)
         self.admin = Admin(lambda: self.runtime, lambda: self.ready)
         self.ready = False
         self.connections: set[DownstreamConnection] = set()
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self._mtime = self._stat()
         self._stopping: asyncio.Event | None = None
 
     def _stat(self) -> float:
+        if self.config_path is None:
+            return 0.0
         try:
             return self.config_path.stat().st_mtime
         except OSError:
@@ -71,10 +98,16 @@ class Sidecar:
 
     # -- config -----------------------------------------------------------
 
-    def apply(self, config: MeshConfig) -> None:
-        """Swap in a new config atomically (the seam the control plane will push through)."""
+    def apply(self, config: MeshConfig, endpoints: EndpointSets | None = None) -> None:
+        """Swap in a new config (and pushed endpoint sets) atomically.
+
+        The new runtime is built whole before the swap; a request keeps the
+        runtime it started with. Raises ``ValueError`` (nothing changes) when
+        the config cannot be served, e.g. ``mtls: strict`` without an identity.
+        """
+        check_identity(config, self.service, self.identity)
         old = self.runtime
-        runtime = build_runtime(config, self.service, metrics=self.metrics)
+        runtime = build_runtime(config, self.service, metrics=self.metrics, endpoints=endpoints)
         if runtime.listeners != old.listeners:
             _log("listener ports changed: they take effect at the next restart")
         self.runtime = runtime
@@ -84,6 +117,8 @@ class Sidecar:
     def reload(self) -> bool:
         """Re-read the config file; keep the old config if the new one is invalid."""
         self._mtime = self._stat()
+        if self.config_path is None:
+            return False
         try:
             config = load_mesh(self.config_path)
         except ConfigError as exc:
@@ -94,7 +129,11 @@ class Sidecar:
             return False
         if config.digest() == self.runtime.config.digest():
             return True
-        self.apply(config)
+        try:
+            self.apply(config)
+        except ValueError as exc:  # e.g. `mtls: strict` and no identity
+            _log(f"config reload rejected, keeping the running config: {exc}")
+            return False
         _log(f"config reloaded (digest {config.digest()[:12]})")
         return True
 
@@ -130,9 +169,22 @@ class Sidecar:
                 factory = lambda dest=dest: self._factory(destination=dest)  # type: ignore[misc]  # noqa: E731
             else:
                 factory = self._factory
-            server = await loop.create_server(
-                factory, host, port, reuse_port=self.reuse_port or None, backlog=1024
-            )
+            server: asyncio.AbstractServer
+            if name == "inbound" and self.identity is not None:
+                # mTLS (and plaintext too, if permissive) on one port: see seawall.proxy.tls
+                server = await MeshListener.open(
+                    factory,
+                    host,
+                    port,
+                    identity=self.identity,
+                    runtime=lambda: self.runtime,
+                    metrics=self.metrics,
+                    reuse_port=self.reuse_port,
+                )
+            else:
+                server = await loop.create_server(
+                    factory, host, port, reuse_port=self.reuse_port or None, backlog=1024
+                )
             self._servers.append(server)
         _release_startup_memory()
         self.ready = True
@@ -203,7 +255,8 @@ def _release_startup_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _install_uvloop() -> None:
+def install_uvloop() -> None:
+    """Use uvloop's event loop when it is installed (it is, with the ``mesh`` extra)."""
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415 - optional at import time, required in practice
 
@@ -231,8 +284,13 @@ def run(config_path: str, service: str, workers: int | None = None) -> int:
         known = ", ".join(config.services)
         sys.stderr.write(f"{path}: no service {service!r} (services: {known})\n")
         return 2
+    try:
+        check_identity(config, service, None)
+    except ValueError as exc:
+        sys.stderr.write(f"{path}: {exc}\n")
+        return 2
     count = workers or config.sidecar.workers
-    _install_uvloop()
+    install_uvloop()
     if count <= 1:
         return asyncio.run(_serve(path, service, reuse_port=False))
     children: list[int] = []
