@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: test demo demo-policy lint typecheck bench-policy bench-proxy docs clean
+.PHONY: test demo demo-policy lint typecheck bench-policy bench-proxy bench-control docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "seawall needs Python 3.11+"'
@@ -37,6 +37,10 @@ bench-proxy: $(STAMP)
 	bash benchmarks/install_proxy_peers.sh
 	$(BIN)/python -m pip install -q -r benchmarks/requirements-proxy.txt
 	$(BIN)/python benchmarks/proxy_throughput.py
+
+bench-control: $(STAMP)
+	bash scripts/install_etcd.sh
+	$(BIN)/python benchmarks/control_push.py
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_api_reference.py

@@ -280,7 +280,9 @@ class CertificateAuthority:
             .issuer_name(self._cert.subject)
             .public_key(public_key)
             .serial_number(_serial())
-            .not_valid_before(start - CLOCK_SKEW)
+            # Backdated for clock skew, but by at most a tenth of a short lifetime:
+            # else its two-thirds renewal point would already be past at issue.
+            .not_valid_before(start - min(CLOCK_SKEW, dt.timedelta(seconds=ttl / 10)))
             .not_valid_after(not_after)
             # An empty subject needs a critical SAN (RFC 5280, section 4.2.1.6).
             .add_extension(
