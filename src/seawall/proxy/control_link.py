@@ -200,6 +200,31 @@ def instance_id(state_dir: Path, service: str) -> str:
     return new
 
 
+class Reconnect:
+    """Backoff with full jitter between failed attempts of one loop; logged sparingly."""
+
+    def __init__(self, what: str, rng: random.Random) -> None:
+        self.what = what
+        self.rng = rng
+        self.failures = 0
+        self._delay = 0.0
+
+    async def failed(self, exc: Exception, status: LinkStatus) -> None:
+        """Note a failure (the 1st and every 20th are logged), then wait before the next try."""
+        self.failures += 1
+        status.connected = False
+        status.last_error = str(exc)
+        if self.failures == 1 or self.failures % 20 == 0:
+            _log(f"{self.what}: {exc} (attempt {self.failures}; serving with the last good config)")
+        self._delay = _RECONNECT.delay(min(self.failures, 30), self._delay, self.rng)
+        await asyncio.sleep(self._delay)
+
+    def succeeded(self) -> bool:
+        """Note a success; whether it ended a run of failures."""
+        was, self.failures, self._delay = self.failures, 0, 0.0
+        return was > 0
+
+
 def _no_metadata() -> dict[str, str]:
     return {}
 
@@ -303,29 +328,18 @@ class ControlLink:
 
     async def subscribe(self) -> None:
         """Follow the snapshot forever (run as a task)."""
-        failures = 0
-        delay = 0.0
+        retry = Reconnect("subscription", self.rng)
         while True:
             try:
                 snapshot = await self.fetch(POLL_WAIT)
             except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
-                failures += 1
-                self._disconnected(exc, failures)
-                delay = _RECONNECT.delay(min(failures, 30), delay, self.rng)
-                await asyncio.sleep(delay)
+                await retry.failed(exc, self.status)
                 continue
-            if failures:
+            if retry.succeeded():
                 _log(f"subscribed again via {self.client.url}")
-            failures = 0
             self.status.connected = True
             if snapshot is not None and snapshot.get("config") is not None:
                 self.adopt(snapshot, persist=True)
-
-    def _disconnected(self, exc: Exception, failures: int) -> None:
-        self.status.connected = False
-        self.status.last_error = str(exc)
-        if failures == 1 or failures % 20 == 0:
-            _log(f"{exc} (attempt {failures}; serving with the last good config)")
 
     # -- lease and reports --------------------------------------------------
 
@@ -384,8 +398,7 @@ class ControlLink:
 
     async def keep_lease(self) -> None:
         """Register, then renew at a third of the TTL (or at once after a change); forever."""
-        failures = 0
-        delay = 0.0
+        retry = Reconnect("lease", self.rng)
         lease: str | None = None
         loop = asyncio.get_running_loop()
         while True:
@@ -398,12 +411,9 @@ class ControlLink:
                     lease = None
                     continue
             except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
-                failures += 1
-                self._disconnected(exc, failures)
-                delay = _RECONNECT.delay(min(failures, 30), delay, self.rng)
-                await asyncio.sleep(delay)
+                await retry.failed(exc, self.status)
                 continue
-            failures = 0
+            retry.succeeded()
             # Sleep a third of the TTL, waking early when there is something to report.
             deadline = loop.time() + self.ttl / 3
             while not self._report_now.is_set():
@@ -449,8 +459,7 @@ class ControlLink:
         (``None``: there is none). Certificates are wall-clock objects; the wait
         itself is measured on the monotonic clock.
         """
-        failures = 0
-        delay = 0.0
+        retry = Reconnect("certificate", self.rng)
         while True:
             due = renew_at()
             if due is not None and due > time.time():
@@ -460,12 +469,9 @@ class ControlLink:
                 data = await self.request_certificate(csr())
                 install(str(data["certificate"]).encode("ascii"), str(data["ca"]).encode("ascii"))
             except Exception as exc:  # unavailable, refused, a bad certificate: retry
-                failures += 1
-                self._disconnected(exc, failures)
-                delay = _RECONNECT.delay(min(failures, 30), delay, self.rng)
-                await asyncio.sleep(delay)
+                await retry.failed(exc, self.status)
                 continue
-            failures = 0
+            retry.succeeded()
             self._report_now.set()
             _log(f"certificate installed (serial {data.get('serial')})")
             # Never renew in a tight loop, even if the new certificate's renewal

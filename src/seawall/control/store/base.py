@@ -23,11 +23,12 @@ needs. Every method is a coroutine; none holds a lock across an await.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ConfigRecord", "Instance", "SidecarStatus", "Store", "StoreError"]
+__all__ = ["ChangeFeed", "ConfigRecord", "Instance", "SidecarStatus", "Store", "StoreError"]
 
 
 class StoreError(Exception):
@@ -217,3 +218,41 @@ class Store(abc.ABC):
         The first item is yielded at once, so a consumer reads the initial
         state in the same loop as the updates.
         """
+
+
+class ChangeFeed:
+    """What a store's :meth:`Store.changes` yields from: coalesced wake-ups, many consumers.
+
+    The store calls :meth:`notify` after each change it makes or sees, and
+    :meth:`close` when it closes (every iterator then ends). Each consumer of
+    :meth:`follow` wakes once per burst of notifications, never misses one that
+    happened while it was busy, and holds no lock.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._wakeup = asyncio.Event()
+        self.closed = False
+
+    def notify(self) -> None:
+        """Something changed: wake every consumer."""
+        self._count += 1
+        wakeup, self._wakeup = self._wakeup, asyncio.Event()
+        wakeup.set()
+
+    def close(self) -> None:
+        """End every iterator (after it wakes)."""
+        self.closed = True
+        self.notify()
+
+    async def follow(self) -> AsyncIterator[None]:
+        """Yield at once, then after each change (coalesced); end when closed."""
+        seen = self._count
+        yield None
+        while not self.closed:
+            while seen == self._count:
+                await self._wakeup.wait()
+            if self.closed:
+                return
+            seen = self._count
+            yield None

@@ -68,7 +68,7 @@ from typing import Any
 import httpx
 
 from ...policy.backoff import ExponentialEqualJitter
-from .base import ConfigRecord, Instance, SidecarStatus, Store, StoreError
+from .base import ChangeFeed, ConfigRecord, Instance, SidecarStatus, Store, StoreError
 
 __all__ = ["EtcdStore"]
 
@@ -153,8 +153,7 @@ class EtcdStore(Store):
         self._watching = asyncio.Event()  # set once the first watch is established
         self._watch_error: StoreError | None = None
         self._watch_attempt = 0  # failures since the last watch was established
-        self._changes = 0
-        self._wakeup = asyncio.Event()
+        self._feed = ChangeFeed()  # what changes() yields from
 
     # -- lifecycle --------------------------------------------------------
 
@@ -186,7 +185,7 @@ class EtcdStore(Store):
         """Stop the watch and close connections; leases are left to etcd."""
         self._closed = True
         await self._shutdown()
-        self._notify()  # ends every changes() iterator
+        self._feed.close()  # ends every changes() iterator
 
     # -- config -----------------------------------------------------------
 
@@ -340,17 +339,9 @@ class EtcdStore(Store):
 
     # -- change events ----------------------------------------------------
 
-    async def changes(self) -> AsyncIterator[None]:
+    def changes(self) -> AsyncIterator[None]:
         """Yield at once, then after each batch of watch events; ends when the store closes."""
-        seen = self._changes
-        yield None
-        while not self._closed:
-            while seen == self._changes:
-                await self._wakeup.wait()
-            if self._closed:
-                return
-            seen = self._changes
-            yield None
+        return self._feed.follow()
 
     # -- internals: requests ------------------------------------------------
 
@@ -458,9 +449,7 @@ class EtcdStore(Store):
     # -- internals: the watch ----------------------------------------------
 
     def _notify(self) -> None:
-        self._changes += 1
-        wakeup, self._wakeup = self._wakeup, asyncio.Event()
-        wakeup.set()
+        self._feed.notify()
 
     async def _shutdown(self) -> None:
         watcher, self._watcher = self._watcher, None

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from ..leases import LeaseTable
-from .base import ConfigRecord, Instance, SidecarStatus, Store, StoreError
+from .base import ChangeFeed, ConfigRecord, Instance, SidecarStatus, Store, StoreError
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -163,8 +163,7 @@ class SqliteStore(Store):
         self._data_version = 0
         self._stale = False  # a reap failed: re-read the leases at the next poll
         self._db_generation = 0  # meta 'generation' as last seen
-        self._changes = 0  # wakeups of changes(): bumped by _notify
-        self._wakeup = asyncio.Event()
+        self._feed = ChangeFeed()  # what changes() yields from
         self._reaper: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------
@@ -223,7 +222,7 @@ class SqliteStore(Store):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        self._notify()  # ends every changes() iterator
+        self._feed.close()  # ends every changes() iterator
 
     # -- config -----------------------------------------------------------
 
@@ -341,17 +340,9 @@ class SqliteStore(Store):
 
     # -- change events ----------------------------------------------------
 
-    async def changes(self) -> AsyncIterator[None]:
+    def changes(self) -> AsyncIterator[None]:
         """Yield at once, then after each change (coalesced); ends when the store closes."""
-        seen = self._changes
-        yield None
-        while not self._closed:
-            while seen == self._changes:
-                await self._wakeup.wait()
-            if self._closed:
-                return
-            seen = self._changes
-            yield None
+        return self._feed.follow()
 
     # -- expiry and other processes' changes -------------------------------
 
@@ -465,9 +456,7 @@ class SqliteStore(Store):
         return lease not in self._leases or self._leases.alive(lease, self._clock())
 
     def _notify(self) -> None:
-        self._changes += 1
-        wakeup, self._wakeup = self._wakeup, asyncio.Event()
-        wakeup.set()
+        self._feed.notify()
 
     def _sync_leases(self, *, fresh: bool = False) -> None:
         """Bring the lease table in line with the file.
