@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import unique_prefix
 from etcd_server import EtcdServer, free_ports
+from store_backends import unique_prefix
 
 from seawall.control.store import Instance, SidecarStatus, StoreError
 from seawall.control.store.etcd import EtcdStore

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 
 from seawall.control.store import ConfigRecord, Instance, SidecarStatus, Store
 
