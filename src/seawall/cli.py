@@ -35,6 +35,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", help="control-plane URL (default: $SEAWALL_CONTROL, state dir)")
     p.add_argument("--token", help="admin token (default: $SEAWALL_TOKEN, state dir)")
@@ -57,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("--join-token", help="join token of the service ($SEAWALL_JOIN_TOKEN)")
     link.add_argument("--state-dir", help="where the last snapshot and the identity are kept")
     link.add_argument("--subset", help="the subset this instance belongs to (e.g. v2)")
+    link.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        type=_label,
+        metavar="KEY=VALUE",
+        help="metadata registered with the instance (repeatable): zone=a, pod=...",
+    )
     link.add_argument("--address", help="address other sidecars reach this one at")
     link.add_argument("--app-port", type=_port, help="this instance's app port")
     link.add_argument("--inbound-port", type=_port, help="this instance's inbound port")
@@ -126,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 if part
             ),
             subset=args.subset,
+            metadata=dict(args.label),
             address=args.address,
             app_port=args.app_port,
             inbound_port=args.inbound_port,

@@ -55,13 +55,25 @@ class Mesh:
         self.sidecars: list[ManagedSidecar] = []
         urls = ",".join(c.url for c in self.controls)
         p = self.ports
-        self.backend1 = self.sidecar("backend", "b1", p["b_admin"], ["--subset", "v1"], urls)
+        self.backend1 = self.sidecar(
+            "backend", "b1", p["b_admin"], ["--subset", "v1", "--label", "zone=a"], urls
+        )
         self.backend2 = self.sidecar(
             "backend",
             "b2",
             p["b2_admin"],
-            ["--subset", "v2", "--app-port", str(p["b2_app"]), "--inbound-port", str(p["b2_in"]),
-             "--outbound-port", str(p["b2_out"]), "--admin-port", str(p["b2_admin"])],
+            [
+                "--subset",
+                "v2",
+                "--app-port",
+                str(p["b2_app"]),
+                "--inbound-port",
+                str(p["b2_in"]),
+                "--outbound-port",
+                str(p["b2_out"]),
+                "--admin-port",
+                str(p["b2_admin"]),
+            ],
             urls,
         )
         self.api = self.sidecar("api", "api", p["api_admin"], [], urls)
@@ -143,9 +155,7 @@ def test_push_registry_and_mtls_end_to_end(mesh: Mesh) -> None:
     for s in mesh.sidecars:
         wait_until(lambda s=s: s.digest() not in digests, 5, f"{s.state_dir.name} got version 2")
     wait_until(
-        lambda: all(
-            not x["lagging"] for x in mesh.control_json("/v1/status")["sidecars"]
-        ),
+        lambda: all(not x["lagging"] for x in mesh.control_json("/v1/status")["sidecars"]),
         10,
         "no sidecar lags",
     )
@@ -155,6 +165,7 @@ def test_push_registry_and_mtls_end_to_end(mesh: Mesh) -> None:
         ("backend", "v2", "healthy"),
         ("api", None, "healthy"),
     }
+    assert {r["subset"]: r["metadata"] for r in rows}["v1"] == {"zone": "a"}
     sidecars = mesh.control_json("/v1/status")["sidecars"]
     assert all(s["certificate_serial"] for s in sidecars)
     assert all(s["certificate_expires"] > time.time() + 3600 for s in sidecars)
@@ -196,10 +207,10 @@ def test_outlier_ejection_stops_traffic_before_the_lease_expires(mesh: Mesh) -> 
     assert mesh.b2.hits == hits  # ejected: no more traffic, though it is still registered
     assert b2 in mesh.api.endpoints("backend")
     wait_until(
-        lambda: {r["subset"]: r for r in mesh.control_json("/v1/services")["instances"]}["v2"][
-            "health"
-        ]
-        == "ejected",
+        lambda: (
+            {r["subset"]: r for r in mesh.control_json("/v1/services")["instances"]}["v2"]["health"]
+            == "ejected"
+        ),
         5,
         "the api sidecar reported the ejection",
     )
@@ -258,9 +269,7 @@ def test_two_replicas_on_etcd_fail_over_without_failed_requests(
         status = m.control_json("/v1/status", via=1)
         assert status["config_version"] == 2
         wait_until(
-            lambda: all(
-                not s["lagging"] for s in m.control_json("/v1/status", via=1)["sidecars"]
-            ),
+            lambda: all(not s["lagging"] for s in m.control_json("/v1/status", via=1)["sidecars"]),
             10,
             "every sidecar reports version 2 to replica 2",
         )
@@ -271,10 +280,10 @@ def test_two_replicas_on_etcd_fail_over_without_failed_requests(
 def test_certificates_rotate_under_load_without_failed_requests(tmp_path: Path) -> None:
     m = Mesh(tmp_path, control_args=("--cert-ttl", "3s"))
     try:
+
         def serials() -> dict[str, str]:
             return {
-                s["id"]: s["certificate_serial"]
-                for s in m.control_json("/v1/status")["sidecars"]
+                s["id"]: s["certificate_serial"] for s in m.control_json("/v1/status")["sidecars"]
             }
 
         wait_until(lambda: len(serials()) == 3, 10, "3 sidecars reported")

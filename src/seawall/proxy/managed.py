@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class LinkOptions:
     token: str
     state_dir: str
     subset: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # registered with the instance
     address: str | None = None  # default: the service's `host` in the config
     app_port: int | None = None  # defaults: the service's ports in the config
     inbound_port: int | None = None
@@ -249,6 +250,7 @@ async def _serve_linked(
         options.address or svc.host,
         svc.sidecar.inbound,
         options.subset,
+        dict(options.metadata),
     )
     identity = await _identity(link, state / "identity", service, config.trust_domain)
     link.certificate = lambda: (format(identity.serial, "x"), identity.not_after.timestamp())
