@@ -1,33 +1,49 @@
-"""The shop behind its service mesh: break email, then payments, and watch the mesh hold.
+"""The shop behind its service mesh: a canary, then break email and payments; the mesh holds.
 
-``python -m examples.mesh_demo [--config examples/shop/mesh.yaml]`` starts the
-shop of ``examples/shop`` on loopback, every service as its own process next
-to its own ``seawall sidecar`` process::
+``python -m examples.mesh_demo [--config examples/shop/mesh.yaml]`` starts a
+control plane (``seawall control``), applies ``mesh.yaml`` to it (``seawall
+apply``) and starts the shop of ``examples/shop`` on loopback, every service as
+its own process next to its own ``seawall sidecar --control`` process::
 
-    client ──► gateway ──► orders ──► payments
-                  │           └─────► email
+    client ──► gateway ──► orders v1 ──► payments
+                  │    └─► orders v2 ─┘   email
                   └──────► login
 
-External clients (here, the demo's load generator) reach the gateway through
-its sidecar's inbound listener; every service calls the others only through
-its own sidecar's outbound listener, so the policies of ``mesh.yaml`` apply to
-every hop. The demo drives about 40 requests/s, half ``POST /checkout``, half
-``POST /login``, through four phases:
+Each sidecar gets its config, the endpoints of the other services (every
+sidecar registers its own instance) and its certificate from the control
+plane; sidecar to sidecar, every call is mutual TLS, and each callee's sidecar
+checks who calls it. External clients (here, the demo's load generator) reach
+the gateway through its sidecar's inbound listener (the mesh's edge: plaintext
+from outside); every service calls the others only through its own sidecar's
+outbound listener, so the policies of ``mesh.yaml`` apply to every hop. Orders
+runs twice: v1, and v2 beside it, which gets no traffic until a canary.
+
+After the start it shows the registry (``seawall services``) and the mTLS side:
+every sidecar's certificate (``seawall certs``), a plaintext request to orders
+refused, a caller that is not allowed refused (403). Then it drives about 40
+requests/s, half ``POST /checkout``, half ``POST /login``, through six phases:
 
 1. healthy;
-2. email hangs: orders waits for it at most 500 ms and at most 4 calls at
+2. canary: ``seawall apply`` of a copy of mesh.yaml whose place-order route
+   splits orders ``{v1: 90, v2: 10}``; every sidecar has the new version
+   within a fraction of a second, and about 10% of the checkouts are answered
+   by v2;
+3. shift back: the original split (``{v1: 100, v2: 0}``) applied again; v2
+   gets nothing;
+4. email hangs: orders waits for it at most 500 ms and at most 4 calls at
    once (timeout + bulkhead), so checkouts still complete ("email deferred")
    and login is untouched;
-3. payments fails (503): the breaker of orders' sidecar opens, and checkouts
+5. payments fails (503): the breaker of orders' sidecar opens, and checkouts
    fail fast instead of waiting on payments;
-4. recovery: the faults are cleared; once the breaker has closed again,
+6. recovery: the faults are cleared; once the breaker has closed again,
    everything succeeds.
 
 After each phase it prints, per route, the requests, success rate and p50/p99
 latency (from the client, and from each app's view of its calls through its
-sidecar), and what orders' sidecar reports on its ``/metrics`` and
-``/clusters`` (breaker, retries, overflows). It ends by itself in well under a
-minute and stops every process it started, also on Ctrl-C or an error.
+sidecar), which orders version answered the checkouts, and what orders'
+sidecar reports on its ``/metrics`` and ``/clusters`` (breaker, retries,
+overflows). It ends by itself in under a minute and stops every process it
+started (the control plane too), also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -36,7 +52,9 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,10 +75,14 @@ from seawall.config import MeshConfig, load_mesh
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("examples/shop/mesh.yaml")
 SERVICES = ("payments", "email", "login", "orders", "gateway")  # leaves first
+CONTROL_PORT = 7600  # seawall control's default
+CANARY_PORTS = (8012, 18012, 15012, 19012)  # orders v2: app, inbound, outbound, admin
 RATE = 40.0  # requests per second, alternating /checkout and /login
 CLIENT_TIMEOUT = 5.0
 MAX_OUTSTANDING = 200  # the load loop never has more requests in flight than this
 START_TIMEOUT = 30.0  # every sidecar /ready and app /health, all together
+ROLLOUT_TIMEOUT = 10.0  # after `seawall apply`, for every sidecar to run the new version
+CLI_TIMEOUT = 20.0  # one `seawall apply|status|certs|services` command
 SETTLE_TIMEOUT = 8.0  # after the faults are cleared, for the payments breaker to close
 STOP_GRACE = 8.0  # SIGTERM, then SIGKILL after this many seconds
 
@@ -71,10 +93,13 @@ class Phase:
     seconds: float
     modes: dict[str, str]  # service -> /_control mode for this phase
     story: str
+    split: dict[str, int] | None = None  # applied (seawall apply) before the phase starts
 
 
 PHASES = (
     Phase("healthy", 4.0, {}, "every service answers"),
+    Phase("canary", 8.0, {}, "10% of the orders go to v2", split={"v1": 90, "v2": 10}),
+    Phase("shift back", 4.0, {}, "every order goes to v1 again", split={"v1": 100, "v2": 0}),
     Phase("email hangs", 5.0, {"email": "hang"}, "email accepts calls and never answers"),
     Phase("payments fails", 5.0, {"payments": "fail"}, "every charge answers 503 at once"),
     Phase("recovery", 4.0, {}, "faults cleared, breakers closed again"),
@@ -91,14 +116,53 @@ def stamp() -> str:
     return f"[{time.monotonic() - T0:5.1f}s]"
 
 
+def indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without HTTP proxies (everything here is loopback)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        env.pop(var, None)
+    return env
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One instance of a service: its app and its sidecar, on their own ports."""
+
+    name: str  # "orders", "orders-v2"
+    service: str
+    subset: str | None
+    port: int  # the app's
+    inbound: int
+    outbound: int
+    admin: int
+
+
+def shop_instances(config: MeshConfig) -> dict[str, Instance]:
+    """Every service of the shop as in mesh.yaml; orders twice: v1, and v2 (the canary)."""
+    out = {}
+    for name in SERVICES:
+        svc = config.services[name]
+        ports = (svc.port, svc.sidecar.inbound, svc.sidecar.outbound, svc.sidecar.admin)
+        subset = "v1" if name == "orders" else None
+        out[name] = Instance(name, name, subset, *ports)
+        if name == "orders":
+            out["orders-v2"] = Instance("orders-v2", "orders", "v2", *CANARY_PORTS)
+    return out
+
+
 # --------------------------------------------------------------------------- processes
 
 
 @dataclass
 class Child:
-    name: str  # "app:orders", "sidecar:orders"
+    name: str  # "control", "app:orders", "sidecar:orders-v2"
     process: subprocess.Popen[bytes]
     log: Path
+    stop_first: bool = False  # the control plane (see Supervisor.stop_all)
 
 
 class Supervisor:
@@ -109,23 +173,20 @@ class Supervisor:
         self.children: list[Child] = []
         self._logs: list[TextIO] = []
 
-    def start(self, name: str, argv: list[str]) -> Child:
+    def start(self, name: str, argv: list[str], *, stop_first: bool = False, **env: str) -> Child:
         log_path = self.log_dir / f"{name.replace(':', '-')}.log"
         log = log_path.open("w")
         self._logs.append(log)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
-            env.pop(var, None)
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=clean_env(**env),
             process_group=0,  # its own group: Ctrl-C reaches the demo only, which stops it
         )
-        child = Child(name, process, log_path)
+        child = Child(name, process, log_path, stop_first)
         self.children.append(child)
         return child
 
@@ -141,18 +202,25 @@ class Supervisor:
     def stop_all(self) -> list[int]:
         """SIGTERM every group, SIGKILL what is left after the grace; the pids still alive.
 
-        A signal goes to a child's group only while the child is not reaped (so
-        its pid, the group id, cannot have been reused); a group member that
-        outlived its leader is signalled by its own pid.
+        The children started with ``stop_first`` (the control plane) are stopped
+        before the others, so that no snapshot is pushed to a sidecar as it
+        stops: with Python 3.11, one that gets a push just as it gets its
+        SIGTERM may go on running (its lease loop's ``asyncio.wait_for`` can
+        swallow the cancellation) until the SIGKILL. A signal goes to a
+        child's group only while the child is not reaped (so its pid, the
+        group id, cannot have been reused); a group member that outlived its
+        leader is signalled by its own pid.
         """
-        for child in self.children:
-            if child.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
-        for child in self.children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for first in (True, False):
+            wave = [child for child in self.children if child.stop_first is first]
+            for child in wave:
+                if child.process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(child.process.pid, signal.SIGTERM)
+            for child in wave:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         groups = {child.process.pid for child in self.children}
         for child in self.children:
             if child.process.poll() is None:
@@ -171,7 +239,7 @@ class Supervisor:
 
 
 def _processes_in_groups(groups: set[int]) -> list[int]:
-    """Live (non-zombie) shop processes (apps, sidecars) in one of the process ``groups``."""
+    """Live (non-zombie) shop processes (control plane, apps, sidecars) in one of ``groups``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -226,6 +294,46 @@ async def wait_ready(sup: Supervisor, client: httpx.AsyncClient, urls: dict[str,
         if time.monotonic() > deadline:
             raise RuntimeError(f"not ready after {START_TIMEOUT:.0f} s: {', '.join(waiting)}")
         await asyncio.sleep(0.1)
+
+
+async def seawall(*args: str) -> str:
+    """Run ``python -m seawall ARGS`` (an operator's command): its output; raises if it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "seawall",
+        *args,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=clean_env(),
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+    except BaseException:  # timed out, or the demo is stopping
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            await proc.communicate()  # reaped, its pipe closed, while the loop still runs
+        raise
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"seawall {' '.join(args)} exited {proc.returncode}:\n{indent(text)}")
+    return text
+
+
+def write_split(source: Path, split: dict[str, int], dest: Path) -> Path:
+    """A copy of ``source`` whose place-order route splits orders as ``split``."""
+    text = source.read_text()
+    spelled = "{" + ", ".join(f"{k}: {v}" for k, v in split.items()) + "}"
+    new, count = re.subn(r"split: \{[^}]*\}", f"split: {spelled}", text)
+    if count != 1:
+        raise RuntimeError(f"{source}: expected one `split:` (the place-order route), got {count}")
+    dest.write_text(new)
+    route = next(r for r in load_mesh(dest).policy_for("orders").routes if r.name == "place-order")
+    assert route.split == {k: float(v) for k, v in split.items()}, route.split
+    return dest
 
 
 # --------------------------------------------------------------------------- statistics
@@ -304,60 +412,186 @@ def metric(m: Metrics, name: str, **labels: str) -> float:
     return m.get((name, frozenset(labels.items())), 0.0)
 
 
+def versions_text(seen: Counter[str]) -> str:
+    """``orders v1 183 (90.6%), v2 19 (9.4%) of 202 checkouts``."""
+    total = sum(seen.values())
+    names = ["v1", "v2", *sorted(set(seen) - {"v1", "v2"})]
+    parts = [f"{v} {seen[v]} ({100 * seen[v] / total if total else 0:.1f}%)" for v in names]
+    return f"orders {', '.join(parts)} of {total} checkouts"
+
+
 # --------------------------------------------------------------------------- the demo
 
 
 class Demo:
-    def __init__(self, config_path: Path, config: MeshConfig, sup: Supervisor) -> None:
+    def __init__(self, config_path: Path, config: MeshConfig, sup: Supervisor, scratch: Path):
         self.config_path = config_path
         self.config = config
         self.sup = sup
+        self.scratch = scratch
+        self.state = scratch / "control"  # the control plane's state directory
+        self.control_url = f"http://127.0.0.1:{CONTROL_PORT}"
+        self.instances = shop_instances(config)
         self.phase = "starting"
         self.client_stats: dict[str, dict[str, RouteStats]] = {}
+        self.versions: dict[str, Counter[str]] = {}  # phase -> orders version -> checkouts
         self.breaker_seen: dict[str, Counter[str]] = {}
         self.outstanding: dict[str, set[asyncio.Task[None]]] = {}
+        self.connections: dict[str, tuple[int, int]] = {}  # sidecar -> inbound (mtls, plaintext)
         self.dropped = 0
         self.started: dict[str, float] = {}
         self.http = httpx.AsyncClient(trust_env=False, timeout=2.0)
 
-    def svc(self, name: str) -> Any:
-        return self.config.services[name]
-
     def admin(self, name: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.svc(name).sidecar.admin}{path}"
+        return f"http://127.0.0.1:{self.instances[name].admin}{path}"
 
     def app(self, name: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.svc(name).port}{path}"
+        return f"http://127.0.0.1:{self.instances[name].port}{path}"
+
+    async def seawall(self, *args: str) -> str:
+        """An operator's command against this demo's control plane."""
+        return await seawall(*args, "--state-dir", str(self.state))
+
+    async def seawall_all(self, *commands: tuple[str, ...]) -> list[str]:
+        """Several commands at once; every one is reaped (failed, or on Ctrl-C) before we go on."""
+        answers = await asyncio.gather(
+            *(self.seawall(*c) for c in commands), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return [str(answer) for answer in answers]
 
     # -- start ------------------------------------------------------------
 
     async def start(self) -> None:
         python = sys.executable
-        cfg = str(self.config_path)
-        for name in SERVICES:
+        argv = ["control", "--state-dir", str(self.state), "--listen", f"127.0.0.1:{CONTROL_PORT}"]
+        control = self.sup.start("control", [python, "-m", "seawall", *argv], stop_first=True)
+        pid = control.process.pid
+        say(f"  {'control':<9} pid {pid:<7} {self.control_url}, state in {self.state}")
+        await wait_ready(self.sup, self.http, {"control": f"{self.control_url}/v1/health"})
+        applied = await self.seawall("apply", "-f", str(self.config_path))
+        say(f"{stamp()} control plane up; seawall apply -f {self.config_path}:")
+        say(indent(applied))
+        # One join token per service (orders v1 and v2 share orders'): it lets a
+        # sidecar register an instance of that service and get its certificate.
+        minted = await self.seawall_all(*(("certs", "token", name) for name in SERVICES))
+        token = {name: t.strip() for name, t in zip(SERVICES, minted, strict=True)}
+        say(f"{stamp()} join tokens minted (seawall certs token NAME); starting the shop:")
+        for inst in self.instances.values():
+            state = self.scratch / "sidecars" / inst.name  # its key, certificate, snapshot
+            argv = ["--service", inst.service, "--control", self.control_url]
+            argv += ["--state-dir", str(state)]
+            app_argv = ["--config", str(self.config_path)]
+            if inst.subset is not None:
+                argv += ["--subset", inst.subset]
+                app_argv += ["--version", inst.subset]
+            if inst.name != inst.service:  # a second instance: its own ports
+                argv += ["--app-port", str(inst.port), "--inbound-port", str(inst.inbound)]
+                argv += ["--outbound-port", str(inst.outbound), "--admin-port", str(inst.admin)]
+                app_argv += ["--port", str(inst.port), "--outbound-port", str(inst.outbound)]
+            # The token goes in the environment, not on a command line others can read.
             sidecar = self.sup.start(
-                f"sidecar:{name}",
-                [python, "-m", "seawall", "sidecar", "--config", cfg, "--service", name],
+                f"sidecar:{inst.name}",
+                [python, "-m", "seawall", "sidecar", *argv],
+                SEAWALL_JOIN_TOKEN=token[inst.service],
             )
             app = self.sup.start(
-                f"app:{name}", [python, "-m", f"examples.shop.{name}", "--config", cfg]
+                f"app:{inst.name}", [python, "-m", f"examples.shop.{inst.service}", *app_argv]
             )
             say(
-                f"  {name:<9} app pid {app.process.pid:<7} :{self.svc(name).port}   "
+                f"  {inst.name:<9} app pid {app.process.pid:<7} :{inst.port}   "
                 f"sidecar pid {sidecar.process.pid:<7} "
-                f"in :{self.svc(name).sidecar.inbound} out :{self.svc(name).sidecar.outbound} "
-                f"admin :{self.svc(name).sidecar.admin}"
+                f"in :{inst.inbound} out :{inst.outbound} admin :{inst.admin}"
+                + (f"   --subset {inst.subset}" if inst.subset else "")
             )
-        urls = {f"sidecar:{n}": self.admin(n, "/ready") for n in SERVICES}
-        urls |= {f"app:{n}": self.app(n, "/health") for n in SERVICES}
+        urls = {f"sidecar:{n}": self.admin(n, "/ready") for n in self.instances}
+        urls |= {f"app:{n}": self.app(n, "/health") for n in self.instances}
         await wait_ready(self.sup, self.http, urls)
-        say(f"{stamp()} all {len(urls)} processes ready (sidecar /ready, app /health)")
+        version = await self.wait_mesh(1)
+        say(
+            f"{stamp()} all {len(self.sup.children)} processes ready;"
+            f" {len(self.instances)} of {len(self.instances)} sidecars registered with the"
+            f" control plane, each running config version {version} from it"
+        )
+
+    async def wait_mesh(self, version: int) -> int:
+        """Wait until every sidecar runs ``version`` and every caller knows every instance."""
+        deadline = time.monotonic() + ROLLOUT_TIMEOUT
+        why: str | None = "no answer yet"
+        while True:
+            self.sup.check_alive()
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                why = await self.not_yet(version)
+                if why is None:
+                    return version
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the mesh is not on version {version}: {why}")
+            await asyncio.sleep(0.05)
+
+    async def not_yet(self, version: int) -> str | None:
+        """What is not yet so of :meth:`wait_mesh`; None once everything is."""
+        status = (await self.http.get(f"{self.control_url}/v1/status")).json()
+        versions = sorted(s["config_version"] for s in status["sidecars"])
+        if status["config_version"] != version or versions != [version] * len(self.instances):
+            return f"sidecars at versions {versions} of {status['config_version']}"
+        orders = {i.inbound for i in self.instances.values() if i.service == "orders"}
+        expected = {  # caller -> destination -> the inbound ports of its instances
+            "gateway": {"orders": orders, "login": {self.instances["login"].inbound}},
+            **{
+                name: {dest: {self.instances[dest].inbound} for dest in ("payments", "email")}
+                for name, inst in self.instances.items()
+                if inst.service == "orders"
+            },
+        }
+        for caller, destinations in expected.items():
+            clusters = await self.clusters(caller)
+            for dest, ports in destinations.items():
+                have = {e["port"] for e in clusters[dest]["endpoints"]}
+                if have != ports:
+                    return f"{caller}'s sidecar has {dest} at {sorted(have)}"
+        return None
+
+    async def show_mtls(self) -> None:
+        """Every sidecar's certificate; a plaintext caller and a caller not allowed, refused."""
+        registry, certs = await self.seawall_all(("services",), ("certs",))
+        say(f"{stamp()} the registry (seawall services), where every caller's endpoints come from:")
+        say(indent(registry))
+        say(f"{stamp()} mTLS: each sidecar's certificate, from the mesh CA (seawall certs):")
+        say(indent(certs))
+        orders = self.instances["orders"]
+        try:
+            r = await self.http.post(
+                f"http://127.0.0.1:{orders.inbound}/orders", json={"user": "mallory", "amount": 1}
+            )
+            verdict = f"ANSWERED {r.status_code} (mTLS is not enforced!)"
+        except httpx.HTTPError as exc:
+            verdict = f"refused ({type(exc).__name__}: closed before any answer)"
+        metrics = parse_metrics((await self.http.get(self.admin("orders", "/metrics"))).text)
+        refused = metric(metrics, "seawall_inbound_tls_refused_total", reason="plaintext")
+        say(
+            f"  plaintext request to orders' inbound :{orders.inbound}: {verdict};"
+            f" orders' sidecar counts {refused:.0f} in"
+            ' seawall_inbound_tls_refused_total{reason="plaintext"}'
+        )
+        # A service of the mesh, over mTLS, that payments does not allow: login.
+        login = self.instances["login"]
+        async with httpx.AsyncClient(
+            proxy=f"http://127.0.0.1:{login.outbound}", trust_env=False, timeout=2.0
+        ) as through_login:
+            r = await through_login.post("http://payments/charge", json={"order": 0, "amount": 1})
+        say(
+            f"  login's sidecar → payments /charge (mTLS, as login): {r.status_code}"
+            f" (x-seawall-denied: {r.headers.get('x-seawall-denied', '-')}):"
+            f" payments allows orders only"
+        )
 
     # -- load -------------------------------------------------------------
 
     async def load(self, stop: asyncio.Event) -> None:
         """Open-loop load at RATE/s, bounded to MAX_OUTSTANDING requests in flight."""
-        inbound = self.svc("gateway").sidecar.inbound
+        inbound = self.instances["gateway"].inbound
         limits = httpx.Limits(max_connections=MAX_OUTSTANDING, max_keepalive_connections=64)
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{inbound}",
@@ -394,13 +628,20 @@ class Demo:
         if path == "/checkout":
             body["amount"] = 42
         start = time.perf_counter()
+        version = None
         try:
-            status = (await client.post(path, json=body)).status_code
+            response = await client.post(path, json=body)
+            status = response.status_code
+            if path == "/checkout" and 200 <= status < 300:
+                with contextlib.suppress(ValueError, AttributeError):
+                    version = response.json().get("version")  # which orders answered
         except httpx.HTTPError:
             status = 0
         self.client_stats.setdefault(phase, {}).setdefault(path, RouteStats()).add(
             status, time.perf_counter() - start
         )
+        if version is not None:
+            self.versions.setdefault(phase, Counter())[str(version)] += 1
 
     async def finish(self, phase: str | None) -> None:
         """Wait (bounded) for the requests sent in ``phase`` (None: all) to finish."""
@@ -411,8 +652,8 @@ class Demo:
     # -- observing ---------------------------------------------------------
 
     async def control(self, modes: dict[str, str]) -> None:
-        for name in SERVICES:
-            mode = modes.get(name, "ok")
+        for name, inst in self.instances.items():
+            mode = modes.get(inst.service, "ok")
             r = await self.http.get(self.app(name, "/_control"), params={"mode": mode})
             r.raise_for_status()
 
@@ -421,25 +662,27 @@ class Demo:
         self.phase = phase
 
     async def app_stats(self, start: float, end: float) -> dict[tuple[str, str], RouteStats]:
-        """What gateway and orders saw of their calls started between ``start`` and ``end``."""
+        """What gateway and orders (both versions) saw of their calls in ``start``..``end``."""
         out: dict[tuple[str, str], RouteStats] = {}
-        for name in ("gateway", "orders"):
+        for name, inst in self.instances.items():
+            if inst.service not in ("gateway", "orders"):
+                continue
             doc = (await self.http.get(self.app(name, "/_stats"))).json()
             for key, calls in doc.items():
-                rs = out.setdefault((name, key), RouteStats())
+                rs = out.setdefault((inst.service, key), RouteStats())
                 for started, seconds, status in calls:
                     if start <= started < end:
                         rs.add(status, seconds)
         return out
 
     async def observe(self) -> Observation:
-        """Orders' sidecar now: its /metrics, and its payments breaker from /clusters."""
+        """Orders' (v1) sidecar now: its /metrics, and its payments breaker from /clusters."""
         metrics = parse_metrics((await self.http.get(self.admin("orders", "/metrics"))).text)
         breaker = (await self.clusters("orders"))["payments"]["breaker"] or {}
         return Observation(metrics, breaker.get("not_permitted_calls", 0))
 
-    async def clusters(self, service: str) -> dict[str, Any]:
-        doc = (await self.http.get(self.admin(service, "/clusters"))).json()
+    async def clusters(self, sidecar: str) -> dict[str, Any]:
+        doc = (await self.http.get(self.admin(sidecar, "/clusters"))).json()
         return {c["name"]: c for c in doc["clusters"]}
 
     async def watch_breaker(self, stop: asyncio.Event) -> None:
@@ -451,6 +694,15 @@ class Demo:
                     self.breaker_seen.setdefault(self.phase, Counter())[breaker["state"]] += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
+
+    async def count_connections(self) -> None:
+        """Every sidecar's inbound connections so far, by transport (its /metrics)."""
+        for name in self.instances:
+            m = parse_metrics((await self.http.get(self.admin(name, "/metrics"))).text)
+            self.connections[name] = (
+                round(metric(m, "seawall_inbound_connections_total", transport="mtls")),
+                round(metric(m, "seawall_inbound_connections_total", transport="plaintext")),
+            )
 
     def sidecar_lines(
         self, phase: str, first: Observation, last: Observation, hops: Any
@@ -517,6 +769,9 @@ class Demo:
         say(f"== phase {index}/{len(PHASES)}: {phase.title} ({phase.seconds:.0f} s): {phase.story}")
         for line in table(stats):
             say(line)
+        seen = self.versions.get(phase.title)
+        if seen:
+            say(f"  checkouts answered by {versions_text(seen)}")
         for line in self.sidecar_lines(phase.title, before, after, hops):
             say(line)
 
@@ -524,6 +779,7 @@ class Demo:
 
     async def run(self) -> None:
         await self.start()
+        await self.show_mtls()
         say(f"{stamp()} load: {RATE:.0f} req/s into the gateway's sidecar, /checkout and /login")
         stop = asyncio.Event()
         loader = asyncio.create_task(self.load(stop))
@@ -533,6 +789,9 @@ class Demo:
             for index, phase in enumerate(PHASES, 1):
                 if phase.title == "recovery":
                     await self.settle()
+                    before = await self.observe()
+                elif phase.split is not None:
+                    await self.rollout(phase)
                     before = await self.observe()
                 if self.phase != phase.title:
                     await self.control(phase.modes)
@@ -545,19 +804,56 @@ class Demo:
                     loader.result()  # raise what stopped the load
                 self.sup.check_alive()
                 after = await self.observe()
-                if index < len(PHASES) and PHASES[index].title != "recovery":
-                    await self.control(PHASES[index].modes)
-                    self.begin(PHASES[index].title)  # the load goes on without a gap
+                following = PHASES[index] if index < len(PHASES) else None
+                if following is not None and following.title != "recovery" and not following.split:
+                    await self.control(following.modes)
+                    self.begin(following.title)  # the load goes on without a gap
                 await self.finish(phase.title)
                 hops = await self.app_stats(self.started[phase.title], ended)
                 self.report(index, phase, hops, before, after)
                 before = after
+            await self.count_connections()
         finally:
             stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(loader, watcher), CLIENT_TIMEOUT + 2.0)
             await self.http.aclose()
         self.summary()
+
+    async def rollout(self, phase: Phase) -> None:
+        """Apply mesh.yaml with the phase's split (load on); wait for every sidecar to run it."""
+        assert phase.split is not None
+        self.begin(f"rollout: {phase.title}")  # requests meanwhile count in no phase
+        original = next(
+            r.split for r in self.config.policy_for("orders").routes if r.name == "place-order"
+        )
+        if original == {k: float(v) for k, v in phase.split.items()}:
+            path = self.config_path  # the original file, as it is
+        else:
+            slug = phase.title.replace(" ", "-")
+            path = write_split(self.config_path, phase.split, self.scratch / f"mesh-{slug}.yaml")
+        spelled = ", ".join(f"{k}: {v}" for k, v in phase.split.items())
+        say()
+        say(f"{stamp()} {phase.title}: seawall apply -f {path}   (place-order split {{{spelled}}})")
+        applied = await self.seawall("apply", "-f", str(path))
+        say(indent(applied))
+        found = re.search(r"as version (\d+)", applied)
+        if found is None:
+            raise RuntimeError(f"seawall apply stored no new version: {applied.strip()}")
+        start = time.monotonic()
+        version = await self.wait_mesh(int(found.group(1)))
+        took = time.monotonic() - start
+        pushed = (await self.http.get(self.admin("gateway", "/config"))).json()
+        routes = pushed["config"]["policies"]["orders"]["routes"]
+        split = next(r["split"] for r in routes if r["name"] == "place-order")
+        say(
+            f"{stamp()} every sidecar runs version {version} ({took:.2f} s after the apply);"
+            f" the gateway's sidecar splits place-order"
+            f" {', '.join(f'{k} {v:g}%' for k, v in split.items())} (its /config)"
+        )
+        if phase.title == "canary":
+            say("  seawall status:")
+            say(indent(await self.seawall("status")))
 
     async def settle(self) -> None:
         """Clear the faults, keep the load on, and wait for the payments breaker to close."""
@@ -595,12 +891,33 @@ class Demo:
             rec.latencies += rs.latencies
             rec.statuses += rs.statuses
         email_timeout = self.config.policy_for("email").timeout * 1000
+        canary = self.versions.get("canary", Counter())
+        back = self.versions.get("shift back", Counter())
+        n = sum(canary.values())
+        sd = 100 * math.sqrt(0.1 * 0.9 / n) if n else float("nan")
+        edge = self.connections.get("gateway", (0, 0))
+        inside = {k: v for k, v in self.connections.items() if k != "gateway"}
 
         def p(rs: RouteStats, q: float) -> float:
             return percentile([t * 1000 for t in rs.latencies], q)
 
         say()
         say("== what it shows")
+        each = ", ".join(
+            f"{k} {m}" + (f" + {t} PLAINTEXT" if t else "") for k, (m, t) in inside.items()
+        )
+        say(
+            f"  mTLS: the sidecars behind the edge accepted {sum(m for m, _ in inside.values())}"
+            f" inbound connections over mTLS and {sum(t for _, t in inside.values())} in plaintext"
+            f" ({each}); the gateway's sidecar, the edge, took {edge[1]} in plaintext from the"
+            f" load (outside the mesh) and {edge[0]} over mTLS"
+        )
+        say(
+            f"  canary: v2 answered {canary['v2']} of {n} checkouts"
+            f" ({100 * canary['v2'] / n if n else 0:.1f}%; the split asks 10%,"
+            f" give or take {sd:.1f} points by chance at this count);"
+            f" after the shift back, {back['v2']} of {sum(back.values())}"
+        )
         say(
             f"  while email hung:  login {login.success:.1f}% ok, p99 {p(login, 99):.1f} ms;"
             f" checkout {slow_checkout.success:.1f}% ok (email deferred),"
@@ -625,10 +942,10 @@ def main() -> int:
     args = parser.parse_args()
     config_path: Path = args.config
     config = load_mesh(ROOT / config_path if not config_path.is_absolute() else config_path)
-    ports = [
+    ports = [CONTROL_PORT] + [
         port
-        for s in config.services.values()
-        for port in (s.port, s.sidecar.inbound, s.sidecar.outbound, s.sidecar.admin)
+        for inst in shop_instances(config).values()
+        for port in (inst.port, inst.inbound, inst.outbound, inst.admin)
     ]
     busy = busy_ports(ports)
     if busy:
@@ -639,14 +956,17 @@ def main() -> int:
         raise KeyboardInterrupt  # unwinds into the finally below, which stops everything
 
     signal.signal(signal.SIGTERM, terminate)
-    say(f"seawall mesh demo: the shop of {config_path}, every service beside its sidecar")
+    say(
+        f"seawall mesh demo: the shop of {config_path}, every service beside its sidecar,"
+        " under a control plane"
+    )
     status = 0
     with tempfile.TemporaryDirectory(prefix="seawall-shop-") as scratch:
         logs = args.logs or Path(scratch)
         logs.mkdir(parents=True, exist_ok=True)
         sup = Supervisor(logs)
         try:
-            asyncio.run(Demo(config_path, config, sup).run())
+            asyncio.run(Demo(config_path, config, sup, Path(scratch)).run())
         except KeyboardInterrupt:
             say("\ninterrupted")
             status = 130

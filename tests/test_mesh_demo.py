@@ -96,11 +96,16 @@ def test_mesh_demo_story() -> None:
     assert re.search(r"^  control +pid \d+ +http://127\.0\.0\.1:7600", out, re.M), report
     assert "applied examples/shop/mesh.yaml as version 1" in out, report
     assert re.search(
-        rf"the control plane has {SIDECARS} of {SIDECARS} sidecars registered, each running"
-        r" config version 1 from it",
+        rf"processes ready; {SIDECARS} of {SIDECARS} sidecars registered with the control plane,"
+        r" each running config version 1 from it",
         out,
     ), report
-    assert len(re.findall(r"^  \S+ +app pid \d+ .* sidecar pid \d+ ", out, re.M)) == SIDECARS
+    started = re.findall(r"^  \S+ +app pid \d+ .* sidecar pid \d+ ", out, re.M)
+    assert len(started) == SIDECARS, report
+    # ... and registered its instance: orders twice, v1 and v2, on their own ports.
+    for subset, port in (("v1", 18002), ("v2", 18012)):
+        row = rf"^    orders +orders-[0-9a-f]{{8}} +{subset} +127\.0\.0\.1:{port} +healthy$"
+        assert re.search(row, out, re.M), report
 
     # mTLS: each sidecar has a certificate; plaintext into the mesh is refused,
     # and so is a caller the callee does not allow; between sidecars, no plaintext.
@@ -133,6 +138,7 @@ def test_mesh_demo_story() -> None:
     #    this count, and at least one (with the ~160 checkouts of the phase, a
     #    correct split fails this about once in 50,000 runs).
     assert re.search(r"applied \S+mesh-canary\.yaml as version 2 ", out), report
+    assert "seawall status:" in out, report
     status = out.split("seawall status:", 1)[1].split("phase 2: canary", 1)[0]
     assert "config version 2 " in status, report
     assert len(re.findall(r"^    \S+ +\S+ +2 +current ", status, re.M)) == SIDECARS, report
