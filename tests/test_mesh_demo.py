@@ -109,7 +109,7 @@ def test_mesh_demo_story() -> None:
 
     # mTLS: each sidecar has a certificate; plaintext into the mesh is refused,
     # and so is a caller the callee does not allow; between sidecars, no plaintext.
-    certificates = re.findall(r"^    \S+-[0-9a-f]{8} +\S+ +[0-9a-f]+ +\S+ \S+Z \(in ", out, re.M)
+    certificates = re.findall(r"^    \S+-[0-9a-f]{8} +\S+ +\S+ +[0-9a-f]+ +\S+ \S+Z \(in ", out, re.M)
     assert len(certificates) == SIDECARS, report
     assert re.search(r"plaintext request to orders' inbound :18002: refused \(", out), report
     assert re.search(r"login's sidecar → payments /charge \(mTLS, as login\): 403 ", out), report
@@ -141,7 +141,7 @@ def test_mesh_demo_story() -> None:
     assert "seawall status:" in out, report
     status = out.split("seawall status:", 1)[1].split("phase 2: canary", 1)[0]
     assert "config version 2 " in status, report
-    assert len(re.findall(r"^    \S+ +\S+ +2 +current ", status, re.M)) == SIDECARS, report
+    assert len(re.findall(r"^    \S+ +\S+ +\S+ +2 +current ", status, re.M)) == SIDECARS, report
     assert "LAGGING" not in status, report
     for route, row in canary.items():
         assert row["ok"] >= 95, (route, report)

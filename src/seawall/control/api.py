@@ -521,7 +521,8 @@ class ControlAPI:
             changed = self._changed
             self.subscribers += 1
             try:
-                await asyncio.wait_for(asyncio.shield(changed), wait)
+                async with asyncio.timeout(wait):
+                    await asyncio.shield(changed)
             except TimeoutError:
                 pass
             finally:
@@ -652,7 +653,7 @@ class ControlAPI:
     async def status(self, call: Call) -> tuple[int, Any]:
         """GET /v1/status"""
         statuses = await self.store.statuses()
-        return 200, status_view(self.config, statuses, self._wall())
+        return 200, status_view(self.config, statuses, self._wall(), self.instances)
 
     async def certificate(self, call: Call) -> tuple[int, Any]:
         """POST /v1/certificates"""

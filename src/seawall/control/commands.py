@@ -168,13 +168,14 @@ def status(
     else:
         digest = (data.get("digest") or "")[:12] or "-"
         out.write(f"config version {data['config_version']} (digest {digest})\n")
-        rows = [["SIDECAR", "SERVICE", "VERSION", "STATE", "REPORTED"]]
+        rows = [["SIDECAR", "SERVICE", "SUBSET", "VERSION", "STATE", "REPORTED"]]
         for s in data["sidecars"]:
             state = "LAGGING" if s["lagging"] else "current"
             rows.append(
                 [
                     s["id"],
                     s["service"],
+                    s.get("subset") or "-",
                     str(s["config_version"]),
                     state,
                     _ago(s["reported_seconds_ago"]),
@@ -246,12 +247,13 @@ def certs(
         keys = ("id", "service", "certificate_serial", "certificate_expires")
         out.write(json.dumps([{k: s.get(k) for k in keys} for s in sidecars], indent=1) + "\n")
         return 0
-    rows = [["SIDECAR", "SERVICE", "SERIAL", "EXPIRES"]]
+    rows = [["SIDECAR", "SERVICE", "SUBSET", "SERIAL", "EXPIRES"]]
     for s in sidecars:
         rows.append(
             [
                 s["id"],
                 s["service"],
+                s.get("subset") or "-",
                 (s.get("certificate_serial") or "-")[:16],
                 _until(s.get("certificate_expires")),
             ]

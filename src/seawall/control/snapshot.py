@@ -104,10 +104,15 @@ def services_view(
 
 
 def status_view(
-    config: ConfigRecord | None, statuses: Sequence[SidecarStatus], now_wall: float
+    config: ConfigRecord | None,
+    statuses: Sequence[SidecarStatus],
+    now_wall: float,
+    instances: Sequence[Instance] = (),
 ) -> dict[str, Any]:
-    """The current version and every sidecar's, with the ones that lag marked."""
+    """The current version and every sidecar's, with the ones that lag marked
+    (and each one's subset, from its registered instance)."""
     current = config.version if config else 0
+    subsets = {inst.id: inst.subset for inst in instances}
     return {
         "config_version": current,
         "digest": config.digest if config else None,
@@ -115,6 +120,7 @@ def status_view(
         "sidecars": [
             {
                 **s.to_dict(),
+                "subset": subsets.get(s.id),
                 "lagging": s.config_version < current,
                 "reported_seconds_ago": max(0.0, now_wall - s.reported_at),
             }

@@ -420,8 +420,12 @@ class ControlLink:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
+                # asyncio.timeout, not wait_for: on 3.11, wait_for can swallow a
+                # cancellation that lands as the event is set, and the sidecar would
+                # go on renewing its lease after SIGTERM.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._report_now.wait(), min(left, 1.0))
+                    async with asyncio.timeout(min(left, 1.0)):
+                        await self._report_now.wait()
                 if self._reported is not None and self._report_body() != self._reported:
                     break
 
