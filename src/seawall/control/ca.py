@@ -50,6 +50,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..proxy.identity import as_utc
+
 __all__ = ["CAError", "CertificateAuthority"]
 
 CA_CERT = "ca.pem"
@@ -75,16 +77,6 @@ SigningKey: TypeAlias = (
 
 class CAError(ValueError):
     """The CA cannot be loaded or created, or refuses a signing request; the message says why."""
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _aware(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return _utcnow()
-    return now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
 
 
 def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
@@ -166,7 +158,7 @@ class CertificateAuthority:
                 key = ec.generate_private_key(ec.SECP256R1())
                 _write_new(key_path, _key_pem(key), 0o600)
                 key = _read_key(key_path)  # another writer without the lock may have won
-            cert = _self_signed(key, _aware(now))
+            cert = _self_signed(key, as_utc(now))
             _write_new(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
             return cls._load(cert_path, key_path, trust_domain)
 
@@ -272,7 +264,7 @@ class CertificateAuthority:
         except (ValueError, UnsupportedAlgorithm):
             raise CAError("the signing request's public key is not supported") from None
         _check_leaf_key(public_key)
-        start = _aware(now)
+        start = as_utc(now)
         not_after = min(start + dt.timedelta(seconds=ttl), self._cert.not_valid_after_utc)
         cert = (
             x509.CertificateBuilder()

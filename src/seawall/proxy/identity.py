@@ -44,6 +44,7 @@ from .tls import service_of, spiffe_id, spiffe_id_of
 
 __all__ = [
     "Identity",
+    "as_utc",
     "IdentityError",
     "service_of",
     "spiffe_id",
@@ -245,7 +246,7 @@ class Identity:
 
         Raises :class:`IdentityError` and changes nothing when a check fails.
         """
-        when = _aware(now)
+        when = as_utc(now)
         cert = _parse_cert(cert_pem, None)
         cas = _parse_cas(ca_pem)
         mine = self._key.public_key().public_bytes(
@@ -333,13 +334,14 @@ def _client_context() -> ssl.SSLContext:
     return ctx
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def as_utc(now: dt.datetime | None) -> dt.datetime:
+    """``now`` as an aware UTC-based time (naive means UTC); the current time if ``None``.
 
-
-def _aware(now: dt.datetime | None) -> dt.datetime:
+    Certificates are wall-clock objects: validity is the one place seawall
+    reads the wall clock, and the tests pass ``now`` to move it.
+    """
     if now is None:
-        return _utcnow()
+        return dt.datetime.now(dt.UTC)
     return now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
 
 
