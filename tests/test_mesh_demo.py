@@ -109,7 +109,8 @@ def test_mesh_demo_story() -> None:
 
     # mTLS: each sidecar has a certificate; plaintext into the mesh is refused,
     # and so is a caller the callee does not allow; between sidecars, no plaintext.
-    certificates = re.findall(r"^    \S+-[0-9a-f]{8} +\S+ +\S+ +[0-9a-f]+ +\S+ \S+Z \(in ", out, re.M)
+    cert_row = r"^    \S+-[0-9a-f]{8} +\S+ +\S+ +[0-9a-f]+ +\S+ \S+Z \(in "
+    certificates = re.findall(cert_row, out, re.M)
     assert len(certificates) == SIDECARS, report
     assert re.search(r"plaintext request to orders' inbound :18002: refused \(", out), report
     assert re.search(r"login's sidecar → payments /charge \(mTLS, as login\): 403 ", out), report
