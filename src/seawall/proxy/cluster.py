@@ -174,9 +174,7 @@ class Cluster:
             conn = self._take_idle(key)
             if conn is not None:
                 return conn
-        if tls is not None and self.mesh:
-            return await self._connect_tls(endpoint, key, timeout, tls)
-        return await self._connect(endpoint, key, timeout)
+        return await self._connect(endpoint, key, timeout, tls if self.mesh else None)
 
     def _take_idle(self, key: tuple[str, int]) -> UpstreamConnection | None:
         """The most recently pooled usable connection for ``key``; stale ones are closed."""
@@ -190,30 +188,14 @@ class Cluster:
         return None
 
     async def _connect(
-        self, endpoint: Endpoint, key: tuple[str, int], timeout: float  # noqa: ASYNC109
+        self,
+        endpoint: Endpoint,
+        key: tuple[str, int],
+        timeout: float,  # noqa: ASYNC109
+        tls: UpstreamTLS | None = None,
     ) -> UpstreamConnection:
-        self.open_connections += 1
-        loop = asyncio.get_running_loop()
-        limits = self._response_limits
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: UpstreamConnection(key, self._closed, limits),
-                    endpoint.address,
-                    endpoint.port,
-                ),
-                min(timeout, self.limits.connect_timeout),
-            )
-        except (OSError, TimeoutError) as exc:
-            self.open_connections -= 1
-            self._wake()
-            raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {exc}") from None
-        return conn
-
-    async def _connect_tls(
-        self, endpoint: Endpoint, key: tuple[str, int], timeout: float, tls: UpstreamTLS  # noqa: ASYNC109
-    ) -> UpstreamConnection:
-        """A new mTLS connection; the peer must present the destination's SPIFFE ID."""
+        """A new connection; with ``tls``, mTLS to a peer that must present the
+        destination's SPIFFE ID (else it is a connect failure, like a refused one)."""
         self.open_connections += 1
         loop = asyncio.get_running_loop()
         limits = self._response_limits
@@ -223,20 +205,21 @@ class Cluster:
                     lambda: UpstreamConnection(key, self._closed, limits),
                     endpoint.address,
                     endpoint.port,
-                    ssl=tls.context,
+                    ssl=None if tls is None else tls.context,
                 ),
                 min(timeout, self.limits.connect_timeout),
             )
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self.open_connections -= 1
             self._wake()
-            if isinstance(exc, ssl.SSLError | ConnectionResetError):  # not a refused connect
-                tls.failed(self.name, "handshake")
+            if tls is not None and isinstance(exc, ssl.SSLError | ConnectionResetError):
+                tls.failed(self.name, "handshake")  # a handshake refused, not a connect
             raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {exc}") from None
-        problem = tls.check(transport, self.name)
-        if problem is not None:
-            transport.abort()  # counted out of open_connections by connection_lost
-            raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {problem}")
+        if tls is not None:
+            problem = tls.check(transport, self.name)
+            if problem is not None:
+                transport.abort()  # counted out of open_connections by connection_lost
+                raise UpstreamError("connect", f"{endpoint.address}:{endpoint.port}: {problem}")
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
