@@ -141,6 +141,23 @@ class Cluster:
             self._m_ejections.inc(ejections - self._ejections_seen)
             self._ejections_seen = ejections
 
+    def set_endpoints(self, endpoints: list[Endpoint]) -> None:
+        """Replace the endpoint set in place (an update pushed by the control plane).
+
+        The breaker, the retry budget and the pool stay as they are; endpoints
+        that remain keep their load-balancing stats and outlier state (an
+        ejected one stays ejected); idle connections to endpoints that left
+        are closed. Synchronous: no request sees half of the change.
+        """
+        self.endpoints = endpoints
+        if self.outlier is not None:
+            self.outlier.update(endpoints)
+        self.balancer.update(endpoints)
+        remaining = {(e.address, e.port) for e in endpoints}
+        for key in [k for k in self._idle if k not in remaining]:
+            for conn in self._idle.pop(key):
+                conn.close()
+
     # -- connections ------------------------------------------------------
 
     async def acquire(

@@ -107,6 +107,12 @@ class Sidecar:
         """
         check_identity(config, self.service, self.identity)
         old = self.runtime
+        if endpoints is not None and config.digest() == old.config.digest():
+            # Only the registry changed: update the endpoint sets in place, so that
+            # breakers, budgets, pools and outlier ejections carry on undisturbed.
+            for name, dest in old.destinations.items():
+                dest.cluster.set_endpoints(list(endpoints.get(name, ())))
+            return
         runtime = build_runtime(config, self.service, metrics=self.metrics, endpoints=endpoints)
         if runtime.listeners != old.listeners:
             _log("listener ports changed: they take effect at the next restart")
