@@ -104,12 +104,12 @@ def test_mesh_demo_story() -> None:
     assert len(started) == SIDECARS, report
     # ... and registered its instance: orders twice, v1 and v2, on their own ports.
     for subset, port in (("v1", 18002), ("v2", 18012)):
-        row = rf"^    orders +orders-[0-9a-f]{{8}} +{subset} +127\.0\.0\.1:{port} +healthy$"
+        row = rf"^    orders +orders\.[0-9a-f]{{16}} +{subset} +127\.0\.0\.1:{port} +healthy$"
         assert re.search(row, out, re.M), report
 
     # mTLS: each sidecar has a certificate; plaintext into the mesh is refused,
     # and so is a caller the callee does not allow; between sidecars, no plaintext.
-    cert_row = r"^    \S+-[0-9a-f]{8} +\S+ +\S+ +[0-9a-f]+ +\S+ \S+Z \(in "
+    cert_row = r"^    \S+\.[0-9a-f]{16} +\S+ +\S+ +[0-9a-f]+ +\S+ \S+Z \(in "
     certificates = re.findall(cert_row, out, re.M)
     assert len(certificates) == SIDECARS, report
     assert re.search(r"plaintext request to orders' inbound :18002: refused \(", out), report

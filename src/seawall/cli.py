@@ -5,16 +5,60 @@
 * ``seawall control`` runs a control-plane replica (see
   :mod:`seawall.control.server`);
 * ``seawall apply -f mesh.yaml``, ``seawall status``, ``seawall services`` and
-  ``seawall certs`` talk to it (see :mod:`seawall.control.commands`).
+  ``seawall certs`` talk to it (see :mod:`seawall.control.commands`);
+* ``seawall check -f mesh.yaml [--service NAME] [--json]`` validates a config
+  offline, with no control plane and no sidecar (see :mod:`seawall.config.report`):
+  exit 0 valid, 1 invalid, 2 unreadable.
+
+The commands need the ``mesh`` extra (``pip install 'seawall[mesh]'``). Without
+it, a command exits 2 with one line naming what is missing and what to install,
+not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 __all__ = ["main"]
+
+# The optional dependencies the commands import, by top-level module name: the
+# distribution that provides the module, and the extra of seawall's that pulls it
+# in. Every command needs `mesh` (even `apply` needs the config's YAML and
+# schema), so httpx points there too, not at the `httpx` extra of the client.
+_OPTIONAL: dict[str, tuple[str, str]] = {
+    "yaml": ("PyYAML", "mesh"),
+    "pydantic": ("pydantic", "mesh"),
+    "pydantic_core": ("pydantic-core", "mesh"),  # installed with pydantic
+    "annotated_types": ("annotated-types", "mesh"),  # installed with pydantic
+    "uvloop": ("uvloop", "mesh"),
+    "httptools": ("httptools", "mesh"),
+    "cryptography": ("cryptography", "mesh"),
+    "httpx": ("httpx", "mesh"),
+}
+
+
+def _missing_module(prog: str, exc: ModuleNotFoundError) -> str:
+    """The one line telling what ``exc`` says is missing, and how to get it."""
+    name = exc.name or ""
+    top = name.partition(".")[0]
+    if top in _OPTIONAL:
+        distribution, extra = _OPTIONAL[top]
+        return (
+            f"{prog}: needs {distribution}, which is not installed: pip install 'seawall[{extra}]'"
+        )
+    if top == "seawall":
+        return (
+            f"{prog}: cannot import {name}: this seawall installation is incomplete; reinstall it"
+        )
+    if name:
+        return (
+            f"{prog}: needs the Python module {name!r}, which is not installed "
+            "(`pip check` names the package that requires it)"
+        )
+    return f"{prog}: a module is missing ({exc}): pip install 'seawall[mesh]'"
 
 
 def _positive_seconds(text: str) -> float:
@@ -107,16 +151,76 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(services)
 
     certs = commands.add_parser("certs", help="certificates, the CA, join tokens")
-    certs.add_argument("action", nargs="?", default="list", choices=["list", "ca", "token"])
-    certs.add_argument("service", nargs="?", help="for `token`: the service")
+    certs.add_argument(
+        "action", nargs="?", default="list", choices=["list", "ca", "token", "revoke"]
+    )
+    certs.add_argument(
+        "service",
+        nargs="?",
+        help="for `token`: the service; for `revoke`: the service whose join token is "
+        "revoked (its instances are deregistered, a new token is printed)",
+    )
     _client_options(certs)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a mesh config offline",
+        description="Validate a mesh config without a control plane or a sidecar: "
+        "exit 0 if valid, 1 if not (every error with its path and line), 2 if unreadable.",
+    )
+    check.add_argument("-f", "--file", required=True, help="mesh.yaml, or - for stdin")
+    check.add_argument("--service", help="also check that the mesh has this service")
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
+def _check(path: str, service: str | None, as_json: bool) -> int:
+    """``seawall check``: see :mod:`seawall.config.report`."""
+    from .config.report import check_mesh  # noqa: PLC0415
+
+    if path == "-":
+        source, text = "<stdin>", sys.stdin.buffer.read()
+    else:
+        source = path
+        try:
+            with open(path, "rb") as file:
+                text = file.read()
+        except OSError as exc:
+            sys.stderr.write(f"seawall check: cannot read {path}: {exc.strerror or exc}\n")
+            return 2
+    result = check_mesh(text, source, service=service)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=1) + "\n")
+    elif result.valid:
+        sys.stdout.write(result.describe() + "\n")
+    else:
+        sys.stderr.write(result.describe() + "\n")
+    return 0 if result.valid else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command; returns the exit status."""
+    """Parse ``argv`` and run the chosen command; returns the exit status.
+
+    A missing optional dependency is reported in one line, exit status 2.
+    """
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(parser, parser.parse_args(argv))
+    except ModuleNotFoundError as exc:
+        # The commands import their modules lazily (so that `seawall --help` needs
+        # nothing): this is where an extra that is not installed shows up. Parsing
+        # can get here too (--lease-ttl 5s imports the config's units).
+        # The command is the first argument that is not an option (`seawall` has none).
+        command = next((arg for arg in argv if not arg.startswith("-")), None)
+        prog = f"seawall {command}" if command else "seawall"
+        sys.stderr.write(_missing_module(prog, exc) + "\n")
+        return 2
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return _check(args.file, args.service, args.json)
     if args.command == "sidecar":
         from .proxy.sidecar import run  # noqa: PLC0415 - keep `seawall --help` light
 

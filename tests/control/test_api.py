@@ -45,7 +45,7 @@ def _apply(control: InProcessControl, text: str = MESH) -> httpx.Response:
 
 def _instance(**over: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "id": "orders-1",
+        "id": "orders.1",
         "service": "orders",
         "address": "127.0.0.1",
         "port": 18002,
@@ -122,7 +122,11 @@ def test_writes_need_the_right_token(control: InProcessControl) -> None:
     assert control.tokens.service_of(control.tokens.join_token("orders")) == "orders"
     with control.client(**control.admin) as c:
         r = c.post("/v1/join-tokens", json={"service": "orders"})
-        assert r.json() == {"service": "orders", "token": control.tokens.join_token("orders")}
+        assert r.json() == {
+            "service": "orders",
+            "token": control.tokens.join_token("orders"),
+            "generation": 0,
+        }
         assert c.post("/v1/join-tokens", json={"service": "no such/name"}).status_code == 422
 
 
@@ -206,7 +210,7 @@ def test_registration_lease_and_snapshot(control: InProcessControl) -> None:
         snap = c.get("/v1/snapshot").json()
         assert snap["etag"] != first["etag"]
         assert snap["endpoints"]["orders"] == [
-            {"id": "orders-1", "address": "127.0.0.1", "port": 18002, "subset": "v1"}
+            {"id": "orders.1", "address": "127.0.0.1", "port": 18002, "subset": "v1"}
         ]
         assert c.put(f"/v1/leases/{lease}").status_code == 200
         # nothing pushed changed: the same etag, a long-poll with wait=0 says 304
@@ -250,36 +254,36 @@ def test_reports_status_and_health(control: InProcessControl) -> None:
     with control.client(**control.join("orders")) as c:
         lease = c.post("/v1/instances", json=_instance()).json()["lease"]
         lease2 = c.post(
-            "/v1/instances", json=_instance(id="orders-2", port=18012, subset="v2")
+            "/v1/instances", json=_instance(id="orders.2", port=18012, subset="v2")
         ).json()["lease"]
-        body = {"id": "orders-1", "config_version": 1, "ejected": ["127.0.0.1:18012"]}
+        body = {"id": "orders.1", "config_version": 1, "ejected": ["127.0.0.1:18012"]}
         assert c.put(f"/v1/leases/{lease}/status", json=body).status_code == 200
-        body2 = {"id": "orders-2", "config_version": 1, "ejected": []}
+        body2 = {"id": "orders.2", "config_version": 1, "ejected": []}
         assert c.put(f"/v1/leases/{lease2}/status", json=body2).status_code == 200
-        r = c.put(f"/v1/leases/{lease}/status", json={"id": "orders-1", "config_version": -1})
+        r = c.put(f"/v1/leases/{lease}/status", json={"id": "orders.1", "config_version": -1})
         assert r.status_code == 422
         assert "config_version" in r.json()["error"]
-        r = c.put(f"/v1/leases/{lease}/status", json={**body, "id": "orders-2"})
+        r = c.put(f"/v1/leases/{lease}/status", json={**body, "id": "orders.2"})
         assert r.status_code == 422
-        assert "belongs to 'orders-1'" in r.json()["error"]
+        assert "belongs to 'orders.1'" in r.json()["error"]
     _apply(control, MESH.replace("2s", "5s"))  # version 2: both sidecars now lag
     with control.client() as c:
         status = c.get("/v1/status").json()
         assert status["config_version"] == 2
         assert {s["id"]: s["lagging"] for s in status["sidecars"]} == {
-            "orders-1": True,
-            "orders-2": True,
+            "orders.1": True,
+            "orders.2": True,
         }
         rows = {i["id"]: i for i in c.get("/v1/services").json()["instances"]}
-        assert rows["orders-2"]["health"] == "ejected"
-        assert rows["orders-2"]["ejected_by"] == ["orders-1"]
-        assert rows["orders-1"]["health"] == "healthy"
+        assert rows["orders.2"]["health"] == "ejected"
+        assert rows["orders.2"]["ejected_by"] == ["orders.1"]
+        assert rows["orders.1"]["health"] == "healthy"
     with control.client(**control.join("orders")) as c:
-        body = {"id": "orders-1", "config_version": 2, "ejected": []}
+        body = {"id": "orders.1", "config_version": 2, "ejected": []}
         c.put(f"/v1/leases/{lease}/status", json=body)
     with control.client() as c:
         lag = {s["id"]: s["lagging"] for s in c.get("/v1/status").json()["sidecars"]}
-    assert lag == {"orders-1": False, "orders-2": True}
+    assert lag == {"orders.1": False, "orders.2": True}
 
 
 def test_a_service_cannot_touch_another_services_lease(control: InProcessControl) -> None:
@@ -289,19 +293,19 @@ def test_a_service_cannot_touch_another_services_lease(control: InProcessControl
     with control.client(**control.join("payments")) as c:
         assert c.put(f"/v1/leases/{lease}").status_code == 403
         assert c.delete(f"/v1/leases/{lease}").status_code == 403
-        body = {"id": "orders-1", "config_version": 1, "ejected": ["127.0.0.1:18002"]}
+        body = {"id": "orders.1", "config_version": 1, "ejected": ["127.0.0.1:18002"]}
         assert c.put(f"/v1/leases/{lease}/status", json=body).status_code == 403
         # nor take over its instance id
         r = c.post("/v1/instances", json=_instance(service="payments", subset=None))
-        assert r.status_code == 422
-        assert "must start with 'payments-'" in r.json()["error"]
+        assert r.status_code == 403
+        assert "'orders.1' is an instance of 'orders'" in r.json()["error"]
         # a forged handle: the lease number of orders with another instance id
-        forged = lease.replace("orders-1", "payments-1")
+        forged = lease.replace("orders.1", "payments.1")
         assert c.put(f"/v1/leases/{forged}").status_code == 403
         assert c.put("/v1/leases/99999999999999999999.x.y").status_code == 400
     with control.client(**control.join("orders")) as c:
         assert c.put(f"/v1/leases/{lease}").status_code == 200
-        assert c.get("/v1/snapshot").json()["endpoints"]["orders"][0]["id"] == "orders-1"
+        assert c.get("/v1/snapshot").json()["endpoints"]["orders"][0]["id"] == "orders.1"
 
 
 def test_hostile_json_is_refused_with_a_reason(control: InProcessControl) -> None:
@@ -311,9 +315,9 @@ def test_hostile_json_is_refused_with_a_reason(control: InProcessControl) -> Non
         deep = b"[" * 100_000 + b"]" * 100_000
         r = c.put(f"/v1/leases/{lease}/status", content=deep)
         assert r.status_code == 400
-        for bad in (b'{"id": "orders-1", "config_version": 1, "certificate_expires": Infinity}',
-                    b'{"id": "orders-1", "config_version": 1, "certificate_expires": 1e300}',
-                    b'{"id": "orders-1", "config_version": 99999999999999999999999}'):
+        for bad in (b'{"id": "orders.1", "config_version": 1, "certificate_expires": Infinity}',
+                    b'{"id": "orders.1", "config_version": 1, "certificate_expires": 1e300}',
+                    b'{"id": "orders.1", "config_version": 99999999999999999999999}'):
             r = c.put(f"/v1/leases/{lease}/status", content=bad)
             assert r.status_code in (400, 422), bad
             assert r.json()["error"]

@@ -87,7 +87,7 @@ def test_apply_status_services_certs(control: ControlProcess, tmp_path: Path) ->
         r = c.post(
             "/v1/instances",
             headers={"authorization": f"Bearer {token}"},
-            json={"id": "orders-a", "service": "orders", "address": "127.0.0.1",
+            json={"id": "orders.a", "service": "orders", "address": "127.0.0.1",
                   "port": 18002, "subset": "v2"},
         )
         assert r.status_code == 200, r.text
@@ -95,16 +95,16 @@ def test_apply_status_services_certs(control: ControlProcess, tmp_path: Path) ->
         r = c.put(
             f"/v1/leases/{lease}/status",
             headers={"authorization": f"Bearer {token}"},
-            json={"id": "orders-a", "config_version": 1},
+            json={"id": "orders.a", "config_version": 1},
         )
         assert r.status_code == 200
     services = seawall("services", *state).stdout
-    assert "orders-a" in services
+    assert "orders.a" in services
     assert "127.0.0.1:18002" in services
     assert "healthy" in services
     status = seawall("status", *state)
     assert "config version 1" in status.stdout
-    assert "orders-a" in status.stdout
+    assert "orders.a" in status.stdout
     assert "current" in status.stdout
     assert seawall("status", "--check", *state).returncode == 0
     good.write_text(MESH.replace("8003", "8013"))
@@ -114,7 +114,22 @@ def test_apply_status_services_certs(control: ControlProcess, tmp_path: Path) ->
     assert "LAGGING" in lagging.stdout
     ca = seawall("certs", "ca", *state).stdout
     assert ca.startswith("-----BEGIN CERTIFICATE-----")
-    assert "orders-a" in seawall("certs", *state).stdout
+    assert "orders.a" in seawall("certs", *state).stdout
+    # revoking the token deregisters the instance and prints the new token
+    revoked = seawall("certs", "revoke", "orders", *state)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "1 instance(s) deregistered" in revoked.stderr
+    new_token = revoked.stdout.strip()
+    assert new_token.startswith("orders.g1.")
+    assert seawall("certs", "token", "orders", *state).stdout.strip() == new_token
+    assert "no instance is registered" in seawall("services", *state).stdout
+    with httpx.Client(base_url=control.url, trust_env=False) as c:
+        r = c.put(f"/v1/leases/{lease}", headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 401
+        assert "revoked" in r.json()["error"]
+    bad = seawall("certs", "revoke", "Orders", *state)
+    assert bad.returncode == 1
+    assert "DNS label" in bad.stderr
 
 
 def test_commands_without_a_control_plane(tmp_path: Path) -> None:

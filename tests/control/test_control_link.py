@@ -51,7 +51,7 @@ def _link(
     client = ControlClient(urls or [control.url], control.tokens.join_token("orders"))
     return ControlLink(
         client,
-        InstanceSpec("orders-t1", "orders", "127.0.0.1", 18002, None),
+        InstanceSpec("orders.t1", "orders", "127.0.0.1", 18002, None),
         state,
         apply=apply,
         ejected=lambda: ["127.0.0.1:9"],
@@ -123,7 +123,7 @@ def test_lease_is_kept_reported_and_taken_again_after_it_is_lost(
         assert link.status.reported["ejected"] == ["127.0.0.1:9"]
         async with httpx.AsyncClient(base_url=control.url, trust_env=False) as c:
             status = (await c.get("/v1/status")).json()
-            assert [s["id"] for s in status["sidecars"]] == ["orders-t1"]
+            assert [s["id"] for s in status["sidecars"]] == ["orders.t1"]
             # the lease is lost (as after a control plane restarted on an empty store)
             r = await c.delete(f"/v1/leases/{first}", headers=control.join("orders"))
             assert r.status_code == 204
@@ -133,7 +133,7 @@ def test_lease_is_kept_reported_and_taken_again_after_it_is_lost(
                 await asyncio.sleep(0.05)
             assert link.status.lease not in (None, first)
             instances = (await c.get("/v1/services")).json()["instances"]
-            assert [i["id"] for i in instances] == ["orders-t1"]
+            assert [i["id"] for i in instances] == ["orders.t1"]
         task.cancel()
         await link.deregister()
         async with httpx.AsyncClient(base_url=control.url, trust_env=False) as c:

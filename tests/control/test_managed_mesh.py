@@ -216,7 +216,7 @@ def test_outlier_ejection_stops_traffic_before_the_lease_expires(mesh: Mesh) -> 
     )
     rows = {r["subset"]: r for r in mesh.control_json("/v1/services")["instances"]}
     assert rows["v2"]["ejected_by"]
-    assert rows["v2"]["ejected_by"][0].startswith("api-")
+    assert rows["v2"]["ejected_by"][0].startswith("api.")
     assert rows["v1"]["health"] == "healthy"
 
 

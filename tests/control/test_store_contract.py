@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 import pytest
 from store_backends import Backend
 
-from seawall.control.store import ConfigRecord, Instance, SidecarStatus, Store
+from seawall.control.store import (
+    ConfigRecord,
+    Instance,
+    InstanceConflict,
+    SidecarStatus,
+    SqliteStore,
+    Store,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -275,3 +282,84 @@ async def test_state_survives_closing_and_reopening(store: Store, backend: Backe
     assert (await reopened.put_config("{}", "d2")) == ConfigRecord(
         2, "d2", "{}", (await reopened.current_config() or record).applied_at
     )
+
+
+# -- ownership, the registry in memory, revocation (issue 8) -----------------
+
+
+def mirrored(store: Store) -> list[Instance]:
+    return store.registry.instances()
+
+
+async def eventually(check: object, wait: float = WAIT) -> None:
+    """Poll ``check()`` (sync or async) until true, failing after ``wait`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        result = check()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            pytest.fail("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_an_id_of_another_service_is_never_replaced(store: Store) -> None:
+    lease = await store.register(inst("front-api.1", service="front-api"), TTL)
+    with pytest.raises(InstanceConflict, match="belongs to service 'front-api'"):
+        await store.register(inst("front-api.1", service="front", port=9999), TTL)
+    assert await store.instances() == [inst("front-api.1", service="front-api")]
+    assert mirrored(store) == [inst("front-api.1", service="front-api")]
+    assert await store.keepalive(lease)
+
+
+async def test_the_registry_mirror_follows_writes_expiry_and_other_stores(
+    store: Store, backend: Backend
+) -> None:
+    other = await backend.open()
+    a = await store.register(inst("shop.a"), TTL)
+    await store.register(inst("shop.b", port=8001), TTL)
+    assert mirrored(store) == await store.instances()
+    await store.deregister(a)
+    assert [i.id for i in mirrored(store)] == ["shop.b"]
+    # a write through another store object (another process, another replica)
+    await other.register(inst("shop.c", port=8002), TTL)
+    if isinstance(store, SqliteStore):
+        await store.poll()
+    await eventually(lambda: [i.id for i in mirrored(store)] == ["shop.b", "shop.c"])
+    assert mirrored(store) == await store.instances()
+    # expiry
+    short = await store.register(inst("shop.d", port=8003), 1.0)
+    assert short > 0
+
+    async def expired() -> bool:
+        return "shop.d" not in {i.id for i in await store.instances()}
+
+    await backend.outlive(1.0, expired)
+    await eventually(lambda: "shop.d" not in store.registry)
+    assert mirrored(store) == await store.instances()
+
+
+async def test_revoking_a_service_deregisters_it_in_bulk(store: Store, backend: Backend) -> None:
+    for n in range(40):
+        await store.register(inst(f"pay.{n}", service="pay", port=9000 + n), TTL)
+    keep = await store.register(inst("pay-gw.1", service="pay-gw"), TTL)
+    assert await store.token_generations() == {}
+    generation, removed = await store.revoke_service("pay")
+    assert (generation, removed) == (1, 40)
+    assert [i.id for i in await store.instances()] == ["pay-gw.1"]
+    assert [i.id for i in mirrored(store)] == ["pay-gw.1"]
+    assert await store.keepalive(keep)
+    assert await store.token_generations() == {"pay": 1}
+    assert (await store.revoke_service("pay"))[0] == 2
+    other = await backend.open()
+    assert await other.token_generations() == {"pay": 2}
+
+
+async def test_config_head_is_the_newest_version_and_digest(store: Store) -> None:
+    assert await store.config_head() is None
+    await store.put_config("{}", "a")
+    await store.put_config('{"x":1}', "b")
+    assert await store.config_head() == (2, "b")

@@ -51,6 +51,7 @@ from .model import (
     SubsetConfig,
     WindowConfig,
 )
+from .names import INSTANCE_ID_RULE, NAME_RULE, instance_service, is_name, new_instance_id
 from .units import format_duration, parse_duration, parse_percent, parse_size
 
 __all__ = [
@@ -59,6 +60,12 @@ __all__ = [
     "parse_mesh",
     "ConfigError",
     "ConfigIssue",
+    # names
+    "NAME_RULE",
+    "INSTANCE_ID_RULE",
+    "is_name",
+    "instance_service",
+    "new_instance_id",
     # the model
     "MeshConfig",
     "ServiceConfig",

@@ -59,6 +59,7 @@ from ._types import (
     UrlPath,
     invalid,
     is_name,
+    seconds,
 )
 from .units import format_duration, parse_duration
 
@@ -250,6 +251,9 @@ class ServiceConfig(_Section):
     ``permissive``, mutual TLS and plaintext on the same port (for migrating a mesh)."""
     authorization: AuthorizationConfig = AuthorizationConfig()
     """Which callers may call it; by default everyone may."""
+    max_instances: Count = 1000
+    """How many instances may register under a control plane at once (more get 429): a
+    leaked or stolen join token cannot flood the registry and every sidecar's endpoints."""
 
     def effective_endpoints(self) -> tuple[EndpointConfig, ...]:
         """The endpoints callers use: the static ones, or this service's inbound sidecar."""
@@ -612,6 +616,8 @@ class SidecarOptions(_Section):
     """A JSON line per request on standard output."""
     drain_grace: Duration = 20.0
     """On SIGTERM, how long in-flight requests may take to finish."""
+    reload_settle: Annotated[float, BeforeValidator(seconds(ge=0, le=60))] = 1.5
+    """How long a config file written in place must stay unchanged before it is reloaded."""
 
 
 # ---------------------------------------------------------------- SLOs

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import sys
 import time
@@ -32,11 +33,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..config import ConfigError, MeshConfig, load_mesh
+from ..config import (
+    INSTANCE_ID_RULE,
+    NAME_RULE,
+    ConfigError,
+    MeshConfig,
+    instance_service,
+    is_name,
+    load_mesh,
+)
+from ..config.report import issue_to_dict
 from ..proxy.http1 import RequestHead, encode_response_head
 from ..proxy.listener import DownstreamConnection, RequestBody
-from .snapshot import Snapshot, build_snapshot, services_view, status_view
-from .store import ConfigRecord, Instance, SidecarStatus, Store
+from .ca import ForeignNameError
+from .snapshot import Publisher, Snapshot, services_view, status_view
+from .store import ConfigRecord, Instance, InstanceConflict, SidecarStatus, Store, StoreError
 from .tokens import Tokens
 
 __all__ = ["ROUTES", "ApiError", "ControlAPI", "Issuer", "openapi_document"]
@@ -45,7 +56,15 @@ MAX_BODY = 4 * 1024 * 1024  # a mesh config of thousands of services fits
 MAX_WAIT = 60.0  # longest long-poll; sidecars ask for 30 s
 DEFAULT_TTL = 10.0  # instance lease, seconds; sidecars renew at a third of it
 MAX_TTL = 300.0
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+BATCH_INTERVAL = 0.1
+"""Registry changes reach subscribers in batches at most this often (seconds)..."""
+FANOUT_COST = 0.001
+"""... and, with many subscribers, at most every ``subscribers * FANOUT_COST`` seconds
+(up to a second): a batch costs every subscriber an answer and a new request, so the
+interval grows with them and the fan-out never takes more than a share of the loop."""
+WAKE_CHUNK = 16
+"""Subscribers woken per turn of the event loop: other calls are served between chunks."""
+_INSTANCE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 def _no_constant(name: str) -> Any:
@@ -77,6 +96,7 @@ class Call:
     body: bytes
     token: str | None
     caller: str  # "admin", "join:<service>" or "anonymous"
+    revoked: str | None = None  # a join token of this service, since revoked
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (400 if it is not one)."""
@@ -118,7 +138,7 @@ _INSTANCE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "service", "address", "port"],
     "properties": {
-        "id": {"type": "string", "pattern": _ID.pattern},
+        "id": {"type": "string", "pattern": _INSTANCE_ID_PATTERN},
         "service": {"type": "string"},
         "address": {"type": "string"},
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
@@ -256,7 +276,16 @@ ROUTES: tuple[Route, ...] = (
             "required": ["service"],
             "properties": {"service": {"type": "string"}},
         },
-        answers={200: "{service, token}"},
+        answers={200: "{service, token, generation}", 422: "not a service name"},
+    ),
+    Route(
+        "POST",
+        "/v1/join-tokens/{service}/revoke",
+        "admin",
+        "revoke",
+        "Revoke the service's join token: every instance of it is deregistered at once, "
+        "and only the new token (returned) works from now on.",
+        answers={200: "{service, generation, deregistered, token}"},
     ),
 )
 
@@ -306,6 +335,7 @@ class ControlAPI:
         ca_pem: Callable[[], bytes],
         *,
         wall: Callable[[], float] = time.time,
+        batch_interval: float = BATCH_INTERVAL,
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -316,39 +346,79 @@ class ControlAPI:
         self._openapi = json.dumps(openapi_document(), indent=2).encode()
         self.config: ConfigRecord | None = None
         self.mesh: MeshConfig | None = None
-        self.instances: list[Instance] = []
-        self.snapshot: Snapshot = build_snapshot(None, [])
-        self._changed: asyncio.Future[None] | None = None
+        self.registry = store.registry
+        self.publisher = Publisher(store.registry)
+        self.generations: dict[str, int] = {}  # join-token generation per revoked service
+        self.batch_interval = batch_interval
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._identities: dict[str, tuple[str, int]] = {}  # join tokens already verified
         self._refreshing = asyncio.Lock()
-        self._document: dict[str, Any] | None = None  # self.config's, parsed once
+        self._last_publish = -math.inf
+        self._publish_timer: asyncio.TimerHandle | None = None
         self.subscribers = 0  # long-polls waiting right now
+        self.publishes = 0  # snapshots published (etag changes) since start
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot subscribers are being sent."""
+        return self.publisher.current
 
     # -- state --------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Re-read the store; wake subscribers if the pushed content changed.
+        """Catch up with the store: the config, token generations, and the registry's changes.
 
-        Refreshes run one at a time (the lock is held across the store reads
-        only), and a config older than the one already pushed is never pushed
-        again (a slow read racing a newer one).
+        The config is read whole only when its version or digest changed, and
+        a config older than the one already pushed is never pushed again (a
+        slow read racing a newer one). Registry changes are already in the
+        store's in-memory registry; they are published in batches (see
+        :meth:`registry_changed`). Refreshes run one at a time.
         """
         async with self._refreshing:
-            config = await self.store.current_config()
-            instances = await self.store.instances()
+            head = await self.store.config_head()
             old = self.config
-            if config is not None and old is not None and config.version < old.version:
-                config = old
-            if config is not None and (self.config is None or config.digest != self.config.digest):
-                self.mesh = MeshConfig.model_validate_json(config.document)
-                self._document = json.loads(config.document)
-            self.config = config
-            self.instances = instances
-            snapshot = build_snapshot(config, instances, self._document)
-            if snapshot.etag != self.snapshot.etag:
-                self.snapshot = snapshot
-                changed, self._changed = self._changed, None
-                if changed is not None and not changed.done():
-                    changed.set_result(None)
+            if head is not None and (old is None or head != (old.version, old.digest)):
+                config = await self.store.current_config()
+                if config is not None and (old is None or config.version >= old.version):
+                    if old is None or config.digest != old.digest:
+                        self.mesh = MeshConfig.model_validate_json(config.document)
+                        self.publisher.set_config(config, json.loads(config.document))
+                    else:
+                        self.publisher.set_config(config, None)
+                    self.config = config
+            self.generations = await self.store.token_generations()
+            if self.publisher.pending():
+                config_changed = self.config is not old
+                self.registry_changed(now=config_changed)
+
+    def registry_changed(self, *, now: bool = False) -> None:
+        """Publish what changed: at once if ``now`` or the last publish is older than the
+        batching interval, else when that interval is over (one publish per batch)."""
+        loop = asyncio.get_running_loop()
+        interval = max(self.batch_interval, min(1.0, self.subscribers * FANOUT_COST))
+        due = self._last_publish + interval
+        if now or loop.time() >= due:
+            self._publish()
+        elif self._publish_timer is None:
+            self._publish_timer = loop.call_at(due, self._publish)
+
+    def _publish(self) -> None:
+        if self._publish_timer is not None:
+            self._publish_timer.cancel()
+            self._publish_timer = None
+        self._last_publish = asyncio.get_running_loop().time()
+        if self.publisher.publish():
+            self.publishes += 1
+            waiters, self._waiters = self._waiters, set()
+            self._wake(list(waiters))
+
+    def _wake(self, waiters: list[asyncio.Future[None]]) -> None:
+        """Wake ``waiters`` a chunk per turn of the loop (I/O is polled between turns)."""
+        for waiter in waiters[:WAKE_CHUNK]:
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(waiters) > WAKE_CHUNK:
+            asyncio.get_running_loop().call_soon(self._wake, waiters[WAKE_CHUNK:])
 
     async def follow(self) -> None:
         """Refresh after every change the store reports (runs for the server's life).
@@ -388,10 +458,14 @@ class ControlAPI:
                 if path == "/v1/ca":
                     ctype = b"application/x-pem-file"
             elif result is not None:
-                payload = json.dumps(result, indent=1).encode()
+                payload = json.dumps(result).encode()
         except ApiError as exc:
             status = exc.status
-            payload = json.dumps({"error": exc.message, **exc.extra}, indent=1).encode()
+            payload = json.dumps({"error": exc.message, **exc.extra}).encode()
+        except StoreError as exc:  # nothing was changed: the caller may try again later
+            status = 503
+            payload = json.dumps({"error": f"store unavailable: {exc}"}).encode()
+            sys.stderr.write(f"seawall control: {method} {path}: store unavailable: {exc}\n")
         except Exception as exc:  # a bug must answer, not leave the caller waiting
             status = 500
             message = f"internal error: {type(exc).__name__}: {exc}"
@@ -420,13 +494,26 @@ class ControlAPI:
                 scheme, _, cred = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer" and cred.strip():
                     token = cred.strip()
+        revoked = None
         if self.tokens.is_admin(token):
             caller = "admin"
         else:
-            service = self.tokens.service_of(token)
-            caller = f"join:{service}" if service else "anonymous"
+            found = self._identities.get(token) if token else None
+            if found is None:
+                found = self.tokens.identify(token)
+                if found is not None and token is not None:
+                    if len(self._identities) >= 4096:
+                        self._identities.clear()
+                    self._identities[token] = found
+            caller = "anonymous"
+            if found is not None:
+                service, generation = found
+                if generation == self.generations.get(service, 0):
+                    caller = f"join:{service}"
+                else:
+                    revoked = service
         query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
-        return Call(method, path, {}, query, data, token, caller)
+        return Call(method, path, {}, query, data, token, caller, revoked)
 
     async def _dispatch(self, call: Call) -> tuple[int, Any]:
         allowed = []
@@ -454,6 +541,12 @@ class ControlAPI:
             raise ApiError(401, "this operation needs a token: Authorization: Bearer <token>")
         if route.auth == "admin":
             raise ApiError(401 if call.caller == "anonymous" else 403, "needs the admin token")
+        if call.revoked is not None:
+            raise ApiError(
+                401,
+                f"this join token of {call.revoked!r} was revoked: mint a new one "
+                f"(seawall certs token {call.revoked})",
+            )
         if call.caller == "anonymous":
             raise ApiError(401, "token not recognised (neither the admin token nor a join token)")
 
@@ -470,6 +563,8 @@ class ControlAPI:
             "config_version": self.snapshot.config_version,
             "etag": self.snapshot.etag,
             "subscribers": self.subscribers,
+            "instances": len(self.registry),
+            "publishes": self.publishes,
         }
 
     async def apply(self, call: Call) -> tuple[int, Any]:
@@ -479,10 +574,7 @@ class ControlAPI:
         try:
             mesh = load_mesh(call.body)
         except ConfigError as exc:
-            issues = [
-                {"path": i.path, "message": i.message, "value": i.value, "line": i.line}
-                for i in exc.errors
-            ]
+            issues = [issue_to_dict(i) for i in exc.errors]
             raise ApiError(
                 422, f"invalid config: {len(issues)} error(s); nothing applied", errors=issues
             ) from None
@@ -508,28 +600,34 @@ class ControlAPI:
         }
 
     async def subscribe(self, call: Call) -> tuple[int, Any]:
-        """GET /v1/snapshot (long-poll)."""
+        """GET /v1/snapshot (long-poll; ``delta=1``: changes since ``known`` when possible)."""
         known = call.query.get("known", "")
         try:
             wait = min(MAX_WAIT, max(0.0, float(call.query.get("wait", "0"))))
         except ValueError:
             got = call.query["wait"]
             raise ApiError(400, f"query wait: must be a number of seconds, got {got!r}") from None
+        if wait == 0 and self.publisher.pending():
+            self._publish()  # a plain read asks for now, not for the next batch
         if known == self.snapshot.etag and wait > 0:
-            if self._changed is None or self._changed.done():
-                self._changed = asyncio.get_running_loop().create_future()
-            changed = self._changed
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
             self.subscribers += 1
             try:
                 async with asyncio.timeout(wait):
-                    await asyncio.shield(changed)
+                    await waiter
             except TimeoutError:
                 pass
             finally:
+                self._waiters.discard(waiter)
                 self.subscribers -= 1
         if known == self.snapshot.etag:
             return 304, None
-        return 200, self.snapshot.body
+        if known and call.query.get("delta") in ("1", "true"):
+            delta = self.publisher.delta_body(known)
+            if delta is not None:
+                return 200, delta
+        return 200, self.publisher.full_body()
 
     async def register(self, call: Call) -> tuple[int, Any]:
         """POST /v1/instances"""
@@ -540,10 +638,10 @@ class ControlAPI:
         iid, service, address = data.get("id"), data.get("service"), data.get("address")
         port, subset, ttl = data.get("port"), data.get("subset"), data.get("ttl", DEFAULT_TTL)
         metadata = data.get("metadata") or {}
-        if not isinstance(iid, str) or not _ID.fullmatch(iid):
-            problems.append(f"body.id: must match {_ID.pattern}, got {iid!r}")
-        if not isinstance(service, str) or not service:
-            problems.append(f"body.service: must be a service name, got {service!r}")
+        if instance_service(iid) is None:
+            problems.append(f"body.id: must be {INSTANCE_ID_RULE}, got {iid!r}")
+        if not is_name(service):
+            problems.append(f"body.service: must be a service name, {NAME_RULE}; got {service!r}")
         if not isinstance(address, str) or not address or len(address) > 255 or " " in address:
             problems.append(f"body.address: must be a host or IP address, got {address!r}")
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
@@ -562,10 +660,20 @@ class ControlAPI:
         assert isinstance(iid, str)
         assert isinstance(address, str)
         assert isinstance(port, int)
+        owner = instance_service(iid)
         if call.service is not None and call.service != service:
             raise ApiError(403, f"a join token of {call.service!r} cannot register {service!r}")
-        if not iid.startswith(f"{service}-"):
-            raise ApiError(422, f"body.id: must start with {service + '-'!r}, got {iid!r}")
+        if call.service is not None and owner != call.service:
+            raise ApiError(
+                403,
+                f"body.id: {iid!r} is an instance of {owner!r}; a join token of "
+                f"{call.service!r} registers ids {call.service + '.<suffix>'!r} only",
+            )
+        if owner != service:
+            expected = service + ".<suffix>"
+            raise ApiError(
+                422, f"body.id: an instance of {service!r} must be {expected!r}, got {iid!r}"
+            )
         mesh = self.mesh
         if mesh is None:
             raise ApiError(409, "no config applied yet: seawall apply -f mesh.yaml")
@@ -577,9 +685,20 @@ class ControlAPI:
             raise ApiError(
                 422, f"body.subset: {service!r} has no subset {subset!r} (subsets: {known})"
             )
+        quota = mesh.services[service].max_instances
+        if iid not in self.registry and self.registry.count(service) >= quota:
+            raise ApiError(
+                429,
+                f"service {service!r} has {self.registry.count(service)} instances registered, "
+                f"its quota (services.{service}.max_instances = {quota}): deregister some, "
+                "or raise the quota in mesh.yaml",
+            )
         instance = Instance(iid, service, address, port, subset, dict(metadata))
-        lease = await self.store.register(instance, float(ttl))
-        await self.refresh()
+        try:
+            lease = await self.store.register(instance, float(ttl))
+        except InstanceConflict as exc:
+            raise ApiError(409, f"body.id: {exc}") from None
+        self.registry_changed()
         return 200, {"lease": self.tokens.lease_handle(lease, service, iid), "ttl": float(ttl)}
 
     def _lease(self, call: Call) -> tuple[int, str]:
@@ -603,7 +722,7 @@ class ControlAPI:
         """DELETE /v1/leases/{lease}"""
         lease, _ = self._lease(call)
         await self.store.deregister(lease)
-        await self.refresh()
+        self.registry_changed()
         return 204, None
 
     async def report(self, call: Call) -> tuple[int, Any]:
@@ -648,12 +767,12 @@ class ControlAPI:
     async def services(self, call: Call) -> tuple[int, Any]:
         """GET /v1/services"""
         statuses = await self.store.statuses()
-        return 200, {"instances": services_view(self.instances, statuses)}
+        return 200, {"instances": services_view(self.registry.instances(), statuses)}
 
     async def status(self, call: Call) -> tuple[int, Any]:
         """GET /v1/status"""
         statuses = await self.store.statuses()
-        return 200, status_view(self.config, statuses, self._wall(), self.instances)
+        return 200, status_view(self.config, statuses, self._wall(), self.registry.instances())
 
     async def certificate(self, call: Call) -> tuple[int, Any]:
         """POST /v1/certificates"""
@@ -661,7 +780,12 @@ class ControlAPI:
         csr = data.get("csr")
         if not isinstance(csr, str) or "BEGIN CERTIFICATE REQUEST" not in csr:
             raise ApiError(422, "body.csr: must be a PEM certificate signing request")
-        service = call.service or data.get("service")
+        named = data.get("service")
+        if call.service is not None and named is not None and named != call.service:
+            raise ApiError(
+                403, f"a join token of {call.service!r} cannot ask for a certificate of {named!r}"
+            )
+        service = call.service or named
         if not isinstance(service, str) or not service:
             raise ApiError(422, "body.service: the admin token must name the service")
         mesh = self.mesh
@@ -671,6 +795,8 @@ class ControlAPI:
             raise ApiError(403, f"no service {service!r} in mesh {mesh.mesh!r}")
         try:
             return 200, await self._issuer(csr.encode(), service, mesh.trust_domain)
+        except ForeignNameError as exc:
+            raise ApiError(403, f"body.csr: {exc}") from None
         except ValueError as exc:
             raise ApiError(422, f"body.csr: {exc}") from None
 
@@ -681,6 +807,29 @@ class ControlAPI:
     async def join_token(self, call: Call) -> tuple[int, Any]:
         """POST /v1/join-tokens"""
         service = call.json().get("service")
-        if not isinstance(service, str) or not _ID.fullmatch(service):
-            raise ApiError(422, f"body.service: must be a service name, got {service!r}")
-        return 200, {"service": service, "token": self.tokens.join_token(service)}
+        if not is_name(service):
+            raise ApiError(
+                422, f"body.service: must be a service name, {NAME_RULE}; got {service!r}"
+            )
+        assert isinstance(service, str)
+        generation = self.generations.get(service, 0)
+        return 200, {
+            "service": service,
+            "token": self.tokens.join_token(service, generation),
+            "generation": generation,
+        }
+
+    async def revoke(self, call: Call) -> tuple[int, Any]:
+        """POST /v1/join-tokens/{service}/revoke"""
+        service = call.params["service"]
+        if not is_name(service):
+            raise ApiError(422, f"path: must be a service name, {NAME_RULE}; got {service!r}")
+        generation, removed = await self.store.revoke_service(service)
+        self.generations[service] = generation
+        self.registry_changed(now=True)
+        return 200, {
+            "service": service,
+            "generation": generation,
+            "deregistered": removed,
+            "token": self.tokens.join_token(service, generation),
+        }

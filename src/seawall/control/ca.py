@@ -52,7 +52,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..proxy.identity import as_utc
 
-__all__ = ["CAError", "CertificateAuthority"]
+__all__ = ["CAError", "CertificateAuthority", "ForeignNameError"]
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
@@ -77,6 +77,10 @@ SigningKey: TypeAlias = (
 
 class CAError(ValueError):
     """The CA cannot be loaded or created, or refuses a signing request; the message says why."""
+
+
+class ForeignNameError(CAError):
+    """A signing request asks for a name its service may not have (another service's)."""
 
 
 def _hash_for(key: SigningKey) -> hashes.SHA256 | None:
@@ -255,7 +259,7 @@ class CertificateAuthority:
             names = list(requested.value)
             if names != [x509.UniformResourceIdentifier(expected)]:
                 shown = ", ".join(_show_name(n) for n in names) or "no names"
-                raise CAError(
+                raise ForeignNameError(
                     f"the signing request asks for {shown}; service {service!r} "
                     f"may only have {expected}"
                 )

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import httpx
 
 from ..config import ConfigError, load_mesh
+from ..config.report import issue_from_dict
 
 __all__ = ["Target", "apply", "certs", "services", "status"]
 
@@ -116,12 +117,11 @@ def apply(target: Target, path: str, *, as_json: bool = False, out: TextIO = sys
     )
     if response.status_code == 422:
         data = response.json()
-        err.write(f"{path}: {data.get('error')}\n")
-        for issue in data.get("errors", []):
-            if isinstance(issue, dict):
-                where = issue.get("path") or "(top level)"
-                got = "" if issue.get("value") is None else f", got {issue['value']}"
-                err.write(f"  {where}: {issue.get('message')}{got}\n")
+        issues = [issue_from_dict(i) for i in data.get("errors", []) if isinstance(i, dict)]
+        if issues:
+            err.write(ConfigError(issues, path).describe() + "\nnothing applied\n")
+        else:
+            err.write(f"{path}: {data.get('error')}\n")
         return 1
     if response.status_code != 200:
         return _fail(response, err)
@@ -222,7 +222,7 @@ def certs(
     as_json: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
-    """``seawall certs [list | ca | token SERVICE]``."""
+    """``seawall certs [list | ca | token SERVICE | revoke SERVICE]``."""
     if action == "ca":
         response = target.call("GET", "/v1/ca")
         if response.status_code != 200:
@@ -238,6 +238,23 @@ def certs(
             return _fail(response, sys.stderr)
         data = response.json()
         out.write((json.dumps(data) if as_json else data["token"]) + "\n")
+        return 0
+    if action == "revoke":
+        if not service:
+            sys.stderr.write("seawall certs revoke: name the service\n")
+            return 2
+        response = target.call("POST", f"/v1/join-tokens/{service}/revoke", write=True)
+        if response.status_code != 200:
+            return _fail(response, sys.stderr)
+        data = response.json()
+        if as_json:
+            out.write(json.dumps(data) + "\n")
+        else:
+            sys.stderr.write(
+                f"revoked the join token of {service} (now generation {data['generation']}): "
+                f"{data['deregistered']} instance(s) deregistered; its new token:\n"
+            )
+            out.write(data["token"] + "\n")
         return 0
     response = target.call("GET", "/v1/status")
     if response.status_code != 200:

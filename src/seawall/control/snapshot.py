@@ -1,78 +1,179 @@
 """What the control plane pushes and shows, computed from the store's records (sans-I/O).
 
-* :func:`build_snapshot`: the document every sidecar subscribes to: the
-  current config version and, per service, the endpoints of its live
-  instances. Its ``etag`` changes exactly when the pushed content changes, so
-  sidecar reports and lease renewals, which change neither, wake no
-  subscriber. The body is serialized once per change and sent as is to every
-  subscriber.
+* :class:`Publisher`: the document every sidecar subscribes to: the current
+  config version and, per service, the endpoints of its live instances. Its
+  ``etag`` depends on the pushed content only (the config version and digest
+  and the registry's order-independent content hash), so sidecar reports and
+  lease renewals, which change neither, wake no subscriber, and two replicas
+  with the same content hand out the same etag.
+
+  Publishing costs O(1) in the number of instances: the etag comes from
+  running hashes, and bodies are built lazily, once per etag, when someone
+  asks. A subscriber that already has a recent snapshot gets a **delta**
+  (``?delta=1``): the config only if it changed, and per service the
+  endpoints added or changed and the ids removed since its etag. The full
+  body is assembled from per-service fragments cached until their service
+  changes, so building it after one registration re-serializes one service.
+
 * :func:`services_view` and :func:`status_view`: what ``seawall services``
   and ``seawall status`` print (health from the sidecars' ejection reports,
   sidecars that lag behind the current version).
+
+The two documents::
+
+    full:  {"etag", "config": {"version", "digest", "document"} | null,
+            "endpoints": {service: [{"id", "address", "port", "subset"}, ...]}}
+    delta: {"etag", "base": <etag it applies to>, "config": ... (only if changed),
+            "changes": {service: {"put": [endpoint, ...], "removed": [id, ...]}}}
+
+Endpoint lists in a full document are sorted by (address, port, id).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .store import ConfigRecord, Instance, SidecarStatus
+from .store.registry import Registry, endpoint_entry
 
-__all__ = ["Snapshot", "build_snapshot", "services_view", "status_view"]
+__all__ = ["Publisher", "Snapshot", "services_view", "status_view"]
+
+HISTORY = 256
+"""How many past etags a delta can start from."""
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One version of the pushed document."""
+    """One published version of the pushed document (its body is built on demand)."""
 
     etag: str
     config_version: int  # 0 when no config was applied yet
-    body: bytes  # the JSON document, ready to send
+    config_digest: str
+    registry_revision: int
 
 
-def _endpoint(instance: Instance) -> dict[str, Any]:
-    return {
-        "id": instance.id,
-        "address": instance.address,
-        "port": instance.port,
-        "subset": instance.subset,
-    }
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
-def build_snapshot(
-    config: ConfigRecord | None,
-    instances: Iterable[Instance],
-    document: dict[str, Any] | None = None,
-) -> Snapshot:
-    """The document for subscribers: config version and document, endpoints by service.
+def _sorted_entries(instances: Sequence[Instance] | Any) -> list[dict[str, Any]]:
+    ordered = sorted(instances, key=lambda i: (i.address, i.port, i.id))
+    return [endpoint_entry(i) for i in ordered]
 
-    ``document`` is ``config.document`` already parsed (callers cache it per
-    digest); it is parsed here when not given.
-    """
-    endpoints: dict[str, list[dict[str, Any]]] = {}
-    for inst in sorted(instances, key=lambda i: (i.service, i.address, i.port, i.id)):
-        endpoints.setdefault(inst.service, []).append(_endpoint(inst))
-    content = {
-        "config": None
-        if config is None
-        else {
-            "version": config.version,
-            "digest": config.digest,
-            "document": document if document is not None else json.loads(config.document),
-        },
-        "endpoints": endpoints,
-    }
-    identity = json.dumps(
-        [config.version if config else 0, config.digest if config else "", endpoints],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    etag = hashlib.sha256(identity.encode()).hexdigest()[:24]
-    body = json.dumps({"etag": etag, **content}, separators=(",", ":")).encode()
-    return Snapshot(etag, config.version if config else 0, body)
+
+class Publisher:
+    """The current snapshot, its recent history, and the bodies sent to subscribers."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.config: ConfigRecord | None = None
+        self._config_json = b"null"
+        self._fragments: dict[str, tuple[int, bytes]] = {}  # service -> (revision, fragment)
+        self._history: OrderedDict[str, Snapshot] = OrderedDict()
+        self._full: tuple[str, bytes] | None = None
+        self._deltas: dict[str, bytes] = {}  # base etag -> delta to the current snapshot
+        self.current = self._make()
+        self._remember(self.current)
+
+    def set_config(self, config: ConfigRecord | None, document: dict[str, Any] | None) -> None:
+        """The config to push from now on (``document`` is ``config.document`` parsed)."""
+        self.config = config
+        if config is None:
+            self._config_json = b"null"
+        else:
+            parsed = document if document is not None else json.loads(config.document)
+            self._config_json = _dumps(
+                {"version": config.version, "digest": config.digest, "document": parsed}
+            )
+
+    def pending(self) -> bool:
+        """Whether the config or the registry changed since the last :meth:`publish`."""
+        c = self.config
+        return (
+            self.registry.revision != self.current.registry_revision
+            or (c.version if c else 0) != self.current.config_version
+            or (c.digest if c else "") != self.current.config_digest
+        )
+
+    def publish(self) -> bool:
+        """Make the present content the current snapshot; ``True`` if its etag changed."""
+        snapshot = self._make()
+        changed = snapshot.etag != self.current.etag
+        self.current = snapshot
+        self._remember(snapshot)
+        if changed:
+            self._deltas.clear()
+        return changed
+
+    def full_body(self) -> bytes:
+        """The whole current document (built once per etag)."""
+        etag = self.current.etag
+        if self._full is not None and self._full[0] == etag:
+            return self._full[1]
+        parts = []
+        for service in self.registry.services():
+            revision = self.registry.service_revision(service)
+            cached = self._fragments.get(service)
+            if cached is None or cached[0] != revision:
+                entries = _sorted_entries(self.registry.service(service).values())
+                cached = (revision, _dumps(service) + b":" + _dumps(entries))
+                self._fragments[service] = cached
+            parts.append(cached[1])
+        for gone in [s for s in self._fragments if not self.registry.count(s)]:
+            del self._fragments[gone]
+        body = (
+            b'{"etag":' + _dumps(etag) + b',"config":' + self._config_json
+            + b',"endpoints":{' + b",".join(parts) + b"}}"
+        )
+        self._full = (etag, body)
+        return body
+
+    def delta_body(self, base: str) -> bytes | None:
+        """What turns the snapshot ``base`` into the current one; ``None`` if ``base`` is
+        unknown or too old (send :meth:`full_body` instead)."""
+        cached = self._deltas.get(base)
+        if cached is not None:
+            return cached
+        start = self._history.get(base)
+        if start is None or start.etag == self.current.etag:
+            return None
+        changes = self.registry.changes_since(start.registry_revision)
+        if changes is None:
+            return None
+        now = self.current
+        document: dict[str, Any] = {"etag": now.etag, "base": base}
+        if (start.config_version, start.config_digest) != (now.config_version, now.config_digest):
+            document["config"] = json.loads(self._config_json)
+        document["changes"] = {
+            service: {
+                "put": [endpoint_entry(i) for i in c.put],
+                "removed": list(c.removed),
+            }
+            for service, c in sorted(changes.items())
+        }
+        body = _dumps(document)
+        if len(self._deltas) >= HISTORY:
+            self._deltas.clear()
+        self._deltas[base] = body
+        return body
+
+    def _make(self) -> Snapshot:
+        c = self.config
+        version, digest = (c.version, c.digest) if c else (0, "")
+        identity = f"{version}|{digest}|{self.registry.content_hash:032x}"
+        etag = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        return Snapshot(etag, version, digest, self.registry.revision)
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        self._history[snapshot.etag] = snapshot
+        self._history.move_to_end(snapshot.etag)
+        while len(self._history) > HISTORY:
+            self._history.popitem(last=False)
 
 
 def services_view(

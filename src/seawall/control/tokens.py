@@ -9,7 +9,10 @@
   is ``<service>.<mac>``, where ``mac`` is an HMAC-SHA256 of the service name
   under a secret kept in ``<state_dir>/join-secret`` (0600). Nothing per token
   is stored, every replica sharing the state directory accepts the same
-  tokens, and rotating the secret revokes them all.
+  tokens, and rotating the secret revokes them all. Revoking one service's
+  token bumps that service's **generation** in the store (shared by every
+  replica); tokens are then ``<service>.g<generation>.<mac>``, the MAC
+  covering the generation, and older ones are refused.
 
 A **lease handle** is what a registration returns and what renewing,
 revoking and reporting take: ``<lease>.<instance id>.<mac>``, the MAC binding
@@ -105,19 +108,41 @@ class Tokens:
         """Whether ``token`` is the admin token (constant-time comparison)."""
         return token is not None and hmac.compare_digest(token.encode(), self.admin.encode())
 
-    def join_token(self, service: str) -> str:
-        """The join token of ``service``."""
-        return f"{service}.{_mac(self.join_secret, 'seawall-join:' + service)}"
+    def join_token(self, service: str, generation: int = 0) -> str:
+        """The join token of ``service`` at ``generation`` (bumped by each revocation)."""
+        if generation == 0:  # the form minted before revocations existed
+            return f"{service}.{_mac(self.join_secret, 'seawall-join:' + service)}"
+        mac = _mac(self.join_secret, f"seawall-join:{service}:{generation}")
+        return f"{service}.g{generation}.{mac}"
+
+    def identify(self, token: str | None) -> tuple[str, int] | None:
+        """``(service, generation)`` of a join token, or ``None`` if it is not a valid one.
+
+        Whether that generation is still the service's current one is for the
+        caller to check (the generations live in the store).
+        """
+        if not token or "." not in token:
+            return None
+        head, _, mac = token.rpartition(".")
+        service, dot, tag = head.partition(".")
+        generation = 0
+        if dot:
+            if not tag.startswith("g") or not tag[1:].isdigit() or len(tag) > 12:
+                return None
+            generation = int(tag[1:])
+            if generation == 0:
+                return None
+        if not service or not mac:
+            return None
+        expected = self.join_token(service, generation).rpartition(".")[2]
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
+            return None
+        return service, generation
 
     def service_of(self, token: str | None) -> str | None:
         """The service a join token is for, or ``None`` if it is not a valid one."""
-        if not token or "." not in token:
-            return None
-        service, _, mac = token.rpartition(".")
-        expected = _mac(self.join_secret, "seawall-join:" + service).encode()
-        if not service or not hmac.compare_digest(mac.encode(), expected):
-            return None
-        return service
+        found = self.identify(token)
+        return None if found is None else found[0]
 
     def lease_handle(self, lease: int, service: str, instance: str) -> str:
         """The handle of ``lease``, granted to ``instance`` of ``service``."""

@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config.names import instance_service, new_instance_id
 from ..policy.backoff import backoff
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "apply_delta",
     "ControlClient",
     "ControlLink",
     "ControlUnavailable",
@@ -192,12 +193,51 @@ def instance_id(state_dir: Path, service: str) -> str:
     path = state_dir / INSTANCE_ID_FILE
     with contextlib.suppress(OSError):
         saved = path.read_text(encoding="ascii").strip()
-        if saved.startswith(f"{service}-"):
-            return saved
-    new = f"{service}-{secrets.token_hex(4)}"
+        if instance_service(saved) == service:
+            return saved  # an id of the older form ("<service>-<hex>") is replaced
+    new = new_instance_id(service)
     state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(new + "\n", encoding="ascii")
     return new
+
+
+def _endpoint_order(entry: dict[str, Any]) -> tuple[str, int, str]:
+    return (str(entry.get("address")), int(entry.get("port") or 0), str(entry.get("id")))
+
+
+def apply_delta(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot ``delta`` makes of ``base`` (see :mod:`seawall.control.snapshot`).
+
+    Raises ``ValueError`` when the delta is not shaped as one; ``base`` is not
+    modified.
+    """
+    changes = delta.get("changes")
+    if not isinstance(changes, dict):
+        raise ValueError("'changes' must be an object")
+    old = base.get("endpoints") or {}
+    if not isinstance(old, dict):
+        raise ValueError("the base snapshot's 'endpoints' is not an object")
+    endpoints: dict[str, Any] = dict(old)
+    for service, change in changes.items():
+        put, removed = (change or {}).get("put", []), (change or {}).get("removed", [])
+        if not isinstance(put, list) or not isinstance(removed, list):
+            raise ValueError(f"changes.{service}: 'put' and 'removed' must be lists")
+        by_id = {str(e.get("id")): e for e in endpoints.get(service) or [] if isinstance(e, dict)}
+        for gone in removed:
+            by_id.pop(str(gone), None)
+        for entry in put:
+            if not isinstance(entry, dict) or "id" not in entry:
+                raise ValueError(f"changes.{service}.put: an endpoint without an id: {entry!r}")
+            by_id[str(entry["id"])] = entry
+        if by_id:
+            endpoints[service] = sorted(by_id.values(), key=_endpoint_order)
+        else:
+            endpoints.pop(service, None)
+    return {
+        "etag": delta["etag"],
+        "config": delta["config"] if "config" in delta else base.get("config"),
+        "endpoints": endpoints,
+    }
 
 
 class Reconnect:
@@ -287,12 +327,14 @@ class ControlLink:
         self._reported: dict[str, Any] | None = None
         self._report_now = asyncio.Event()
         self._known: str | None = None  # the etag last received, applied or refused
+        self._latest: dict[str, Any] | None = None  # that snapshot whole (a delta's base)
 
     # -- snapshots ----------------------------------------------------------
 
     def adopt(self, snapshot: dict[str, Any], *, persist: bool) -> bool:
         """Apply ``snapshot``; persist it if asked and it was accepted. Returns success."""
         self._known = str(snapshot.get("etag"))  # refused or not: do not fetch it again
+        self._latest = snapshot
         try:
             version = self._apply(snapshot)
         except Exception as exc:  # any problem in it: keep the running config
@@ -304,6 +346,7 @@ class ControlLink:
     def record(self, snapshot: dict[str, Any], version: int, *, persist: bool) -> None:
         """Note ``snapshot`` (config ``version``) as the one running; persist it if asked."""
         self.status.etag = self._known = str(snapshot.get("etag"))
+        self._latest = snapshot
         self.status.config_version = version
         self.status.applied += 1
         if persist:
@@ -314,8 +357,17 @@ class ControlLink:
         self._report_now.set()
 
     async def fetch(self, wait: float = 0.0) -> dict[str, Any] | None:
-        """One subscription round: the new snapshot, or ``None`` if unchanged."""
-        params = {"known": self._known or "", "wait": f"{wait:g}"}
+        """One subscription round: the new snapshot, or ``None`` if unchanged.
+
+        With a snapshot in hand, it asks for a delta (``delta=1``) and applies
+        it to that snapshot; a delta for another base (a replica that knows a
+        different history) is dropped and the whole snapshot fetched instead.
+        """
+        base = self._latest
+        known = self._known or ""
+        params = {"known": known, "wait": f"{wait:g}"}
+        if base is not None and str(base.get("etag")) == known:
+            params["delta"] = "1"
         response = await self.client.call("GET", "/v1/snapshot", params=params, timeout=wait + 5.0)
         if response.status_code == 304:
             return None
@@ -324,6 +376,15 @@ class ControlLink:
         data = self.client.json(response)
         if "etag" not in data:
             raise ControlUnavailable(f"{self.client.url}: a snapshot without an etag")
+        if "base" in data:
+            if base is None or data["base"] != known:
+                self._known = self._latest = None  # ask for the whole snapshot next time
+                raise ControlUnavailable(f"{self.client.url}: a delta for another snapshot")
+            try:
+                return apply_delta(base, data)
+            except ValueError as exc:
+                self._known = self._latest = None
+                raise ControlUnavailable(f"{self.client.url}: a malformed delta: {exc}") from None
         return data
 
     async def subscribe(self) -> None:

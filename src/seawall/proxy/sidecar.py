@@ -5,10 +5,12 @@ opens the listeners of the service's sidecar (inbound, outbound, one per
 ``sidecar.upstreams`` destination, admin), serves with a :class:`Forwarder`,
 and:
 
-* reloads on SIGHUP and when the config file changes (checked every second):
-  a valid new config is swapped in whole; an invalid one is reported with
-  every error and the old one kept; in-flight requests finish on the config
-  they started with;
+* reloads on SIGHUP (at once, whatever the file holds) and when the config
+  file changes, once the change is complete (see :mod:`seawall.proxy.reload`:
+  a file renamed over the path at once, a file written in place once it has
+  been still for ``sidecar.reload_settle``; polled every 0.25 s): a valid new
+  config is swapped in whole; an invalid one is reported with every error and
+  the old one kept; in-flight requests finish on the config they started with;
 * on SIGTERM (or SIGINT) stops accepting, lets in-flight requests finish for
   up to ``sidecar.drain_grace`` seconds, then closes everything;
 * with ``--workers N`` (or ``sidecar.workers``) forks N processes that share
@@ -27,18 +29,22 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import ConfigError, MeshConfig, load_mesh
+from ..config import ConfigError, ConfigIssue, MeshConfig, load_mesh
 from .admin import Admin
 from .forward import Forwarder
 from .listener import ConnectionTimeouts, DownstreamConnection
 from .metrics import SidecarMetrics
+from .reload import READ, FileSignature, Reload, ReloadDebouncer, Snapshot, content_digest
 from .runtime import EndpointSets, Runtime, build_runtime
 from .tls import MeshListener, check_identity
 
 if TYPE_CHECKING:
     from .identity import Identity
 
-__all__ = ["Sidecar", "install_uvloop", "run"]
+__all__ = ["POLL_INTERVAL", "Sidecar", "install_uvloop", "run"]
+
+POLL_INTERVAL = 0.25
+"""Seconds between two stats of the config file: a rename is applied within this."""
 
 
 def _log(message: str) -> None:
@@ -65,10 +71,14 @@ class Sidecar:
         self.config_path = config_path
         self.service = service
         self.reuse_port = reuse_port
+        loaded: Snapshot | None = None
         if config is None:
             if config_path is None:
                 raise ValueError("Sidecar: give config_path or config")
-            config = load_mesh(config_path)
+            config, loaded = _load_file(config_path)
+        elif config_path is not None:
+            with contextlib.suppress(OSError):
+                loaded = _read_file(config_path)[1]
         # mTLS: an identity (key + certificate) serves it; `mtls: strict` cannot do without.
         check_identity(config, service, identity)
         self.identity = identity
@@ -85,16 +95,11 @@ class Sidecar:
         self.ready = False
         self.connections: set[DownstreamConnection] = set()
         self._servers: list[asyncio.AbstractServer] = []
-        self._mtime = self._stat()
+        # Decides when a change to the config file is complete (None: no file to watch).
+        self._debouncer: ReloadDebouncer | None = None
+        if config_path is not None:
+            self._debouncer = ReloadDebouncer(config.sidecar.reload_settle, loaded)
         self._stopping: asyncio.Event | None = None
-
-    def _stat(self) -> float:
-        if self.config_path is None:
-            return 0.0
-        try:
-            return self.config_path.stat().st_mtime
-        except OSError:
-            return 0.0
 
     # -- config -----------------------------------------------------------
 
@@ -121,17 +126,49 @@ class Sidecar:
         asyncio.get_running_loop().call_later(60.0, old.close)
 
     def reload(self) -> bool:
-        """Re-read the config file; keep the old config if the new one is invalid."""
-        self._mtime = self._stat()
+        """Re-read the config file now, whatever it holds (SIGHUP); keep the old
+        config if the new one is invalid."""
         if self.config_path is None:
             return False
         try:
-            config = load_mesh(self.config_path)
-        except ConfigError as exc:
-            _log(f"config reload rejected, keeping the running config:\n{exc}")
-            return False
+            data, snapshot = _read_file(self.config_path)
         except OSError as exc:
             _log(f"config reload failed ({exc}), keeping the running config")
+            return False
+        if self._debouncer is not None:  # the watcher need not apply it again
+            self._debouncer.loaded(asyncio.get_running_loop().time(), snapshot)
+        return self._reload_from(data)
+
+    def check_config_file(self, now: float) -> bool | None:
+        """One poll of the config file at ``now`` (monotonic seconds): reload it if a
+        change is complete. Returns what :meth:`reload` would, or ``None`` when the
+        file was not reloaded."""
+        if self.config_path is None or self._debouncer is None:
+            return None
+        debouncer = self._debouncer
+        try:
+            signature: FileSignature | None = FileSignature.of(self.config_path.stat())
+        except OSError:
+            signature = None
+        if debouncer.on_stat(now, signature) is not READ:
+            return None
+        try:
+            data, snapshot = _read_file(self.config_path)
+        except OSError:
+            debouncer.on_content(now, None)
+            return None
+        step = debouncer.on_content(now, snapshot)
+        if not isinstance(step, Reload):
+            return None
+        how = "replaced" if step.reason == "replaced" else f"still for {debouncer.settle:g}s"
+        _log(f"config file changed ({how}), reloading")
+        return self._reload_from(data)
+
+    def _reload_from(self, data: bytes) -> bool:
+        try:
+            config = load_mesh(data)
+        except ConfigError as exc:
+            _log(f"config reload rejected, keeping the running config:\n{exc}")
             return False
         if config.digest() == self.runtime.config.digest():
             return True
@@ -140,6 +177,8 @@ class Sidecar:
         except ValueError as exc:  # e.g. `mtls: strict` and no identity
             _log(f"config reload rejected, keeping the running config: {exc}")
             return False
+        if self._debouncer is not None:
+            self._debouncer.settle = config.sidecar.reload_settle
         _log(f"config reloaded (digest {config.digest()[:12]})")
         return True
 
@@ -208,12 +247,16 @@ class Sidecar:
             for conn in list(self.connections):
                 conn.check(now)
 
-    async def watch(self) -> None:
-        """Reload when the config file changes (polled every second)."""
+    async def watch(self, interval: float = POLL_INTERVAL) -> None:
+        """Reload the config file when a change to it is complete (polled every ``interval`` s).
+
+        The I/O half of :class:`~seawall.proxy.reload.ReloadDebouncer`: a stat per
+        poll, a read only when the debouncer asks for one.
+        """
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(1.0)
-            if self._stat() != self._mtime:
-                self.reload()
+            await asyncio.sleep(interval)
+            self.check_config_file(loop.time())
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, wait up to ``grace`` s for in-flight requests, close the rest."""
@@ -228,6 +271,27 @@ class Sidecar:
         for conn in list(self.connections):
             conn.close()
         self.runtime.close()
+
+
+def _read_file(path: Path) -> tuple[bytes, Snapshot]:
+    """The file's bytes and a snapshot of them (the signature from the same open file)."""
+    with path.open("rb") as file:
+        stat = os.fstat(file.fileno())
+        data = file.read()
+    return data, Snapshot(FileSignature.of(stat), content_digest(data))
+
+
+def _load_file(path: Path) -> tuple[MeshConfig, Snapshot]:
+    """Load the config file, and a snapshot of the bytes the config came from."""
+    name = os.fspath(path)
+    try:
+        data, snapshot = _read_file(path)
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(name, f"cannot read: {exc.strerror}")], name) from None
+    try:
+        return load_mesh(data), snapshot
+    except ConfigError as exc:
+        raise ConfigError(exc.errors, name) from None
 
 
 async def _serve(config_path: Path, service: str, reuse_port: bool) -> int:

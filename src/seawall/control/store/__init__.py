@@ -9,7 +9,15 @@ v3 through its JSON gateway, for several replicas) implement it.
 :mod:`seawall.control.store.etcd`. ``SqliteStore`` only costs :mod:`sqlite3`.
 """
 
-from .base import ConfigRecord, Instance, SidecarStatus, Store, StoreError
+from .base import ConfigRecord, Instance, InstanceConflict, SidecarStatus, Store, StoreError
 from .sqlite import SqliteStore
 
-__all__ = ["ConfigRecord", "Instance", "SidecarStatus", "SqliteStore", "Store", "StoreError"]
+__all__ = [
+    "ConfigRecord",
+    "Instance",
+    "InstanceConflict",
+    "SidecarStatus",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+]

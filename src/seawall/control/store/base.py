@@ -26,13 +26,28 @@ import abc
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ChangeFeed", "ConfigRecord", "Instance", "SidecarStatus", "Store", "StoreError"]
+if TYPE_CHECKING:
+    from .registry import Registry
+
+__all__ = [
+    "ChangeFeed",
+    "ConfigRecord",
+    "Instance",
+    "InstanceConflict",
+    "SidecarStatus",
+    "Store",
+    "StoreError",
+]
 
 
 class StoreError(Exception):
     """The store could not do what was asked (unreachable, corrupt, refused)."""
+
+
+class InstanceConflict(StoreError):
+    """A registration would replace an instance of another service (nothing was written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +168,15 @@ class SidecarStatus:
 
 
 class Store(abc.ABC):
-    """Config versions, the instance registry and sidecar statuses, with change events."""
+    """Config versions, the instance registry and sidecar statuses, with change events.
+
+    Every store keeps :attr:`registry`, an in-memory mirror of the live
+    instances (see :mod:`~seawall.control.store.registry`), up to date with
+    its own writes and with the changes it sees (expiry, other replicas), so
+    that readers on the hot path never re-read the whole registry.
+    """
+
+    registry: Registry
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -184,7 +207,9 @@ class Store(abc.ABC):
     async def register(self, instance: Instance, ttl: float) -> int:
         """Store ``instance`` under a new lease of ``ttl`` seconds; returns the lease id.
 
-        Registering an id that exists replaces it (its old lease is revoked).
+        Registering an id that exists replaces it (its old lease is revoked),
+        but only if the existing instance is of the same service: otherwise
+        :class:`InstanceConflict` is raised and nothing changes.
         """
 
     @abc.abstractmethod
@@ -202,6 +227,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def put_status(self, status: SidecarStatus, lease: int) -> bool:
         """Store a sidecar's report under ``lease``; ``False`` if the lease is gone."""
+
+    @abc.abstractmethod
+    async def revoke_service(self, service: str) -> tuple[int, int]:
+        """Revoke ``service``'s join token and deregister every instance of it, in bulk.
+
+        Bumps the service's join-token generation (tokens minted before stop
+        working) and revokes every lease holding one of its instances.
+        Returns ``(new generation, instances removed)``.
+        """
+
+    @abc.abstractmethod
+    async def token_generations(self) -> dict[str, int]:
+        """The join-token generation of every service that was ever revoked (others: 0)."""
+
+    async def config_head(self) -> tuple[int, str] | None:
+        """``(version, digest)`` of the newest config; stores override it with a cheaper read."""
+        record = await self.current_config()
+        return None if record is None else (record.version, record.digest)
 
     @abc.abstractmethod
     async def statuses(self) -> list[SidecarStatus]:

@@ -68,7 +68,16 @@ from typing import Any
 import httpx
 
 from ...policy.backoff import ExponentialEqualJitter
-from .base import ChangeFeed, ConfigRecord, Instance, SidecarStatus, Store, StoreError
+from .base import (
+    ChangeFeed,
+    ConfigRecord,
+    Instance,
+    InstanceConflict,
+    SidecarStatus,
+    Store,
+    StoreError,
+)
+from .registry import Registry
 
 __all__ = ["EtcdStore"]
 
@@ -93,6 +102,12 @@ def _range_end(prefix: bytes) -> bytes:
     if not stripped:
         return b"\x00"  # every key
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _revision(answer: dict[str, Any]) -> int:
+    """The store revision in an etcd answer's header (0 if absent)."""
+    header = answer.get("header")
+    return int(header.get("revision", 0)) if isinstance(header, dict) else 0
 
 
 def _describe(exc: BaseException) -> str:
@@ -154,6 +169,8 @@ class EtcdStore(Store):
         self._watch_error: StoreError | None = None
         self._watch_attempt = 0  # failures since the last watch was established
         self._feed = ChangeFeed()  # what changes() yields from
+        self.registry = Registry()
+        self._revisions: dict[str, int] = {}  # instance id -> etcd revision last applied
 
     # -- lifecycle --------------------------------------------------------
 
@@ -270,13 +287,21 @@ class EtcdStore(Store):
             raise ValueError(f"register: ttl must be a finite number of seconds > 0; got {ttl!r}")
         key = self._key(f"instances/{instance.id}")
         existing = await self._call("register", "/v3/kv/range", {"key": key})
-        old = {int(kv.get("lease", 0)) for kv in existing.get("kvs") or []} - {0}
+        kvs = existing.get("kvs") or []
+        for kv in kvs:
+            owner = self._value("register", kv).get("service")
+            if owner != instance.service:
+                raise InstanceConflict(
+                    f"register: instance {instance.id!r} belongs to service {owner!r}, "
+                    f"not {instance.service!r}"
+                )
+        old = {int(kv.get("lease", 0)) for kv in kvs} - {0}
         granted = await self._call("register", "/v3/lease/grant", {"TTL": str(math.ceil(ttl))})
         lease = int(granted.get("ID", 0))
         if lease <= 0:
             raise StoreError(f"etcd {self._url()}: register: lease grant returned no ID")
         try:
-            await self._call(
+            put = await self._call(
                 "register",
                 "/v3/kv/put",
                 {"key": key, "value": self._json(instance.to_dict()), "lease": str(lease)},
@@ -284,6 +309,7 @@ class EtcdStore(Store):
         except BaseException:
             await self._revoke(lease, "register")  # best effort: it would expire anyway
             raise
+        self._mirror_put(instance, lease, _revision(put))
         for stale in old - {lease}:  # the instance key has moved to the new lease already
             await self._revoke(stale, "register")
         return lease
@@ -300,6 +326,65 @@ class EtcdStore(Store):
         """Revoke ``lease``: etcd deletes the instance and status put under it."""
         if lease > 0:
             await self._revoke(lease, "deregister")
+
+    async def revoke_service(self, service: str) -> tuple[int, int]:
+        """Bump ``service``'s token generation (compare-and-swap), then revoke its leases."""
+        key = self._key(f"tokens/{service}")
+        generation = 0
+        for _ in range(_MAX_TXN_ATTEMPTS):
+            current = await self._call("revoke_service", "/v3/kv/range", {"key": key})
+            kvs = current.get("kvs") or []
+            seen = int(kvs[0].get("mod_revision", 0)) if kvs else 0
+            before = self._value("revoke_service", kvs[0]).get("generation", 0) if kvs else 0
+            generation = int(before) + 1
+            record = {"generation": generation}
+            answer = await self._call(
+                "revoke_service",
+                "/v3/kv/txn",
+                {
+                    "compare": [
+                        {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": str(seen)}
+                    ],
+                    "success": [
+                        {"request_put": {"key": key, "value": self._json(record)}}
+                    ],
+                },
+            )
+            if answer.get("succeeded"):
+                break
+        else:
+            raise StoreError(f"etcd {self._url()}: revoke_service: lost the race repeatedly")
+        # Read the registry from etcd, not the mirror: another replica's registration made
+        # a moment ago may not have reached this one's watch yet.
+        owned: dict[int, int] = {}
+        for kv in await self._range_prefix("revoke_service", "instances/"):
+            if self._value("revoke_service", kv).get("service") == service:
+                lease = int(kv.get("lease", 0))
+                owned[lease] = owned.get(lease, 0) + 1
+        leases = sorted(owned)
+        removed = sum(owned.values())
+        for start in range(0, len(leases), 64):  # revocations in flight, 64 at a time
+            batch = leases[start : start + 64]
+            await asyncio.gather(*(self._revoke(lease, "revoke_service") for lease in batch))
+        return generation, removed
+
+    async def token_generations(self) -> dict[str, int]:
+        """Every revoked service's join-token generation."""
+        found = {}
+        for kv in await self._range_prefix("token_generations", "tokens/"):
+            name = base64.b64decode(kv.get("key", "")).decode(errors="replace")
+            found[name.rpartition("/")[2]] = int(self._value("token_generations", kv)["generation"])
+        return found
+
+    async def config_head(self) -> tuple[int, str] | None:
+        """``(version, digest)`` from ``config/current``, without reading the document."""
+        key = self._key("config/current")
+        response = await self._call("config_head", "/v3/kv/range", {"key": key})
+        kvs = response.get("kvs") or []
+        if not kvs:
+            return None
+        pointer = self._value("config_head", kvs[0])
+        return int(pointer["version"]), str(pointer["digest"])
 
     async def instances(self) -> list[Instance]:
         """Every instance whose lease is alive, sorted by (service, id)."""
@@ -396,10 +481,56 @@ class EtcdStore(Store):
 
     async def _revoke(self, lease: int, what: str) -> None:
         try:
-            await self._call(what, "/v3/lease/revoke", {"ID": str(lease)})
+            answer = await self._call(what, "/v3/lease/revoke", {"ID": str(lease)})
         except _Refused as exc:
             if exc.code != _NOT_FOUND:  # already expired or revoked: done
                 raise
+            answer = {}
+        revision = _revision(answer)
+        for iid in self.registry.ids_of_lease(lease):
+            self._revisions[iid] = max(self._revisions.get(iid, 0), revision)
+        self.registry.remove_lease(lease)
+
+    # -- internals: the mirror ------------------------------------------------
+
+    def _mirror_put(self, instance: Instance, lease: int, revision: int) -> None:
+        if revision and revision <= self._revisions.get(instance.id, 0):
+            return  # the watch already applied something newer
+        self._revisions[instance.id] = revision
+        self.registry.put(instance, lease)
+
+    def _mirror_event(self, event: dict[str, Any]) -> None:
+        """Apply one watch event to :attr:`registry` (events older than what it has are skipped)."""
+        kv = event.get("kv") or {}
+        name = base64.b64decode(kv.get("key", "")).decode(errors="replace")
+        head = self.prefix + "instances/"
+        if not name.startswith(head):
+            return
+        iid = name[len(head) :]
+        revision = int(kv.get("mod_revision", 0))
+        if revision <= self._revisions.get(iid, 0):
+            return
+        self._revisions[iid] = revision
+        if event.get("type") == "DELETE":
+            self.registry.remove(iid)
+        else:
+            instance = Instance.from_dict(self._value("watch", kv))
+            self.registry.put(instance, int(kv.get("lease", 0)))
+
+    async def _resync(self) -> int:
+        """Read every instance anew into :attr:`registry`; the revision the read saw."""
+        start = (self.prefix + "instances/").encode()
+        response = await self._call(
+            "resync", "/v3/kv/range", {"key": _b64(start), "range_end": _b64(_range_end(start))}
+        )
+        revision = _revision(response)
+        entries = []
+        for kv in response.get("kvs") or []:
+            instance = Instance.from_dict(self._value("resync", kv))
+            entries.append((instance, int(kv.get("lease", 0))))
+        self._revisions = {inst.id: revision for inst, _ in entries}
+        self.registry.replace_all(entries)
+        return revision
 
     async def _call(self, what: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``path``, moving to the next endpoint when one cannot be reached."""
@@ -489,6 +620,10 @@ class EtcdStore(Store):
         client = self._client
         if client is None:
             raise StoreError(f"etcd {url}: watch: the store is closed")
+        # List, then watch from just after what the list saw: no change is missed or doubled.
+        revision = await self._resync()
+        create = {**request["create_request"], "start_revision": str(revision + 1)}
+        request = {"create_request": create}
         timeout = httpx.Timeout(self._timeout, read=None)  # idle until something changes
         async with client.stream("POST", url + "/v3/watch", json=request, timeout=timeout) as r:
             if r.status_code != 200:
@@ -514,4 +649,7 @@ class EtcdStore(Store):
                         self._notify()  # reconnected: anything may have changed meanwhile
                     self._watching.set()
                 elif result.get("events"):
+                    for event in result["events"]:
+                        if isinstance(event, dict):
+                            self._mirror_event(event)
                     self._notify()

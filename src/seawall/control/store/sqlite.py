@@ -16,7 +16,14 @@ Tables::
     leases     (id INTEGER PRIMARY KEY AUTOINCREMENT, ttl, renewals)
     instances  (id PRIMARY KEY, lease, service, data)   data: Instance.to_dict() as JSON
     statuses   (id PRIMARY KEY, lease, service, data)   data: SidecarStatus.to_dict()
+    tokens     (service PRIMARY KEY, generation)        join-token generation (revocations)
     meta       (key PRIMARY KEY, value)                 'generation': bumped by every change
+
+**The registry in memory.** :attr:`SqliteStore.registry` mirrors the
+instances (a :class:`~seawall.control.store.registry.Registry`): writes and
+expiries through this object update it in O(1) per instance; a change made by
+another process on the file (seen by ``poll``) re-reads the instances and
+applies only the differences.
 
 **Leases.** Deadlines are not stored: they are monotonic times, meaningless
 in another process or after a restart. A :class:`~seawall.control.leases.LeaseTable`
@@ -65,11 +72,20 @@ from pathlib import Path
 from typing import Any
 
 from ..leases import LeaseTable
-from .base import ChangeFeed, ConfigRecord, Instance, SidecarStatus, Store, StoreError
+from .base import (
+    ChangeFeed,
+    ConfigRecord,
+    Instance,
+    InstanceConflict,
+    SidecarStatus,
+    Store,
+    StoreError,
+)
+from .registry import Registry
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the files this module writes."""
 
 _SCHEMA = f"""
@@ -103,11 +119,17 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS instances_by_service ON instances (service);
+CREATE TABLE IF NOT EXISTS tokens (
+    service TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
 
+_SQLITE_FULL = 13  # "database or disk is full"
 _MIN_TICK = 0.01  # the reaper never spins faster than this, whatever the clock says
 
 
@@ -165,6 +187,8 @@ class SqliteStore(Store):
         self._db_generation = 0  # meta 'generation' as last seen
         self._feed = ChangeFeed()  # what changes() yields from
         self._reaper: asyncio.Task[None] | None = None
+        self.registry = Registry()
+        self._generations: dict[str, int] = {}
 
     # -- lifecycle --------------------------------------------------------
 
@@ -204,6 +228,7 @@ class SqliteStore(Store):
         self._conn = conn
         try:
             self._sync_leases(fresh=True)  # every stored lease: a full TTL from now
+            self._sync_registry()
         except BaseException:
             self._conn = None
             conn.close()
@@ -254,12 +279,16 @@ class SqliteStore(Store):
         """Store ``instance`` under a new lease; an instance with its id loses its lease."""
         _check_ttl(ttl)
         with self._transaction("register") as conn:
-            old = [
-                int(row[0])
-                for row in conn.execute(
-                    "SELECT lease FROM instances WHERE id = ?", (instance.id,)
-                ).fetchall()
-            ]
+            rows = conn.execute(
+                "SELECT lease, service FROM instances WHERE id = ?", (instance.id,)
+            ).fetchall()
+            for _, owner in rows:
+                if owner != instance.service:
+                    raise InstanceConflict(
+                        f"register: instance {instance.id!r} belongs to service {owner!r}, "
+                        f"not {instance.service!r}"
+                    )
+            old = [int(row[0]) for row in rows]
             for stale in old:
                 self._delete_lease(conn, stale)
             rows = conn.execute(
@@ -273,6 +302,8 @@ class SqliteStore(Store):
             self._bump(conn)
         for stale in old:
             self._forget(stale)
+            self.registry.remove_lease(stale)
+        self.registry.put(instance, lease)
         self._leases.grant(lease, float(ttl), self._clock())
         self._renewals[lease] = 0
         self._notify()
@@ -302,6 +333,7 @@ class SqliteStore(Store):
             if removed:
                 self._bump(conn)
         self._forget(lease)
+        self.registry.remove_lease(lease)
         if removed:
             self._notify()
 
@@ -328,6 +360,47 @@ class SqliteStore(Store):
             self._bump(conn)
         self._notify()
         return True
+
+    async def revoke_service(self, service: str) -> tuple[int, int]:
+        """Bump ``service``'s join-token generation and remove all its instances at once."""
+        with self._transaction("revoke_service") as conn:
+            rows = conn.execute(
+                "INSERT INTO tokens (service, generation) VALUES (?, 1) "
+                "ON CONFLICT (service) DO UPDATE SET generation = generation + 1 "
+                "RETURNING generation",
+                (service,),
+            ).fetchall()
+            generation = int(rows[0][0])
+            leases = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT DISTINCT lease FROM instances WHERE service = ?", (service,)
+                ).fetchall()
+            ]
+            for lease in leases:
+                self._delete_lease(conn, lease)
+            self._bump(conn)
+        removed = 0
+        for lease in leases:
+            self._forget(lease)
+            removed += self.registry.remove_lease(lease)
+        self._generations[service] = generation
+        self._notify()
+        return generation, removed
+
+    async def token_generations(self) -> dict[str, int]:
+        """Every service's join-token generation that is not 0."""
+        with self._reading("token_generations") as conn:
+            rows = conn.execute("SELECT service, generation FROM tokens").fetchall()
+        return {str(service): int(generation) for service, generation in rows}
+
+    async def config_head(self) -> tuple[int, str] | None:
+        """``(version, digest)`` of the newest config, without its document."""
+        with self._reading("config_head") as conn:
+            rows = conn.execute(
+                "SELECT version, digest FROM configs ORDER BY version DESC LIMIT 1"
+            ).fetchall()
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     async def statuses(self) -> list[SidecarStatus]:
         """Every status whose lease is alive, sorted by (service, id)."""
@@ -369,6 +442,12 @@ class SqliteStore(Store):
         return self._conn
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == _SQLITE_FULL or "disk is full" in str(exc):
+            return StoreError(
+                f"disk full (state dir {self.path.parent}): sqlite store {self.path}: "
+                f"{what} failed: {exc}"
+            )
         return StoreError(f"sqlite store {self.path}: {what} failed: {exc}")
 
     @contextlib.contextmanager
@@ -479,21 +558,35 @@ class SqliteStore(Store):
                 self._forget(lease)
         self._stale = False
 
+    def _sync_registry(self) -> None:
+        """Re-read every instance into :attr:`registry` (only differences are logged)."""
+        with self._reading("reading instances") as conn:
+            rows = conn.execute("SELECT lease, data FROM instances").fetchall()
+        self.registry.replace_all(
+            (Instance.from_dict(self._decode(data)), int(lease))
+            for lease, data in rows
+            if self._live(lease)
+        )
+
     def _reap(self) -> int:
         expired = self._leases.expire(self._clock())
         if not expired:
             return 0
         removed = 0
+        gone: list[int] = []
         try:
             with self._transaction("reaping expired leases") as conn:
                 for lease in expired:
                     if self._delete_lease(conn, lease, self._renewals.pop(lease, 0)):
                         removed += 1
+                        gone.append(lease)
                 if removed:
                     self._bump(conn)
         except StoreError:
             self._stale = True  # the table forgot leases still in the file: re-read them
             raise
+        for lease in gone:
+            self.registry.remove_lease(lease)
         if removed < len(expired):  # renewed by another store meanwhile: take its word
             self._sync_leases()
         if removed:
@@ -512,6 +605,7 @@ class SqliteStore(Store):
         if generation == self._db_generation:
             return False  # only keepalives: nothing a reader would see
         self._db_generation = generation
+        self._sync_registry()
         self._notify()
         return True
 
