@@ -6,17 +6,22 @@ alone: ``python benchmarks/control_churn.py``.
 Three processes, so that no measuring client shares a core's event loop with
 another: ``seawall control`` (SQLite store, the default), the **subscribers**
 (N keep-alive connections long-polling ``GET /v1/snapshot`` with
-``delta=1``, exactly what a sidecar sends, each parsing every answer), and the
+``delta=1``, exactly what a sidecar sends, reading every answer), and the
 **driver**, this process: C registrars on keep-alive connections register
-every instance (``POST /v1/instances``), renew each lease once, then
-deregister all of them, together at a fixed offered rate (default 500
-operations per second: a 5,000-instance rollout in 10 s). Latency is counted
-from when each request was due, not when it was sent (as wrk2 does), so a
-server that falls behind cannot hide its queue; while a probe sends the other API calls a sidecar or
-an operator makes (``GET /v1/health``, ``GET /v1/config``, a status report)
-every 20 ms, and a new config version is applied once the registry is full.
+every instance (``POST /v1/instances``: the registry grows to 5,000), then
+replace half of them one by one (deregister an old one, register a new one:
+steady churn with 5,000 registered), renew each lease once, and deregister
+all of them, every phase at a fixed offered rate (default 500 operations per
+second: a 5,000-instance rollout in 10 s). Latency is counted from when each
+request was due, not when it was sent (as wrk2 does), so a server that falls
+behind cannot hide its queue. Meanwhile a probe sends the other API calls a
+sidecar or an operator makes (``GET /v1/health``, ``GET /v1/config``, a
+status report) every 20 ms, and a new config version is applied once the
+registry is full. The whole run is repeated (3 times by default) and the
+verdicts are on the median of each figure.
 Times are ``time.monotonic()`` (CLOCK_MONOTONIC: one clock for every process
-on the machine).
+on the machine). The servers (the control plane, etcd) are pinned to half of
+the CPUs and the measuring processes to the other half.
 
 The peer, in the same run: etcd (Debian's etcd-server) taking the same
 registrations the way a control plane on etcd makes them (a lease grant and
@@ -63,6 +68,10 @@ def churn_mesh(services: int, per_service: int, timeout_ms: int = 1000) -> str:
             f"  svc{i}: {{port: {20000 + i}, max_instances: {per_service}, sidecar: "
             f"{{inbound: {21000 + i}, outbound: {22000 + i}, admin: {23000 + i}}}}}"
         )
+    # the subscribers' own service (its token is never revoked by the run)
+    lines.append(
+        "  watcher: {port: 20999, sidecar: {inbound: 21999, outbound: 22999, admin: 23999}}"
+    )
     lines += ["policies:", f"  svc0: {{timeout: {timeout_ms}ms}}"]
     return "\n".join(lines) + "\n"
 
@@ -321,9 +330,50 @@ async def _seawall_churn(
         finally:
             conn.close()
 
+    steady_ms: list[float] = []  # registrations with the registry full (5,000 +- 1)
+    steady_deregister_ms: list[float] = []
+
+    async def replacer(conn: Conn, old: list[str], first: int, pacer: Pacer) -> None:
+        """Steady churn at full size: deregister an old instance, register a new one."""
+        for k, gone in enumerate(old):
+            if time.monotonic() > limit:
+                raise RuntimeError("churn: out of time while replacing")
+            token = tokens[gone.partition(".")[0]]
+            t0 = await pacer.next()
+            status, answer = await conn.request("DELETE", f"/v1/leases/{leases[gone]}", b"", token)
+            steady_deregister_ms.append((time.monotonic() - t0) * 1000)
+            if status != 204:
+                raise RuntimeError(f"deregister {gone}: HTTP {status}: {answer[:200]!r}")
+            del leases[gone]
+            n = first + k
+            service = f"svc{n % services}"
+            iid = f"{service}.i{n}"
+            body = json.dumps(
+                {"id": iid, "service": service, "address": "127.0.0.1",
+                 "port": 30000 + n % 30000, "ttl": 300}
+            ).encode()  # fmt: skip
+            t0 = await pacer.next()
+            status, answer = await conn.request("POST", "/v1/instances", body, tokens[service])
+            steady_ms.append((time.monotonic() - t0) * 1000)
+            if status != 200:
+                raise RuntimeError(f"register {iid}: HTTP {status}: {answer[:200]!r}")
+            leases[iid] = json.loads(answer)["lease"]
+
     t_start = time.monotonic()
     await asyncio.gather(*(registrar(c) for c in conns))
     t_registered = time.monotonic()
+    # steady churn at 5,000: as many replacements as half the registry, at the same rate
+    oldest = [i for i in sorted(leases, key=lambda i: int(i.rpartition(".i")[2] or 0))
+              if i != "svc0.probe"][: instances // 2]  # fmt: skip
+    pacer = Pacer(rate)
+    per = len(oldest) // registrars + 1
+    await asyncio.gather(
+        *(
+            replacer(c, oldest[k * per : (k + 1) * per], instances + k * per, pacer)
+            for k, c in enumerate(conns)
+        )
+    )
+    t_steady = time.monotonic()
     ids = sorted(leases)
     chunks = [ids[i::registrars] for i in range(registrars)]
     # renewals, with a new config version applied while they run (the registry is full)
@@ -344,13 +394,10 @@ async def _seawall_churn(
     await probe_task
     for c in conns:
         c.close()
-    at_full = [ms for size, ms in register_ms if size >= instances * 0.8]
-    if os.environ.get("CHURN_DEBUG"):
-        slow = [(size, round(ms, 1)) for size, ms in register_ms if ms > 10]
-        print("slow registrations (registry size, ms):", slow[:80], file=sys.stderr)
     return {
-        "register_ms": [ms for _, ms in register_ms],
-        "register_at_full_ms": at_full,
+        "register_ms": [ms for _, ms in register_ms] + steady_ms,
+        "register_at_full_ms": steady_ms,
+        "steady_deregister_ms": steady_deregister_ms,
         "renew_ms": renew_ms,
         "deregister_ms": deregister_ms,
         "other_ms": [s * 1000 for s in probe.latencies],
@@ -358,7 +405,8 @@ async def _seawall_churn(
         "applied": applied,
         "phases_s": {
             "register": t_registered - t_start,
-            "renew": t_renewed - t_registered,
+            "steady": t_steady - t_registered,
+            "renew": t_renewed - t_steady,
             "deregister": t_done - t_renewed,
         },
     }
@@ -495,49 +543,35 @@ async def _etcd_churn(
 # ------------------------------------------------------------ the run
 
 
-def run_churn(
+def _one_run(
     port: int, admin: str, etcd_url: str | None, *, subscribers: int, instances: int,
-    services: int, registrars: int, rate: float, server_pids: Sequence[int] = (),
+    services: int, registrars: int, rate: float, run: int,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the churn against a started control plane (and etcd); print and return figures.
-
-    ``server_pids`` (the control plane's, etcd's) are pinned to half of the CPUs and
-    the measuring processes to the other half, so that the clients' work does not
-    preempt the servers they measure (on one CPU, everything shares it).
-    """
+    """One churn run (seawall, then etcd on the same load): print its table, return figures."""
     import httpx
-
-    servers, clients = split_cpus()
-    for pid in server_pids:
-        os.sched_setaffinity(pid, servers)
-    os.sched_setaffinity(0, clients)
 
     base = f"http://127.0.0.1:{port}"
     headers = {"authorization": f"Bearer {admin}"}
     per_service = instances // services + 1
     httpx.put(
-        f"{base}/v1/config", content=churn_mesh(services, per_service), headers=headers,
-        trust_env=False,
+        f"{base}/v1/config", content=churn_mesh(services, per_service, 1000 + run),
+        headers=headers, trust_env=False,
     ).raise_for_status()  # fmt: skip
-    tokens = {
-        f"svc{i}": httpx.post(
-            f"{base}/v1/join-tokens", json={"service": f"svc{i}"}, headers=headers, trust_env=False
+    tokens = {  # minted anew: the previous run revoked them
+        name: httpx.post(
+            f"{base}/v1/join-tokens", json={"service": name}, headers=headers, trust_env=False
         ).json()["token"]
-        for i in range(services)
+        for name in [*(f"svc{i}" for i in range(services)), "watcher"]
     }
     ctx = multiprocessing.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     proc = ctx.Process(
-        target=_subscribers_main, args=(port, tokens["svc0"], subscribers, ready, stop, results)
+        target=_subscribers_main, args=(port, tokens["watcher"], subscribers, ready, stop, results)
     )
     proc.start()
     try:
         if not ready.wait(60):
             raise RuntimeError("subscribers did not start")
-        with contextlib.suppress(ImportError):
-            import uvloop
-
-            uvloop.install()
         figures = asyncio.run(
             _seawall_churn(
                 port, admin, tokens, services, instances, registrars, apply_at=0.5, rate=rate
@@ -555,19 +589,14 @@ def run_churn(
         if proc.is_alive():
             proc.kill()
     peer = asyncio.run(_etcd_churn(etcd_url, instances, registrars, rate)) if etcd_url else None
-    os.sched_setaffinity(0, servers | clients)
-    expiry = expiry_cost(instances)
 
     version, t_apply = max(figures["applied"].items())
     arrivals = sub["seen"].get(version, [])
     push = [t - t_apply for t in arrivals]
     push_max = max(push) if len(push) == sub["subscribers"] else float("inf")
-    reg99 = pct(figures["register_ms"], 0.99)
-    reg99_full = pct(figures["register_at_full_ms"], 0.99)
-    other99 = pct(figures["other_ms"], 0.99)
     print(
-        f"\nregistry churn: {instances} instances in {services} services, {registrars} "
-        f"registrars at {rate:g} operations/s, {sub['subscribers']} subscribers "
+        f"\nregistry churn, run {run}: {instances} instances in {services} services, "
+        f"{registrars} registrars at {rate:g} operations/s, {sub['subscribers']} subscribers "
         "long-polling with deltas"
     )
     print(f"{'(ms)':24} {'p50':>8} {'p99':>8} {'max':>8} {'n':>6}")
@@ -580,60 +609,116 @@ def run_churn(
             )
 
     row("seawall register", figures["register_ms"])
-    row(f"  at >= {int(instances * 0.8)} registered", figures["register_at_full_ms"])
+    row(f"  at {instances} registered", figures["register_at_full_ms"])
     row("seawall renew", figures["renew_ms"])
-    row("seawall deregister", figures["deregister_ms"])
+    row("seawall deregister", figures["deregister_ms"] + figures["steady_deregister_ms"])
     row("other API calls", figures["other_ms"])
     for name, values in sorted(figures["other_by_call_ms"].items()):
         row(f"  {name}", values)
     if peer:
         row("etcd register", peer["register_ms"])
         row("etcd deregister", peer["deregister_ms"])
-        ratio = reg99 / pct(peer["register_ms"], 0.99)
-        print(f"ratio seawall/etcd (register p99): {ratio:.2f}")
-    phases = figures["phases_s"]
-    print(
-        f"phases: register {phases['register']:.1f}s, renew {phases['renew']:.1f}s, "
-        f"deregister {phases['deregister']:.1f}s"
-    )
-    print(
-        f"bulk deregistration: revoking 10 tokens took {revocation['revoke_us_per_instance']:.0f}"
-        f" us per instance ({revocation['revoked']:.0f} instances); in the store alone, "
-        f"{expiry['expire_us_per_instance']:.0f} us per instance when {instances} leases expire "
-        f"at once vs {expiry['register_us_per_instance']:.0f} us per registration"
-    )
     counts = sub["counts"]
     print(
         f"subscribers got {counts['answers']} answers ({counts['deltas']} deltas, "
         f"{counts['full']} whole snapshots, {counts['bytes'] / 1e6:.1f} MB, "
         f"{counts['errors']} errors); config v{version} at all {len(push)} of "
-        f"{sub['subscribers']} in max {push_max:.3f}s"
+        f"{sub['subscribers']} in max {push_max:.3f}s; revoking took "
+        f"{revocation['revoke_us_per_instance']:.0f} us per instance"
+    )
+    return {
+        "subscribers": sub["subscribers"],
+        "register_p50_ms": statistics.median(figures["register_ms"]),
+        "register_p99_ms": pct(figures["register_ms"], 0.99),
+        "register_p99_at_full_ms": pct(figures["register_at_full_ms"], 0.99),
+        "renew_p99_ms": pct(figures["renew_ms"], 0.99),
+        "deregister_p99_ms": pct(figures["deregister_ms"] + figures["steady_deregister_ms"], 0.99),
+        "other_p99_ms": pct(figures["other_ms"], 0.99),
+        "push_max_s": push_max,
+        "revoke_us_per_instance": revocation["revoke_us_per_instance"],
+        "etcd_register_p99_ms": pct(peer["register_ms"], 0.99) if peer else float("nan"),
+    }
+
+
+def run_churn(
+    port: int, admin: str, etcd_url: str | None, *, subscribers: int, instances: int,
+    services: int, registrars: int, rate: float, server_pids: Sequence[int] = (),
+    runs: int = 3,
+) -> dict[str, Any]:  # fmt: skip
+    """Run the churn ``runs`` times against a started control plane (and etcd); print each
+    run and the median of every figure over the runs (the verdicts are on the medians:
+    this machine is shared, and one run's p99 moves with its neighbours); return them.
+
+    ``server_pids`` (the control plane's, etcd's) are pinned to half of the CPUs and
+    the measuring processes to the other half, so that the clients' work does not
+    preempt the servers they measure (on one CPU, everything shares it).
+    """
+    servers, clients = split_cpus()
+    for pid in server_pids:
+        os.sched_setaffinity(pid, servers)
+    os.sched_setaffinity(0, clients)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    try:
+        per_run = [
+            _one_run(
+                port, admin, etcd_url, subscribers=subscribers, instances=instances,
+                services=services, registrars=registrars, rate=rate, run=run,
+            )  # fmt: skip
+            for run in range(1, runs + 1)
+        ]
+    finally:
+        os.sched_setaffinity(0, servers | clients)
+    expiry = expiry_cost(instances)
+    med = {key: statistics.median(r[key] for r in per_run) for key in per_run[0]}
+    push_max = max(r["push_max_s"] for r in per_run)
+    reg99 = max(med["register_p99_ms"], med["register_p99_at_full_ms"])
+    each = ", ".join(f"{r['register_p99_ms']:.2f}" for r in per_run)
+    print(f"\nregistry churn, median of {runs} runs (ms; push: the worst run)")
+    print(
+        f"  register p50 {med['register_p50_ms']:.2f}, p99 {med['register_p99_ms']:.2f} "
+        f"(with {instances} registered: {med['register_p99_at_full_ms']:.2f}); "
+        f"per run: {each}"
+    )
+    print(
+        f"  renew p99 {med['renew_p99_ms']:.2f}, deregister p99 {med['deregister_p99_ms']:.2f}, "
+        f"other API calls p99 {med['other_p99_ms']:.2f}; push max {push_max:.3f} s"
+    )
+    if etcd_url:
+        ratio = med["register_p99_ms"] / med["etcd_register_p99_ms"]
+        print(
+            f"  etcd register p99 {med['etcd_register_p99_ms']:.2f}; "
+            f"ratio seawall/etcd (register p99): {ratio:.2f}"
+        )
+    print(
+        f"  bulk deregistration: revoking a token {med['revoke_us_per_instance']:.0f} us per "
+        f"instance; in the store alone, {expiry['expire_us_per_instance']:.0f} us per instance "
+        f"when {instances} leases expire at once vs {expiry['register_us_per_instance']:.0f} us "
+        "per registration"
     )
     met = {
-        "register_p99": max(reg99, reg99_full) <= REGISTER_P99_MS,
+        "register_p99": reg99 <= REGISTER_P99_MS,
         "bulk_deregistration": (
-            revocation["revoke_us_per_instance"] <= expiry["register_us_per_instance"]
+            med["revoke_us_per_instance"] <= expiry["register_us_per_instance"]
             and expiry["expire_us_per_instance"] <= expiry["register_us_per_instance"]
         ),
         "push": push_max <= PUSH_S,
-        "other_p99": other99 <= OTHER_P99_MS,
+        "other_p99": med["other_p99_ms"] <= OTHER_P99_MS,
     }
     for name, ok in met.items():
         print(f"target {name}: {'PASS' if ok else 'FAIL'}")
     return {
         "instances": instances,
         "rate_per_s": rate,
-        "subscribers": sub["subscribers"],
-        "register_p50_ms": round(statistics.median(figures["register_ms"]), 3),
-        "register_p99_ms": round(reg99, 3),
-        "register_p99_at_full_ms": round(reg99_full, 3),
-        "deregister_p99_ms": round(pct(figures["deregister_ms"], 0.99), 3),
-        "other_p99_ms": round(other99, 3),
+        "runs": runs,
+        "subscribers": min(r["subscribers"] for r in per_run),
+        **{key: round(value, 3) for key, value in med.items() if key != "subscribers"},
+        "register_p99_ms_per_run": [round(r["register_p99_ms"], 3) for r in per_run],
         "push_max_s": round(push_max, 4),
-        "revoke_us_per_instance": round(revocation["revoke_us_per_instance"], 1),
         "expire_us_per_instance": round(expiry["expire_us_per_instance"], 1),
         "store_register_us_per_instance": round(expiry["register_us_per_instance"], 1),
-        "etcd_register_p99_ms": round(pct(peer["register_ms"], 0.99), 3) if peer else None,
         "targets": {
             "register_p99_ms": REGISTER_P99_MS,
             "push_s": PUSH_S,
@@ -652,6 +737,7 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--registrars", type=int, default=8)
     parser.add_argument("--rate", type=float, default=500.0, help="operations per second")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmpname:
         tmp = Path(tmpname)
@@ -663,6 +749,7 @@ def main() -> int:
                 port, admin, etcd[1] if etcd else None, subscribers=args.subscribers,
                 instances=args.instances, services=args.services, registrars=args.registrars,
                 rate=args.rate, server_pids=[control.pid] + ([etcd[0].pid] if etcd else []),
+                runs=args.runs,
             )  # fmt: skip
         finally:
             control.terminate()

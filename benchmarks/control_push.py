@@ -143,23 +143,24 @@ def _b64(text: str) -> str:
 
 
 async def etcd_watcher(
-    url: str, key: str, ready: list[int], done: list[float], deadline: float
-) -> None:
-    async with httpx.AsyncClient(trust_env=False, timeout=None) as c:
-        body = {"create_request": {"key": _b64(key)}}
-        async with c.stream("POST", f"{url}/v3/watch", json=body) as r:
-            async for line in r.aiter_lines():
-                if time.perf_counter() > deadline:
-                    return
-                if not line.strip():
-                    continue
-                msg = json.loads(line).get("result", {})
-                if msg.get("created"):
-                    ready.append(1)
-                    continue
-                if msg.get("events"):
-                    done.append(time.perf_counter())
-                    return
+    c: httpx.AsyncClient, url: str, key: str, ready: list[int], done: list[float],
+    deadline: float,
+) -> None:  # fmt: skip
+    body = {"create_request": {"key": _b64(key)}}
+    # one watch per connection of the shared client's pool
+    async with c.stream("POST", f"{url}/v3/watch", json=body) as r:
+        async for line in r.aiter_lines():
+            if time.perf_counter() > deadline:
+                return
+            if not line.strip():
+                continue
+            msg = json.loads(line).get("result", {})
+            if msg.get("created"):
+                ready.append(1)
+                continue
+            if msg.get("events"):
+                done.append(time.perf_counter())
+                return
 
 
 async def etcd_round(url: str, n: int, round_no: int) -> list[float]:
@@ -167,17 +168,26 @@ async def etcd_round(url: str, n: int, round_no: int) -> list[float]:
     ready: list[int] = []
     done: list[float] = []
     deadline = time.perf_counter() + 20
-    tasks = [asyncio.create_task(etcd_watcher(url, key, ready, done, deadline)) for _ in range(n)]
+    # One client for every watcher, a connection each: an httpx client costs an SSL
+    # context (tens of ms), and 500 of them would block the loop for seconds.
+    shared = httpx.AsyncClient(
+        trust_env=False, timeout=None, limits=httpx.Limits(max_connections=n + 10)
+    )
+    tasks = [
+        asyncio.create_task(etcd_watcher(shared, url, key, ready, done, deadline))
+        for _ in range(n)
+    ]
     limit = time.perf_counter() + 15
     while len(ready) < n:
         if time.perf_counter() > limit:
-            raise RuntimeError("etcd watchers did not all start")
+            raise RuntimeError(f"etcd watchers did not all start: {len(ready)} of {n}")
         await asyncio.sleep(0.05)
     async with httpx.AsyncClient(trust_env=False) as c:
         t0 = time.perf_counter()
         r = await c.post(f"{url}/v3/kv/put", json={"key": _b64(key), "value": _b64(mesh(round_no))})
         r.raise_for_status()
     await asyncio.wait_for(asyncio.gather(*tasks), 25)
+    await shared.aclose()
     if len(done) != n:
         raise RuntimeError(f"only {len(done)} of {n} etcd watchers saw the put")
     return [t - t0 for t in done]
@@ -220,7 +230,7 @@ def start_control(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
         [sys.executable, "-m", "seawall", "control", "--state-dir", str(state),
          "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open("/tmp/control-stderr.log", "w"),
         cwd=ROOT,
         env=env,
     )

@@ -62,8 +62,11 @@ FANOUT_COST = 0.001
 """... and, with many subscribers, at most every ``subscribers * FANOUT_COST`` seconds
 (up to a second): a batch costs every subscriber an answer and a new request, so the
 interval grows with them and the fan-out never takes more than a share of the loop."""
-WAKE_CHUNK = 16
-"""Subscribers woken per turn of the event loop: other calls are served between chunks."""
+WAKE_CHUNK = 8
+WAKE_SPACING = 0.001
+"""Subscribers are woken ``WAKE_CHUNK`` at a time, ``WAKE_SPACING`` seconds apart (500 in
+about 60 ms): a fan-out is spread out, and other calls are served between chunks instead
+of queueing behind hundreds of answers."""
 _INSTANCE_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
@@ -413,12 +416,12 @@ class ControlAPI:
             self._wake(list(waiters))
 
     def _wake(self, waiters: list[asyncio.Future[None]]) -> None:
-        """Wake ``waiters`` a chunk per turn of the loop (I/O is polled between turns)."""
+        """Wake ``waiters`` a chunk at a time, spaced out (calls are served in between)."""
         for waiter in waiters[:WAKE_CHUNK]:
             if not waiter.done():
                 waiter.set_result(None)
         if len(waiters) > WAKE_CHUNK:
-            asyncio.get_running_loop().call_soon(self._wake, waiters[WAKE_CHUNK:])
+            asyncio.get_running_loop().call_later(WAKE_SPACING, self._wake, waiters[WAKE_CHUNK:])
 
     async def follow(self) -> None:
         """Refresh after every change the store reports (runs for the server's life).

@@ -131,6 +131,7 @@ COMMIT;
 
 _SQLITE_FULL = 13  # "database or disk is full"
 _MIN_TICK = 0.01  # the reaper never spins faster than this, whatever the clock says
+_CHECKPOINT_INTERVAL = 1.0  # seconds between two WAL checkpoints (in a worker thread)
 
 
 def _report_to_stderr(error: StoreError) -> None:
@@ -187,6 +188,7 @@ class SqliteStore(Store):
         self._db_generation = 0  # meta 'generation' as last seen
         self._feed = ChangeFeed()  # what changes() yields from
         self._reaper: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         self.registry = Registry()
         self._generations: dict[str, int] = {}
 
@@ -208,6 +210,10 @@ class SqliteStore(Store):
             if str(mode).lower() != "wal":
                 raise StoreError(f"sqlite store {self.path}: cannot use WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints (copying the WAL into the database file, then syncing it) take
+            # milliseconds: they run in a worker thread (see _checkpoint_forever), never
+            # inside a write on the event loop.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             version = int(conn.execute("PRAGMA user_version").fetchall()[0][0])
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -236,6 +242,9 @@ class SqliteStore(Store):
         self._reaper = asyncio.get_running_loop().create_task(
             self._reap_forever(), name=f"seawall-sqlite-reaper:{self.path}"
         )
+        self._checkpointer = asyncio.get_running_loop().create_task(
+            self._checkpoint_forever(), name=f"seawall-sqlite-checkpoint:{self.path}"
+        )
 
     async def close(self) -> None:
         """Stop the reaper and close the file; leases stay (see :meth:`open`)."""
@@ -244,6 +253,10 @@ class SqliteStore(Store):
         if reaper is not None:
             reaper.cancel()
             await asyncio.wait([reaper])  # our own cancellation still propagates
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.cancel()
+            await asyncio.wait([checkpointer])
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -608,6 +621,26 @@ class SqliteStore(Store):
         self._sync_registry()
         self._notify()
         return True
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file (a worker thread, its own connection).
+
+        PASSIVE: it never waits for, nor blocks, the writer; what a write appends
+        meanwhile is copied at the next one.
+        """
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+    async def _checkpoint_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_CHECKPOINT_INTERVAL)
+            try:
+                await asyncio.to_thread(self._checkpoint)
+            except sqlite3.Error as exc:
+                self._on_error(self._error("checkpoint", exc))
 
     async def _reap_forever(self) -> None:
         while True:
