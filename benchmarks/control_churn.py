@@ -239,6 +239,14 @@ class Probe:
             conn.close()
 
 
+def instance_body(n: int, services: int, tag: str = "i") -> tuple[str, str, bytes]:
+    """(service, instance id, registration body) of the n-th instance of a run."""
+    service = f"svc{n % services}"
+    iid = f"{service}.{tag}{n}"
+    body = {"id": iid, "service": service, "address": "127.0.0.1", "port": 30000 + n % 30000}
+    return service, iid, json.dumps({**body, "ttl": 300}).encode()
+
+
 class Pacer:
     """When the k-th operation of a phase is due, at ``rate`` per second from the start."""
 
@@ -289,12 +297,7 @@ async def _seawall_churn(
             t0 = await pacer.next()
             if time.monotonic() > limit:
                 raise RuntimeError("churn: out of time while registering")
-            service = f"svc{n % services}"
-            iid = f"{service}.i{n}"
-            body = json.dumps(
-                {"id": iid, "service": service, "address": "127.0.0.1",
-                 "port": 30000 + n % 30000, "ttl": 300}
-            ).encode()  # fmt: skip
+            service, iid, body = instance_body(n, services)
             size = registered
             status, answer = await conn.request("POST", "/v1/instances", body, tokens[service])
             register_ms.append((size, (time.monotonic() - t0) * 1000))
@@ -346,12 +349,7 @@ async def _seawall_churn(
                 raise RuntimeError(f"deregister {gone}: HTTP {status}: {answer[:200]!r}")
             del leases[gone]
             n = first + k
-            service = f"svc{n % services}"
-            iid = f"{service}.i{n}"
-            body = json.dumps(
-                {"id": iid, "service": service, "address": "127.0.0.1",
-                 "port": 30000 + n % 30000, "ttl": 300}
-            ).encode()  # fmt: skip
+            service, iid, body = instance_body(n, services)
             t0 = await pacer.next()
             status, answer = await conn.request("POST", "/v1/instances", body, tokens[service])
             steady_ms.append((time.monotonic() - t0) * 1000)
@@ -427,11 +425,7 @@ async def _revocations(
     async def registrar(conn: Conn) -> None:
         for n in counter:
             await pacer.next()
-            service = f"svc{n % services}"
-            body = json.dumps(
-                {"id": f"{service}.r{n}", "service": service, "address": "127.0.0.1",
-                 "port": 40000 + n % 20000, "ttl": 300}
-            ).encode()  # fmt: skip
+            service, _, body = instance_body(n, services, "r")
             status, answer = await conn.request("POST", "/v1/instances", body, tokens[service])
             if status != 200:
                 raise RuntimeError(f"register: HTTP {status}: {answer[:200]!r}")

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 import httpx
-from control_churn import run_churn
+from control_churn import read_response, run_churn
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 2.0
@@ -71,17 +71,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    body = await reader.readexactly(length) if length else b""
-    return status, body
 
 
 async def subscriber(

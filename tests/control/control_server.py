@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +60,19 @@ class InProcessControl:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+@contextlib.contextmanager
+def applied(state_dir: Path, mesh: str) -> Iterator[InProcessControl]:
+    """An :class:`InProcessControl` with ``mesh`` applied (version 1), closed after."""
+    server = InProcessControl(state_dir)
+    try:
+        with server.client(**server.admin) as c:
+            answer = c.put("/v1/config", content=mesh)
+            assert answer.status_code == 200, answer.text
+        yield server
+    finally:
+        server.close()
 
 
 class ControlProcess:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from control_server import InProcessControl
+from control_server import InProcessControl, applied
 
 from seawall.proxy.control_link import apply_delta
 
@@ -36,11 +36,8 @@ def mesh(max_instances: int = 1000) -> str:
 
 @pytest.fixture
 def control(tmp_path: Path) -> Iterator[InProcessControl]:
-    server = InProcessControl(tmp_path / "state")
-    with server.client(**server.admin) as c:
-        assert c.put("/v1/config", content=mesh()).status_code == 200
-    yield server
-    server.close()
+    with applied(tmp_path / "state", mesh()) as server:
+        yield server
 
 
 class Subscriber:
@@ -206,3 +203,14 @@ def test_a_subscriber_with_an_unknown_etag_gets_the_whole_snapshot(
         assert "base" not in data
         assert data["config"]["version"] == 1
         assert json.loads(r.content)["endpoints"] == {}
+
+
+def test_a_plain_read_sees_every_change_made_before_it(control: InProcessControl) -> None:
+    """A read without a wait returns what is pending as of the next batch: changes that
+    are still waiting for their batch are not missed (the read waits for it)."""
+    with control.client(**control.join("svc0")) as c:
+        for n in range(30):
+            body = {"id": f"svc0.b{n}", "service": "svc0", "address": "127.0.0.1", "port": 5000 + n}
+            assert c.post("/v1/instances", json=body).status_code == 200
+            seen = c.get("/v1/snapshot").json()["endpoints"]["svc0"]
+            assert len(seen) == n + 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from control_server import InProcessControl
+from control_server import InProcessControl, applied
 
 from seawall.proxy.control_link import (
     ControlClient,
@@ -32,11 +32,8 @@ services:
 
 @pytest.fixture
 def control(tmp_path: Path) -> Iterator[InProcessControl]:
-    server = InProcessControl(tmp_path / "state")
-    with server.client(**server.admin) as c:
-        assert c.put("/v1/config", content=MESH).status_code == 200
-    yield server
-    server.close()
+    with applied(tmp_path / "state", MESH) as server:
+        yield server
 
 
 def _dead_url() -> str:

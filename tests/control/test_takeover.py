@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from control_server import InProcessControl
+from control_server import InProcessControl, applied
 from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: tlsutil
@@ -35,11 +35,8 @@ PAIRS = [("front", "front-api"), ("front-api", "front"), ("pay", "pay-gw"), ("pa
 
 @pytest.fixture
 def control(tmp_path: Path) -> Iterator[InProcessControl]:
-    server = InProcessControl(tmp_path / "state")
-    with server.client(**server.admin) as c:
-        assert c.put("/v1/config", content=MESH).status_code == 200
-    yield server
-    server.close()
+    with applied(tmp_path / "state", MESH) as server:
+        yield server
 
 
 def _register(c: httpx.Client, iid: str, service: str, port: int) -> httpx.Response:

@@ -23,6 +23,7 @@ listing every problem with its path, and nothing is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -354,6 +355,7 @@ class ControlAPI:
         self.generations: dict[str, int] = {}  # join-token generation per revoked service
         self.batch_interval = batch_interval
         self._waiters: set[asyncio.Future[None]] = set()
+        self._readers: list[asyncio.Future[None]] = []  # plain reads waiting for a publish
         self._identities: dict[str, tuple[str, int]] = {}  # join tokens already verified
         self._refreshing = asyncio.Lock()
         self._last_publish = -math.inf
@@ -410,7 +412,12 @@ class ControlAPI:
             self._publish_timer.cancel()
             self._publish_timer = None
         self._last_publish = asyncio.get_running_loop().time()
-        if self.publisher.publish():
+        changed = self.publisher.publish()
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            if not reader.done():
+                reader.set_result(None)
+        if changed:
             self.publishes += 1
             waiters, self._waiters = self._waiters, set()
             self._wake(list(waiters))
@@ -611,7 +618,15 @@ class ControlAPI:
             got = call.query["wait"]
             raise ApiError(400, f"query wait: must be a number of seconds, got {got!r}") from None
         if wait == 0 and self.publisher.pending():
-            self._publish()  # a plain read asks for now, not for the next batch
+            # A plain read gets what is pending as of the next publish (at most one batch
+            # interval away), without forcing one: reads cannot defeat the batching.
+            self.registry_changed()
+            if self.publisher.pending():
+                reader = asyncio.get_running_loop().create_future()
+                self._readers.append(reader)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await reader
         if known == self.snapshot.etag and wait > 0:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.add(waiter)
