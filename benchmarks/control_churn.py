@@ -723,7 +723,7 @@ def run_churn(
 
 
 def main() -> int:
-    from control_push import start_control, start_etcd
+    from control_push import servers
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=500)
@@ -733,24 +733,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="operations per second")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmpname:
-        tmp = Path(tmpname)
-        control, port = start_control(tmp)
-        etcd = start_etcd(tmp)
-        try:
-            admin = (tmp / "state" / "admin-token").read_text().strip()
-            result = run_churn(
-                port, admin, etcd[1] if etcd else None, subscribers=args.subscribers,
-                instances=args.instances, services=args.services, registrars=args.registrars,
-                rate=args.rate, server_pids=[control.pid] + ([etcd[0].pid] if etcd else []),
-                runs=args.runs,
-            )  # fmt: skip
-        finally:
-            control.terminate()
-            control.wait(10)
-            if etcd is not None:
-                etcd[0].kill()
-                etcd[0].wait(10)
+    with servers() as (control, port, admin, etcd):
+        result = run_churn(
+            port, admin, etcd[1] if etcd else None, subscribers=args.subscribers,
+            instances=args.instances, services=args.services, registrars=args.registrars,
+            rate=args.rate, server_pids=[control.pid] + ([etcd[0].pid] if etcd else []),
+            runs=args.runs,
+        )  # fmt: skip
     print(json.dumps({"churn": result}))
     return 0 if result["targets_met"] else 1
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -235,6 +237,26 @@ def start_control(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("seawall control did not start")
 
 
+Etcd = tuple[subprocess.Popen[bytes], str]  # the process and its client URL
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[subprocess.Popen[bytes], int, str, Etcd | None]]:
+    """(control process, its port, its admin token, (etcd process, URL) or None), stopped after."""
+    with tempfile.TemporaryDirectory() as tmpname:
+        tmp = Path(tmpname)
+        control, port = start_control(tmp)
+        etcd = start_etcd(tmp)
+        try:
+            yield control, port, (tmp / "state" / "admin-token").read_text().strip(), etcd
+        finally:
+            control.send_signal(signal.SIGTERM)
+            control.wait(10)
+            if etcd is not None:
+                etcd[0].kill()
+                etcd[0].wait(10)
+
+
 def summary(name: str, times: list[float]) -> dict[str, float]:
     times = sorted(times)
     return {
@@ -254,40 +276,29 @@ def main() -> int:
     n = args.subscribers
     results: dict[str, list[float]] = {"seawall": [], "etcd": []}
     churn: dict[str, object] | None = None
-    with tempfile.TemporaryDirectory() as tmpname:
-        tmp = Path(tmpname)
-        control, port = start_control(tmp)
-        etcd = start_etcd(tmp)
-        try:
-            admin = (tmp / "state" / "admin-token").read_text().strip()
-            httpx.put(
-                f"http://127.0.0.1:{port}/v1/config",
-                content=mesh(0),
-                headers={"authorization": f"Bearer {admin}"},
-                trust_env=False,
-            ).raise_for_status()
-            token = httpx.post(
-                f"http://127.0.0.1:{port}/v1/join-tokens",
-                json={"service": "svc0"},
-                headers={"authorization": f"Bearer {admin}"},
-                trust_env=False,
-            ).json()["token"]
-            for round_no in range(1, args.rounds + 1):  # interleaved: same noise for both
-                results["seawall"] += asyncio.run(seawall_round(port, admin, token, n, round_no))
-                if etcd is not None:
-                    results["etcd"] += asyncio.run(etcd_round(etcd[1], n, round_no))
-            if args.churn_instances:
-                churn = run_churn(
-                    port, admin, etcd[1] if etcd else None, subscribers=n,
-                    instances=args.churn_instances, services=10, registrars=8, rate=500.0,
-                    server_pids=[control.pid] + ([etcd[0].pid] if etcd else []),
-                )  # fmt: skip
-        finally:
-            control.send_signal(signal.SIGTERM)
-            control.wait(10)
+    with servers() as (control, port, admin, etcd):
+        httpx.put(
+            f"http://127.0.0.1:{port}/v1/config",
+            content=mesh(0),
+            headers={"authorization": f"Bearer {admin}"},
+            trust_env=False,
+        ).raise_for_status()
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/v1/join-tokens",
+            json={"service": "svc0"},
+            headers={"authorization": f"Bearer {admin}"},
+            trust_env=False,
+        ).json()["token"]
+        for round_no in range(1, args.rounds + 1):  # interleaved: same noise for both
+            results["seawall"] += asyncio.run(seawall_round(port, admin, token, n, round_no))
             if etcd is not None:
-                etcd[0].kill()
-                etcd[0].wait(10)
+                results["etcd"] += asyncio.run(etcd_round(etcd[1], n, round_no))
+        if args.churn_instances:
+            churn = run_churn(
+                port, admin, etcd[1] if etcd else None, subscribers=n,
+                instances=args.churn_instances, services=10, registrars=8, rate=500.0,
+                server_pids=[control.pid] + ([etcd[0].pid] if etcd else []),
+            )  # fmt: skip
     print(f"push of a new config version to {n} subscribers, {args.rounds} rounds (seconds)")
     print(f"{'':10} {'p50':>8} {'p99':>8} {'max':>8}")
     rows = {k: summary(k, v) for k, v in results.items() if v}
