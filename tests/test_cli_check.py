@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from cliutil import seawall
 from seawall.config import load_mesh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,21 +33,6 @@ BROKEN_ERRORS = [
     (10, "policies.ordrs: no such service (did you mean 'orders'?)"),
     (12, "policies.payments.timeout: must be > 0, got '-1s'"),
 ]
-
-
-def seawall(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "seawall", *args],
-        check=False,
-        capture_output=True,
-        input=stdin,
-        cwd=ROOT,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
-    )
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
-    )
 
 
 def test_a_valid_file_exits_0_with_a_one_line_summary() -> None:

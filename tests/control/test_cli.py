@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from control_server import ROOT, ControlProcess
+from control_server import ControlProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: cliutil
+from cliutil import seawall  # noqa: E402
 
 MESH = """\
 mesh: shop
@@ -22,18 +24,6 @@ services:
     port: 8003
     sidecar: {inbound: 18003, outbound: 15003, admin: 19003}
 """
-
-
-def seawall(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "seawall", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,12 @@ class _FailingStore(SqliteStore):
 
     full = False
 
+    def fill(self) -> None:
+        self.full = True
+
+    def free(self) -> None:
+        self.full = False
+
     @contextlib.contextmanager
     def _transaction(self, what: str, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         if self.full:
@@ -98,15 +104,12 @@ def test_a_full_disk_is_a_503_and_loses_nothing(tmp_path: Path, small_disk: Path
     state = (small_disk or tmp_path) / "state"
     failing = None if small_disk is not None else _FailingStore(state / "seawall.db")
     control = InProcessControl(state, **({"store": failing} if failing else {}))
-    disk = _FullDisk(state)
+    disk: _FullDisk | _FailingStore = failing if failing is not None else _FullDisk(state)
     try:
         with control.client(**control.admin) as c:
             first = c.put("/v1/config", content=MESH.format(timeout="2s"))
             assert first.status_code == 200
-            if failing is not None:
-                failing.full = True
-            else:
-                disk.fill()
+            disk.fill()
             r = c.put("/v1/config", content=MESH.format(timeout="3s"))
             assert r.status_code == 503, r.text
             error = r.json()["error"]
@@ -131,10 +134,7 @@ def test_a_full_disk_is_a_503_and_loses_nothing(tmp_path: Path, small_disk: Path
             assert current["version"] == 1
             assert current["config"]["policies"]["orders"]["timeout"] == 2.0
             # once there is room again, applies work again
-            if failing is not None:
-                failing.full = False
-            else:
-                disk.free()
+            disk.free()
             again = c.put("/v1/config", content=MESH.format(timeout="3s"))
             assert again.status_code == 200, again.text
             assert again.json()["version"] == 2
