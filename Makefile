@@ -3,15 +3,33 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+NATIVE := $(VENV)/.native-built
+CARGO  ?= cargo
+# The Rust core is rebuilt (incrementally: cargo's cache in target/ is reused) when any of these change.
+RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) $(shell find crates -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 
-.PHONY: test demo demo-policy lint typecheck bench-policy bench-proxy bench-control docs clean
+.PHONY: test rust-check native demo demo-policy lint typecheck bench-policy bench-proxy bench-control docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "seawall needs Python 3.11+"'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q 'maturin>=1.8,<2'
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# The extension module seawall._native, built in release (fat LTO) into src/seawall/.
+$(NATIVE): $(STAMP) $(RUST_SOURCES)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --quiet
+	@touch $(NATIVE)
+
+native: $(NATIVE)
+
+# cargo fmt, clippy (warnings are errors) and the Rust unit tests.
+rust-check:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	$(CARGO) test --workspace --exclude seawall-native --quiet
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
@@ -19,26 +37,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src tests/typing
 
-test: $(STAMP) lint typecheck
+test: $(NATIVE) lint typecheck rust-check
 	bash scripts/install_etcd.sh
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)
+demo: $(NATIVE)
 	$(BIN)/python -m examples.mesh_demo
 
-demo-policy: $(STAMP)
+demo-policy: $(NATIVE)
 	$(BIN)/python -m examples.demo
 
-bench-policy: $(STAMP)
+bench-policy: $(NATIVE)
 	$(BIN)/python -m pip install -q -r benchmarks/requirements-policy.txt
 	$(BIN)/python benchmarks/policy_overhead.py
 
-bench-proxy: $(STAMP)
+bench-proxy: $(NATIVE)
 	bash benchmarks/install_proxy_peers.sh
 	$(BIN)/python -m pip install -q -r benchmarks/requirements-proxy.txt
 	$(BIN)/python benchmarks/proxy_throughput.py
 
-bench-control: $(STAMP)
+bench-control: $(NATIVE)
 	bash scripts/install_etcd.sh
 	$(BIN)/python benchmarks/control_push.py
 
@@ -46,4 +64,4 @@ docs: $(STAMP)
 	$(BIN)/python scripts/gen_api_reference.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) target src/seawall/_native*.so .mypy_cache .ruff_cache .pytest_cache .hypothesis

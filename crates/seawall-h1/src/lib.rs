@@ -1,0 +1,2 @@
+//! seawall-h1 (see the workspace Cargo.toml for what each crate is for).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! seawall-policy (see the workspace Cargo.toml for what each crate is for).
+#![forbid(unsafe_code)]

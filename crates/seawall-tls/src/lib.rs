@@ -1,0 +1,2 @@
+//! seawall-tls (see the workspace Cargo.toml for what each crate is for).
+#![forbid(unsafe_code)]
