@@ -1,2 +1,26 @@
-//! seawall-proxy (see the workspace Cargo.toml for what each crate is for).
+//! seawall-proxy: the sidecar's data plane.
+//!
+//! The folders follow the request path: `listener` accepts, `server` reads
+//! requests with the strict codec and writes responses, `forward` is the
+//! pipeline (read it top to bottom), `cluster` and `upstream` hold the
+//! per-destination policies and pooled connections, `tls` the mesh's mTLS.
+//! `spec` is the config as Python hands it over; `runtime` builds what
+//! serves from it; `sidecar` is the handle Python drives.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod authz;
+pub mod body;
+pub mod clock;
+pub mod cluster;
+pub mod forward;
+pub mod listener;
+pub mod metrics;
+pub mod route;
+pub mod runtime;
+pub mod server;
+pub mod sidecar;
+pub mod spec;
+pub mod state;
+pub mod tls;
+pub mod upstream;

@@ -411,7 +411,17 @@ class OutlierConfig(_Section):
 
     enabled: Flag = True
     consecutive_5xx: Count | None = 5
+    """5xx responses in a row that eject; ``None`` turns the rule off."""
     consecutive_gateway_errors: Count | None = 5
+    """502/503/504 responses in a row (and, unless ``consecutive_local_origin_failures``
+    is set, connect failures, resets and timeouts) that eject; ``None`` turns it off."""
+    consecutive_local_origin_failures: Count | None = None
+    """Set it to count failures of local origin apart (Envoy's
+    ``split_external_local_origin_errors``): connect failures, resets and timeouts,
+    where no response came back, eject at this many in a row, and the two rules
+    above count only the endpoint's own responses. ``None`` (default): those
+    failures count as gateway errors. With ``consecutive_5xx`` and
+    ``consecutive_gateway_errors`` set to ``None``, an app's own 503s never eject."""
     interval: PositiveDuration | None = None
     """How often ejections are reviewed; ``None``: when the next request needs it."""
     ejection: PositiveDuration = 30.0

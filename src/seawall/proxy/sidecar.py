@@ -312,6 +312,30 @@ async def _serve(config_path: Path, service: str, reuse_port: bool) -> int:
     return 0
 
 
+def _exec_native(path: Path, service: str, config: MeshConfig, workers: int) -> int:
+    """Replace this process with the lean one that serves on the Rust core.
+
+    The spec built from the config validated here is handed over in an
+    anonymous memory file, so it is validated once; the new process never
+    imports the config model (see :mod:`seawall.proxy.serve`).
+    """
+    import json  # noqa: PLC0415
+
+    from .spec import sidecar_spec  # noqa: PLC0415
+
+    spec = json.dumps(sidecar_spec(config, service), separators=(",", ":")).encode()
+    fd = os.memfd_create("seawall-spec", 0)  # no MFD_CLOEXEC: the new process reads it
+    os.write(fd, spec)
+    os.lseek(fd, 0, os.SEEK_SET)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    argv = [
+        sys.executable, "-m", "seawall.proxy.serve", "--config", os.fspath(path),
+        "--service", service, "--workers", str(workers), "--spec-fd", str(fd),
+    ]
+    os.execv(sys.executable, argv)
+
+
 def _release_startup_memory() -> None:
     """Collect start-up garbage (config parsing, validation) and give freed heap back to the OS.
 
@@ -360,6 +384,8 @@ def run(config_path: str, service: str, workers: int | None = None) -> int:
         sys.stderr.write(f"{path}: {exc}\n")
         return 2
     count = workers or config.sidecar.workers
+    if os.environ.get("SEAWALL_DATA_PLANE", "rust") == "rust":
+        return _exec_native(path, service, config, count)
     install_uvloop()
     if count <= 1:
         return asyncio.run(_serve(path, service, reuse_port=False))

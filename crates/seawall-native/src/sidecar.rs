@@ -1,0 +1,148 @@
+//! `seawall._native.Sidecar`: the Rust data plane as Python drives it.
+//!
+//! Python validates mesh.yaml and hands over the spec (JSON); the core serves
+//! on threads of its own. Every method returns quickly except `drain`, which
+//! releases the GIL while it waits. Python is never called per request.
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use seawall_proxy::sidecar::{CoreError, IdentityPem, Options, Sidecar as Core};
+
+fn to_py(e: CoreError) -> PyErr {
+    match e {
+        CoreError::Spec(_) | CoreError::Identity(_) => PyValueError::new_err(e.to_string()),
+        CoreError::Bind { .. } | CoreError::Runtime(_) => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// A running sidecar core.
+#[pyclass(module = "seawall._native", frozen)]
+pub struct Sidecar {
+    core: Mutex<Option<Core>>,
+}
+
+impl Sidecar {
+    fn with<T>(&self, f: impl FnOnce(&Core) -> Result<T, CoreError>) -> PyResult<T> {
+        let guard = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(core) => f(core).map_err(to_py),
+            None => Err(PyRuntimeError::new_err("the sidecar was drained")),
+        }
+    }
+}
+
+#[pymethods]
+impl Sidecar {
+    /// Open every listener of `spec` (JSON) and start serving on `workers` threads.
+    #[new]
+    #[pyo3(signature = (spec, *, workers = 1, reuse_port = false, cert = None, key = None, bundle = None))]
+    fn new(
+        py: Python<'_>,
+        spec: &str,
+        workers: usize,
+        reuse_port: bool,
+        cert: Option<Vec<u8>>,
+        key: Option<Vec<u8>>,
+        bundle: Option<Vec<u8>>,
+    ) -> PyResult<Self> {
+        let identity = match (&cert, &key, &bundle) {
+            (Some(c), Some(k), Some(b)) => Some((c.as_slice(), k.as_slice(), b.as_slice())),
+            (None, None, None) => None,
+            _ => return Err(PyValueError::new_err("give cert, key and bundle together")),
+        };
+        let core = py
+            .detach(|| {
+                let identity = identity.map(|(cert_chain, key, bundle)| IdentityPem {
+                    cert_chain,
+                    key,
+                    bundle,
+                });
+                Core::start(
+                    spec,
+                    Options {
+                        workers,
+                        reuse_port,
+                        identity,
+                    },
+                )
+            })
+            .map_err(to_py)?;
+        Ok(Sidecar {
+            core: Mutex::new(Some(core)),
+        })
+    }
+
+    /// `{listener name: bound port}`.
+    fn ports(&self) -> PyResult<Vec<(String, u16)>> {
+        self.with(|c| Ok(c.ports().to_vec()))
+    }
+
+    /// Swap in a new spec whole; returns whether its listeners differ (they wait for a restart).
+    fn apply(&self, py: Python<'_>, spec: &str) -> PyResult<bool> {
+        py.detach(|| self.with(|c| c.apply(spec)))
+    }
+
+    /// Replace the endpoint sets in place (JSON: `{destination: [endpoint, ...]}`).
+    fn set_endpoints(&self, endpoints: &str) -> PyResult<()> {
+        self.with(|c| c.set_endpoints(endpoints))
+    }
+
+    /// Rotate the mTLS identity (PEM bytes); open connections carry on.
+    fn set_identity(&self, cert: &[u8], key: &[u8], bundle: &[u8]) -> PyResult<()> {
+        self.with(|c| {
+            c.set_identity(IdentityPem {
+                cert_chain: cert,
+                key,
+                bundle,
+            })
+        })
+    }
+
+    /// The Prometheus text page.
+    fn metrics(&self) -> PyResult<String> {
+        self.with(|c| Ok(c.metrics()))
+    }
+
+    /// The `/clusters` document (JSON).
+    fn clusters(&self) -> PyResult<String> {
+        self.with(|c| Ok(c.clusters()))
+    }
+
+    fn ready(&self) -> PyResult<bool> {
+        self.with(|c| Ok(c.ready()))
+    }
+
+    /// Open downstream connections.
+    fn connections(&self) -> PyResult<usize> {
+        self.with(|c| Ok(c.connections()))
+    }
+
+    /// Stop accepting, let requests in flight finish for up to `grace` seconds, then stop.
+    fn drain(&self, py: Python<'_>, grace: f64) {
+        let core = self.core.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut core) = core {
+            let grace = Duration::from_secs_f64(if grace.is_finite() {
+                grace.max(0.0)
+            } else {
+                0.0
+            });
+            py.detach(move || core.drain(grace));
+        }
+    }
+}
+
+/// Check a spec document without serving it (the error says what is wrong).
+#[pyfunction]
+pub fn check_spec(spec: &str) -> PyResult<()> {
+    seawall_proxy::spec::Spec::from_json(spec)
+        .map(|_| ())
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Sidecar>()?;
+    m.add_function(wrap_pyfunction!(check_spec, m)?)?;
+    Ok(())
+}

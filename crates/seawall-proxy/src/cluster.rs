@@ -1,0 +1,537 @@
+//! A cluster: what the sidecar keeps per destination service.
+//!
+//! Endpoints and their balancer, outlier detection, the circuit breaker, the
+//! retry budget, the pool limits and the pooled upstream connections. The
+//! forwarder asks it small questions (`admit`, `pick`, `start_request`) and
+//! tells it outcomes (`record`, `record_breaker`); every policy is a
+//! sans-I/O state machine from `seawall-policy` behind its own short-held
+//! lock, never held across an await or any I/O.
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use seawall_policy::balancer::{Balancer, EndpointInfo, Policy};
+use seawall_policy::breaker::{
+    BreakerConfig, CircuitBreaker, CircuitOpen, Permit, State, Transition, WindowConfig,
+};
+use seawall_policy::budget::{BudgetConfig, RetryBudget};
+use seawall_policy::outlier::{OutlierConfig, OutlierDetector};
+use seawall_policy::rng::Random;
+
+use crate::clock::Clock;
+use crate::metrics::{Counter, Metrics};
+use crate::runtime::BuildError;
+use crate::spec;
+use crate::upstream::{Pool, PoolLimits, Target};
+
+/// A pool limit was reached; the `x-seawall-overflow` value names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Overflow(pub &'static str);
+
+const LIMITS: [&str; 4] = ["connections", "pending", "in_flight", "retries"];
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stable key of an endpoint: the same address and port, the same key, across updates.
+pub fn endpoint_key(address: &str, port: u16) -> u64 {
+    let mut h = DefaultHasher::new();
+    address.hash(&mut h);
+    port.hash(&mut h);
+    h.finish()
+}
+
+/// One endpoint as the cluster keeps it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub spec: spec::Endpoint,
+    pub target: Target,
+}
+
+/// Releases an in-flight slot when the request is done, whatever its outcome.
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One destination service: endpoints, policies and pooled connections.
+pub struct Cluster {
+    pub name: String,
+    /// Its endpoints are mesh sidecars (mTLS with an identity), not a local app.
+    pub mesh: bool,
+    endpoints: RwLock<Arc<Vec<Endpoint>>>,
+    balancer: Mutex<Balancer>,
+    outlier: Option<Mutex<OutlierDetector<u64>>>,
+    breaker: Option<Mutex<CircuitBreaker>>,
+    budget: Option<Mutex<RetryBudget>>,
+    pub pool: Pool,
+    bulkhead: spec::Bulkhead,
+    clock: Clock,
+    in_flight: AtomicUsize,
+    retries_in_flight: AtomicUsize,
+    ejections_seen: AtomicUsize,
+    m_retries: Arc<Counter>,
+    m_budget_exhausted: Arc<Counter>,
+    m_ejections: Arc<Counter>,
+    m_overflow: [Arc<Counter>; 4],
+    m_breaker_state: [Arc<Counter>; State::ALL.len()],
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn endpoints_of(set: &[spec::Endpoint]) -> Vec<Endpoint> {
+    set.iter()
+        .map(|e| Endpoint {
+            spec: e.clone(),
+            target: Target::new(endpoint_key(&e.address, e.port), &e.address, e.port),
+        })
+        .collect()
+}
+
+fn infos(endpoints: &[Endpoint]) -> Vec<EndpointInfo> {
+    endpoints
+        .iter()
+        .map(|e| {
+            let info = EndpointInfo::new(e.target.key).with_weight(e.spec.weight.max(1));
+            match &e.spec.subset {
+                Some(s) => info.in_subset(s.as_str()),
+                None => info,
+            }
+        })
+        .collect()
+}
+
+impl Cluster {
+    pub fn new(
+        spec: &spec::Destination,
+        metrics: &Arc<Metrics>,
+        clock: Clock,
+        limits: &spec::Limits,
+    ) -> Result<Self, BuildError> {
+        let name = if spec.inbound {
+            format!("inbound:{}", spec.name)
+        } else {
+            spec.name.clone()
+        };
+        let endpoints = endpoints_of(&spec.endpoints);
+        let keys: Vec<u64> = endpoints.iter().map(|e| e.target.key).collect();
+        let policy = match spec.load_balancer {
+            spec::LoadBalancer::RoundRobin => Policy::RoundRobin,
+            spec::LoadBalancer::LeastRequest => Policy::LeastRequest,
+            spec::LoadBalancer::PeakEwma => Policy::PeakEwma,
+        };
+        let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
+        let balancer = Balancer::new(policy, infos(&endpoints), &mut rng)
+            .map_err(|e| BuildError(format!("{name}: endpoints: {e}")))?;
+        let outlier = match &spec.outlier {
+            None => None,
+            Some(o) => {
+                let config = OutlierConfig {
+                    // unset: the rule is off
+                    consecutive_5xx: o.consecutive_5xx.unwrap_or(0),
+                    consecutive_gateway_errors: o.consecutive_gateway_errors.unwrap_or(0),
+                    consecutive_local_origin_failures: o.consecutive_local_origin_failures,
+                    base_ejection: o.ejection,
+                    max_ejection: o.max_ejection,
+                    max_ejected_percent: o.max_ejected,
+                    always_eject_one: true,
+                    interval: o.interval,
+                };
+                let detector = OutlierDetector::new(&config, keys.iter().copied())
+                    .map_err(|e| BuildError(format!("{name}: outlier: {e}")))?;
+                Some(Mutex::new(detector))
+            }
+        };
+        let breaker = match &spec.breaker {
+            None => None,
+            Some(b) => {
+                let window = match b.window_type {
+                    spec::WindowType::Count => WindowConfig::Count {
+                        size: b.window_size as usize,
+                    },
+                    spec::WindowType::Time => WindowConfig::Time {
+                        seconds: b.window_size,
+                        buckets: 10,
+                    },
+                };
+                let config = BreakerConfig {
+                    window,
+                    minimum_calls: b.minimum_calls,
+                    failure_rate_threshold: b.failure_rate,
+                    slow_call_duration: b.slow_call_duration,
+                    slow_call_rate_threshold: b.slow_call_rate,
+                    wait_in_open: b.open_for,
+                    wait_multiplier: b.open_multiplier,
+                    max_wait_in_open: b.max_open_for,
+                    half_open_calls: b.half_open_calls,
+                    max_half_open_time: None,
+                    // /clusters and /metrics show HALF_OPEN when it is due
+                    automatic_transition: true,
+                };
+                let breaker = CircuitBreaker::new(&config)
+                    .map_err(|e| BuildError(format!("{name}: circuit_breaker: {e}")))?;
+                Some(Mutex::new(breaker))
+            }
+        };
+        let budget = match &spec.budget {
+            None => None,
+            Some(b) => {
+                let config = BudgetConfig {
+                    ratio: b.ratio,
+                    min_per_second: b.min_per_second,
+                    ttl: b.ttl,
+                };
+                let budget = RetryBudget::new(&config)
+                    .map_err(|e| BuildError(format!("{name}: retry budget: {e}")))?;
+                Some(Mutex::new(budget))
+            }
+        };
+        let bh = spec.bulkhead.clone();
+        let pool = Pool::new(
+            &spec.name,
+            PoolLimits {
+                max_connections: bh.max_connections,
+                max_pending: bh.max_pending,
+                connect_timeout: Duration::from_secs(1),
+                // pooled connections unused this long close
+                idle_timeout: Duration::from_secs_f64(limits.idle_timeout),
+            },
+        );
+        let m_breaker_state =
+            State::ALL.map(|s| metrics.breaker_state.labels(&[&name, s.as_str()]));
+        if breaker.is_some() {
+            m_breaker_state[State::Closed.index()].set(1);
+        }
+        Ok(Cluster {
+            mesh: spec.mesh,
+            endpoints: RwLock::new(Arc::new(endpoints)),
+            balancer: Mutex::new(balancer),
+            outlier,
+            breaker,
+            budget,
+            pool,
+            bulkhead: bh,
+            clock,
+            in_flight: AtomicUsize::new(0),
+            retries_in_flight: AtomicUsize::new(0),
+            ejections_seen: AtomicUsize::new(0),
+            m_retries: metrics.retries.labels(&[&name]),
+            m_budget_exhausted: metrics.budget_exhausted.labels(&[&name]),
+            m_ejections: metrics.ejections.labels(&[&name]),
+            m_overflow: LIMITS.map(|l| metrics.overflow.labels(&[&name, l])),
+            m_breaker_state,
+            metrics: metrics.clone(),
+            name,
+        })
+    }
+
+    // -- admission --------------------------------------------------------
+
+    /// Count an overflow of `limit`.
+    pub fn overflowed(&self, limit: &'static str) {
+        if let Some(i) = LIMITS.iter().position(|l| *l == limit) {
+            self.m_overflow[i].inc();
+        }
+    }
+
+    /// A request is about to be served upstream.
+    pub fn start_request(&self) -> Result<InFlight<'_>, Overflow> {
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if now >= self.bulkhead.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.overflowed("in_flight");
+            return Err(Overflow("in_flight"));
+        }
+        Ok(InFlight(&self.in_flight))
+    }
+
+    pub fn retries_in_flight(&self) -> usize {
+        self.retries_in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn max_retries(&self) -> usize {
+        self.bulkhead.max_retries
+    }
+
+    /// A retry is waiting its backoff: counted against `max_retries` until dropped.
+    pub fn retry_started(&self) -> InFlight<'_> {
+        self.retries_in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.retries_in_flight)
+    }
+
+    pub fn count_retry(&self) {
+        self.m_retries.inc();
+    }
+
+    // -- breaker ----------------------------------------------------------
+
+    /// Ask the breaker (if any) for a permit; `Err` while it is open.
+    pub fn admit(&self, now: f64) -> Result<Option<Permit>, CircuitOpen> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(None);
+        };
+        let mut b = lock(breaker);
+        let before = b.transition_count();
+        let result = b.admit(now);
+        let after = b.current_state();
+        let moved = b.transition_count() != before;
+        drop(b);
+        if moved {
+            self.breaker_moved(after);
+        }
+        result.map(Some)
+    }
+
+    /// Give back a permit that will not report an outcome (no attempt was made).
+    pub fn release(&self, permit: Option<Permit>) {
+        if let (Some(breaker), Some(permit)) = (&self.breaker, permit) {
+            lock(breaker).release(permit);
+        }
+    }
+
+    /// Report an attempt's outcome to the breaker.
+    pub fn record_breaker(&self, permit: Option<Permit>, now: f64, elapsed: f64, failed: bool) {
+        let (Some(breaker), Some(permit)) = (&self.breaker, permit) else {
+            return;
+        };
+        let mut b = lock(breaker);
+        let t = if failed {
+            b.record_failure(permit, now, elapsed)
+        } else {
+            b.record_success(permit, now, elapsed)
+        };
+        drop(b);
+        if let Some(t) = t {
+            self.transitioned(t);
+        }
+    }
+
+    fn transitioned(&self, t: Transition) {
+        self.metrics
+            .breaker_transitions
+            .labels(&[&self.name, t.from.as_str(), t.to.as_str()])
+            .inc();
+        self.set_state_gauge(t.to);
+    }
+
+    /// Bring the transition counters up to date after a call that may have moved the breaker.
+    fn breaker_moved(&self, state: State) {
+        // admit() may have moved OPEN → HALF_OPEN; the metrics learn it from the counters.
+        if let Some(breaker) = &self.breaker {
+            let b = lock(breaker);
+            for from in State::ALL {
+                for to in State::ALL {
+                    let n = b.transitions_between(from, to);
+                    if n > 0 {
+                        let c = self.metrics.breaker_transitions.labels(&[
+                            &self.name,
+                            from.as_str(),
+                            to.as_str(),
+                        ]);
+                        if c.get() < n {
+                            c.set(n);
+                        }
+                    }
+                }
+            }
+        }
+        self.set_state_gauge(state);
+    }
+
+    fn set_state_gauge(&self, state: State) {
+        for s in State::ALL {
+            self.m_breaker_state[s.index()].set(u64::from(s == state));
+        }
+    }
+
+    // -- budget -----------------------------------------------------------
+
+    /// A request was made: it earns the budget its share of retries.
+    pub fn deposit(&self, now: f64) {
+        if let Some(budget) = &self.budget {
+            lock(budget).deposit(now);
+        }
+    }
+
+    /// May a retry be sent? (Counts the refusal in the metrics.)
+    pub fn withdraw(&self, now: f64) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        let ok = lock(budget).try_withdraw(now);
+        if !ok {
+            self.m_budget_exhausted.inc();
+        }
+        ok
+    }
+
+    // -- balancing and outlier detection ------------------------------------
+
+    /// The endpoint for the next attempt (ejected ones skipped; see the balancer).
+    pub fn pick(
+        &self,
+        now: f64,
+        exclude: &[u64],
+        subset: Option<&str>,
+        rng: &mut dyn Random,
+    ) -> Option<Target> {
+        let key = match &self.outlier {
+            None => lock(&self.balancer).pick(now, exclude, subset, &|_| false, 0, rng),
+            Some(outlier) => {
+                let mut o = lock(outlier);
+                let version = o.version(now);
+                let ejected = |k: u64| o.ejected(&k); // version(now) has returned the due ones
+                let key = lock(&self.balancer).pick(now, exclude, subset, &ejected, version, rng);
+                drop(o);
+                key
+            }
+        }?;
+        let endpoints = self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        endpoints
+            .iter()
+            .find(|e| e.target.key == key)
+            .map(|e| e.target.clone())
+    }
+
+    pub fn on_start(&self, key: u64, now: f64) {
+        lock(&self.balancer).on_start(key, now);
+    }
+
+    pub fn on_finish(&self, key: u64, now: f64, elapsed: f64, ok: bool) {
+        lock(&self.balancer).on_finish(key, now, elapsed, ok);
+    }
+
+    /// Feed one attempt's outcome to outlier detection.
+    /// `status: None` with `gateway: true` is a local-origin failure (no response at all).
+    pub fn record(&self, key: u64, now: f64, status: Option<u16>, gateway: bool) {
+        let Some(outlier) = &self.outlier else {
+            return;
+        };
+        let mut o = lock(outlier);
+        o.on_result(&key, now, status, gateway);
+        let total = o.ejections() as usize;
+        drop(o);
+        let seen = self.ejections_seen.swap(total, Ordering::AcqRel);
+        if total > seen {
+            self.m_ejections.add((total - seen) as u64);
+        }
+    }
+
+    /// Replace the endpoint set in place (an update pushed by the control plane).
+    ///
+    /// The breaker, the retry budget and the pool stay as they are; endpoints
+    /// that remain keep their load-balancing stats and outlier state (an
+    /// ejected one stays ejected); idle connections to endpoints that left are
+    /// closed.
+    pub fn set_endpoints(&self, set: &[spec::Endpoint]) {
+        let endpoints = endpoints_of(set);
+        let keys: Vec<u64> = endpoints.iter().map(|e| e.target.key).collect();
+        if let Some(outlier) = &self.outlier {
+            lock(outlier).update(keys.iter().copied());
+        }
+        let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
+        if let Err(e) = lock(&self.balancer).update(infos(&endpoints), &mut rng) {
+            // A set the balancer refuses (duplicates, a bad weight) keeps the old one in full.
+            eprintln!(
+                "seawall sidecar: {}: endpoint update refused: {e}",
+                self.name
+            );
+            return;
+        }
+        *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(endpoints);
+        self.pool.retain(&|k| keys.contains(&k));
+    }
+
+    // -- observation ------------------------------------------------------
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The state of the cluster, for the admin `/clusters` endpoint.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let now = self.clock.now();
+        let endpoints = self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut outlier_json = serde_json::Value::Null;
+        let mut ejected: Vec<u64> = Vec::new();
+        if let Some(outlier) = &self.outlier {
+            let mut o = lock(outlier);
+            for e in endpoints.iter() {
+                if o.is_ejected(&e.target.key, now) {
+                    ejected.push(e.target.key);
+                }
+            }
+            let name_of = |k: &u64| {
+                endpoints.iter().find(|e| e.target.key == *k).map_or_else(
+                    || k.to_string(),
+                    |e| format!("{}:{}", e.spec.address, e.spec.port),
+                )
+            };
+            let snap = o.snapshot(now);
+            outlier_json = serde_json::json!({
+                "endpoints": snap.endpoints.iter().map(|e| serde_json::json!({
+                    "endpoint": name_of(&e.endpoint),
+                    "ejected": e.ejected,
+                    "ejected_until": e.ejected_until,
+                    "ejection_remaining": e.ejection_remaining,
+                    "times_ejected": e.times_ejected,
+                    "multiplier": e.multiplier,
+                    "consecutive_5xx": e.consecutive_5xx,
+                    "consecutive_gateway_errors": e.consecutive_gateway_errors,
+                    "consecutive_local_origin_failures": e.consecutive_local_origin_failures,
+                })).collect::<Vec<_>>(),
+                "ejected": snap.ejected,
+                "ejections": snap.ejections,
+                "overflows": snap.overflows,
+            });
+        }
+        let breaker = self.breaker.as_ref().map(|b| {
+            let mut b = lock(b);
+            let m = b.metrics(now);
+            serde_json::json!({
+                "state": m.state.as_str(),
+                "failure_rate": m.failure_rate,
+                "slow_call_rate": m.slow_call_rate,
+                "not_permitted_calls": m.not_permitted_calls,
+                "next_probe_at": m.next_probe_at,
+            })
+        });
+        serde_json::json!({
+            "name": self.name,
+            "endpoints": endpoints.iter().map(|e| serde_json::json!({
+                "address": e.spec.address,
+                "port": e.spec.port,
+                "subset": e.spec.subset,
+                "ejected": ejected.contains(&e.target.key),
+                "idle_connections": self.pool.idle_count(e.target.key),
+            })).collect::<Vec<_>>(),
+            "outlier": outlier_json,
+            "breaker": breaker,
+            "open_connections": self.pool.open_connections(),
+            "pending": self.pool.pending(),
+            "in_flight": self.in_flight(),
+            "retries_in_flight": self.retries_in_flight(),
+        })
+    }
+}

@@ -1,0 +1,744 @@
+//! The request path: one request from a client to an upstream and back.
+//!
+//! Read top to bottom, one step per concern (DESIGN.md, "A request through
+//! the mesh"); [`prepare`] is steps 1-5, [`forward`] steps 6-8:
+//!
+//! 1. destination (fixed by the listener, or from the Host / absolute URI);
+//!    inbound, the caller's identity and the service's authorization: a
+//!    denied request is answered 403 without calling the app;
+//! 2. route (path, method, headers), which brings its policy;
+//! 3. correlation: `x-request-id` kept or created, `traceparent` continued
+//!    (two `traceparent` fields restart the trace);
+//! 4. deadline: the incoming `x-seawall-deadline-ms` or the route timeout,
+//!    whichever is sooner; already expired inbound → 504 without calling the app;
+//! 5. fault injection (decided here, the delay is waited in `forward`);
+//! 6. traffic split (subset) and mirror copy (fire and forget);
+//! 7. attempts: breaker → pool limits → balancer → pooled connection →
+//!    exchange, retried on the route's conditions with backoff and the retry
+//!    budget, never past the deadline, never for an `x-seawall-overloaded`
+//!    response, each retry to another endpoint;
+//! 8. the response head goes back to the listener, which streams the body;
+//!    outcomes have fed the breaker, outlier detection and the balancer.
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use hyper::body::Incoming;
+use seawall_h1::RequestHead;
+use seawall_policy::rng::Random;
+
+use crate::body::ProxyBody;
+use crate::cluster::{Cluster, Overflow};
+use crate::route::{chance, decide_fault, shadow_host, FaultDecision, Route};
+use crate::runtime::{Destination, RoutePolicy, Runtime};
+use crate::tls::UpstreamTls;
+use crate::upstream::{Conn, ConnectError};
+
+/// `x-seawall-deadline-ms`: time left for the whole request, relative.
+pub const DEADLINE: HeaderName = HeaderName::from_static("x-seawall-deadline-ms");
+/// On responses the mesh made because of overload: callers must not retry them.
+pub const OVERLOADED: HeaderName = HeaderName::from_static("x-seawall-overloaded");
+const ATTEMPT: HeaderName = HeaderName::from_static("x-seawall-attempt");
+/// The caller's SPIFFE ID, set inbound from its certificate only.
+const PEER: HeaderName = HeaderName::from_static("x-seawall-peer");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The longest deadline a request may carry: 10 days, in milliseconds.
+const MAX_DEADLINE_MS: u64 = 864_000_000;
+
+/// Request fields the mesh owns: never forwarded as received.
+const MESH_HEADERS: [&str; 8] = [
+    "x-seawall-peer", // a client cannot claim an identity
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-seawall-deadline-ms",
+    "x-seawall-attempt",
+    "x-seawall-fault-delay-ms",
+    "x-seawall-fault-abort",
+];
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug, Clone, Default)]
+pub struct Down {
+    pub inbound: bool,
+    /// Set on a per-destination listener: every request goes there.
+    pub destination: Option<Arc<str>>,
+    /// The client's address (appended to X-Forwarded-For).
+    pub peer: Option<IpAddr>,
+    /// Inbound over mTLS: the caller's SPIFFE ID and service.
+    pub peer_id: Option<Arc<str>>,
+    pub peer_service: Option<Arc<str>>,
+}
+
+/// A local answer instead of an upstream response.
+#[derive(Debug)]
+pub struct Local {
+    pub status: u16,
+    pub detail: String,
+    pub extra: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Local {
+    fn new(status: u16, detail: impl Into<String>) -> Self {
+        Local {
+            status,
+            detail: detail.into(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn with(mut self, name: HeaderName, value: &'static str) -> Self {
+        self.extra.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    fn overloaded(self) -> Self {
+        self.with(OVERLOADED, "1")
+    }
+}
+
+/// Steps 1-5 done: what the attempts need.
+pub struct Prepared {
+    pub dest: Arc<Destination>,
+    pub route: Arc<Route<RoutePolicy>>,
+    pub start: f64,
+    pub deadline: f64,
+    /// x-request-id, traceparent, tracestate, x-seawall-peer.
+    pub mesh: Vec<(HeaderName, HeaderValue)>,
+    /// Read the body up to this many bytes before the first attempt (a retry or a mirror needs it).
+    pub buffer: Option<usize>,
+    pub may_retry: bool,
+    pub fault: Option<FaultDecision>,
+}
+
+impl Prepared {
+    pub fn destination(&self) -> &str {
+        &self.dest.name
+    }
+
+    pub fn route_name(&self) -> &str {
+        &self.route.data.name
+    }
+}
+
+/// The request body as the attempts see it.
+pub enum BodySource {
+    /// The whole body (possibly empty): every attempt sends a copy.
+    Whole(Bytes),
+    /// Streamed: one attempt only, which takes it.
+    Stream(Option<ProxyBody>),
+}
+
+impl BodySource {
+    fn replayable(&self) -> bool {
+        matches!(self, BodySource::Whole(_))
+    }
+
+    fn take(&mut self) -> ProxyBody {
+        match self {
+            BodySource::Whole(b) => ProxyBody::full(b.clone()),
+            BodySource::Stream(s) => s.take().unwrap_or(ProxyBody::Empty),
+        }
+    }
+}
+
+/// An upstream response to stream back, with the connection to give back after.
+pub struct Upstream {
+    pub response: http::Response<Incoming>,
+    pub conn: Conn,
+    pub cluster: Arc<Cluster>,
+    /// Longest silence from the upstream while its body streams.
+    pub idle_timeout: Option<f64>,
+}
+
+// ------------------------------------------------------------------ steps 1-5
+
+/// Steps 1-5: destination, authorization, route, correlation, deadline, fault decision.
+pub fn prepare(
+    rt: &Runtime,
+    down: &Down,
+    head: &RequestHead,
+    now: f64,
+    rng: &mut dyn Random,
+) -> Result<Prepared, Local> {
+    // 1. destination; inbound, the caller's identity and authorization
+    let dest = destination(rt, down, head)?;
+    if down.inbound {
+        if let Some(authz) = &rt.authz {
+            let caller = down.peer_service.as_deref();
+            let decision = authz.decide(caller, head.method.as_str(), &head.path);
+            if !decision.allowed {
+                rt.metrics
+                    .denied
+                    .labels(&[caller.unwrap_or("unauthenticated"), &decision.rule])
+                    .inc();
+                let who = caller.map_or("unauthenticated caller".to_owned(), |c| format!("'{c}'"));
+                let mut local = Local::new(
+                    403,
+                    format!("access denied: {who} may not call '{}' here", rt.service),
+                );
+                if let Ok(v) = HeaderValue::from_str(&decision.rule) {
+                    local
+                        .extra
+                        .push((HeaderName::from_static("x-seawall-denied"), v));
+                }
+                return Err(local);
+            }
+        }
+    }
+    // 2. route
+    let route = dest
+        .routes
+        .select(&head.method, &head.path, &head.headers)
+        .clone();
+    let policy = &route.data;
+    // 3. correlation and 4. deadline
+    let mut deadline = now + policy.timeout;
+    for value in head.headers.get_all(&DEADLINE) {
+        if let Some(ms) = parse_deadline_ms(value.as_bytes()) {
+            deadline = deadline.min(now + ms as f64 / 1000.0);
+        }
+    }
+    if down.inbound && deadline <= now {
+        return Err(Local::new(504, "deadline already expired"));
+    }
+    let trace = seawall_trace::continue_trace(&head.headers, rng);
+    let mut mesh = Vec::with_capacity(4);
+    if let Ok(v) = HeaderValue::from_maybe_shared(trace.request_id.clone()) {
+        mesh.push((REQUEST_ID, v));
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&trace.traceparent.encode()) {
+        mesh.push((TRACEPARENT, v));
+    }
+    if let Some(state) = &trace.tracestate {
+        if !state.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(state.as_str()) {
+                mesh.push((TRACESTATE, v));
+            }
+        }
+    }
+    if let Some(id) = &down.peer_id {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            mesh.push((PEER, v));
+        }
+    }
+    // 5. fault injection (decided now, applied first thing in `forward`)
+    let fault = policy
+        .fault
+        .as_ref()
+        .and_then(|f| decide_fault(f, &head.headers, rng));
+    // Whether a copy of the body is kept: retries (idempotent, or with an
+    // Idempotency-Key) and mirrors need one.
+    let retry = &policy.retry;
+    let may_retry = retry.attempts > 1
+        && (retry.methods.contains(&head.method) || head.headers.contains_key(&IDEMPOTENCY_KEY));
+    let has_body = !matches!(head.framing, seawall_h1::Framing::Empty);
+    let wants_copy = may_retry || policy.mirror.is_some();
+    let buffer = (has_body && wants_copy).then_some(rt.retry_buffer);
+    Ok(Prepared {
+        dest,
+        route,
+        start: now,
+        deadline,
+        mesh,
+        buffer,
+        may_retry,
+        fault,
+    })
+}
+
+fn destination(rt: &Runtime, down: &Down, head: &RequestHead) -> Result<Arc<Destination>, Local> {
+    if down.inbound {
+        return Ok(rt.inbound.clone());
+    }
+    let name: std::borrow::Cow<'_, str> = match &down.destination {
+        Some(d) => d.as_ref().into(),
+        None => {
+            let host = head.authority.as_deref().unwrap_or_default();
+            let host = String::from_utf8_lossy(host);
+            let host = strip_port(&host).to_owned();
+            match host.strip_suffix(".svc") {
+                Some(svc) => svc.to_owned().into(),
+                None => host.into(),
+            }
+        }
+    };
+    match rt.destinations.get(name.as_ref()) {
+        Some(d) => Ok(d.clone()),
+        None if name.is_empty() => Err(Local::new(400, "unknown destination ''")),
+        None => Err(Local::new(502, format!("unknown destination '{name}'"))),
+    }
+}
+
+/// The host part of an authority (`orders:8002` → `orders`, `[::1]:80` → `[::1]`).
+fn strip_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') && authority[..i].matches(':').count() == 0 => {
+            &authority[..i]
+        }
+        Some(i) if authority.starts_with('[') && authority[..i].ends_with(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+/// An `x-seawall-deadline-ms` value: ASCII digits (spaces and tabs around
+/// ignored), at most 10 days; anything else is ignored, as if absent.
+pub fn parse_deadline_ms(value: &[u8]) -> Option<u64> {
+    let text = trim_ows(value);
+    if text.is_empty() || text.len() > 9 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let ms: u64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    (ms <= MAX_DEADLINE_MS).then_some(ms)
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+// ------------------------------------------------------------------ steps 6-8
+
+/// What one attempt came to.
+enum Attempt {
+    /// A response to forward.
+    Response(http::Response<Incoming>, Conn),
+    /// A retryable 5xx, not forwarded yet.
+    Status(u16, http::Response<Incoming>, Conn),
+    Connect(String),
+    Reset(String),
+    Timeout,
+    Protocol(String),
+}
+
+/// The request to send upstream, built once; each attempt clones its headers.
+pub struct Outgoing {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub headers: HeaderMap,
+}
+
+/// The end-to-end request fields as forwarded: hop-by-hop and mesh fields
+/// removed, Host set for an absolute-form request, X-Forwarded-For and Via added.
+pub fn outgoing(head: &RequestHead, down: &Down) -> Result<Outgoing, Local> {
+    let uri = http::Uri::from_maybe_shared(head.path.clone())
+        .map_err(|_| Local::new(400, "invalid request target"))?;
+    let mut headers = head.headers.clone();
+    seawall_h1::strip_hop_by_hop(&mut headers);
+    for name in MESH_HEADERS {
+        headers.remove(name);
+    }
+    // The sidecar answered `100 Continue` itself; the upstream gets the body at once.
+    headers.remove(http::header::EXPECT);
+    headers.remove(http::header::CONTENT_LENGTH);
+    if head.absolute {
+        if let Some(authority) = &head.authority {
+            if let Ok(v) = HeaderValue::from_maybe_shared(authority.clone()) {
+                headers.insert(http::header::HOST, v);
+            }
+        }
+    }
+    if let Some(ip) = down.peer {
+        let mut joined = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            joined.extend_from_slice(v.as_bytes());
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(ip.to_string().as_bytes());
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+    }
+    if let Some(protocol) = &head.upgrade {
+        // A protocol switch is forwarded as one: the Upgrade pair goes upstream.
+        if let Ok(v) = HeaderValue::from_maybe_shared(protocol.clone()) {
+            headers.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
+            headers.insert(http::header::UPGRADE, v);
+        }
+    }
+    let via = if head.version == http::Version::HTTP_10 {
+        "1.0 seawall"
+    } else {
+        "1.1 seawall"
+    };
+    headers.append(http::header::VIA, HeaderValue::from_static(via));
+    Ok(Outgoing {
+        method: head.method.clone(),
+        uri,
+        headers,
+    })
+}
+
+/// Steps 6-8: fault delay and abort, split, mirror, then the attempts.
+pub async fn forward(
+    rt: &Runtime,
+    p: &Prepared,
+    out: &Outgoing,
+    mut body: BodySource,
+    length: Option<u64>,
+    tls: Option<&UpstreamTls>,
+    rng: &mut (dyn Random + Send),
+) -> Result<Upstream, Local> {
+    let policy = &p.route.data;
+    let clock = &rt.clock;
+    // 5. fault injection: the delay (never past the deadline), then the abort
+    if let Some(fault) = p.fault {
+        if fault.delay > 0.0 {
+            let wait = fault.delay.min((p.deadline - clock.now()).max(0.0));
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+        if let Some(status) = fault.abort {
+            return Err(Local::new(status, "fault injected")
+                .with(HeaderName::from_static("x-seawall-fault"), "abort"));
+        }
+    }
+    // 6. split and mirror
+    let subset: Option<&str> = policy.split.as_ref().map(|s| s.choose(rng));
+    if let (Some(mirror), BodySource::Whole(payload)) = (&policy.mirror, &body) {
+        if chance(rng, mirror.percent) {
+            if let Some(target) = rt.destinations.get(mirror.to.as_str()) {
+                spawn_mirror(
+                    rt,
+                    target.clone(),
+                    mirror.subset.clone(),
+                    out,
+                    &p.mesh,
+                    payload.clone(),
+                    tls,
+                );
+            }
+        }
+    }
+    // 7. attempts
+    let shared = p.dest.cluster.clone();
+    let cluster: &Cluster = &shared;
+    let retry = &policy.retry;
+    let may_retry = p.may_retry && body.replayable();
+    cluster.deposit(clock.now());
+    let _in_flight = cluster.start_request().map_err(overflow)?;
+    let mut tried: Vec<u64> = Vec::with_capacity(2);
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let now = clock.now();
+        if now >= p.deadline {
+            return Err(Local::new(504, "request timeout"));
+        }
+        // breaker: 503 at once while open, with no upstream attempt
+        let permit = cluster.admit(now).map_err(|_| {
+            Local::new(503, format!("circuit open for {}", cluster.name))
+                .with(HeaderName::from_static("x-seawall-circuit"), "open")
+                .overloaded()
+        })?;
+        let Some(target) = cluster.pick(now, &tried, subset, rng) else {
+            cluster.release(permit);
+            return Err(Local::new(503, format!("no endpoint for {}", cluster.name)));
+        };
+        tried.push(target.key);
+        let mut try_deadline = p.deadline;
+        if let Some(per_try) = policy.per_try_timeout {
+            try_deadline = try_deadline.min(now + per_try);
+        }
+        if let Some(idle) = policy.idle_timeout {
+            try_deadline = try_deadline.min(now + idle); // silence until the head is idle too
+        }
+        let can_retry = may_retry && attempt < retry.attempts;
+        let outcome = attempt_once(
+            rt,
+            cluster,
+            p,
+            out,
+            &mut body,
+            length,
+            attempt,
+            try_deadline,
+            &target,
+            can_retry,
+            tls,
+        )
+        .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(local) => {
+                cluster.release(permit);
+                return Err(local);
+            }
+        };
+        let elapsed = clock.now() - now;
+        let (status, local_origin) = match &outcome {
+            Attempt::Response(r, _) => (Some(r.status().as_u16()), false),
+            Attempt::Status(s, _, _) => (Some(*s), false),
+            Attempt::Connect(_) | Attempt::Reset(_) | Attempt::Timeout => (None, true),
+            Attempt::Protocol(_) => (None, false),
+        };
+        let failed = status.is_none_or(|s| s >= 500);
+        let gateway = local_origin || matches!(status, Some(502..=504));
+        cluster.record(target.key, clock.now(), status, gateway);
+        cluster.record_breaker(permit, clock.now(), elapsed, failed);
+        let (kind_retryable, last) = match outcome {
+            Attempt::Response(response, conn) => {
+                return Ok(Upstream {
+                    response,
+                    conn,
+                    cluster: shared.clone(),
+                    idle_timeout: policy.idle_timeout,
+                });
+            }
+            Attempt::Status(s, response, conn) => {
+                let retryable = retry.statuses.contains(s);
+                (retryable, Last::Status(response, conn))
+            }
+            Attempt::Reset(why) => (
+                retry.on_reset,
+                Last::Failed(502, format!("upstream reset: {why}")),
+            ),
+            Attempt::Timeout => (retry.on_reset, Last::Failed(504, "upstream timeout".into())),
+            Attempt::Connect(why) => (
+                retry.on_connect_failure,
+                Last::Failed(503, format!("upstream connect: {why}")),
+            ),
+            Attempt::Protocol(why) => (
+                false,
+                Last::Failed(502, format!("upstream protocol: {why}")),
+            ),
+        };
+        // Retry, or give up: nothing was forwarded yet.
+        let mut give_up = !(can_retry && kind_retryable);
+        if !give_up && cluster.retries_in_flight() >= cluster.max_retries() {
+            cluster.overflowed("retries");
+            give_up = true;
+        }
+        if !give_up && !cluster.withdraw(clock.now()) {
+            give_up = true;
+        }
+        let mut delay = 0.0;
+        if !give_up {
+            delay = retry.backoff_delay(attempt, rng);
+            give_up = clock.now() + delay >= p.deadline;
+        }
+        if give_up {
+            return match last {
+                // the upstream's own answer, as it is
+                Last::Status(response, conn) => Ok(Upstream {
+                    response,
+                    conn,
+                    cluster: shared.clone(),
+                    idle_timeout: policy.idle_timeout,
+                }),
+                Last::Failed(status, detail) => Err(Local::new(status, detail)),
+            };
+        }
+        drop(last); // a response that will not be forwarded: its connection closes
+        cluster.count_retry();
+        let _retrying = cluster.retry_started();
+        if delay > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+        }
+    }
+}
+
+enum Last {
+    Status(http::Response<Incoming>, Conn),
+    Failed(u16, String),
+}
+
+fn overflow(e: Overflow) -> Local {
+    let mut local = Local::new(503, format!("pool limit reached: {}", e.0));
+    local.extra.push((
+        HeaderName::from_static("x-seawall-overflow"),
+        HeaderValue::from_static(e.0),
+    ));
+    local.overloaded()
+}
+
+/// One attempt: a connection, the exchange, the response head (or why not).
+#[allow(clippy::too_many_arguments)]
+async fn attempt_once(
+    rt: &Runtime,
+    cluster: &Cluster,
+    p: &Prepared,
+    out: &Outgoing,
+    body: &mut BodySource,
+    length: Option<u64>,
+    attempt: u32,
+    try_deadline: f64,
+    target: &crate::upstream::Target,
+    can_retry: bool,
+    tls: Option<&UpstreamTls>,
+) -> Result<Attempt, Local> {
+    let clock = &rt.clock;
+    let until = clock.instant(try_deadline);
+    let wait = Duration::from_secs_f64((try_deadline - clock.now()).max(0.0));
+    let tls = if cluster.mesh { tls } else { None };
+    let mut fresh_tries = 0;
+    loop {
+        let mut conn = match cluster.pool.acquire(target, wait, tls).await {
+            Ok(conn) => conn,
+            Err(ConnectError::Overflow(limit)) => {
+                cluster.overflowed(limit);
+                return Err(overflow(Overflow(limit)));
+            }
+            Err(ConnectError::Failed(why)) => return Ok(Attempt::Connect(why)),
+            Err(ConnectError::Timeout) => return Ok(Attempt::Timeout),
+        };
+        let mut headers = out.headers.clone();
+        for (name, value) in &p.mesh {
+            headers.append(name.clone(), value.clone());
+        }
+        let remaining_ms = ((p.deadline - clock.now()) * 1000.0).max(0.0) as u64;
+        headers.insert(DEADLINE, HeaderValue::from(remaining_ms));
+        if attempt > 1 {
+            headers.insert(ATTEMPT, HeaderValue::from(attempt));
+        }
+        if let Some(n) = length {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        } else if let BodySource::Whole(b) = body {
+            if !b.is_empty() {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            }
+        }
+        let mut request = http::Request::new(body.take());
+        *request.method_mut() = out.method.clone();
+        *request.uri_mut() = out.uri.clone();
+        *request.headers_mut() = headers;
+        let started = clock.now();
+        cluster.on_start(target.key, started);
+        let sent = tokio::time::timeout_at(until, conn.send.send_request(request)).await;
+        let ended = clock.now();
+        return Ok(match sent {
+            Err(_) => {
+                cluster.on_finish(target.key, ended, ended - started, false);
+                Attempt::Timeout
+            }
+            Ok(Err(e)) => {
+                cluster.on_finish(target.key, ended, ended - started, false);
+                // A pooled connection the upstream had closed: the request never
+                // left; try once more on a new connection (not a retry).
+                if conn.reused && e.is_canceled() && fresh_tries == 0 && body.replayable() {
+                    fresh_tries += 1;
+                    continue;
+                }
+                if e.is_parse() || e.is_parse_status() {
+                    Attempt::Protocol(e.to_string())
+                } else {
+                    Attempt::Reset(e.to_string())
+                }
+            }
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                cluster.on_finish(target.key, ended, ended - started, status < 500);
+                if status >= 500 && can_retry && !response.headers().contains_key(&OVERLOADED) {
+                    Attempt::Status(status, response, conn)
+                } else {
+                    Attempt::Response(response, conn)
+                }
+            }
+        });
+    }
+}
+
+/// Send a copy to `dest` with a `-shadow` Host; the result is ignored.
+fn spawn_mirror(
+    rt: &Runtime,
+    dest: Arc<Destination>,
+    subset: Option<String>,
+    out: &Outgoing,
+    mesh: &[(HeaderName, HeaderValue)],
+    payload: Bytes,
+    tls: Option<&UpstreamTls>,
+) {
+    let clock = rt.clock;
+    let mut headers = out.headers.clone();
+    if let Some(host) = headers.get(http::header::HOST) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(shadow_host(host.as_bytes()))) {
+            headers.insert(http::header::HOST, v);
+        }
+    }
+    for (name, value) in mesh {
+        headers.append(name.clone(), value.clone());
+    }
+    if !payload.is_empty() {
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(payload.len()),
+        );
+    }
+    let method = out.method.clone();
+    let uri = out.uri.clone();
+    let tls = if dest.cluster.mesh {
+        tls.cloned()
+    } else {
+        None
+    };
+    let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
+    tokio::spawn(async move {
+        let cluster = &dest.cluster;
+        let Some(target) = cluster.pick(clock.now(), &[], subset.as_deref(), &mut rng) else {
+            return;
+        };
+        let Ok(mut conn) = cluster
+            .pool
+            .acquire(&target, Duration::from_secs(1), tls.as_ref())
+            .await
+        else {
+            return;
+        };
+        let mut request = http::Request::new(ProxyBody::full(payload));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let response = conn.send.send_request(request).await.ok()?;
+            use http_body_util::BodyExt;
+            response.into_body().collect().await.ok()
+        };
+        if tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            cluster.pool.release(conn);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_parse_strictly() {
+        assert_eq!(parse_deadline_ms(b"1500"), Some(1500));
+        assert_eq!(parse_deadline_ms(b" 7\t"), Some(7));
+        assert_eq!(parse_deadline_ms(b"+5"), None);
+        assert_eq!(parse_deadline_ms(b""), None);
+        assert_eq!(parse_deadline_ms(b"1.5"), None);
+        assert_eq!(parse_deadline_ms(b"864000001"), None);
+        assert_eq!(parse_deadline_ms(b"9999999999"), None);
+    }
+
+    #[test]
+    fn ports_are_stripped_from_authorities() {
+        assert_eq!(strip_port("orders:8002"), "orders");
+        assert_eq!(strip_port("orders"), "orders");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("orders.svc:80"), "orders.svc");
+    }
+}

@@ -1,0 +1,450 @@
+//! The sidecar's Prometheus metrics, rendered in the text exposition format.
+//!
+//! One [`Metrics`] per sidecar (no global registry), served on the admin port
+//! at `/metrics`. The names, labels and help texts are the Python sidecar's,
+//! unchanged. The hot path pays a few relaxed atomic increments: every
+//! counter a request can touch is resolved to an `Arc<Counter>` when the
+//! runtime is built, and the maps are only locked to create a child (a rare
+//! event: a new label value) or to render a scrape. Gauges for connections,
+//! pending and in-flight requests are read from the live clusters at scrape
+//! time, not maintained per request.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Seconds. From 0.5 ms (a loopback hop) to 10 s (beyond any sane request timeout).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// For gauges kept in a counter cell (0/1 states): set the value.
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Whether a [`Family`] is a counter (`_total` suffix) or a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// A counter or gauge with labels: `family.labels(&["orders"]).inc()`.
+#[derive(Debug)]
+pub struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    children: Mutex<BTreeMap<Vec<String>, Arc<Counter>>>,
+}
+
+impl Family {
+    const fn new(
+        name: &'static str,
+        kind: Kind,
+        help: &'static str,
+        label_names: &'static [&'static str],
+    ) -> Self {
+        Family {
+            name,
+            kind,
+            help,
+            label_names,
+            children: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The child for these label values (created at zero on first use). Extra
+    /// or missing values are a bug in the caller; they are padded or cut so a
+    /// scrape still renders.
+    pub fn labels(&self, values: &[&str]) -> Arc<Counter> {
+        let mut key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        key.resize(self.label_names.len(), String::new());
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.entry(key).or_default().clone()
+    }
+
+    fn render(&self, out: &mut String) {
+        let sample = match self.kind {
+            Kind::Counter => format!("{}_total", self.name),
+            Kind::Gauge => self.name.to_owned(),
+        };
+        let kind = match self.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        let _ = writeln!(out, "# HELP {sample} {}", self.help);
+        let _ = writeln!(out, "# TYPE {sample} {kind}");
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        for (values, child) in children.iter() {
+            out.push_str(&sample);
+            labels(out, self.label_names, values, None);
+            let _ = writeln!(out, " {}", number(child.get() as f64));
+        }
+    }
+}
+
+/// Request counts by status class and a latency histogram, for one route.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    buckets: [Counter; LATENCY_BUCKETS.len() + 1],
+    count: Counter,
+    total_nanos: Counter,
+}
+
+impl RouteMetrics {
+    /// Count one finished request with its status and latency.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let index = (status / 100) as usize;
+        let class = if (1..=5).contains(&index) {
+            index - 1
+        } else {
+            4
+        };
+        self.by_class[class].inc();
+        // bisect_left: the first bound >= seconds (else the +Inf bucket).
+        let bucket = LATENCY_BUCKETS.partition_point(|b| *b < seconds);
+        self.buckets[bucket].inc();
+        self.count.inc();
+        self.total_nanos.add((seconds.max(0.0) * 1e9) as u64);
+    }
+}
+
+/// `(direction, destination, route)`: what a route's metrics are keyed by.
+pub type RouteKey = (&'static str, String, String);
+
+/// Open upstream connections, pending and in-flight requests of one destination.
+#[derive(Debug, Clone)]
+pub struct ClusterGauges {
+    pub destination: String,
+    pub connections: u64,
+    pub pending: u64,
+    pub in_flight: u64,
+}
+
+/// Every metric a sidecar exports.
+#[derive(Debug)]
+pub struct Metrics {
+    routes: Mutex<Vec<(RouteKey, Arc<RouteMetrics>)>>,
+    pub retries: Family,
+    pub budget_exhausted: Family,
+    pub breaker_state: Family,
+    pub breaker_transitions: Family,
+    pub ejections: Family,
+    pub overflow: Family,
+    pub tls_refused: Family,
+    pub inbound_connections: Family,
+    pub denied: Family,
+    pub upstream_tls_failures: Family,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Metrics {
+            routes: Mutex::new(Vec::new()),
+            retries: Family::new(
+                "seawall_retries",
+                Kind::Counter,
+                "Retries sent upstream.",
+                &["destination"],
+            ),
+            budget_exhausted: Family::new(
+                "seawall_retry_budget_exhausted",
+                Kind::Counter,
+                "Retries not sent because the retry budget was empty.",
+                &["destination"],
+            ),
+            breaker_state: Family::new(
+                "seawall_breaker_state",
+                Kind::Gauge,
+                "1 for the current state of each destination's circuit breaker, else 0.",
+                &["destination", "state"],
+            ),
+            breaker_transitions: Family::new(
+                "seawall_breaker_transitions",
+                Kind::Counter,
+                "Circuit breaker state transitions.",
+                &["destination", "from_state", "to_state"],
+            ),
+            ejections: Family::new(
+                "seawall_outlier_ejections",
+                Kind::Counter,
+                "Endpoints ejected by outlier detection.",
+                &["destination"],
+            ),
+            overflow: Family::new(
+                "seawall_overflow",
+                Kind::Counter,
+                "Requests refused at once because a pool limit was reached.",
+                &["destination", "limit"],
+            ),
+            tls_refused: Family::new(
+                "seawall_inbound_tls_refused",
+                Kind::Counter,
+                "Inbound connections refused before any request: plaintext where mTLS is strict, \
+                 a failed TLS handshake, or a certificate naming no service of the mesh.",
+                &["reason"],
+            ),
+            inbound_connections: Family::new(
+                "seawall_inbound_connections",
+                Kind::Counter,
+                "Inbound connections served by a sidecar with an identity, by transport \
+                 (mtls or plaintext): before a service goes strict, plaintext should stay at zero.",
+                &["transport"],
+            ),
+            denied: Family::new(
+                "seawall_inbound_denied",
+                Kind::Counter,
+                "Inbound requests answered 403 by the service's authorization, by caller \
+                 (unauthenticated when plaintext) and the rule that denied them.",
+                &["caller", "rule"],
+            ),
+            upstream_tls_failures: Family::new(
+                "seawall_upstream_tls_failures",
+                Kind::Counter,
+                "Connections to other sidecars that failed mTLS: the handshake, or a certificate \
+                 that is not the destination's.",
+                &["destination", "reason"],
+            ),
+        }
+    }
+
+    /// The metrics of one route (created on first use, kept across reloads).
+    pub fn route(
+        &self,
+        direction: &'static str,
+        destination: &str,
+        route: &str,
+    ) -> Arc<RouteMetrics> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, found)) = routes
+            .iter()
+            .find(|((d, dest, r), _)| *d == direction && dest == destination && r == route)
+        {
+            return found.clone();
+        }
+        let made = Arc::new(RouteMetrics::default());
+        routes.push((
+            (direction, destination.to_owned(), route.to_owned()),
+            made.clone(),
+        ));
+        made
+    }
+
+    fn families(&self) -> [&Family; 10] {
+        [
+            &self.retries,
+            &self.budget_exhausted,
+            &self.breaker_state,
+            &self.breaker_transitions,
+            &self.ejections,
+            &self.overflow,
+            &self.tls_refused,
+            &self.inbound_connections,
+            &self.denied,
+            &self.upstream_tls_failures,
+        ]
+    }
+
+    /// The whole page, in the Prometheus text format (version 0.0.4).
+    pub fn render(&self, gauges: &[ClusterGauges]) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        self.render_routes(&mut out);
+        render_gauges(&mut out, gauges);
+        for family in self.families() {
+            family.render(&mut out);
+        }
+        out
+    }
+
+    fn render_routes(&self, out: &mut String) {
+        const ROUTE_LABELS: &[&str] = &["direction", "destination", "route"];
+        let routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        out.push_str(
+            "# HELP seawall_requests_total Requests finished by the sidecar, by direction, \
+             destination, route and status class.\n# TYPE seawall_requests_total counter\n",
+        );
+        for ((dir, dest, route), m) in &routes {
+            let values = [(*dir).to_owned(), dest.clone(), route.clone()];
+            for (class, counter) in STATUS_CLASSES.iter().zip(&m.by_class) {
+                out.push_str("seawall_requests_total");
+                labels(out, ROUTE_LABELS, &values, Some(("status_class", class)));
+                let _ = writeln!(out, " {}", number(counter.get() as f64));
+            }
+        }
+        let name = "seawall_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from the request head to the last response byte, retries included."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for ((dir, dest, route), m) in &routes {
+            let values = [(*dir).to_owned(), dest.clone(), route.clone()];
+            let mut running = 0u64;
+            for (i, counter) in m.buckets.iter().enumerate() {
+                running += counter.get();
+                let bound = LATENCY_BUCKETS
+                    .get(i)
+                    .map_or("+Inf".to_owned(), |b| number(*b));
+                let _ = write!(out, "{name}_bucket");
+                labels(out, ROUTE_LABELS, &values, Some(("le", &bound)));
+                let _ = writeln!(out, " {}", number(running as f64));
+            }
+            let _ = write!(out, "{name}_sum");
+            labels(out, ROUTE_LABELS, &values, None);
+            let _ = writeln!(out, " {}", number(m.total_nanos.get() as f64 / 1e9));
+            let _ = write!(out, "{name}_count");
+            labels(out, ROUTE_LABELS, &values, None);
+            let _ = writeln!(out, " {}", number(m.count.get() as f64));
+        }
+    }
+}
+
+fn render_gauges(out: &mut String, rows: &[ClusterGauges]) {
+    type Column = (&'static str, &'static str, fn(&ClusterGauges) -> u64);
+    let columns: [Column; 3] = [
+        (
+            "seawall_upstream_connections",
+            "Open upstream connections (idle and busy).",
+            |r| r.connections,
+        ),
+        (
+            "seawall_pending_requests",
+            "Requests waiting for an upstream connection.",
+            |r| r.pending,
+        ),
+        (
+            "seawall_in_flight_requests",
+            "Requests being served upstream.",
+            |r| r.in_flight,
+        ),
+    ];
+    for (name, help, value) in columns {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for row in rows {
+            out.push_str(name);
+            labels(
+                out,
+                &["destination"],
+                std::slice::from_ref(&row.destination),
+                None,
+            );
+            let _ = writeln!(out, " {}", number(value(row) as f64));
+        }
+    }
+}
+
+fn escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+fn labels(out: &mut String, names: &[&str], values: &[String], extra: Option<(&str, &str)>) {
+    if names.is_empty() && extra.is_none() {
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    let pairs = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (*n, v.as_str()))
+        .chain(extra);
+    for (name, value) in pairs {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(name);
+        out.push_str("=\"");
+        escape(out, value);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// A sample value as Python's `repr(float)` writes it (`1.0`, `0.0005`, `+Inf`).
+fn number(value: f64) -> String {
+    if value.is_infinite() && value > 0.0 {
+        "+Inf".to_owned()
+    } else {
+        format!("{value:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_routes_histograms_and_families() {
+        let m = Metrics::new();
+        let r = m.route("outbound", "orders", "default");
+        r.observe(200, 0.0004);
+        r.observe(503, 0.2);
+        r.observe(99, 20.0); // out of range: counted as 5xx, in +Inf
+        m.retries.labels(&["orders"]).inc();
+        m.denied.labels(&["a\"b", "rules[0]"]).inc();
+        let page = m.render(&[ClusterGauges {
+            destination: "orders".into(),
+            connections: 2,
+            pending: 0,
+            in_flight: 1,
+        }]);
+        assert!(page.contains(
+            "seawall_requests_total{direction=\"outbound\",destination=\"orders\",route=\"default\",status_class=\"5xx\"} 2.0"
+        ), "{page}");
+        assert!(page.contains("le=\"0.0005\"} 1.0"), "{page}");
+        assert!(page.contains("le=\"0.25\"} 2.0"), "{page}");
+        assert!(page.contains("le=\"+Inf\"} 3.0"), "{page}");
+        assert!(page.contains("seawall_retries_total{destination=\"orders\"} 1.0"));
+        assert!(page.contains("caller=\"a\\\"b\""));
+        assert!(page.contains("seawall_upstream_connections{destination=\"orders\"} 2.0"));
+        assert!(page.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_route_is_created_once() {
+        let m = Metrics::new();
+        let a = m.route("inbound", "x", "inbound");
+        let b = m.route("inbound", "x", "inbound");
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}

@@ -1,0 +1,268 @@
+//! From a spec to the objects that serve requests.
+//!
+//! [`Runtime::build`] turns a [`Spec`] into a cluster and a route table per
+//! destination, each route's policy assembled in [`RoutePolicy::new`], top to
+//! bottom, one step per concern. A reload builds a new runtime and swaps it in
+//! whole: a request keeps the runtime it started with, so no request ever sees
+//! half a config. An endpoint update changes the clusters in place instead
+//! ([`Runtime::set_endpoints`]), so breakers, budgets, pools and ejections
+//! carry on.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use seawall_policy::backoff::{Backoff, Jitter};
+use seawall_policy::rng::Random;
+use seawall_policy::split::WeightedSplit;
+
+use crate::authz::Authorizer;
+use crate::clock::Clock;
+use crate::cluster::Cluster;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::route::{Route, RouteTable};
+use crate::spec::{self, Spec};
+
+/// A spec that is well-formed but cannot be served.
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// When and how a route retries.
+#[derive(Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    /// Retried status codes, as a bitset over 0..640.
+    pub statuses: StatusSet,
+    /// The connection failed after it was made, before a response head (or the per-try timeout).
+    pub on_reset: bool,
+    /// No connection could be made.
+    pub on_connect_failure: bool,
+    pub backoff: Backoff,
+    /// Methods that may be sent more than once.
+    pub methods: Vec<http::Method>,
+}
+
+impl RetryPolicy {
+    fn new(r: &spec::Retry) -> Result<Self, BuildError> {
+        let jitter = match r.backoff.jitter {
+            spec::Jitter::None => Jitter::None,
+            spec::Jitter::Full => Jitter::Full,
+            spec::Jitter::Equal => Jitter::Equal,
+            spec::Jitter::Decorrelated => Jitter::Decorrelated,
+        };
+        let backoff = Backoff::new(jitter, r.backoff.base, r.backoff.max)
+            .map_err(|e| BuildError(format!("retry backoff: {e}")))?;
+        let methods = r
+            .methods
+            .iter()
+            .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+            .collect();
+        Ok(RetryPolicy {
+            attempts: r.attempts.max(1),
+            statuses: StatusSet::of(&r.statuses),
+            on_reset: r.on_reset,
+            on_connect_failure: r.on_connect_failure,
+            backoff,
+            methods,
+        })
+    }
+
+    /// The wait before the retry that follows attempt `attempt` (1-based).
+    pub fn backoff_delay(&self, attempt: u32, rng: &mut dyn Random) -> f64 {
+        let n = std::num::NonZeroU32::new(attempt).unwrap_or(std::num::NonZeroU32::MIN);
+        self.backoff.delay(n, 0.0, rng)
+    }
+}
+
+/// A set of HTTP status codes (100..=639), one bit each.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSet([u64; 10]);
+
+impl StatusSet {
+    pub fn of(statuses: &[u16]) -> Self {
+        let mut set = StatusSet::default();
+        for s in statuses {
+            let s = *s as usize;
+            if s < 640 {
+                set.0[s / 64] |= 1 << (s % 64);
+            }
+        }
+        set
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        let s = status as usize;
+        s < 640 && self.0[s / 64] & (1 << (s % 64)) != 0
+    }
+}
+
+/// Everything the forwarder needs to know about one route.
+#[derive(Debug)]
+pub struct RoutePolicy {
+    pub name: String,
+    /// The whole request, retries included.
+    pub timeout: f64,
+    pub per_try_timeout: Option<f64>,
+    /// Longest silence from the upstream on a request in flight.
+    pub idle_timeout: Option<f64>,
+    pub retry: RetryPolicy,
+    pub split: Option<WeightedSplit>,
+    pub mirror: Option<spec::Mirror>,
+    pub fault: Option<spec::Fault>,
+    /// Where this route's finished requests are counted.
+    pub metrics: Arc<RouteMetrics>,
+}
+
+impl RoutePolicy {
+    /// One route's behaviour, read top to bottom (the forwarder applies it in this order).
+    fn new(
+        dest: &spec::Destination,
+        route: Option<&spec::Route>,
+        metrics: Arc<RouteMetrics>,
+    ) -> Result<Self, BuildError> {
+        let name = route.map_or(if dest.inbound { "inbound" } else { "default" }, |r| {
+            &r.name
+        });
+        let split = match route.and_then(|r| r.split.as_ref()) {
+            None => None,
+            Some(weights) => Some(
+                WeightedSplit::new(weights.iter().map(|(n, w)| (n.clone(), *w)))
+                    .map_err(|e| BuildError(format!("route {name}: split: {e}")))?,
+            ),
+        };
+        Ok(RoutePolicy {
+            name: name.to_owned(),
+            // 1. the request timeout covers every attempt (the route's, else the destination's)
+            timeout: route.map_or(dest.timeout, |r| r.timeout),
+            // 2. each attempt may have its own, shorter timeout
+            per_try_timeout: dest.per_try_timeout,
+            // ... and the upstream may stay silent at most this long (head or body)
+            idle_timeout: dest.idle_timeout,
+            // 3. retries: conditions, backoff, methods (the budget is per destination)
+            retry: RetryPolicy::new(route.map_or(&dest.retry, |r| &r.retry))?,
+            // 4. traffic decisions: split, mirror, faults
+            split,
+            mirror: route.and_then(|r| r.mirror.clone()),
+            fault: route.and_then(|r| r.fault.clone()),
+            metrics,
+        })
+    }
+}
+
+/// One service this sidecar sends requests to (or, inbound, its own app).
+#[derive(Debug)]
+pub struct Destination {
+    pub name: String,
+    pub cluster: Arc<Cluster>,
+    pub routes: RouteTable<RoutePolicy>,
+}
+
+impl Destination {
+    fn build(
+        spec: &spec::Destination,
+        metrics: &Arc<Metrics>,
+        clock: Clock,
+        limits: &spec::Limits,
+    ) -> Result<Self, BuildError> {
+        let direction = if spec.inbound { "inbound" } else { "outbound" };
+        let cluster = Arc::new(Cluster::new(spec, metrics, clock, limits)?);
+        let mut routes = Vec::with_capacity(spec.routes.len());
+        for r in &spec.routes {
+            let m = metrics.route(direction, &spec.name, &r.name);
+            let policy = RoutePolicy::new(spec, Some(r), m)?;
+            routes.push(Route::new(&r.name, &r.matcher, policy).map_err(|e| BuildError(e.0))?);
+        }
+        let default_name = if spec.inbound { "inbound" } else { "default" };
+        let m = metrics.route(direction, &spec.name, default_name);
+        let default = Route::any(RoutePolicy::new(spec, None, m)?);
+        Ok(Destination {
+            name: spec.name.clone(),
+            cluster,
+            routes: RouteTable::new(routes, default),
+        })
+    }
+}
+
+/// The effective config of one sidecar, ready to serve.
+#[derive(Debug)]
+pub struct Runtime {
+    pub spec: Spec,
+    pub service: String,
+    pub destinations: HashMap<String, Arc<Destination>>,
+    pub inbound: Arc<Destination>,
+    /// `None`: every inbound request is allowed (nothing to ask).
+    pub authz: Option<Authorizer>,
+    pub limits: seawall_h1::Limits,
+    pub retry_buffer: usize,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+}
+
+impl Runtime {
+    /// Build every destination of `spec`.
+    pub fn build(spec: Spec, metrics: Arc<Metrics>, clock: Clock) -> Result<Runtime, BuildError> {
+        let mut destinations = HashMap::with_capacity(spec.destinations.len());
+        for d in &spec.destinations {
+            let built = Destination::build(d, &metrics, clock, &spec.limits)?;
+            destinations.insert(d.name.clone(), Arc::new(built));
+        }
+        let inbound = Arc::new(Destination::build(
+            &spec.inbound,
+            &metrics,
+            clock,
+            &spec.limits,
+        )?);
+        let lim = &spec.limits;
+        let limits = seawall_h1::Limits {
+            max_request_line: lim.max_request_line,
+            max_headers: lim.max_header_count,
+            max_header_bytes: lim.max_header_bytes,
+            max_body: lim.max_body_bytes,
+            ..seawall_h1::Limits::DEFAULT
+        };
+        Ok(Runtime {
+            service: spec.service.clone(),
+            authz: spec.authorization.as_ref().map(Authorizer::new),
+            retry_buffer: lim.retry_buffer_bytes,
+            limits,
+            destinations,
+            inbound,
+            metrics,
+            clock,
+            spec,
+        })
+    }
+
+    /// Replace the endpoint sets in place (a control-plane push with the same config):
+    /// a destination missing from `endpoints` has none.
+    pub fn set_endpoints(&self, endpoints: &HashMap<String, Vec<spec::Endpoint>>) {
+        for (name, dest) in &self.destinations {
+            let set = endpoints.get(name).map(Vec::as_slice).unwrap_or(&[]);
+            dest.cluster.set_endpoints(set);
+        }
+    }
+
+    /// The clusters, outbound then inbound.
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        let mut names: Vec<&String> = self.destinations.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| self.destinations.get(n))
+            .map(|d| &d.cluster)
+            .chain(std::iter::once(&self.inbound.cluster))
+    }
+
+    /// Close pooled connections (called when a newer runtime replaced this one).
+    pub fn close(&self) {
+        for c in self.clusters() {
+            c.pool.close_idle();
+        }
+    }
+}

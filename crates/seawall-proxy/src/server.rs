@@ -1,0 +1,645 @@
+//! Downstream connections: requests in, one at a time, responses streamed back.
+//!
+//! A connection task reads a request head with the strict codec
+//! (`seawall-h1`), hands it to the pipeline (`forward`), and streams the
+//! answer back. Pipelined requests wait in the read buffer and are answered
+//! in order. It enforces the slowloris timeouts (header, body, idle), answers
+//! protocol errors with their status and closes, and keeps every direction
+//! under backpressure: a request body moves through a two-slot channel as the
+//! upstream reads it, a response body is read from the upstream only as fast
+//! as the client takes it.
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::HeaderValue;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use seawall_h1::{BodyDecoder, BodyEvent, Framing, HeadParser, RequestHead, ResponseFraming, VIA};
+use seawall_policy::rng::{Random, SplitMix64};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use crate::body::{BodyError, BodySender, ProxyBody};
+use crate::forward::{self, BodySource, Down, Local, Prepared, Upstream};
+use crate::runtime::Runtime;
+use crate::state::State;
+
+/// Bytes read from a socket at once.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Bytes kept unparsed while a request is served; then the client is not read.
+const MAX_PIPELINED: usize = 1 << 20;
+
+/// Where the client side of an exchange is: one of the constants below, or
+/// the status (>= 400) of a body that could not be read whole.
+struct PhaseCell(std::sync::atomic::AtomicU16);
+
+impl PhaseCell {
+    fn new(v: u16) -> Self {
+        PhaseCell(std::sync::atomic::AtomicU16::new(v))
+    }
+    fn get(&self) -> u16 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn set(&self, v: u16) {
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Its body is being streamed upstream.
+const PUMPING: u16 = 0;
+/// The body is complete (or there was none): watching for the client leaving.
+const WATCHING: u16 = 1;
+/// The client closed its connection.
+const GONE: u16 = 2;
+/// The upstream stopped reading the body (it answered early).
+const STOPPED: u16 = 3;
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum Stop {
+    /// The client closed, or an I/O error: nothing more to say.
+    Gone,
+    /// A timeout (header, body, idle).
+    Timeout,
+}
+
+struct Conn<S> {
+    parser: HeadParser,
+    rd: ReadHalf<S>,
+    wr: WriteHalf<S>,
+    buf: BytesMut,
+    out: BytesMut,
+}
+
+/// Serve one downstream connection until it closes.
+pub async fn serve<S>(stream: S, state: Arc<State>, down: Down)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut c = Conn {
+        parser: HeadParser::new(state.runtime().limits),
+        rd,
+        wr,
+        buf: BytesMut::with_capacity(READ_SIZE),
+        out: BytesMut::with_capacity(READ_SIZE),
+    };
+    let mut rng = SplitMix64::from_entropy();
+    let _open = state.connection_opened();
+    loop {
+        let rt = state.runtime();
+        let head = match read_head(&mut c, &rt, &state).await {
+            Ok(Some(head)) => head,
+            Ok(None) | Err(Stop::Gone) | Err(Stop::Timeout) => return,
+        };
+        let keep = serve_one(&mut c, &rt, &state, &down, head, &mut rng).await;
+        if !keep || state.draining() {
+            let _ = c.wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Wait for the next request head: `None` when the client closed between requests.
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    rt: &Runtime,
+    state: &State,
+) -> Result<Option<RequestHead>, Stop> {
+    let lim = &rt.spec.limits;
+    let idle = Duration::from_secs_f64(lim.idle_timeout);
+    let header = Duration::from_secs_f64(lim.header_timeout);
+    let mut head_by: Option<tokio::time::Instant> = None;
+    loop {
+        if !c.buf.is_empty() {
+            match c.parser.decode(&mut c.buf) {
+                Ok(Some(head)) => return Ok(Some(head)),
+                Ok(None) => {}
+                Err(e) => {
+                    c.out.clear();
+                    seawall_h1::error_response(&e, &mut c.out);
+                    let _ = c.wr.write_all(&c.out).await;
+                    let _ = c.wr.shutdown().await;
+                    return Err(Stop::Gone);
+                }
+            }
+            head_by.get_or_insert_with(|| tokio::time::Instant::now() + header);
+        }
+        // Between requests the idle timeout applies; once a head has begun, the header timeout.
+        let until = match head_by {
+            Some(t) => t,
+            None if state.draining() => return Ok(None),
+            None => tokio::time::Instant::now() + idle,
+        };
+        c.buf.reserve(READ_SIZE);
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(until, c.rd.read_buf(&mut c.buf)) => r,
+            () = state.drained(), if head_by.is_none() => return Ok(None),
+        };
+        match read {
+            Err(_) if head_by.is_some() => {
+                c.out.clear();
+                let e = seawall_h1::Error::new(408, "request head timeout");
+                seawall_h1::error_response(&e, &mut c.out);
+                let _ = c.wr.write_all(&c.out).await;
+                return Err(Stop::Timeout);
+            }
+            Err(_) => return Err(Stop::Timeout),
+            Ok(Ok(0)) if c.buf.is_empty() => return Ok(None),
+            Ok(Ok(0)) => {
+                // Closed (or half-closed) in the middle of a head: say why, then close.
+                if let Err(e) = c.parser.eof(&c.buf) {
+                    c.out.clear();
+                    seawall_h1::error_response(&e, &mut c.out);
+                    let _ = c.wr.write_all(&c.out).await;
+                }
+                return Err(Stop::Gone);
+            }
+            Ok(Ok(_)) => {
+                head_by.get_or_insert_with(|| tokio::time::Instant::now() + header);
+            }
+            Ok(Err(_)) => return Err(Stop::Gone),
+        }
+    }
+}
+
+/// Read the next piece of a request body from the connection (None at its end).
+/// The error carries the status to answer: 400 malformed, 408 stalled, 413 too large.
+async fn next_body_chunk<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    decoder: &mut BodyDecoder,
+    timeout: Duration,
+) -> Result<Option<Bytes>, seawall_h1::Error> {
+    loop {
+        match decoder.decode(&mut c.buf)? {
+            Some(BodyEvent::Data(data)) => return Ok(Some(data)),
+            Some(BodyEvent::End(_trailers)) => return Ok(None),
+            None => {}
+        }
+        c.buf.reserve(READ_SIZE);
+        match tokio::time::timeout(timeout, c.rd.read_buf(&mut c.buf)).await {
+            Err(_) => return Err(seawall_h1::Error::new(408, "request body timeout")),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Err(seawall_h1::Error::new(
+                    400,
+                    "connection closed in the request body",
+                ))
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Serve one request; returns whether the connection may carry another.
+async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    c: &mut Conn<S>,
+    rt: &Runtime,
+    state: &State,
+    down: &Down,
+    head: RequestHead,
+    rng: &mut (dyn Random + Send),
+) -> bool {
+    let start = rt.clock.now();
+    let mut keep_alive = head.keep_alive;
+    let mut decoder = BodyDecoder::new(head.framing, &rt.limits);
+    let has_body = !matches!(head.framing, Framing::Empty);
+    let body_timeout = Duration::from_secs_f64(rt.spec.limits.body_timeout);
+    let (status, dest, route) = 'serve: {
+        // steps 1-5
+        let prepared = match forward::prepare(rt, down, &head, start, rng) {
+            Ok(p) => p,
+            Err(local) => {
+                let ka = keep_alive && !has_body;
+                keep_alive = write_local(c, &head, &local, ka).await && ka;
+                break 'serve (local.status, "-".to_owned(), "-".to_owned());
+            }
+        };
+        let dest = prepared.destination().to_owned();
+        let route = prepared.route_name().to_owned();
+        let out = match forward::outgoing(&head, down) {
+            Ok(o) => o,
+            Err(local) => {
+                write_local(c, &head, &local, false).await;
+                keep_alive = false;
+                break 'serve (local.status, dest, route);
+            }
+        };
+        let continue_ = has_body && head.expect_continue;
+        if continue_
+            && c.wr
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return false;
+        }
+        let length = match head.framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        // The body: buffered whole (so a retry or a mirror can send it again) when
+        // small enough, else streamed with backpressure.
+        let mut complete = !has_body;
+        let mut pending: Option<BodySender> = None;
+        let source = if !has_body {
+            BodySource::Whole(Bytes::new())
+        } else if let Some(limit) = prepared.buffer {
+            let mut whole = BytesMut::new();
+            let mut overflowed = false;
+            loop {
+                match next_body_chunk(c, &mut decoder, body_timeout).await {
+                    Ok(Some(data)) => {
+                        whole.extend_from_slice(&data);
+                        if whole.len() > limit {
+                            overflowed = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let local = Local {
+                            status: e.status,
+                            detail: e.reason.into_owned(),
+                            extra: Vec::new(),
+                        };
+                        write_local(c, &head, &local, false).await;
+                        keep_alive = false;
+                        break 'serve (e.status, dest, route);
+                    }
+                }
+            }
+            if overflowed {
+                let (tx, body) = ProxyBody::channel(Some(whole.freeze()), length);
+                pending = Some(tx);
+                BodySource::Stream(Some(body))
+            } else {
+                complete = true;
+                BodySource::Whole(whole.freeze())
+            }
+        } else {
+            let (tx, body) = ProxyBody::channel(None, length);
+            pending = Some(tx);
+            BodySource::Stream(Some(body))
+        };
+        let send_length = if matches!(source, BodySource::Whole(_)) {
+            None
+        } else {
+            length
+        };
+        // steps 6-8, with the body pumped from the client as the upstream reads it
+        let tls = state.upstream_tls();
+        let exchange =
+            forward::forward(rt, &prepared, &out, source, send_length, tls.as_ref(), rng);
+        tokio::pin!(exchange);
+        // The client side while the exchange runs: pump the body, then watch for
+        // the client going away (its request is then abandoned, and the upstream
+        // connection closed, not orphaned).
+        let phase = PhaseCell::new(if pending.is_none() { WATCHING } else { PUMPING });
+        let result = {
+            let conn = &mut *c;
+            let phase = &phase;
+            let client = async move {
+                if let Some(tx) = pending.take() {
+                    loop {
+                        let Ok(permit) = tx.reserve().await else {
+                            // the upstream stopped reading (an early answer): stop too
+                            phase.set(STOPPED);
+                            std::future::pending::<()>().await;
+                            return;
+                        };
+                        match next_body_chunk(conn, &mut decoder, body_timeout).await {
+                            Ok(Some(data)) => permit.send(Ok(data)),
+                            Ok(None) => break,
+                            Err(e) => {
+                                permit.send(Err(BodyError::Downstream(
+                                    "the client's body was refused",
+                                )));
+                                phase.set(e.status);
+                                return;
+                            }
+                        }
+                    }
+                    phase.set(WATCHING);
+                }
+                // Pipelined bytes are kept for the next request (up to a bound).
+                while conn.buf.len() < MAX_PIPELINED {
+                    conn.buf.reserve(READ_SIZE);
+                    match conn.rd.read_buf(&mut conn.buf).await {
+                        Ok(0) | Err(_) => {
+                            phase.set(GONE);
+                            return;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::pin!(client);
+            let mut client_done = false;
+            loop {
+                tokio::select! {
+                    r = &mut exchange => break Some(r),
+                    () = &mut client, if !client_done => {
+                        client_done = true;
+                        if phase.get() == GONE || phase.get() >= 400 {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        let Some(result) = result else {
+            keep_alive = false;
+            let status = phase.get();
+            if status >= 400 {
+                // A body that could not be read: the upstream request is abandoned
+                // (never completed) and the client told why.
+                let local = Local {
+                    status,
+                    detail: "invalid request body".into(),
+                    extra: Vec::new(),
+                };
+                write_local(c, &head, &local, false).await;
+                break 'serve (status, dest, route);
+            }
+            // The client went away: nothing to answer; 499 as nginx counts it.
+            break 'serve (499, dest, route);
+        };
+        let complete = complete || phase.get() == WATCHING;
+        let pump_failed = phase.get() != WATCHING;
+        match result {
+            Err(local) => {
+                let ka = keep_alive && complete && !pump_failed;
+                keep_alive = write_local(c, &head, &local, ka).await && ka;
+                (local.status, dest, route)
+            }
+            Ok(upstream) => {
+                let (status, ok) =
+                    respond(c, &head, &prepared, upstream, keep_alive && complete).await;
+                keep_alive = ok && complete;
+                (status, dest, route)
+            }
+        }
+    };
+    let elapsed = rt.clock.now() - start;
+    let direction = if down.inbound { "inbound" } else { "outbound" };
+    if let Some(m) = metrics_for(rt, down, &dest, &route) {
+        m.observe(status, elapsed);
+    } else if status != 0 {
+        rt.metrics
+            .route(direction, &dest, &route)
+            .observe(status, elapsed);
+    }
+    if rt.spec.access_log {
+        access_log(&head, status, elapsed, &dest, &route);
+    }
+    keep_alive
+}
+
+fn metrics_for(
+    rt: &Runtime,
+    down: &Down,
+    dest: &str,
+    route: &str,
+) -> Option<Arc<crate::metrics::RouteMetrics>> {
+    let d = if down.inbound {
+        Some(&rt.inbound)
+    } else {
+        rt.destinations.get(dest)
+    }?;
+    d.routes
+        .routes()
+        .find(|r| r.data.name == route)
+        .map(|r| r.data.metrics.clone())
+}
+
+/// Write a local answer; returns whether the write succeeded.
+async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    head: &RequestHead,
+    local: &Local,
+    keep_alive: bool,
+) -> bool {
+    let mut body = local.detail.clone().into_bytes();
+    body.push(b'\n');
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    for (n, v) in &local.extra {
+        headers.append(n.clone(), v.clone());
+    }
+    c.out.clear();
+    if seawall_h1::encode_response_head(
+        local.status,
+        None,
+        &headers,
+        ResponseFraming::Length(body.len() as u64),
+        keep_alive,
+        Some(VIA),
+        &mut c.out,
+    )
+    .is_err()
+    {
+        return false;
+    }
+    if head.method != http::Method::HEAD {
+        c.out.extend_from_slice(&body);
+    }
+    c.wr.write_all(&c.out).await.is_ok()
+}
+
+/// Stream the upstream response to the client: (status, whether the connection may be reused).
+async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    c: &mut Conn<S>,
+    head: &RequestHead,
+    p: &Prepared,
+    upstream: Upstream,
+    keep_alive: bool,
+) -> (u16, bool) {
+    let Upstream {
+        response,
+        conn,
+        cluster,
+        idle_timeout,
+    } = upstream;
+    let status = response.status().as_u16();
+    let (parts, mut body) = response.into_parts();
+    if status == 101 && head.upgrade.is_some() {
+        let _ = p;
+        return (101, tunnel(c, parts).await);
+    }
+    let mut headers = parts.headers;
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    seawall_h1::strip_hop_by_hop(&mut headers);
+    let no_body =
+        head.method == http::Method::HEAD || status == 204 || status == 304 || status < 200;
+    let mut keep_alive = keep_alive;
+    let framing = if no_body {
+        match length {
+            Some(n) => ResponseFraming::Length(n),
+            None => ResponseFraming::NoBody,
+        }
+    } else if let Some(n) = length {
+        ResponseFraming::Length(n)
+    } else if head.version == http::Version::HTTP_11 {
+        ResponseFraming::Chunked
+    } else {
+        keep_alive = false;
+        ResponseFraming::Close
+    };
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .and_then(|r| std::str::from_utf8(r.as_bytes()).ok());
+    c.out.clear();
+    let chunked = matches!(framing, ResponseFraming::Chunked);
+    if let Err(e) = seawall_h1::encode_response_head(
+        status,
+        reason,
+        &headers,
+        framing,
+        keep_alive,
+        Some(VIA),
+        &mut c.out,
+    ) {
+        // An upstream answer that cannot be sent as it is (a bad status or reason): a 502.
+        let local = Local {
+            status: 502,
+            detail: format!("upstream response: {}", e.reason),
+            extra: Vec::new(),
+        };
+        let _ = write_local(c, head, &local, false).await;
+        return (502, false);
+    }
+    if no_body {
+        if c.wr.write_all(&c.out).await.is_err() {
+            return (status, false);
+        }
+        drop(body);
+        cluster.pool.release(conn);
+        return (status, keep_alive);
+    }
+    let idle = idle_timeout.map(Duration::from_secs_f64);
+    loop {
+        // Small responses go out in one write: the head and the whole body.
+        if body.is_end_stream() {
+            break;
+        }
+        let next = match idle {
+            Some(t) => match tokio::time::timeout(t, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    let _ = c.wr.write_all(&c.out).await;
+                    return (status, false); // the upstream went silent: cut
+                }
+            },
+            None => body.frame().await,
+        };
+        match next {
+            None => break,
+            Some(Err(_)) => {
+                let _ = c.wr.write_all(&c.out).await;
+                return (status, false); // cut mid-body: a short body and a close
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        seawall_h1::encode_chunk(&data, &mut c.out);
+                    } else {
+                        c.out.extend_from_slice(&data);
+                    }
+                    if !body.is_end_stream() {
+                        if c.wr.write_all(&c.out).await.is_err() {
+                            return (status, false);
+                        }
+                        c.out.clear();
+                    }
+                }
+            }
+        }
+    }
+    if chunked {
+        c.out.extend_from_slice(seawall_h1::LAST_CHUNK);
+    }
+    if c.wr.write_all(&c.out).await.is_err() {
+        return (status, false);
+    }
+    c.out.clear();
+    cluster.pool.release(conn);
+    (status, keep_alive)
+}
+
+/// A 101 Switching Protocols: splice the two connections until either closes.
+async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    c: &mut Conn<S>,
+    parts: http::response::Parts,
+) -> bool {
+    let mut response = http::Response::from_parts(parts, ());
+    let upgraded = hyper::upgrade::on(&mut response);
+    let mut headers = response.headers().clone();
+    seawall_h1::strip_hop_by_hop(&mut headers);
+    let upgrade = response
+        .headers()
+        .get(http::header::UPGRADE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("websocket"));
+    c.out.clear();
+    let framing = ResponseFraming::Upgrade(upgrade);
+    if seawall_h1::encode_response_head(101, None, &headers, framing, true, Some(VIA), &mut c.out)
+        .is_err()
+        || c.wr.write_all(&c.out).await.is_err()
+    {
+        return false;
+    }
+    let Ok(upgraded) = upgraded.await else {
+        return false;
+    };
+    let mut up = hyper_util::rt::TokioIo::new(upgraded);
+    if !c.buf.is_empty() {
+        let early = c.buf.split().freeze();
+        if up.write_all(&early).await.is_err() {
+            return false;
+        }
+    }
+    let (mut up_rd, mut up_wr) = tokio::io::split(up);
+    let client_to_up = tokio::io::copy(&mut c.rd, &mut up_wr);
+    let up_to_client = tokio::io::copy(&mut up_rd, &mut c.wr);
+    tokio::select! {
+        _ = client_to_up => {}
+        _ = up_to_client => {}
+    }
+    false
+}
+
+fn access_log(head: &RequestHead, status: u16, elapsed: f64, dest: &str, route: &str) {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let request_id = head
+        .headers
+        .get("x-request-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let record = serde_json::json!({
+        "time": time,
+        "method": head.method.as_str(),
+        "path": String::from_utf8_lossy(&head.path),
+        "status": status,
+        "duration_ms": (elapsed * 1_000_000.0).round() / 1000.0,
+        "destination": dest,
+        "route": route,
+        "request_id": request_id,
+    });
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{record}");
+}

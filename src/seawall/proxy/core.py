@@ -1,0 +1,113 @@
+"""The Rust core driven from Python with a config model in hand (managed mode, tests).
+
+:class:`CoreSidecar` owns a :class:`seawall._native.Sidecar` and speaks the
+config model: :meth:`CoreSidecar.apply` takes a
+:class:`~seawall.config.MeshConfig` and the endpoint sets pushed by the control
+plane. A push whose config is unchanged updates the endpoint sets in place, so
+breakers, budgets, pools and outlier ejections carry on; a new config is
+swapped in whole. Certificates rotate into the live listeners with
+:meth:`CoreSidecar.set_identity`: new handshakes use the new certificate, open
+connections keep theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import _native
+from ..config import MeshConfig
+from .spec import EndpointSpec, sidecar_spec
+
+__all__ = ["CoreSidecar", "identity_pem"]
+
+
+def identity_pem(directory: Path) -> tuple[bytes, bytes, bytes]:
+    """(certificate, key, CA bundle) as an installed identity wrote them."""
+    return (
+        (directory / "cert.pem").read_bytes(),
+        (directory / "key.pem").read_bytes(),
+        (directory / "ca.pem").read_bytes(),
+    )
+
+
+def _endpoint_json(endpoints: Mapping[str, Sequence[EndpointSpec]]) -> str:
+    return json.dumps({name: list(items) for name, items in endpoints.items()})
+
+
+class CoreSidecar:
+    """One sidecar on the Rust core, fed configs and endpoint sets."""
+
+    def __init__(
+        self,
+        config: MeshConfig,
+        service: str,
+        *,
+        endpoints: Mapping[str, Sequence[EndpointSpec]] | None = None,
+        identity: Path | None = None,
+        workers: int = 1,
+        reuse_port: bool = False,
+    ) -> None:
+        """Open the listeners of ``service`` and serve. ``identity``: the directory of an
+        installed identity (cert.pem, key.pem, ca.pem) for mTLS. Raises ``ValueError``
+        for a config the core cannot serve, ``OSError`` for a port it cannot open."""
+        self.service = service
+        self.config = config
+        spec = sidecar_spec(config, service, endpoints=endpoints)
+        pem: dict[str, Any] = {}
+        if identity is not None:
+            cert, key, bundle = identity_pem(identity)
+            pem = {"cert": cert, "key": key, "bundle": bundle}
+        self.core = _native.Sidecar(
+            json.dumps(spec), workers=workers, reuse_port=reuse_port, **pem
+        )
+
+    def apply(
+        self, config: MeshConfig, endpoints: Mapping[str, Sequence[EndpointSpec]] | None = None
+    ) -> bool:
+        """Swap in a new config (and pushed endpoint sets) atomically.
+
+        Returns whether the listeners changed (they take effect at the next
+        restart). Raises ``ValueError`` (nothing changes) for a config the
+        core cannot serve, e.g. ``mtls: strict`` without an identity.
+        """
+        if endpoints is not None and config.digest() == self.config.digest():
+            # Only the registry changed: update the endpoint sets in place.
+            self.core.set_endpoints(_endpoint_json(endpoints))
+            return False
+        moved = self.core.apply(json.dumps(sidecar_spec(config, self.service, endpoints=endpoints)))
+        self.config = config
+        return moved
+
+    def set_identity(self, directory: Path) -> None:
+        """Rotate the certificate from an identity directory into the live listeners."""
+        cert, key, bundle = identity_pem(directory)
+        self.core.set_identity(cert, key, bundle)
+
+    def clusters(self) -> list[dict[str, Any]]:
+        """The clusters' state (the admin ``/clusters`` document's list)."""
+        doc: dict[str, Any] = json.loads(self.core.clusters())
+        clusters: list[dict[str, Any]] = doc["clusters"]
+        return clusters
+
+    def ejected(self) -> list[str]:
+        """``address:port`` of every endpoint outlier detection has ejected now."""
+        return [
+            f"{ep['address']}:{ep['port']}"
+            for cluster in self.clusters()
+            for ep in cluster["endpoints"]
+            if ep["ejected"]
+        ]
+
+    def metrics(self) -> str:
+        return str(self.core.metrics())
+
+    def ports(self) -> dict[str, int]:
+        return dict(self.core.ports())
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` s, stop."""
+        await asyncio.to_thread(self.core.drain, grace)

@@ -1,0 +1,194 @@
+"""The long-running sidecar process (static mode): the Rust core, signals, reloads.
+
+``seawall sidecar --config mesh.yaml --service NAME`` validates the config,
+builds the core's spec (:mod:`seawall.proxy.spec`) and then replaces itself
+with this process, which imports nothing heavy: no config model, no YAML, no
+pydantic. It starts the Rust core (:class:`seawall._native.Sidecar`), which
+serves on threads of its own, and keeps the main thread for:
+
+* **reloads**, on SIGHUP (at once, whatever the file holds) and when the
+  config file changes, once the change is complete
+  (:class:`~seawall.proxy.reload.ReloadDebouncer`: a file renamed over the
+  path at once, a file written in place once it has been still for
+  ``sidecar.reload_settle``; polled every 0.25 s). The bytes read are
+  validated by a short-lived child (``python -m seawall.proxy.spec``): a
+  valid config is swapped into the core whole, an invalid one is reported
+  with every error and the old one kept; in-flight requests finish on the
+  config they started with;
+* **drain**, on SIGTERM or SIGINT: stop accepting, let in-flight requests
+  finish for up to ``sidecar.drain_grace`` seconds, then exit.
+
+Keeping the config model out of this process is what lets an idle sidecar
+stay near 15 MB: the model alone costs about 25 MB of Python heap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .reload import READ, FileSignature, Reload, ReloadDebouncer, Snapshot, content_digest
+
+__all__ = ["POLL_INTERVAL", "StaticSidecar", "main"]
+
+POLL_INTERVAL = 0.25
+"""Seconds between two stats of the config file: a rename is applied within this."""
+
+
+def log(message: str) -> None:
+    """One line on stderr, prefixed like every sidecar message."""
+    sys.stderr.write(f"seawall sidecar [{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
+
+
+def _read(path: Path) -> tuple[bytes, Snapshot]:
+    """The file's bytes and a snapshot of them (the signature from the same open file)."""
+    with path.open("rb") as file:
+        stat = os.fstat(file.fileno())
+        data = file.read()
+    return data, Snapshot(FileSignature.of(stat), content_digest(data))
+
+
+def compile_spec(data: bytes, service: str) -> tuple[dict[str, Any] | None, str]:
+    """Validate config bytes in a child process: (spec, "") or (None, the errors)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "seawall.proxy.spec", "--stdin", "--service", service],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None, done.stderr.decode("utf-8", "replace").rstrip()
+    return json.loads(done.stdout), ""
+
+
+class StaticSidecar:
+    """The core of one sidecar, and its config file."""
+
+    def __init__(
+        self, path: Path, service: str, spec: dict[str, Any], *, workers: int = 1
+    ) -> None:
+        from .. import _native  # noqa: PLC0415 - the extension module, loaded once here
+
+        self.path = path
+        self.service = service
+        self.spec = spec
+        self.core = _native.Sidecar(json.dumps(spec), workers=workers)
+        loaded: Snapshot | None = None
+        with contextlib.suppress(OSError):
+            loaded = _read(path)[1]
+        self.debouncer = ReloadDebouncer(self._settle(spec), loaded)
+
+    @staticmethod
+    def _settle(spec: dict[str, Any]) -> float:
+        return float(spec["config"]["sidecar"]["reload_settle"])
+
+    def reload(self, now: float) -> bool:
+        """Re-read the config file now, whatever it holds (SIGHUP)."""
+        try:
+            data, snapshot = _read(self.path)
+        except OSError as exc:
+            log(f"config reload failed ({exc.strerror}), keeping the running config")
+            return False
+        self.debouncer.loaded(now, snapshot)
+        return self._reload_from(data)
+
+    def check_file(self, now: float) -> bool | None:
+        """One poll of the config file: reload it if a change is complete."""
+        debouncer = self.debouncer
+        try:
+            signature: FileSignature | None = FileSignature.of(self.path.stat())
+        except OSError:
+            signature = None
+        if debouncer.on_stat(now, signature) is not READ:
+            return None
+        try:
+            data, snapshot = _read(self.path)
+        except OSError:
+            debouncer.on_content(now, None)
+            return None
+        step = debouncer.on_content(now, snapshot)
+        if not isinstance(step, Reload):
+            return None
+        how = "replaced" if step.reason == "replaced" else f"still for {debouncer.settle:g}s"
+        log(f"config file changed ({how}), reloading")
+        return self._reload_from(data)
+
+    def _reload_from(self, data: bytes) -> bool:
+        spec, errors = compile_spec(data, self.service)
+        if spec is None:
+            log(f"config reload rejected, keeping the running config:\n{errors}")
+            return False
+        if spec["digest"] == self.spec["digest"]:
+            return True
+        try:
+            moved = self.core.apply(json.dumps(spec))
+        except ValueError as exc:  # e.g. `mtls: strict` and no identity
+            log(f"config reload rejected, keeping the running config: {exc}")
+            return False
+        if moved:
+            log("listener ports changed: they take effect at the next restart")
+        self.spec = spec
+        self.debouncer.settle = self._settle(spec)
+        log(f"config reloaded (digest {spec['digest'][:12]})")
+        return True
+
+    def drain(self) -> None:
+        """Stop accepting, let in-flight requests finish, stop."""
+        self.core.drain(float(self.spec["drain_grace"]))
+
+
+def serve(sidecar: StaticSidecar) -> int:
+    """Serve until SIGTERM or SIGINT; reload on SIGHUP and on file changes."""
+    events: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        events.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    ports = ", ".join(f"{name}={port}" for name, port in sidecar.core.ports())
+    log(f"serving {sidecar.service} on the Rust core: {ports}")
+    while True:
+        time.sleep(POLL_INTERVAL)  # a signal cuts the sleep short
+        while events:
+            signum = events.pop(0)
+            if signum == signal.SIGHUP:
+                sidecar.reload(time.monotonic())
+            else:
+                log("draining")
+                sidecar.drain()
+                return 0
+        sidecar.check_file(time.monotonic())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a sidecar whose spec the parent validated (read from ``--spec-fd``)."""
+    parser = argparse.ArgumentParser(prog="python -m seawall.proxy.serve")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--spec-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    with os.fdopen(args.spec_fd, "rb") as file:
+        spec = json.loads(file.read())
+    try:
+        sidecar = StaticSidecar(Path(args.config), args.service, spec, workers=args.workers)
+    except (OSError, ValueError) as exc:
+        log(str(exc))
+        return 2
+    return serve(sidecar)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

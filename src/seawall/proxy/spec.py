@@ -1,0 +1,296 @@
+"""From a mesh config to the Rust core's spec: the one place config enters the data plane.
+
+:func:`sidecar_spec` turns a validated :class:`~seawall.config.MeshConfig`
+and the name of the local service into a plain JSON document that the Rust
+core (``seawall._native``) deserialises into typed structs. Everything that
+needs judgement happens here, once, in Python: a route's retry settings are
+merged with its destination's, retry conditions become status sets, defaults
+are filled in, endpoints are resolved. The core only reads numbers, strings
+and lists; a reload or a control-plane push builds a new spec and the core
+swaps it in whole.
+
+Durations are seconds (floats), sizes bytes, percentages 0..100.
+
+``python -m seawall.proxy.spec --config mesh.yaml --service NAME`` prints the
+spec of one sidecar (the sidecar process runs it in a short-lived child, so
+that the long-running process never imports the config model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..config import ConfigError, MeshConfig, load_mesh
+from ..config.model import (
+    AuthorizationConfig,
+    BackoffConfig,
+    DestinationPolicy,
+    EndpointConfig,
+    RetryConfig,
+    RouteConfig,
+)
+
+__all__ = ["SPEC_VERSION", "EndpointSpec", "destination_spec", "main", "sidecar_spec"]
+
+SPEC_VERSION = 1
+"""Bumped when the document's shape changes; the core refuses another version."""
+
+IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
+GATEWAY_STATUSES = (502, 503, 504)
+
+EndpointSpec = dict[str, Any]
+"""``{"address", "port", "subset", "weight"}``: one instance of a destination."""
+
+
+def _backoff(conf: BackoffConfig) -> dict[str, Any]:
+    return {"jitter": conf.jitter, "base": conf.base, "max": conf.max}
+
+
+def _retry(retry: RetryConfig, *, single: bool = False) -> dict[str, Any]:
+    """A route's effective retry policy: the conditions as sets the core tests directly."""
+    statuses: set[int] = set()
+    for cond in retry.on:
+        if cond == "5xx":
+            statuses.update(range(500, 600))
+        elif cond == "gateway-error":
+            statuses.update(GATEWAY_STATUSES)
+        elif isinstance(cond, int):
+            statuses.add(cond)
+    broad = "gateway-error" in retry.on or "5xx" in retry.on
+    methods = sorted({*IDEMPOTENT, *(m.upper() for m in retry.methods)})
+    return {
+        "attempts": 1 if single else retry.attempts,
+        "statuses": [] if single else sorted(statuses),
+        # the connection failed after it was made, before a response head
+        "on_reset": not single and ("reset" in retry.on or broad),
+        # no connection could be made
+        "on_connect_failure": not single and ("connect-failure" in retry.on or broad),
+        "backoff": _backoff(retry.backoff),
+        "methods": methods,
+    }
+
+
+def _route(index: int, policy: DestinationPolicy, rc: RouteConfig) -> dict[str, Any]:
+    m = rc.match
+    methods = sorted({x.upper() for x in (m.methods or ((m.method,) if m.method else ()))})
+    fault = None
+    if rc.fault is not None:
+        f = rc.fault
+        fault = {
+            "delay": f.delay.duration if f.delay else 0.0,
+            "delay_percent": f.delay.percent if f.delay else 0.0,
+            "abort_status": f.abort.status if f.abort else 503,
+            "abort_percent": f.abort.percent if f.abort else 0.0,
+            "header_faults": f.header_trigger,
+        }
+    return {
+        "name": rc.name or f"route{index}",
+        "match": {
+            "path_prefix": m.path_prefix,
+            "path_exact": m.path_exact,
+            "path_regex": m.path_regex,
+            "methods": methods,
+            "headers": [
+                {"name": name.lower(), "exact": h.exact, "regex": h.regex, "present": h.present}
+                for name, h in m.headers.items()
+            ],
+        },
+        "timeout": policy.timeout_for(rc),
+        "retry": _retry(policy.retry_for(rc)),
+        "split": None if rc.split is None else [[k, v] for k, v in rc.split.items()],
+        "mirror": None
+        if rc.mirror is None
+        else {"to": rc.mirror.to, "subset": rc.mirror.subset, "percent": rc.mirror.percent},
+        "fault": fault,
+    }
+
+
+def _endpoint(address: str, port: int, subset: str | None = None, weight: int = 1) -> EndpointSpec:
+    return {"address": address, "port": port, "subset": subset, "weight": weight}
+
+
+def _config_endpoints(endpoints: Sequence[EndpointConfig]) -> list[EndpointSpec]:
+    return [_endpoint(e.address, e.port, e.subset, e.weight) for e in endpoints]
+
+
+def destination_spec(
+    config: MeshConfig,
+    name: str,
+    *,
+    inbound: bool = False,
+    pushed: Mapping[str, Sequence[EndpointSpec]] | None = None,
+) -> dict[str, Any]:
+    """One destination: its endpoints, pool limits, breaker, budget, outlier and routes.
+
+    Inbound (the local app), the caller's sidecar has retried already: one
+    attempt, no breaker, budget or outlier detection.
+    """
+    svc = config.services[name]
+    policy = config.policy_for(name)
+    if inbound:
+        endpoints = [_endpoint(svc.host, svc.port)]
+    elif pushed is not None:  # the control plane's registry is the truth, even when empty
+        endpoints = [dict(e) for e in pushed.get(name, ())]
+    elif svc.endpoints:
+        endpoints = _config_endpoints(svc.endpoints)
+    else:  # the destination's inbound sidecar on the same host
+        endpoints = [_endpoint(svc.host, svc.sidecar.inbound)]
+    cb, o, b, bh = policy.circuit_breaker, policy.outlier, policy.retry.budget, policy.bulkhead
+    breaker = None
+    if cb.enabled and not inbound:
+        breaker = {
+            "window_type": cb.window.type,
+            "window_size": cb.window.size,
+            "minimum_calls": cb.minimum_calls,
+            "failure_rate": cb.failure_rate,
+            "slow_call_duration": cb.slow_call.duration if cb.slow_call else None,
+            "slow_call_rate": cb.slow_call.rate if cb.slow_call else 100.0,
+            "open_for": cb.open_for,
+            "open_multiplier": cb.open_multiplier,
+            "max_open_for": max(cb.max_open_for, cb.open_for),
+            "half_open_calls": cb.half_open_calls,
+        }
+    outlier = None
+    if o.enabled and not inbound:
+        outlier = {
+            "consecutive_5xx": o.consecutive_5xx,
+            "consecutive_gateway_errors": o.consecutive_gateway_errors,
+            "consecutive_local_origin_failures": getattr(
+                o, "consecutive_local_origin_failures", None
+            ),
+            "interval": o.interval or 10.0,
+            "ejection": o.ejection,
+            "max_ejection": o.max_ejection,
+            "max_ejected": o.max_ejected,
+        }
+    return {
+        "name": name,
+        "inbound": inbound,
+        # its endpoints are sidecars: mTLS to them when this sidecar has an identity
+        "mesh": not inbound,
+        "endpoints": endpoints,
+        "load_balancer": policy.load_balancer,
+        # the request timeout covers every attempt; each attempt may have a shorter one
+        "timeout": policy.timeout,
+        "per_try_timeout": None if inbound else policy.per_try_timeout,
+        "idle_timeout": policy.idle_timeout,
+        "retry": _retry(policy.retry, single=inbound),
+        "budget": None
+        if inbound
+        else {"ratio": b.ratio, "min_per_second": b.min_per_second, "ttl": b.ttl},
+        "breaker": breaker,
+        "outlier": outlier,
+        "bulkhead": {
+            "max_connections": bh.max_connections,
+            "max_pending": bh.max_pending,
+            "max_in_flight": bh.max_in_flight,
+            "max_retries": bh.max_retries,
+        },
+        "routes": []
+        if inbound
+        else [_route(i, policy, rc) for i, rc in enumerate(policy.routes)],
+    }
+
+
+def _authorization(auth: AuthorizationConfig, strict: bool) -> dict[str, Any] | None:
+    """The inbound rules; ``None`` when nothing can be denied (the core then asks nothing)."""
+    denies = any(r.action == "deny" for r in auth.rules)
+    if auth.default == "allow" and not denies and not strict:
+        return None
+    rules = []
+    for index, rule in enumerate(auth.rules):
+        callers = rule.from_
+        paths = list(rule.paths or ())
+        rules.append(
+            {
+                "name": f"rules[{index}]",
+                "allow": rule.action == "allow",
+                "any_authenticated": callers == ("*",),
+                "callers": None if callers is None or callers == ("*",) else sorted(callers),
+                "methods": None if rule.methods is None else sorted(rule.methods),
+                "exact": sorted(p for p in paths if not p.endswith("*")),
+                "prefixes": [p[:-1] for p in paths if p.endswith("*")],
+            }
+        )
+    return {"default_allow": auth.default == "allow", "require_peer": strict, "rules": rules}
+
+
+def sidecar_spec(
+    config: MeshConfig,
+    service: str,
+    *,
+    endpoints: Mapping[str, Sequence[EndpointSpec]] | None = None,
+) -> dict[str, Any]:
+    """The spec of the sidecar of ``service`` (raises KeyError for an unknown service).
+
+    ``endpoints`` are the endpoint sets pushed by the control plane, by
+    destination: when given they replace the config's (a destination missing
+    from them has no endpoint).
+    """
+    if service not in config.services:
+        raise KeyError(f"no service {service!r} in mesh {config.mesh!r}")
+    svc = config.services[service]
+    lim = config.limits
+    listeners: dict[str, Any] = {
+        "inbound": [svc.host, svc.sidecar.inbound],
+        "outbound": ["127.0.0.1", svc.sidecar.outbound],
+        "admin": ["127.0.0.1", svc.sidecar.admin],
+        "upstreams": {dest: ["127.0.0.1", port] for dest, port in svc.sidecar.upstreams.items()},
+    }
+    return {
+        "version": SPEC_VERSION,
+        "mesh": config.mesh,
+        "trust_domain": config.trust_domain,
+        "service": service,
+        "digest": config.digest(),
+        "listeners": listeners,
+        "limits": {
+            "max_request_line": lim.max_request_line,
+            "max_header_count": lim.max_header_count,
+            "max_header_bytes": lim.max_header_bytes,
+            "max_body_bytes": lim.max_body_bytes or None,
+            "retry_buffer_bytes": lim.retry_buffer_bytes,
+            "header_timeout": lim.header_timeout,
+            "body_timeout": lim.body_timeout,
+            "idle_timeout": lim.idle_timeout,
+        },
+        "access_log": config.sidecar.access_log,
+        "drain_grace": config.sidecar.drain_grace,
+        "mtls": svc.mtls,
+        "authorization": _authorization(svc.authorization, svc.mtls == "strict"),
+        "inbound": destination_spec(config, service, inbound=True),
+        "destinations": [
+            destination_spec(config, name, pushed=endpoints) for name in config.services
+        ],
+        # the whole config, every default filled in, for the admin /config page
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print one sidecar's spec as JSON; a config error is printed with every issue (exit 2)."""
+    parser = argparse.ArgumentParser(prog="python -m seawall.proxy.spec")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="path to mesh.yaml")
+    source.add_argument("--stdin", action="store_true", help="read mesh.yaml from stdin")
+    parser.add_argument("--service", required=True)
+    args = parser.parse_args(argv)
+    try:
+        config = load_mesh(sys.stdin.buffer.read() if args.stdin else args.config)
+        spec = sidecar_spec(config, args.service)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except KeyError as exc:
+        sys.stderr.write(f"{exc.args[0]}\n")
+        return 2
+    sys.stdout.write(json.dumps(spec, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,712 @@
+"""The conformance corpus: seawall.policy (Python) and seawall-policy (Rust) agree, step by step.
+
+Every file under ``corpus/<policy>/`` is one scenario: a config (the keyword
+arguments of the Python constructor, which the Rust twin in
+``seawall._native`` takes too) and a list of steps. Each step sets the fake
+clock, does one thing (an admission, an outcome, a query...) and observes
+what that thing returns plus, for the breaker, the state and the transition
+it caused. The step's ``expect`` is a subset of that observation. Both
+runtimes run the scenario side by side and, at every step, their whole
+observations must be equal (floats bit for bit) and match ``expect``.
+
+Scenario format (YAML)::
+
+    description: what it shows
+    config: {...}                # constructor keywords; outlier: plus `endpoints`
+    error: field                 # instead of steps: construction fails, naming it
+    steps:
+      - op: admit                # see the drivers below for the ops of each policy
+        at: 5.0                  # set the fake clock (absolute seconds), or
+        tick: 0.5                # advance it (default: stay)
+        repeat: 4                # do the step 4 times (expect holds each time)
+        expect: {admitted: true, state: half_open, transitions: [[open, half_open]]}
+
+Randomness is scripted on both sides: a step's ``draws`` are the values
+``random()`` returns (Python: a ``random.Random`` subclass; Rust:
+``_native.ScriptedRandom``), and the number of values drawn is part of the
+observation, so both must consume the same draws.
+
+At the end, Hypothesis generates random configs and step sequences for each
+policy and checks that the two runtimes agree on every observation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from seawall import _native
+from seawall.policy.backoff import backoff
+from seawall.policy.breaker import BreakerState, CircuitBreaker
+from seawall.policy.budget import RetryBudget
+from seawall.policy.errors import CircuitOpenError
+from seawall.policy.outlier import OutlierDetector
+from seawall.proxy.routing import Decider, WeightedSplit
+
+CORPUS = Path(__file__).parent / "corpus"
+POLICIES = ("breaker", "budget", "backoff", "outlier", "split")
+
+Obs = dict[str, Any]
+Step = dict[str, Any]
+
+
+# =========================================================================== scripted randomness
+
+
+class ScriptedRandom(random.Random):
+    """A ``random.Random`` whose ``random()`` returns the scripted values, in order.
+
+    Drawing more than scripted, or through any other method, fails the test:
+    the policies under test may only call ``random()``.
+    """
+
+    def __init__(self, values: list[float]) -> None:
+        self._values = list(values)
+        self.drawn = 0
+        super().__init__(0)
+
+    def random(self) -> float:
+        if self.drawn >= len(self._values):
+            raise AssertionError(f"drew more than the {len(self._values)} scripted values")
+        value = self._values[self.drawn]
+        self.drawn += 1
+        return value
+
+    def getrandbits(self, k: int) -> int:
+        raise AssertionError("only random() is scripted")
+
+
+# =========================================================================== drivers
+#
+# One driver per policy and runtime, with the same ``step(step, now) -> Obs``.
+
+
+class _Clock:
+    """The Python policies' clock: the scenario's time, set before each step."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _rejection(exc: CircuitOpenError) -> Obs:
+    return {
+        "admitted": False,
+        "rejected_state": exc.state,
+        "retry_at": exc.retry_at,
+        "retry_after": exc.retry_after,
+    }
+
+
+class PyBreaker:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.clock = _Clock()
+        self.events: list[list[str]] = []
+        outer = self
+
+        class Listener:
+            def on_state_change(
+                self, name: str, old: BreakerState, new: BreakerState, now: float
+            ) -> None:
+                assert now == outer.clock.now
+                outer.events.append([old.value, new.value])
+
+            def on_rejected(self, name: str, state: BreakerState, now: float) -> None:
+                pass
+
+        self.b = CircuitBreaker(clock=self.clock, listeners=[Listener()], **config)
+        self.permits: dict[str, int] = {}
+
+    def admit(self, now: float) -> tuple[int | None, Obs]:
+        try:
+            permit = self.b.admit(now)
+        except CircuitOpenError as exc:
+            return None, _rejection(exc)
+        return permit, {"admitted": True, "records": permit != -1}
+
+    def step(self, step: Step, now: float) -> Obs:
+        self.clock.now = now
+        self.events.clear()
+        b = self.b
+        op = step["op"]
+        obs: Obs = {}
+        if op == "admit":
+            permit, obs = self.admit(now)
+            if permit is not None:
+                self.permits[step.get("permit", "_")] = permit
+        elif op in ("success", "failure", "release"):
+            if "permit" in step:
+                permit = self.permits.pop(step["permit"])
+            else:
+                admitted, obs = self.admit(now)
+                if admitted is None:
+                    return self.observe(obs)
+                permit = admitted
+            elapsed = float(step.get("elapsed", 0.0))
+            if op == "success":
+                b.record_success(permit, now, elapsed)
+            elif op == "failure":
+                b.record_failure(permit, now, elapsed)
+            else:
+                b.release(permit)
+        elif op == "state":
+            obs["value"] = b.state.value
+        elif op == "poll":
+            b.poll(now)
+        elif op == "metrics":
+            m = dataclasses.asdict(b.metrics())
+            del m["name"]
+            m["state"] = m["state"].value
+            obs["metrics"] = m
+        elif op == "force":
+            to = step["to"]
+            if to == "reset":
+                b.reset()
+            else:
+                getattr(b, f"transition_to_{to}")()
+        else:
+            raise AssertionError(f"unknown breaker op {op!r}")
+        return self.observe(obs)
+
+    def observe(self, obs: Obs) -> Obs:
+        obs["state"] = self.b._state.value
+        obs["transitions"] = list(self.events)
+        return obs
+
+
+class RsBreaker:
+    """Each native call makes at most one transition: counted, and returned by the call."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.b = _native.CircuitBreaker(**config)
+        self.permits: dict[str, Any] = {}
+        self.events: list[list[str]] = []
+
+    def call(self, now: float, method: str, *args: Any, returns_transition: bool = True) -> Any:
+        b = self.b
+        before = b.transition_count
+        try:
+            result = getattr(b, method)(*args)
+        finally:  # a rejected admission may have made one (half-open past its time)
+            made = b.transition_count - before
+            assert made in (0, 1), f"{method} made {made} transitions"
+            if made:
+                old, new, at = b.last_transition
+                assert at == now
+                assert b.transitions_between(old, new) >= 1
+                self.events.append([old, new])
+        if returns_transition:
+            assert (list(result) if result else None) == (self.events[-1] if made else None)
+        return result
+
+    def admit(self, now: float) -> tuple[Any, Obs]:
+        try:
+            permit = self.call(now, "admit", now, returns_transition=False)
+        except CircuitOpenError as exc:
+            return None, _rejection(exc)
+        return permit, {"admitted": True, "records": permit.records}
+
+    def step(self, step: Step, now: float) -> Obs:
+        self.events = []
+        op = step["op"]
+        obs: Obs = {}
+        if op == "admit":
+            permit, obs = self.admit(now)
+            if permit is not None:
+                self.permits[step.get("permit", "_")] = permit
+        elif op in ("success", "failure", "release"):
+            if "permit" in step:
+                permit = self.permits.pop(step["permit"])
+            else:
+                permit, obs = self.admit(now)
+                if permit is None:
+                    return self.observe(obs)
+            elapsed = float(step.get("elapsed", 0.0))
+            if op == "release":
+                self.call(now, "release", permit, returns_transition=False)
+            else:
+                self.call(now, f"record_{op}", permit, now, elapsed)
+        elif op == "state":
+            obs["value"] = self.call(now, "state", now, returns_transition=False)
+        elif op == "poll":
+            self.call(now, "poll", now)
+        elif op == "metrics":
+            obs["metrics"] = self.call(now, "metrics", now, returns_transition=False)
+        elif op == "force":
+            to = step["to"]
+            self.call(now, "reset" if to == "reset" else f"transition_to_{to}", now)
+        else:
+            raise AssertionError(f"unknown breaker op {op!r}")
+        return self.observe(obs)
+
+    def observe(self, obs: Obs) -> Obs:
+        obs["state"] = self.b.current_state
+        obs["transitions"] = list(self.events)
+        return obs
+
+
+class PyBudget:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.b = RetryBudget(**config)
+
+    def step(self, step: Step, now: float) -> Obs:
+        return _budget_step(self.b, step, now)
+
+
+class RsBudget:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.b = _native.RetryBudget(**config)
+
+    def step(self, step: Step, now: float) -> Obs:
+        return _budget_step(self.b, step, now)
+
+
+def _budget_step(b: Any, step: Step, now: float) -> Obs:
+    op = step["op"]
+    if op == "deposit":
+        b.deposit(now)
+        return {}
+    if op == "withdraw":
+        return {"allowed": b.try_withdraw(now)}
+    if op == "available":
+        return {"value": b.available(now)}
+    if op == "counts":
+        return {"value": list(b.counts(now))}
+    raise AssertionError(f"unknown budget op {op!r}")
+
+
+class _BackoffDriver:
+    """Chains ``previous`` like a retry loop: the last delay, unless the step gives one."""
+
+    def __init__(self) -> None:
+        self.previous = 0.0
+
+    def step(self, step: Step, now: float) -> Obs:
+        if step["op"] != "delay":
+            raise AssertionError(f"unknown backoff op {step['op']!r}")
+        previous = float(step.get("previous", self.previous))
+        delay, drawn = self.delay(int(step["attempt"]), previous, list(step.get("draws", [])))
+        self.previous = delay
+        return {"delay": delay, "drawn": drawn}
+
+    def delay(self, attempt: int, previous: float, draws: list[float]) -> tuple[float, int]:
+        raise NotImplementedError
+
+
+class PyBackoff(_BackoffDriver):
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.b = backoff(**config)
+
+    def delay(self, attempt: int, previous: float, draws: list[float]) -> tuple[float, int]:
+        rng = ScriptedRandom(draws)
+        return self.b.delay(attempt, previous, rng), rng.drawn
+
+
+class RsBackoff(_BackoffDriver):
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.b = _native.Backoff(**config)
+
+    def delay(self, attempt: int, previous: float, draws: list[float]) -> tuple[float, int]:
+        rng = _native.ScriptedRandom(draws)
+        return self.b.delay(attempt, previous, rng), rng.drawn
+
+
+class _OutlierDriver:
+    od: Any
+
+    def step(self, step: Step, now: float) -> Obs:
+        od = self.od
+        op = step["op"]
+        if op == "result":
+            ejected = od.on_result(
+                step["endpoint"], now, step.get("status"), step.get("gateway_error", False)
+            )
+            return {"ejected": ejected}
+        if op == "update":
+            od.update(list(step["endpoints"]))
+            return {}
+        if op == "is_ejected":
+            return {"value": od.is_ejected(step["endpoint"], now)}
+        if op == "eligible":
+            return {"value": list(od.eligible(list(step["endpoints"]), now))}
+        if op == "version":
+            return {"value": od.version(now)}
+        if op == "ejected_count":
+            return {"value": od.ejected_count(now)}
+        if op == "ejections":
+            return {"value": od.ejections}
+        if op == "snapshot":
+            return {"snapshot": self.snapshot(now)}
+        raise AssertionError(f"unknown outlier op {op!r}")
+
+    def snapshot(self, now: float) -> Obs:
+        raise NotImplementedError
+
+
+def _outlier_config(config: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    kwargs = dict(config)
+    return list(kwargs.pop("endpoints", [])), kwargs
+
+
+class PyOutlier(_OutlierDriver):
+    def __init__(self, config: dict[str, Any]) -> None:
+        endpoints, kwargs = _outlier_config(config)
+        self.od = OutlierDetector(endpoints, **kwargs)
+
+    def snapshot(self, now: float) -> Obs:
+        snap = dataclasses.asdict(self.od.snapshot(now))
+        snap["endpoints"] = list(snap["endpoints"])
+        return snap
+
+
+class RsOutlier(_OutlierDriver):
+    def __init__(self, config: dict[str, Any]) -> None:
+        endpoints, kwargs = _outlier_config(config)
+        self.od = _native.OutlierDetector(endpoints, **kwargs)
+
+    def snapshot(self, now: float) -> Obs:
+        snap: Obs = self.od.snapshot(now)
+        return snap
+
+
+def _split_weights(config: dict[str, Any]) -> list[tuple[str, float]]:
+    return [(str(name), weight) for name, weight in config["weights"]]
+
+
+class PySplit:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.split = WeightedSplit(tuple(_split_weights(config)))
+
+    def step(self, step: Step, now: float) -> Obs:
+        assert step["op"] == "choose", step
+        rng = ScriptedRandom([step["draw"]])
+        return {"subset": Decider(rng).choose_subset(self.split), "drawn": rng.drawn}
+
+
+class RsSplit:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.split = _native.WeightedSplit(_split_weights(config))
+
+    def step(self, step: Step, now: float) -> Obs:
+        assert step["op"] == "choose", step
+        rng = _native.ScriptedRandom([step["draw"]])
+        return {"subset": self.split.choose(rng), "drawn": rng.drawn}
+
+
+DRIVERS: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any]]] = {
+    "breaker": (PyBreaker, RsBreaker),
+    "budget": (PyBudget, RsBudget),
+    "backoff": (PyBackoff, RsBackoff),
+    "outlier": (PyOutlier, RsOutlier),
+    "split": (PySplit, RsSplit),
+}
+
+
+# =========================================================================== running a scenario
+
+
+def matches(expected: Any, actual: Any) -> bool:
+    """``expected`` is a subset of ``actual``: dict keys, list items; numbers to 1e-12."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and matches(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list | tuple)
+            and len(expected) == len(actual)
+            and all(matches(e, a) for e, a in zip(expected, actual, strict=True))
+        )
+    if expected is None or isinstance(expected, bool | str):
+        return type(actual) is type(expected) and actual == expected
+    return (
+        isinstance(actual, int | float)
+        and not isinstance(actual, bool)
+        and actual == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    )
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, floats bit for bit, ints and floats kept apart (1 is not 1.0)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return (
+            isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return type(a) is type(b) and a == b
+
+
+def run(policy: str, config: dict[str, Any], steps: list[Step], where: str = "") -> int:
+    """Run ``steps`` on both runtimes; return how many steps were done."""
+    make_py, make_rs = DRIVERS[policy]
+    py, rs = make_py(dict(config)), make_rs(dict(config))
+    now = 0.0
+    done = 0
+    for index, step in enumerate(steps):
+        if "at" in step:
+            now = float(step["at"])
+        now += float(step.get("tick", 0.0))
+        for _ in range(int(step.get("repeat", 1))):
+            py_obs = py.step(step, now)
+            rs_obs = rs.step(step, now)
+            done += 1
+            context = f"{where} step {index} {step}"
+            assert same(py_obs, rs_obs), f"{context}:\n  python {py_obs}\n  rust   {rs_obs}"
+            if "expect" in step:
+                assert matches(step["expect"], py_obs), (
+                    f"{context}:\n  expected {step['expect']}\n  observed {py_obs}"
+                )
+    return done
+
+
+def _scenarios() -> Iterator[Any]:
+    for policy in POLICIES:
+        for path in sorted((CORPUS / policy).glob("*.yaml")):
+            yield pytest.param(policy, path, id=f"{policy}/{path.stem}")
+
+
+@pytest.mark.parametrize(("policy", "path"), list(_scenarios()))
+def test_scenario(policy: str, path: Path) -> None:
+    scenario = yaml.safe_load(path.read_text())
+    assert set(scenario) <= {"description", "config", "steps", "error"}, path
+    assert scenario.get("description"), f"{path}: a scenario says what it shows"
+    config = scenario.get("config") or {}
+    if "error" in scenario:
+        field = scenario["error"]
+        make_py, make_rs = DRIVERS[policy]
+        for make in (make_py, make_rs):
+            with pytest.raises(ValueError, match=field):
+                make(dict(config))
+        return
+    assert run(policy, config, scenario["steps"], str(path.relative_to(CORPUS))) > 0
+
+
+def test_corpus_covers_every_policy() -> None:
+    counts = {p: len(list((CORPUS / p).glob("*.yaml"))) for p in POLICIES}
+    assert all(n >= 5 for n in counts.values()), counts
+
+
+# =========================================================================== random runs agree
+
+TIMES = st.floats(min_value=0.0, max_value=30.0, allow_nan=False, allow_infinity=False)
+RANDOM_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@st.composite
+def breaker_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
+    window_type = draw(st.sampled_from(["count", "time"]))
+    config: dict[str, Any] = {"window_type": window_type}
+    if window_type == "count":
+        config["window_size"] = draw(st.integers(1, 12))
+    else:
+        config["window_size"] = draw(st.sampled_from([0.3, 1.0, 2.5, 7.0, 10.0]))
+        config["window_buckets"] = draw(st.integers(1, 7))
+    config["minimum_calls"] = draw(st.integers(1, 10))
+    config["failure_rate_threshold"] = draw(st.sampled_from([10.0, 33.3, 50.0, 66.7, 100.0]))
+    if draw(st.booleans()):
+        config["slow_call_duration"] = draw(st.sampled_from([0.1, 0.5, 1.0]))
+        config["slow_call_rate_threshold"] = draw(st.sampled_from([25.0, 50.0, 100.0]))
+    wait = draw(st.sampled_from([0.5, 1.0, 3.0]))
+    config["wait_in_open"] = wait
+    config["wait_multiplier"] = draw(st.sampled_from([1.0, 1.5, 2.0, 3.0]))
+    config["max_wait_in_open"] = wait * draw(st.sampled_from([1.0, 2.0, 10.0]))
+    config["half_open_calls"] = draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        config["max_half_open_time"] = draw(st.sampled_from([0.5, 2.0]))
+    config["automatic_transition"] = draw(st.booleans())
+    steps: list[Step] = []
+    names = ["a", "b", "c", "d"]
+    for _ in range(draw(st.integers(1, 60))):
+        tick = draw(st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10)))
+        kind = draw(
+            st.sampled_from(
+                ["call_s", "call_f", "admit", "success", "failure", "release", "state",
+                 "poll", "metrics", "force"]
+            )
+        )
+        step: Step = {"tick": tick}
+        elapsed = draw(st.sampled_from([0.0, 0.05, 0.1, 0.5, 1.0, 2.0]))
+        if kind in ("call_s", "call_f"):
+            step.update(op="success" if kind == "call_s" else "failure", elapsed=elapsed)
+        elif kind == "admit":
+            step.update(op="admit", permit=draw(st.sampled_from(names)))
+        elif kind in ("success", "failure", "release"):
+            step.update(op=kind, permit=draw(st.sampled_from(names)), elapsed=elapsed)
+        elif kind == "force":
+            step.update(op="force", to=draw(st.sampled_from(
+                ["closed", "open", "forced_open", "disabled", "metrics_only", "reset"]
+            )))
+        else:
+            step["op"] = kind
+        steps.append(step)
+    return config, steps
+
+
+def _run_random(policy: str, config: dict[str, Any], steps: list[Step]) -> None:
+    """Like :func:`run`, skipping reports of permits that are not held (on both sides alike)."""
+    make_py, make_rs = DRIVERS[policy]
+    py, rs = make_py(dict(config)), make_rs(dict(config))
+    now = 0.0
+    for index, step in enumerate(steps):
+        now += float(step.get("tick", 0.0))
+        if "permit" in step and step["op"] != "admit":
+            held_py = step["permit"] in py.permits
+            assert held_py == (step["permit"] in rs.permits)
+            if not held_py:
+                continue
+        py_obs = py.step(step, now)
+        rs_obs = rs.step(step, now)
+        assert same(py_obs, rs_obs), f"step {index} {step}:\n  python {py_obs}\n  rust   {rs_obs}"
+
+
+@RANDOM_SETTINGS
+@given(breaker_runs())
+def test_breakers_agree_on_random_runs(run_: tuple[dict[str, Any], list[Step]]) -> None:
+    config, steps = run_
+    _run_random("breaker", config, steps)
+
+
+@RANDOM_SETTINGS
+@given(
+    config=st.fixed_dictionaries(
+        {
+            "ratio": st.sampled_from([0.1, 0.2, 0.29, 0.5, 1.0, 3.0]),
+            "min_per_second": st.sampled_from([0.0, 0.1, 1.0, 10.0]),
+            "ttl": st.sampled_from([0.3, 1.0, 2.5, 10.0]),
+            "buckets": st.integers(1, 12),
+        }
+    ),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["deposit", "deposit", "withdraw", "withdraw", "available", "counts"]),
+            st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10), TIMES.map(lambda t: -t / 20)),
+        ),
+        max_size=80,
+    ),
+)
+def test_budgets_agree_on_random_runs(config: dict[str, Any], ops: list[tuple[str, float]]) -> None:
+    steps = [{"op": op, "tick": tick} for op, tick in ops]
+    run("budget", config, steps)
+
+
+@RANDOM_SETTINGS
+@given(
+    jitter=st.sampled_from(["none", "full", "equal", "decorrelated"]),
+    base=st.floats(min_value=0.001, max_value=5.0),
+    spread=st.floats(min_value=1.0, max_value=100.0),
+    attempts=st.lists(
+        st.tuples(
+            st.one_of(st.integers(1, 12), st.integers(1, 5000)),
+            st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=50.0)),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_backoffs_agree_on_random_runs(
+    jitter: str, base: float, spread: float, attempts: list[tuple[int, float, float | None]]
+) -> None:
+    config = {"jitter": jitter, "base": base, "max": base * spread}
+    steps: list[Step] = []
+    for attempt, draw, previous in attempts:
+        draws = [] if jitter == "none" else [draw]
+        step: Step = {"op": "delay", "attempt": attempt, "draws": draws}
+        if previous is not None:
+            step["previous"] = previous
+        steps.append(step)
+    make_py, make_rs = DRIVERS["backoff"]
+    py, rs = make_py(config), make_rs(config)
+    for step in steps:
+        py_obs, rs_obs = py.step(step, 0.0), rs.step(step, 0.0)
+        assert same(py_obs, rs_obs), f"{step}: python {py_obs} rust {rs_obs}"
+        assert 0.0 <= py_obs["delay"] <= config["max"]
+
+
+ENDPOINTS = ["a", "b", "c", "d", "e"]
+STATUSES = [None, 200, 404, 499, 500, 501, 502, 503, 504, 599, 600]
+QUERIES = ["is_ejected", "eligible", "version", "ejected_count", "ejections"]
+
+
+@st.composite
+def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
+    config: dict[str, Any] = {
+        "endpoints": draw(st.lists(st.sampled_from(ENDPOINTS), max_size=5)),
+        "consecutive_5xx": draw(st.integers(0, 4)),
+        "consecutive_gateway_errors": draw(st.integers(0, 4)),
+        "base_ejection": draw(st.sampled_from([0.5, 1.0, 3.0])),
+        "max_ejected_percent": draw(st.sampled_from([0, 10, 33.3, 50, 100])),
+        "always_eject_one": draw(st.booleans()),
+        "interval": draw(st.sampled_from([0.3, 1.0, 2.0])),
+        "consecutive_local_origin_failures": draw(st.one_of(st.none(), st.integers(1, 4))),
+    }
+    if draw(st.booleans()):
+        config["max_ejection"] = config["base_ejection"] * draw(st.sampled_from([1, 2.5, 4]))
+    steps: list[Step] = []
+    for _ in range(draw(st.integers(1, 80))):
+        step: Step = {"tick": draw(st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10)))}
+        kind = draw(st.sampled_from(["result"] * 6 + ["update", "query", "snapshot"]))
+        if kind == "result":
+            step.update(
+                op="result",
+                endpoint=draw(st.sampled_from([*ENDPOINTS, "unknown"])),
+                status=draw(st.sampled_from(STATUSES)),
+                gateway_error=draw(st.booleans()),
+            )
+        elif kind == "update":
+            endpoints = draw(st.lists(st.sampled_from(ENDPOINTS), max_size=6))
+            step.update(op="update", endpoints=endpoints)
+        elif kind == "query":
+            op = draw(st.sampled_from(QUERIES))
+            step["op"] = op
+            if op == "is_ejected":
+                step["endpoint"] = draw(st.sampled_from(ENDPOINTS))
+            elif op == "eligible":
+                step["endpoints"] = draw(st.lists(st.sampled_from(ENDPOINTS), max_size=5))
+        else:
+            step["op"] = "snapshot"
+        steps.append(step)
+    return config, steps
+
+
+@RANDOM_SETTINGS
+@given(outlier_runs())
+def test_outlier_detectors_agree_on_random_runs(run_: tuple[dict[str, Any], list[Step]]) -> None:
+    config, steps = run_
+    run("outlier", config, steps)
+
+
+@RANDOM_SETTINGS
+@given(
+    # Weights are percentages or shares: not subnormal, where Python's ``random() * total``
+    # can round up to the total and index past the last subset (Rust picks the last one).
+    weights=st.lists(
+        st.one_of(st.just(0.0), st.floats(min_value=1e-6, max_value=1e6), st.integers(0, 100)),
+        min_size=1,
+        max_size=8,
+    ).filter(lambda ws: sum(ws) > 0),
+    draws=st.lists(st.floats(min_value=0.0, max_value=1.0, exclude_max=True), min_size=1),
+)
+def test_splits_agree_on_random_draws(weights: list[float], draws: list[float]) -> None:
+    config = {"weights": [[f"v{i}", w] for i, w in enumerate(weights)]}
+    run("split", config, [{"op": "choose", "draw": d} for d in [*draws, 0.0, 1 - 2**-53]])
