@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Peers of benchmarks/proxy_throughput.py (make bench-proxy): nginx, HAProxy and wrk,
-# Debian's packages. Idempotent: a tool already on PATH is left alone, and
-# `apt-get update` runs once, only when something has to be installed.
+# Peers of benchmarks/proxy_throughput.py (make bench-proxy): nginx, HAProxy, wrk
+# and taskset (to pin wrk and the servers to CPUs), Debian's packages. Caddy
+# comes from PyPI (benchmarks/requirements-proxy.txt). Idempotent: a tool already
+# on PATH is left alone, and `apt-get update` runs once, only when something has
+# to be installed.
 # The system nginx/haproxy services are not used: the benchmark runs its own
 # instances as child processes, with their own configs, pid files and logs.
 set -euo pipefail
 
-declare -A package=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk)
+declare -A package=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk [taskset]=util-linux)
 missing=()
-for tool in nginx haproxy wrk; do
+for tool in nginx haproxy wrk taskset; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
 done
 

@@ -32,9 +32,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from seawall.config import load_mesh
 from seawall.control.ca import CertificateAuthority
+from seawall.proxy.core import CoreSidecar
 from seawall.proxy.identity import Identity
-from seawall.proxy.sidecar import Sidecar
 
 T = TypeVar("T")
 
@@ -196,49 +197,39 @@ def serial_of(peercert: dict[str, Any]) -> int:
 
 
 class SidecarThread:
-    """In-process sidecars on an event loop (uvloop, or asyncio's) in a background thread."""
+    """In-process sidecars on the Rust core, plus an event loop thread for test coroutines."""
 
     def __init__(self, *, use_uvloop: bool = True) -> None:
         self.loop = uvloop.new_event_loop() if use_uvloop else asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.sidecars: list[Sidecar] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.sidecars: list[CoreSidecar] = []
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        """Run ``coro`` on the sidecars' loop and wait for its result."""
+        """Run ``coro`` on the loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn(*args)`` on the loop's thread (e.g. ``identity.install``)."""
+        """Call ``fn(*args)``."""
+        return fn(*args)
 
-        async def call() -> T:
-            return fn(*args)
-
-        return self.run(call())
-
-    def start(self, config: Path, service: str, identity: Identity | None) -> Sidecar:
-        """Construct and start a sidecar (with its sweeper), as ``seawall sidecar`` would."""
-
-        async def start() -> Sidecar:
-            sidecar = Sidecar(config, service, identity=identity)
-            await sidecar.start()
-            self._tasks.append(asyncio.get_running_loop().create_task(sidecar.sweep()))
-            return sidecar
-
-        sidecar = self.run(start())
+    def start(self, config: Path, service: str, identity: Identity | None) -> CoreSidecar:
+        """Start a sidecar core, as ``seawall sidecar`` would (mTLS when given an identity)."""
+        directory = identity.directory if identity is not None else None
+        sidecar = CoreSidecar(load_mesh(config), service, identity=directory)
         self.sidecars.append(sidecar)
         return sidecar
 
-    def close(self) -> None:
-        async def stop() -> None:
-            for task in self._tasks:
-                task.cancel()
-            for sidecar in self.sidecars:
-                await sidecar.drain(0.2)
+    @staticmethod
+    def rotate(sidecar: CoreSidecar, identity: Identity, cert_pem: bytes, ca_pem: bytes) -> None:
+        """Install a renewed certificate and rotate it into the live listeners."""
+        identity.install(cert_pem, ca_pem)
+        sidecar.set_identity(identity.directory)
 
+    def close(self) -> None:
         try:
-            self.run(stop())
+            for sidecar in self.sidecars:
+                sidecar.core.drain(0.2)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

@@ -101,7 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     sidecar.add_argument("--config", help="path to mesh.yaml (static mode, or a bootstrap)")
     sidecar.add_argument("--service", required=True, help="the service this sidecar serves")
     sidecar.add_argument(
-        "--workers", type=int, default=None, help="processes sharing the ports (SO_REUSEPORT)"
+        "--workers",
+        type=int,
+        default=None,
+        help="threads of the Rust core serving requests (default: sidecar.workers)",
     )
     link = sidecar.add_argument_group("control plane (instead of, or on top of, --config)")
     link.add_argument("--control", help="control-plane URL(s), comma-separated replicas")

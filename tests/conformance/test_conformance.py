@@ -50,7 +50,7 @@ from seawall.policy.breaker import BreakerState, CircuitBreaker
 from seawall.policy.budget import RetryBudget
 from seawall.policy.errors import CircuitOpenError
 from seawall.policy.outlier import OutlierDetector
-from seawall.proxy.routing import Decider, WeightedSplit
+from seawall.policy.split import WeightedSplit, choose_subset
 
 CORPUS = Path(__file__).parent / "corpus"
 POLICIES = ("breaker", "budget", "backoff", "outlier", "split")
@@ -393,7 +393,7 @@ class PySplit:
     def step(self, step: Step, now: float) -> Obs:
         assert step["op"] == "choose", step
         rng = ScriptedRandom([step["draw"]])
-        return {"subset": Decider(rng).choose_subset(self.split), "drawn": rng.drawn}
+        return {"subset": choose_subset(self.split, rng), "drawn": rng.drawn}
 
 
 class RsSplit:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import typing
 from typing import Any
 
 import pytest
@@ -22,8 +21,6 @@ from seawall.policy.outlier import (
     OutlierConfig,
     OutlierDetector,
 )
-from seawall.proxy.upstream import Endpoint
-from seawall.proxy.upstream import OutlierDetector as ProxyDetector
 
 
 def local_failures(od: OutlierDetector[Any], key: Any, now: float, times: int) -> list[bool]:
@@ -66,12 +63,6 @@ def test_any_hashable_key() -> None:
     ids: OutlierDetector[int] = OutlierDetector([7, 8], max_ejected_percent=50)
     assert local_failures(ids, 8, 0.0, 5)[-1] is True
     assert ids.is_ejected(8, 0.0)
-
-
-def test_the_proxy_names_are_this_detector_keyed_by_endpoint() -> None:
-    assert typing.get_origin(ProxyDetector) is OutlierDetector
-    assert typing.get_args(ProxyDetector) == (Endpoint,)
-    assert type(ProxyDetector([Endpoint("10.0.0.1", 80)])) is OutlierDetector
 
 
 # --------------------------------------------------------------------------- config

@@ -1,80 +1,117 @@
-"""Sidecar.apply with pushed endpoint sets: registry changes update in place, configs rebuild."""
+"""CoreSidecar.apply with pushed endpoint sets: registry changes update in place, configs rebuild.
+
+The sidecar runs on the Rust core in this process; its state is read from the
+admin ``/clusters`` document (what an operator sees), and traffic goes through
+its outbound port to real backends on loopback.
+"""
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
+import httpx
 import pytest
+from backends import Backend, BackendLoop, Ok, free_ports
 
 from seawall.config import load_mesh
-from seawall.proxy.sidecar import Sidecar
-from seawall.proxy.upstream.endpoint import Endpoint
+from seawall.proxy.core import CoreSidecar
 
-MESH = """\
+
+def mesh(ports: list[int], minimum_calls: int = 5) -> str:
+    inbound, outbound, admin = ports
+    return f"""\
 mesh: t
 services:
-  api: {port: 8001, sidecar: {inbound: 18001, outbound: 15001, admin: 19001}}
+  api: {{port: 8001, sidecar: {{inbound: {inbound}, outbound: {outbound}, admin: {admin}}}}}
   backend:
     port: 8002
-    sidecar: {inbound: 18002, outbound: 15002, admin: 19002}
-    subsets: {v1: {}, v2: {}}
+    sidecar: {{inbound: 18002, outbound: 15002, admin: 19002}}
+    subsets: {{v1: {{}}, v2: {{}}}}
 policies:
   backend:
-    circuit_breaker: {minimum_calls: 5}
-    outlier: {consecutive_5xx: 2, ejection: 30s, max_ejected: 100%}
+    retry: {{attempts: 1}}
+    load_balancer: round_robin
+    circuit_breaker: {{minimum_calls: {minimum_calls}}}
+    outlier: {{consecutive_5xx: 2, ejection: 30s, max_ejected: 100%}}
 """
 
-A = Endpoint("127.0.0.1", 18002, "v1")
-B = Endpoint("127.0.0.1", 18012, "v2")
-C = Endpoint("127.0.0.1", 18022, "v2")
+
+def endpoint(backend: Backend, subset: str) -> dict[str, Any]:
+    return {"address": "127.0.0.1", "port": backend.port, "subset": subset, "weight": 1}
 
 
-def test_a_registry_change_keeps_breakers_budgets_and_ejections() -> None:
-    async def scenario() -> None:
-        config = load_mesh(MESH)
-        sidecar = Sidecar(None, "api", config=config, endpoints={"backend": [A, B]})
-        runtime = sidecar.runtime
-        cluster = runtime.destinations["backend"].cluster
-        breaker, budget, outlier = cluster.breaker, cluster.budget, cluster.outlier
-        assert outlier is not None
-        for _ in range(2):  # two 5xx in a row: B is ejected
-            cluster.record(B, 503, True)
-        assert outlier.is_ejected(B, cluster.clock())
-        # an instance joins (C); the config is the same
-        sidecar.apply(config, {"backend": [A, B, C]})
-        assert sidecar.runtime is runtime  # nothing rebuilt
-        assert cluster.endpoints == [A, B, C]
-        assert cluster.breaker is breaker
-        assert cluster.budget is budget
-        assert outlier.is_ejected(B, cluster.clock())  # still ejected
-        picks = {cluster.pick(frozenset(), "v2") for _ in range(50)}
-        assert picks == {C}  # the new one is used; the ejected one is not
-        # B's lease expires: it leaves the set
-        sidecar.apply(config, {"backend": [A, C]})
-        assert cluster.endpoints == [A, C]
-        # every instance gone: no endpoint at all (not a default one)
+def cluster(sidecar: CoreSidecar, name: str) -> dict[str, Any]:
+    (found,) = [c for c in sidecar.clusters() if c["name"] == name]
+    return found
+
+
+@pytest.fixture
+def backends(sidecar_loop: BackendLoop) -> tuple[Backend, Backend, Backend]:
+    a = sidecar_loop.backend("a", Ok())
+    b = sidecar_loop.backend("b", Ok(status=503))
+    c = sidecar_loop.backend("c", Ok())
+    return a, b, c
+
+
+def test_a_registry_change_keeps_breakers_budgets_and_ejections(
+    backends: tuple[Backend, Backend, Backend],
+) -> None:
+    a, b, c = backends
+    ports = free_ports(3)
+    config = load_mesh(mesh(ports))
+    endpoints = {"backend": [endpoint(a, "v1"), endpoint(b, "v2")]}
+    sidecar = CoreSidecar(config, "api", endpoints=endpoints)
+    try:
+        proxy = f"http://127.0.0.1:{ports[1]}"
+        with httpx.Client(proxy=proxy, timeout=5) as client:
+            statuses = [client.get("http://backend/x").status_code for _ in range(20)]
+        assert 503 in statuses  # B answered until it was ejected
+        before = cluster(sidecar, "backend")
+        ejected = {e["port"] for e in before["endpoints"] if e["ejected"]}
+        assert ejected == {b.port}
+        breaker = before["breaker"]
+        assert breaker is not None
+        # an instance joins (C); the config is the same: nothing is rebuilt
+        assert sidecar.apply(config, {"backend": [endpoint(a, "v1"), endpoint(b, "v2"),
+                                                  endpoint(c, "v2")]}) is False
+        after = cluster(sidecar, "backend")
+        assert [e["port"] for e in after["endpoints"]] == [a.port, b.port, c.port]
+        assert {e["port"] for e in after["endpoints"] if e["ejected"]} == {b.port}  # still
+        assert after["outlier"]["ejections"] == before["outlier"]["ejections"]
+        assert after["breaker"]["failure_rate"] == breaker["failure_rate"]  # same window
+        b.reset()
+        c.reset()
+        with httpx.Client(proxy=proxy, timeout=5) as client:
+            statuses = [client.get("http://backend/x").status_code for _ in range(20)]
+        assert statuses == [200] * 20  # the ejected one gets nothing; the new one is used
+        assert b.hits == 0
+        assert c.hits > 0
+        # B's lease expires: it leaves the set; then every instance is gone
+        sidecar.apply(config, {"backend": [endpoint(a, "v1"), endpoint(c, "v2")]})
+        assert [e["port"] for e in cluster(sidecar, "backend")["endpoints"]] == [a.port, c.port]
         sidecar.apply(config, {})
-        assert cluster.endpoints == []
-        assert cluster.pick(frozenset(), None) is None
-
-    asyncio.run(scenario())
-
-
-def test_a_config_change_builds_a_new_runtime() -> None:
-    async def scenario() -> None:
-        config = load_mesh(MESH)
-        sidecar = Sidecar(None, "api", config=config, endpoints={"backend": [A]})
-        before = sidecar.runtime
-        changed = load_mesh(MESH.replace("minimum_calls: 5", "minimum_calls: 7"))
-        sidecar.apply(changed, {"backend": [A, B]})
-        assert sidecar.runtime is not before
-        assert sidecar.forwarder.runtime is sidecar.runtime
-        assert sidecar.runtime.destinations["backend"].cluster.endpoints == [A, B]
-        before.close()
-
-    asyncio.run(scenario())
+        assert cluster(sidecar, "backend")["endpoints"] == []
+        with httpx.Client(proxy=proxy, timeout=5) as client:
+            r = client.get("http://backend/x")
+        assert r.status_code == 503
+        assert "no endpoint for backend" in r.text
+    finally:
+        sidecar.core.drain(0.1)
 
 
-def test_a_sidecar_needs_a_config() -> None:
-    with pytest.raises(ValueError, match="config_path or config"):
-        Sidecar(None, "api")
+def test_a_config_change_builds_a_new_runtime(backends: tuple[Backend, Backend, Backend]) -> None:
+    a, b, _ = backends
+    ports = free_ports(3)
+    config = load_mesh(mesh(ports))
+    sidecar = CoreSidecar(config, "api", endpoints={"backend": [endpoint(a, "v1")]})
+    try:
+        changed = load_mesh(mesh(ports, minimum_calls=7))
+        sidecar.apply(changed, {"backend": [endpoint(a, "v1"), endpoint(b, "v2")]})
+        assert sidecar.config is changed
+        found = cluster(sidecar, "backend")
+        assert [e["port"] for e in found["endpoints"]] == [a.port, b.port]
+        doc = httpx.get(f"http://127.0.0.1:{ports[2]}/config", timeout=5).json()
+        assert doc["digest"] == changed.digest()
+        assert doc["config"]["policies"]["backend"]["circuit_breaker"]["minimum_calls"] == 7
+    finally:
+        sidecar.core.drain(0.1)

@@ -358,3 +358,18 @@ def test_tracestate_is_forwarded_with_its_trace(mesh: MainMesh) -> None:
     # without a valid traceparent, tracestate cannot be trusted: a new trace drops it
     restarted = echoed(get(mesh, "http://plain/ts", headers={"tracestate": state}))
     assert "tracestate" not in restarted
+
+
+def test_two_traceparent_fields_restart_the_trace(mesh: MainMesh) -> None:
+    """W3C Trace Context: traceparent is one value, never a list; two fields cannot be
+    parsed as one, so the request is treated as having none, and its tracestate too."""
+    mesh.b["plain"].script(Echo(), paths={})
+    first = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    second = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = [("traceparent", first), ("traceparent", second), ("tracestate", "congo=t61")]
+    r = get(mesh, "http://plain/t2", headers=headers)
+    received = [(n, v) for n, v in r.json()["headers"] if n in ("traceparent", "tracestate")]
+    assert [n for n, _ in received] == ["traceparent"]  # one field forwarded, no tracestate
+    match = TRACEPARENT.fullmatch(received[0][1])
+    assert match is not None
+    assert match.group(1) not in (first.split("-")[1], second.split("-")[1])

@@ -203,8 +203,14 @@ def test_an_in_place_edit_waits_for_the_configured_settle_interval(
 def test_sighup_applies_whatever_the_file_holds_at_once(
     sidecar_start: Start, sidecar_svc: Backend
 ) -> None:
-    sidecar = sidecar_start(mesh_for(sidecar_svc))
-    full = mesh_for(sidecar_svc, timeout="120s").yaml()
+    # A reload validates the bytes in a short-lived child (about 0.5 s): a settle
+    # interval of 5 s tells "at once" apart from "once settled" with room to spare.
+    mesh = mesh_for(sidecar_svc)
+    mesh.doc["sidecar"]["reload_settle"] = "5s"
+    sidecar = sidecar_start(mesh)
+    long = mesh_for(sidecar_svc, timeout="120s")
+    long.doc["sidecar"]["reload_settle"] = "5s"
+    full = long.yaml()
     first = full.rsplit("0s", 1)[0]  # `timeout: 12`: SIGHUP is an order, not a guess
     with sidecar.config.open("w") as file:
         file.write(first)
@@ -212,13 +218,13 @@ def test_sighup_applies_whatever_the_file_holds_at_once(
         sidecar.signal(signal.SIGHUP)
         wait_until(
             lambda: running_timeout(sidecar) == 12.0,
-            timeout=1,  # well before the settle interval
+            timeout=3,  # well before the settle interval
             what="the SIGHUP reload",
         )
         file.write("0s\n")
     wait_until(
         lambda: running_timeout(sidecar) == 120.0,
-        timeout=SETTLE + 3,
+        timeout=5 + 3,
         what="the completed file",
     )
 

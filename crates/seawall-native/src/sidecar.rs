@@ -100,6 +100,14 @@ impl Sidecar {
         })
     }
 
+    /// Close every idle pooled upstream connection; the next requests connect anew.
+    fn close_idle(&self) -> PyResult<()> {
+        self.with(|c| {
+            c.close_idle();
+            Ok(())
+        })
+    }
+
     /// The Prometheus text page.
     fn metrics(&self) -> PyResult<String> {
         self.with(|c| Ok(c.metrics()))
@@ -141,8 +149,15 @@ pub fn check_spec(spec: &str) -> PyResult<()> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// Check that the core can run a route regex with Python's meaning (ValueError says why not).
+#[pyfunction]
+pub fn check_regex(pattern: &str) -> PyResult<()> {
+    seawall_proxy::route::check_regex(pattern).map_err(PyValueError::new_err)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Sidecar>()?;
+    m.add_function(wrap_pyfunction!(check_regex, m)?)?;
     m.add_function(wrap_pyfunction!(check_spec, m)?)?;
     Ok(())
 }

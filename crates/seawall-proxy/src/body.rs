@@ -13,8 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 /// Chunks in flight between the downstream reader and the upstream writer.
-/// With reads of at most 64 KiB, this bounds a streamed body's memory per
-/// request at about 128 KiB plus the socket buffers.
+/// With reads of about 16 KiB, a streamed body holds at most these two chunks,
+/// the read being filled, and what hyper queues for writing (`upstream::MAX_BUF`,
+/// 64 KiB): about 128 KiB per request, plus the socket buffers.
 pub const STREAM_DEPTH: usize = 2;
 
 /// Why a streamed body ended early.

@@ -44,6 +44,14 @@ pub fn endpoint_key(address: &str, port: u16) -> u64 {
     h.finish()
 }
 
+fn reasons(counts: &seawall_policy::outlier::ReasonCounts) -> serde_json::Value {
+    serde_json::json!({
+        "consecutive_5xx": counts.consecutive_5xx,
+        "consecutive_gateway_error": counts.consecutive_gateway_error,
+        "consecutive_local_origin_failure": counts.consecutive_local_origin_failure,
+    })
+}
+
 /// One endpoint as the cluster keeps it.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -443,17 +451,18 @@ impl Cluster {
     pub fn set_endpoints(&self, set: &[spec::Endpoint]) {
         let endpoints = endpoints_of(set);
         let keys: Vec<u64> = endpoints.iter().map(|e| e.target.key).collect();
-        if let Some(outlier) = &self.outlier {
-            lock(outlier).update(keys.iter().copied());
-        }
         let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
         if let Err(e) = lock(&self.balancer).update(infos(&endpoints), &mut rng) {
-            // A set the balancer refuses (duplicates, a bad weight) keeps the old one in full.
+            // A set the balancer refuses (duplicates, a bad weight) keeps the old one in
+            // full: outlier detection is only told once the balancer took it.
             eprintln!(
                 "seawall sidecar: {}: endpoint update refused: {e}",
                 self.name
             );
             return;
+        }
+        if let Some(outlier) = &self.outlier {
+            lock(outlier).update(keys.iter().copied());
         }
         *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(endpoints);
         self.pool.retain(&|k| keys.contains(&k));
@@ -503,6 +512,8 @@ impl Cluster {
                 })).collect::<Vec<_>>(),
                 "ejected": snap.ejected,
                 "ejections": snap.ejections,
+                "ejections_by_reason": reasons(&snap.ejections_by_reason),
+                "detections": reasons(&snap.detections),
                 "overflows": snap.overflows,
             });
         }

@@ -19,7 +19,6 @@
 //!    response, each retry to another endpoint;
 //! 8. the response head goes back to the listener, which streams the body;
 //!    outcomes have fed the breaker, outlier detection and the balancer.
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,8 +70,8 @@ pub struct Down {
     pub inbound: bool,
     /// Set on a per-destination listener: every request goes there.
     pub destination: Option<Arc<str>>,
-    /// The client's address (appended to X-Forwarded-For).
-    pub peer: Option<IpAddr>,
+    /// The client's address, as appended to X-Forwarded-For (formatted once per connection).
+    pub peer_text: Option<HeaderValue>,
     /// Inbound over mTLS: the caller's SPIFFE ID and service.
     pub peer_id: Option<Arc<str>>,
     pub peer_service: Option<Arc<str>>,
@@ -321,6 +320,8 @@ enum Attempt {
     Connect(String),
     Reset(String),
     Timeout,
+    /// The attempt's time ran out in the pool's queue, before any connection.
+    Waited,
     Protocol(String),
 }
 
@@ -331,19 +332,83 @@ pub struct Outgoing {
     pub headers: HeaderMap,
 }
 
-/// The end-to-end request fields as forwarded: hop-by-hop and mesh fields
-/// removed, Host set for an absolute-form request, X-Forwarded-For and Via added.
-pub fn outgoing(head: &RequestHead, down: &Down) -> Result<Outgoing, Local> {
+/// Whether a received request field is never forwarded as it is: hop-by-hop
+/// (RFC 9110 §7.6.1, with every Proxy-* field), owned by the mesh, or the
+/// framing and expectation of the client's hop (this hop sets its own).
+fn dropped(name: &HeaderName) -> bool {
+    use http::header;
+    if name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::EXPECT
+        || name == header::CONTENT_LENGTH
+    {
+        return true;
+    }
+    let text = name.as_str();
+    text == "keep-alive"
+        || text.starts_with("proxy-")
+        || (text.starts_with("x-") && MESH_HEADERS.contains(&text))
+        || text == "traceparent"
+        || text == "tracestate"
+}
+
+/// The fields a Connection header lists (never Host or Content-Length: a client
+/// listing `Connection: content-length` would otherwise strip this hop's framing).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut listed = Vec::new();
+    for value in headers.get_all(http::header::CONNECTION) {
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = trim_ows(token);
+            if token.eq_ignore_ascii_case(b"host") || token.eq_ignore_ascii_case(b"content-length")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                listed.push(name);
+            }
+        }
+    }
+    listed
+}
+
+/// The request fields as forwarded, built in one pass over the received ones:
+/// hop-by-hop and mesh fields dropped, the mesh's own added (request id, trace
+/// context, the caller's identity), Host set for an absolute-form request,
+/// X-Forwarded-For extended and Via appended. Each attempt adds its deadline.
+pub fn outgoing(
+    head: &RequestHead,
+    down: &Down,
+    mesh: &[(HeaderName, HeaderValue)],
+) -> Result<Outgoing, Local> {
     let uri = http::Uri::from_maybe_shared(head.path.clone())
         .map_err(|_| Local::new(400, "invalid request target"))?;
-    let mut headers = head.headers.clone();
-    seawall_h1::strip_hop_by_hop(&mut headers);
-    for name in MESH_HEADERS {
-        headers.remove(name);
+    let received = &head.headers;
+    let listed = if received.contains_key(http::header::CONNECTION) {
+        connection_listed(received)
+    } else {
+        Vec::new()
+    };
+    let mut headers = HeaderMap::with_capacity(received.len() + mesh.len() + 4);
+    let mut forwarded: Option<Vec<u8>> = None;
+    for (name, value) in received {
+        if dropped(name) || (!listed.is_empty() && listed.contains(name)) {
+            continue;
+        }
+        if name == X_FORWARDED_FOR {
+            // every received X-Forwarded-For field merged into one, in order
+            let joined = forwarded.get_or_insert_with(Vec::new);
+            joined.extend_from_slice(value.as_bytes());
+            joined.extend_from_slice(b", ");
+            continue;
+        }
+        if head.absolute && name == http::header::HOST {
+            continue; // replaced by the absolute-form target's authority below
+        }
+        headers.append(name.clone(), value.clone());
     }
-    // The sidecar answered `100 Continue` itself; the upstream gets the body at once.
-    headers.remove(http::header::EXPECT);
-    headers.remove(http::header::CONTENT_LENGTH);
     if head.absolute {
         if let Some(authority) = &head.authority {
             if let Ok(v) = HeaderValue::from_maybe_shared(authority.clone()) {
@@ -351,16 +416,20 @@ pub fn outgoing(head: &RequestHead, down: &Down) -> Result<Outgoing, Local> {
             }
         }
     }
-    if let Some(ip) = down.peer {
-        let mut joined = Vec::new();
-        for v in headers.get_all(&X_FORWARDED_FOR) {
-            joined.extend_from_slice(v.as_bytes());
-            joined.extend_from_slice(b", ");
+    match (forwarded, &down.peer_text) {
+        (None, Some(peer)) => {
+            headers.insert(X_FORWARDED_FOR, peer.clone());
         }
-        joined.extend_from_slice(ip.to_string().as_bytes());
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
-            headers.insert(X_FORWARDED_FOR, v);
+        (Some(mut joined), peer) => {
+            match peer {
+                Some(peer) => joined.extend_from_slice(peer.as_bytes()),
+                None => joined.truncate(joined.len().saturating_sub(2)),
+            }
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
         }
+        (None, None) => {}
     }
     if let Some(protocol) = &head.upgrade {
         // A protocol switch is forwarded as one: the Upgrade pair goes upstream.
@@ -378,6 +447,9 @@ pub fn outgoing(head: &RequestHead, down: &Down) -> Result<Outgoing, Local> {
         "1.1 seawall"
     };
     headers.append(http::header::VIA, HeaderValue::from_static(via));
+    for (name, value) in mesh {
+        headers.append(name.clone(), value.clone());
+    }
     Ok(Outgoing {
         method: head.method.clone(),
         uri,
@@ -418,7 +490,6 @@ pub async fn forward(
                     target.clone(),
                     mirror.subset.clone(),
                     out,
-                    &p.mesh,
                     payload.clone(),
                     tls,
                 );
@@ -430,9 +501,11 @@ pub async fn forward(
     let cluster: &Cluster = &shared;
     let retry = &policy.retry;
     let may_retry = p.may_retry && body.replayable();
-    cluster.deposit(clock.now());
+    cluster.deposit(p.start);
     let _in_flight = cluster.start_request().map_err(overflow)?;
-    let mut tried: Vec<u64> = Vec::with_capacity(2);
+    // the endpoints already tried (attempts are at most 10: mesh.yaml's limit)
+    let mut tried = [0u64; 16];
+    let mut tries = 0;
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -446,11 +519,14 @@ pub async fn forward(
                 .with(HeaderName::from_static("x-seawall-circuit"), "open")
                 .overloaded()
         })?;
-        let Some(target) = cluster.pick(now, &tried, subset, rng) else {
+        let Some(target) = cluster.pick(now, &tried[..tries], subset, rng) else {
             cluster.release(permit);
             return Err(Local::new(503, format!("no endpoint for {}", cluster.name)));
         };
-        tried.push(target.key);
+        if let Some(slot) = tried.get_mut(tries) {
+            *slot = target.key;
+            tries += 1;
+        }
         let mut try_deadline = p.deadline;
         if let Some(per_try) = policy.per_try_timeout {
             try_deadline = try_deadline.min(now + per_try);
@@ -480,17 +556,18 @@ pub async fn forward(
                 return Err(local);
             }
         };
-        let elapsed = clock.now() - now;
+        let ended = clock.now();
+        let elapsed = ended - now;
         let (status, local_origin) = match &outcome {
             Attempt::Response(r, _) => (Some(r.status().as_u16()), false),
             Attempt::Status(s, _, _) => (Some(*s), false),
             Attempt::Connect(_) | Attempt::Reset(_) | Attempt::Timeout => (None, true),
-            Attempt::Protocol(_) => (None, false),
+            Attempt::Protocol(_) | Attempt::Waited => (None, false),
         };
         let failed = status.is_none_or(|s| s >= 500);
         let gateway = local_origin || matches!(status, Some(502..=504));
-        cluster.record(target.key, clock.now(), status, gateway);
-        cluster.record_breaker(permit, clock.now(), elapsed, failed);
+        cluster.record(target.key, ended, status, gateway);
+        cluster.record_breaker(permit, ended, elapsed, failed);
         let (kind_retryable, last) = match outcome {
             Attempt::Response(response, conn) => {
                 return Ok(Upstream {
@@ -509,6 +586,10 @@ pub async fn forward(
                 Last::Failed(502, format!("upstream reset: {why}")),
             ),
             Attempt::Timeout => (retry.on_reset, Last::Failed(504, "upstream timeout".into())),
+            Attempt::Waited => (
+                false,
+                Last::Failed(504, "upstream timeout (no connection free)".into()),
+            ),
             Attempt::Connect(why) => (
                 retry.on_connect_failure,
                 Last::Failed(503, format!("upstream connect: {why}")),
@@ -524,13 +605,13 @@ pub async fn forward(
             cluster.overflowed("retries");
             give_up = true;
         }
-        if !give_up && !cluster.withdraw(clock.now()) {
+        if !give_up && !cluster.withdraw(ended) {
             give_up = true;
         }
         let mut delay = 0.0;
         if !give_up {
             delay = retry.backoff_delay(attempt, rng);
-            give_up = clock.now() + delay >= p.deadline;
+            give_up = ended + delay >= p.deadline;
         }
         if give_up {
             return match last {
@@ -584,7 +665,8 @@ async fn attempt_once(
 ) -> Result<Attempt, Local> {
     let clock = &rt.clock;
     let until = clock.instant(try_deadline);
-    let wait = Duration::from_secs_f64((try_deadline - clock.now()).max(0.0));
+    let begun = clock.now();
+    let wait = Duration::from_secs_f64((try_deadline - begun).max(0.0));
     let tls = if cluster.mesh { tls } else { None };
     let mut fresh_tries = 0;
     loop {
@@ -596,12 +678,12 @@ async fn attempt_once(
             }
             Err(ConnectError::Failed(why)) => return Ok(Attempt::Connect(why)),
             Err(ConnectError::Timeout) => return Ok(Attempt::Timeout),
+            // Waiting for a pool slot says nothing about the endpoint: no outlier signal.
+            Err(ConnectError::PoolTimeout) => return Ok(Attempt::Waited),
         };
         let mut headers = out.headers.clone();
-        for (name, value) in &p.mesh {
-            headers.append(name.clone(), value.clone());
-        }
-        let remaining_ms = ((p.deadline - clock.now()) * 1000.0).max(0.0) as u64;
+        let started = clock.now();
+        let remaining_ms = ((p.deadline - started) * 1000.0).max(0.0) as u64;
         headers.insert(DEADLINE, HeaderValue::from(remaining_ms));
         if attempt > 1 {
             headers.insert(ATTEMPT, HeaderValue::from(attempt));
@@ -617,7 +699,6 @@ async fn attempt_once(
         *request.method_mut() = out.method.clone();
         *request.uri_mut() = out.uri.clone();
         *request.headers_mut() = headers;
-        let started = clock.now();
         cluster.on_start(target.key, started);
         let sent = tokio::time::timeout_at(until, conn.send.send_request(request)).await;
         let ended = clock.now();
@@ -659,7 +740,6 @@ fn spawn_mirror(
     dest: Arc<Destination>,
     subset: Option<String>,
     out: &Outgoing,
-    mesh: &[(HeaderName, HeaderValue)],
     payload: Bytes,
     tls: Option<&UpstreamTls>,
 ) {
@@ -669,9 +749,6 @@ fn spawn_mirror(
         if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(shadow_host(host.as_bytes()))) {
             headers.insert(http::header::HOST, v);
         }
-    }
-    for (name, value) in mesh {
-        headers.append(name.clone(), value.clone());
     }
     if !payload.is_empty() {
         headers.insert(

@@ -9,6 +9,11 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::forward::Down;
 use crate::state::State;
 
+/// The client's address as X-Forwarded-For carries it.
+fn peer_text(peer: SocketAddr) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_str(&peer.ip().to_string()).ok()
+}
+
 /// What a listener serves.
 #[derive(Debug, Clone)]
 pub enum Role {
@@ -67,14 +72,14 @@ pub async fn accept_loop(
                 Role::Admin => crate::admin::serve(stream, state).await,
                 Role::Outbound => {
                     let down = Down {
-                        peer: Some(peer.ip()),
+                        peer_text: peer_text(peer),
                         ..Down::default()
                     };
                     crate::server::serve(stream, state, down).await;
                 }
                 Role::Upstream(dest) => {
                     let down = Down {
-                        peer: Some(peer.ip()),
+                        peer_text: peer_text(peer),
                         destination: Some(dest),
                         ..Down::default()
                     };
@@ -94,7 +99,7 @@ async fn inbound(
 ) {
     let down = Down {
         inbound: true,
-        peer: Some(peer.ip()),
+        peer_text: peer_text(peer),
         ..Down::default()
     };
     let Some((store, mode)) = tls else {

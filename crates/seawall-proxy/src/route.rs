@@ -30,9 +30,81 @@ impl std::fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
+/// Whether the core can run `pattern` as a route regex, with the same meaning as
+/// Python's `re` (the config validator asks this, so a pattern the core would
+/// refuse is refused in mesh.yaml, with its path).
+pub fn check_regex(pattern: &str) -> Result<(), String> {
+    full_match("regex", pattern).map(|_| ()).map_err(|e| {
+        let text = e.0;
+        text.strip_prefix("regex: ")
+            .map_or(text.clone(), str::to_owned)
+    })
+}
+
 fn full_match(owner: &str, pattern: &str) -> Result<Regex, RouteError> {
-    Regex::new(&format!("^(?:{pattern})$"))
+    python_dialect(pattern)
+        .map_err(|e| RouteError(format!("{owner}: cannot compile regex {pattern:?}: {e}")))?;
+    regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .unicode(false)
+        .build()
         .map_err(|e| RouteError(format!("{owner}: cannot compile regex {pattern:?}: {e}")))
+}
+
+/// Refuse syntax Python's `re` reads differently (so it fails loudly, never mismatches).
+fn python_dialect(pattern: &str) -> Result<(), String> {
+    use regex_syntax::ast::{
+        self, AssertionKind as K, Ast, ClassSetBinaryOp, ClassSetItem, Visitor,
+    };
+    let parsed = ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| e.to_string())?;
+    struct V;
+    impl Visitor for V {
+        type Output = ();
+        type Err = String;
+        fn finish(self) -> Result<(), String> {
+            Ok(())
+        }
+        fn visit_pre(&mut self, a: &Ast) -> Result<(), String> {
+            match a {
+                Ast::Repetition(r) if matches!(*r.ast, Ast::Repetition(_)) => {
+                    Err("a quantifier on a quantifier (Python: possessive)".into())
+                }
+                Ast::Assertion(x)
+                    if matches!(
+                        x.kind,
+                        K::WordBoundaryStart
+                            | K::WordBoundaryEnd
+                            | K::WordBoundaryStartAngle
+                            | K::WordBoundaryEndAngle
+                            | K::WordBoundaryStartHalf
+                            | K::WordBoundaryEndHalf
+                    ) =>
+                {
+                    Err("\\< \\> \\b{...} (Python: literal)".into())
+                }
+                Ast::Flags(f) if f.flags.flag_state(ast::Flag::IgnoreWhitespace) == Some(true) => {
+                    Err("(?x)".into())
+                }
+                Ast::Group(g) if matches!(&g.kind, ast::GroupKind::NonCapturing(f) if f.flag_state(ast::Flag::IgnoreWhitespace) == Some(true)) => {
+                    Err("(?x)".into())
+                }
+                _ => Ok(()),
+            }
+        }
+        fn visit_class_set_item_pre(&mut self, i: &ClassSetItem) -> Result<(), String> {
+            match i {
+                ClassSetItem::Bracketed(_) | ClassSetItem::Ascii(_) => {
+                    Err("a nested class (Python: literal [)".into())
+                }
+                _ => Ok(()),
+            }
+        }
+        fn visit_class_set_binary_op_pre(&mut self, _: &ClassSetBinaryOp) -> Result<(), String> {
+            Err("a class set operation (Python: literal)".into())
+        }
+    }
+    ast::visit(&parsed, V)
 }
 
 #[derive(Debug)]
@@ -75,7 +147,7 @@ impl<T> Route<T> {
             .methods
             .iter()
             .map(|s| {
-                http::Method::from_bytes(s.as_bytes())
+                http::Method::from_bytes(s.to_ascii_uppercase().as_bytes())
                     .map_err(|_| RouteError(format!("route {name}: bad method {s:?}")))
             })
             .collect::<Result<_, _>>()?;
@@ -231,6 +303,13 @@ fn parse_status(value: Option<&http::HeaderValue>) -> Option<u16> {
     (200..=599).contains(&status).then_some(status)
 }
 
+/// The header's value when sent once (Python joined repeats with `,`: never valid).
+fn only<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a http::HeaderValue> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    all.next().is_none().then_some(first)
+}
+
 /// The faults to inject, from the route's spec and (when it allows) the
 /// request's fault headers, which override the configured fault of their kind.
 pub fn decide_fault(
@@ -240,8 +319,8 @@ pub fn decide_fault(
 ) -> Option<FaultDecision> {
     let (mut header_delay, mut header_abort) = (None, None);
     if spec.header_faults {
-        header_delay = parse_delay_ms(headers.get(FAULT_DELAY_HEADER));
-        header_abort = parse_status(headers.get(FAULT_ABORT_HEADER));
+        header_delay = parse_delay_ms(only(headers, FAULT_DELAY_HEADER));
+        header_abort = parse_status(only(headers, FAULT_ABORT_HEADER));
     }
     let mut delay = 0.0;
     if let Some(ms) = header_delay {

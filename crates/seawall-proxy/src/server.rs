@@ -205,24 +205,30 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut decoder = BodyDecoder::new(head.framing, &rt.limits);
     let has_body = !matches!(head.framing, Framing::Empty);
     let body_timeout = Duration::from_secs_f64(rt.spec.limits.body_timeout);
-    let (status, dest, route) = 'serve: {
+    // The correlation id as forwarded (kept, or created by the pipeline), for the access log.
+    let mut request_id: Option<HeaderValue> = None;
+    let (status, served) = 'serve: {
         // steps 1-5
         let prepared = match forward::prepare(rt, down, &head, start, rng) {
             Ok(p) => p,
             Err(local) => {
                 let ka = keep_alive && !has_body;
                 keep_alive = write_local(c, &head, &local, ka).await && ka;
-                break 'serve (local.status, "-".to_owned(), "-".to_owned());
+                break 'serve (local.status, None);
             }
         };
-        let dest = prepared.destination().to_owned();
-        let route = prepared.route_name().to_owned();
-        let out = match forward::outgoing(&head, down) {
+        request_id = prepared
+            .mesh
+            .iter()
+            .find(|(n, _)| n == "x-request-id")
+            .map(|(_, v)| v.clone());
+        let served = Some((prepared.dest.clone(), prepared.route.clone()));
+        let out = match forward::outgoing(&head, down, &prepared.mesh) {
             Ok(o) => o,
             Err(local) => {
                 write_local(c, &head, &local, false).await;
                 keep_alive = false;
-                break 'serve (local.status, dest, route);
+                break 'serve (local.status, served);
             }
         };
         let continue_ = has_body && head.expect_continue;
@@ -265,7 +271,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         };
                         write_local(c, &head, &local, false).await;
                         keep_alive = false;
-                        break 'serve (e.status, dest, route);
+                        break 'serve (e.status, served);
                     }
                 }
             }
@@ -361,10 +367,10 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     extra: Vec::new(),
                 };
                 write_local(c, &head, &local, false).await;
-                break 'serve (status, dest, route);
+                break 'serve (status, served);
             }
             // The client went away: nothing to answer; 499 as nginx counts it.
-            break 'serve (499, dest, route);
+            break 'serve (499, served);
         };
         let complete = complete || phase.get() == WATCHING;
         let pump_failed = phase.get() != WATCHING;
@@ -372,46 +378,35 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Err(local) => {
                 let ka = keep_alive && complete && !pump_failed;
                 keep_alive = write_local(c, &head, &local, ka).await && ka;
-                (local.status, dest, route)
+                (local.status, served)
             }
             Ok(upstream) => {
                 let (status, ok) =
                     respond(c, &head, &prepared, upstream, keep_alive && complete).await;
                 keep_alive = ok && complete;
-                (status, dest, route)
+                (status, served)
             }
         }
     };
     let elapsed = rt.clock.now() - start;
-    let direction = if down.inbound { "inbound" } else { "outbound" };
-    if let Some(m) = metrics_for(rt, down, &dest, &route) {
-        m.observe(status, elapsed);
-    } else if status != 0 {
-        rt.metrics
-            .route(direction, &dest, &route)
-            .observe(status, elapsed);
+    match &served {
+        // the route's counters, resolved when the runtime was built
+        Some((_, route)) => route.data.metrics.observe(status, elapsed),
+        None => {
+            let direction = if down.inbound { "inbound" } else { "outbound" };
+            rt.metrics
+                .route(direction, "-", "-")
+                .observe(status, elapsed);
+        }
     }
     if rt.spec.access_log {
-        access_log(&head, status, elapsed, &dest, &route);
+        let (dest, route) = match &served {
+            Some((d, r)) => (d.name.as_str(), r.data.name.as_str()),
+            None => ("-", "-"),
+        };
+        access_log(&head, request_id.as_ref(), status, elapsed, dest, route);
     }
     keep_alive
-}
-
-fn metrics_for(
-    rt: &Runtime,
-    down: &Down,
-    dest: &str,
-    route: &str,
-) -> Option<Arc<crate::metrics::RouteMetrics>> {
-    let d = if down.inbound {
-        Some(&rt.inbound)
-    } else {
-        rt.destinations.get(dest)
-    }?;
-    d.routes
-        .routes()
-        .find(|r| r.data.name == route)
-        .map(|r| r.data.metrics.clone())
 }
 
 /// Write a local answer; returns whether the write succeeded.
@@ -620,13 +615,19 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     false
 }
 
-fn access_log(head: &RequestHead, status: u16, elapsed: f64, dest: &str, route: &str) {
+fn access_log(
+    head: &RequestHead,
+    request_id: Option<&HeaderValue>,
+    status: u16,
+    elapsed: f64,
+    dest: &str,
+    route: &str,
+) {
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let request_id = head
-        .headers
-        .get("x-request-id")
+    let request_id = request_id
+        .or_else(|| head.headers.get("x-request-id"))
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let record = serde_json::json!({

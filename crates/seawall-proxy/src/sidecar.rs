@@ -262,6 +262,12 @@ impl Sidecar {
             .map_err(|e| CoreError::Identity(e.to_string()))
     }
 
+    /// Close every idle pooled upstream connection (exchanges in flight carry
+    /// on): the next requests connect, and handshake, anew.
+    pub fn close_idle(&self) {
+        self.state.runtime().close();
+    }
+
     pub fn metrics(&self) -> String {
         crate::admin::metrics_page(&self.state)
     }

@@ -21,6 +21,13 @@ use tokio::sync::Notify;
 use crate::body::ProxyBody;
 use crate::tls::UpstreamTls;
 
+/// hyper's per-connection buffer cap: the largest response head read, and the
+/// most request body queued for writing (it also caps the queue at 16 pieces).
+/// With a stalled upstream, this is what one streamed request holds in hyper, on
+/// top of the two chunks in flight (`body::STREAM_DEPTH`): 64 KiB, like the
+/// request head limit's default, against Envoy's 60 KiB of response headers.
+const MAX_BUF: usize = 64 * 1024;
+
 /// Why no connection could be had.
 #[derive(Debug)]
 pub enum ConnectError {
@@ -28,8 +35,10 @@ pub enum ConnectError {
     Overflow(&'static str),
     /// The endpoint refused, was unreachable, or failed the mTLS checks.
     Failed(String),
-    /// No connection before the attempt's deadline.
+    /// No connection before the attempt's deadline: connecting took too long.
     Timeout,
+    /// The deadline passed while waiting for a pool slot (no connection was tried).
+    PoolTimeout,
 }
 
 impl std::fmt::Display for ConnectError {
@@ -38,6 +47,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Overflow(limit) => write!(f, "pool limit reached: {limit}"),
             ConnectError::Failed(why) => f.write_str(why),
             ConnectError::Timeout => f.write_str("connect timeout"),
+            ConnectError::PoolTimeout => f.write_str("timed out waiting for a pooled connection"),
         }
     }
 }
@@ -210,7 +220,7 @@ impl Pool {
             let waited = tokio::time::timeout_at(deadline, freed).await;
             self.pending.fetch_sub(1, Ordering::AcqRel);
             if waited.is_err() {
-                return Err(ConnectError::Timeout);
+                return Err(ConnectError::PoolTimeout);
             }
         }
         let guard = OpenGuard {
@@ -289,7 +299,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (send, conn) = http1::Builder::new()
-        .max_buf_size(1024 * 1024)
+        .max_buf_size(MAX_BUF)
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(async move {

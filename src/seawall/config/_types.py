@@ -209,6 +209,16 @@ def _regex(value: object) -> str:
         re.compile(_string(value))
     except re.error as exc:
         invalid(f"invalid regular expression: {exc}")
+    # The sidecar's core runs routes in Rust: a pattern it cannot run with the same
+    # meaning (lookarounds, backreferences, possessive quantifiers...) is refused here.
+    try:
+        from .. import _native  # noqa: PLC0415 - the extension is optional for the model
+    except ImportError:
+        return str(value)
+    try:
+        _native.check_regex(str(value))
+    except ValueError as exc:
+        invalid(f"not supported by the sidecar: {exc}")
     return str(value)
 
 

@@ -29,7 +29,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -44,14 +44,12 @@ from ..config import (
     load_mesh,
 )
 from ..config.report import issue_to_dict
-from ..proxy.http1 import RequestHead, encode_response_head
-from ..proxy.listener import DownstreamConnection, RequestBody
 from .ca import ForeignNameError
 from .snapshot import Publisher, Snapshot, services_view, status_view
 from .store import ConfigRecord, Instance, InstanceConflict, SidecarStatus, Store, StoreError
 from .tokens import Tokens
 
-__all__ = ["ROUTES", "ApiError", "ControlAPI", "Issuer", "openapi_document"]
+__all__ = ["ROUTES", "Answer", "ApiError", "ControlAPI", "Issuer", "openapi_document"]
 
 MAX_BODY = 4 * 1024 * 1024  # a mesh config of thousands of services fits
 MAX_WAIT = 60.0  # longest long-poll; sidecars ask for 30 s
@@ -87,6 +85,19 @@ class ApiError(Exception):
 
 Issuer = Callable[[bytes, str, str], Awaitable[dict[str, Any]]]
 """(CSR PEM, service, trust domain) -> the issued certificate's JSON answer."""
+
+_JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+_PEM = {"Content-Type": "application/x-pem-file", "Cache-Control": "no-store"}
+_UNAUTHORIZED = {**_JSON, "WWW-Authenticate": 'Bearer realm="seawall"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the API answers one request with: the HTTP server sends it as it is."""
+
+    status: int
+    body: bytes  # empty for 204 and 304
+    headers: dict[str, str]  # Content-Type, Cache-Control (and WWW-Authenticate on a 401)
 
 
 @dataclass(slots=True)
@@ -329,7 +340,8 @@ def openapi_document() -> dict[str, Any]:
 
 
 class ControlAPI:
-    """The API's state and handlers, served over :class:`DownstreamConnection`."""
+    """The API's state and handlers; :class:`~seawall.control.http_server.HttpServer`
+    serves them (:meth:`answer` is the whole interface, with no HTTP library in it)."""
 
     def __init__(
         self,
@@ -362,6 +374,7 @@ class ControlAPI:
         self._publish_timer: asyncio.TimerHandle | None = None
         self.subscribers = 0  # long-polls waiting right now
         self.publishes = 0  # snapshots published (etag changes) since start
+        self.closing = False  # stopping: long-polls answer at once
 
     @property
     def snapshot(self) -> Snapshot:
@@ -430,6 +443,16 @@ class ControlAPI:
         if len(waiters) > WAKE_CHUNK:
             asyncio.get_running_loop().call_later(WAKE_SPACING, self._wake, waiters[WAKE_CHUNK:])
 
+    def close(self) -> None:
+        """The server is stopping: answer every long-poll now (what is pending is published
+        first), and from now on answer long-polls without waiting."""
+        self.closing = True
+        self._publish()
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def follow(self) -> None:
         """Refresh after every change the store reports (runs for the server's life).
 
@@ -452,58 +475,45 @@ class ControlAPI:
 
     # -- HTTP ---------------------------------------------------------------
 
-    async def serve(self, down: DownstreamConnection, req: RequestHead, body: RequestBody) -> None:
-        """Answer one request (the :data:`~seawall.proxy.listener.Serve` of the listener)."""
-        data = await body.read_all(MAX_BODY)
-        path, _, raw_query = req.path.decode("latin-1").partition("?")
-        method = req.method.decode("latin-1")
-        status, payload, ctype = 500, b"", b"application/json"
+    async def answer(
+        self, method: str, target: str, authorization: Iterable[str], body: bytes
+    ) -> Answer:
+        """Answer one request: ``target`` as sent (path and query), ``authorization`` the
+        request's Authorization values, ``body`` whole. Never raises: a refusal is an
+        :class:`ApiError`'s JSON, a store failure a 503, a bug a 500 (logged)."""
+        path, _, raw_query = target.partition("?")
         try:
-            if data is None:
-                raise ApiError(413, f"body: larger than {MAX_BODY} bytes")
-            call = self._call(req, method, path, raw_query, data)
+            call = self._call(method, path, raw_query, authorization, body)
             status, result = await self._dispatch(call)
-            if isinstance(result, bytes):
-                payload = result
-                if path == "/v1/ca":
-                    ctype = b"application/x-pem-file"
-            elif result is not None:
-                payload = json.dumps(result).encode()
         except ApiError as exc:
-            status = exc.status
-            payload = json.dumps({"error": exc.message, **exc.extra}).encode()
+            return self.refuse(exc.status, exc.message, **exc.extra)
         except StoreError as exc:  # nothing was changed: the caller may try again later
-            status = 503
-            payload = json.dumps({"error": f"store unavailable: {exc}"}).encode()
             sys.stderr.write(f"seawall control: {method} {path}: store unavailable: {exc}\n")
+            return self.refuse(503, f"store unavailable: {exc}")
         except Exception as exc:  # a bug must answer, not leave the caller waiting
-            status = 500
             message = f"internal error: {type(exc).__name__}: {exc}"
-            payload = json.dumps({"error": message}).encode()
             sys.stderr.write(f"seawall control: {method} {path}: {message}\n")
-        if status in (204, 304):
-            payload = b""
-        headers = [(b"content-type", ctype), (b"cache-control", b"no-store")]
-        if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="seawall"'))
-        head = encode_response_head(
-            status,
-            b"",
-            headers,
-            content_length=None if status in (204, 304) else len(payload),
-            keep_alive=req.keep_alive,
-            via=None,
-        )
-        down.write(head if req.method == b"HEAD" else head + payload)
-        down.finish(req.keep_alive)
+            return self.refuse(500, message)
+        if status in (204, 304) or result is None:
+            return Answer(status, b"", _JSON)
+        if isinstance(result, bytes):
+            return Answer(status, result, _PEM if path == "/v1/ca" else _JSON)
+        return Answer(status, json.dumps(result).encode(), _JSON)
 
-    def _call(self, req: RequestHead, method: str, path: str, raw_query: str, data: bytes) -> Call:
+    @staticmethod
+    def refuse(status: int, message: str, **extra: Any) -> Answer:
+        """The answer to a refused request: ``{"error": message, **extra}``."""
+        body = json.dumps({"error": message, **extra}).encode()
+        return Answer(status, body, _UNAUTHORIZED if status == 401 else _JSON)
+
+    def _call(
+        self, method: str, path: str, raw_query: str, authorization: Iterable[str], data: bytes
+    ) -> Call:
         token = None
-        for name, value in req.headers:
-            if name == b"authorization":
-                scheme, _, cred = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and cred.strip():
-                    token = cred.strip()
+        for value in authorization:
+            scheme, _, cred = value.partition(" ")
+            if scheme.lower() == "bearer" and cred.strip():
+                token = cred.strip()
         revoked = None
         if self.tokens.is_admin(token):
             caller = "admin"
@@ -627,7 +637,7 @@ class ControlAPI:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(2.0):
                         await reader
-        if known == self.snapshot.etag and wait > 0:
+        if known == self.snapshot.etag and wait > 0 and not self.closing:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.add(waiter)
             self.subscribers += 1

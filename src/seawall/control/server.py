@@ -3,8 +3,10 @@
 :class:`ControlServer` opens the store (SQLite in the state directory by
 default, or etcd), loads or creates the admin token, the join secret and the
 CA, reads the current state, then serves the API (:mod:`seawall.control.api`)
-with the same HTTP/1.1 connection code as the sidecar, and refreshes its view
-after every change the store reports, its own and other replicas'.
+on aiohttp's web server (:mod:`seawall.control.http_server`), and refreshes its
+view after every change the store reports, its own and other replicas'. On
+SIGTERM it stops accepting, answers the long-polls, lets requests in flight
+finish, then closes the store.
 
 The state directory holds::
 
@@ -32,18 +34,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..proxy.http1 import Limits
-from ..proxy.listener import ConnectionTimeouts, DownstreamConnection
-from .api import MAX_BODY, ControlAPI
+from .api import ControlAPI
 from .ca import CertificateAuthority
+from .http_server import HttpServer
 from .store import Store, StoreError
 from .tokens import Tokens
 
 __all__ = ["DEFAULT_CERT_TTL", "ControlServer", "run"]
 
 DEFAULT_CERT_TTL = 24 * 3600.0  # short-lived: a stolen key is useful for a day at most
-_LIMITS = Limits(max_body_size=MAX_BODY)
-_TIMEOUTS = ConnectionTimeouts(header=10.0, body=30.0, idle=120.0)
 
 
 def _log(message: str) -> None:
@@ -74,9 +73,8 @@ class ControlServer:
         self._cas: dict[str, CertificateAuthority] = {}
         self.tokens: Tokens | None = None
         self.api: ControlAPI | None = None
-        self._server: asyncio.Server | None = None
+        self._http: HttpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.connections: set[DownstreamConnection] = set()
 
     def _ca(self, trust_domain: str) -> CertificateAuthority:
         ca = self._cas.get(trust_domain)
@@ -118,19 +116,10 @@ class ControlServer:
         await api.refresh()
         # The CA exists from the first start (created now if it does not).
         self._ca_pem()
-        loop = asyncio.get_running_loop()
-
-        def factory() -> DownstreamConnection:
-            conn = DownstreamConnection(
-                api.serve, _LIMITS, _TIMEOUTS, on_close=self.connections.discard
-            )
-            self.connections.add(conn)
-            return conn
-
-        self._server = await loop.create_server(factory, self.host, self.port, backlog=2048)
-        sock = self._server.sockets[0].getsockname()
-        self.port = int(sock[1])
-        self._tasks = [loop.create_task(api.follow()), loop.create_task(self._sweep())]
+        self._http = HttpServer(api)
+        await self._http.start(self.host, self.port)
+        self.port = self._http.port
+        self._tasks = [asyncio.get_running_loop().create_task(api.follow())]
         (self.state_dir / "control-url").write_text(f"{self.url}\n")
 
     @property
@@ -139,25 +128,16 @@ class ControlServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(1.0)
-            now = loop.time()
-            for conn in list(self.connections):
-                conn.check(now)
-
     async def stop(self) -> None:
-        """Stop serving and close the store (leases are left to expire or be renewed)."""
-        if self._server is not None:
-            self._server.close()
+        """Stop serving (long-polls answered, requests in flight finished), then close the
+        store (leases are left to expire or be renewed)."""
+        if self._http is not None:
+            await self._http.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for conn in list(self.connections):
-            conn.close()
         await self.store.close()
 
 

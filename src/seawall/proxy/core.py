@@ -87,6 +87,10 @@ class CoreSidecar:
         cert, key, bundle = identity_pem(directory)
         self.core.set_identity(cert, key, bundle)
 
+    def close_idle(self) -> None:
+        """Close idle pooled upstream connections: the next requests connect anew."""
+        self.core.close_idle()
+
     def clusters(self) -> list[dict[str, Any]]:
         """The clusters' state (the admin ``/clusters`` document's list)."""
         doc: dict[str, Any] = json.loads(self.core.clusters())

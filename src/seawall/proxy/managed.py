@@ -1,8 +1,8 @@
 """A sidecar managed by the control plane: ``seawall sidecar --control URL``.
 
-:func:`run_linked` starts a :class:`~seawall.proxy.sidecar.Sidecar` whose
-config, endpoints and certificate come from the control plane through a
-:class:`~seawall.proxy.control_link.ControlLink`:
+:func:`run_linked` starts the Rust core (:class:`~seawall.proxy.core.CoreSidecar`)
+with a config, endpoints and certificate that come from the control plane
+through a :class:`~seawall.proxy.control_link.ControlLink`:
 
 1. **Config.** It asks the control plane for the current snapshot. If no
    replica answers, it uses the snapshot it persisted last time in its state
@@ -48,10 +48,14 @@ from .control_link import (
     instance_id,
     load_snapshot,
 )
+from .core import CoreSidecar
 from .identity import Identity, IdentityError
-from .runtime import EndpointSets
-from .sidecar import Sidecar, install_uvloop
-from .upstream.endpoint import Endpoint
+from .memory import Trimmer
+from .sidecar import install_uvloop
+from .spec import EndpointSpec
+
+EndpointSets = dict[str, list[EndpointSpec]]
+"""Endpoints by destination service, as the control plane pushes them."""
 
 __all__ = ["LinkOptions", "config_from_snapshot", "run_linked"]
 
@@ -118,30 +122,29 @@ def config_from_snapshot(
     raw = snapshot.get("endpoints") or {}
     if not isinstance(raw, dict):
         raise ValueError("snapshot.endpoints: must be an object")
-    sets: dict[str, list[Endpoint]] = {}
+    sets: EndpointSets = {}
     for name, svc in config.services.items():
-        static = [Endpoint(e.address, e.port, e.subset, e.weight) for e in svc.endpoints]
-        registered = []
+        static: list[EndpointSpec] = [
+            {"address": e.address, "port": e.port, "subset": e.subset, "weight": e.weight}
+            for e in svc.endpoints
+        ]
+        seen = {(e["address"], e["port"]) for e in static}
+        registered: list[EndpointSpec] = []
         for i, item in enumerate(raw.get(name) or []):
             try:
-                registered.append(
-                    Endpoint(str(item["address"]), int(item["port"]), item.get("subset"))
-                )
+                address, port = str(item["address"]), int(item["port"])
+                subset = item.get("subset")
+                if subset is not None and not isinstance(subset, str):
+                    raise ValueError(f"subset must be a string, got {subset!r}")
+                if not 0 < port < 65536:
+                    raise ValueError(f"port must be 1..65535, got {port}")
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"snapshot.endpoints.{name}[{i}]: {exc}") from None
-        sets[name] = static + [e for e in registered if e not in static]
+            if (address, port) not in seen:
+                seen.add((address, port))
+                registered.append({"address": address, "port": port, "subset": subset, "weight": 1})
+        sets[name] = static + registered
     return with_instance_ports(config, service, options), sets, int(pushed.get("version") or 0)
-
-
-def _ejected(sidecar: Sidecar) -> list[str]:
-    out = []
-    for dest in sidecar.runtime.destinations.values():
-        cluster = dest.cluster
-        if cluster.outlier is None:
-            continue
-        now = cluster.clock()
-        out += [str(ep) for ep in cluster.endpoints if cluster.outlier.is_ejected(ep, now)]
-    return out
 
 
 async def _first_snapshot(
@@ -201,20 +204,34 @@ async def _identity(
             await asyncio.sleep(delay)
 
 
-async def serve_linked(service: str, options: LinkOptions, bootstrap: str | None) -> int:
+async def _trim(trimmer: Trimmer) -> None:
+    """Give memory freed by the core back to the OS, once a second."""
+    while True:
+        await asyncio.sleep(trimmer.every)
+        trimmer.tick(time.monotonic())
+
+
+async def serve_linked(
+    service: str, options: LinkOptions, bootstrap: str | None, workers: int | None = None
+) -> int:
     """Run the managed sidecar until SIGTERM (see the module docstring)."""
     client = ControlClient(options.urls, options.token)
     try:
-        return await _serve_linked(client, service, options, bootstrap)
+        return await _serve_linked(client, service, options, bootstrap, workers)
     finally:
         await client.aclose()
 
 
 async def _serve_linked(
-    client: ControlClient, service: str, options: LinkOptions, bootstrap: str | None
+    client: ControlClient,
+    service: str,
+    options: LinkOptions,
+    bootstrap: str | None,
+    workers: int | None,
 ) -> int:
     state = Path(options.state_dir)
-    holder: dict[str, Sidecar] = {}
+    holder: dict[str, CoreSidecar] = {}
+    trimmer = Trimmer()  # before the core allocates anything
 
     def apply(snapshot: dict[str, Any]) -> int:
         config, endpoints, version = config_from_snapshot(snapshot, service, options)
@@ -228,7 +245,7 @@ async def _serve_linked(
         InstanceSpec("pending", service, "127.0.0.1", 1),
         state,
         apply=apply,
-        ejected=lambda: _ejected(holder["sidecar"]) if "sidecar" in holder else [],
+        ejected=lambda: holder["sidecar"].ejected() if "sidecar" in holder else [],
         ttl=options.lease_ttl,
     )
     first = await _first_snapshot(link, state, bootstrap)
@@ -255,14 +272,25 @@ async def _serve_linked(
     identity = await _identity(link, state / "identity", service, config.trust_domain)
     link.certificate = lambda: (format(identity.serial, "x"), identity.not_after.timestamp())
     try:
-        sidecar = Sidecar(None, service, config=config, endpoints=endpoints, identity=identity)
-    except ValueError as exc:
+        sidecar = CoreSidecar(
+            config,
+            service,
+            endpoints=endpoints,
+            identity=identity.directory,
+            workers=workers or config.sidecar.workers,
+        )
+    except (ValueError, OSError) as exc:
         sys.stderr.write(f"seawall sidecar: {exc}\n")
         return 2
     holder["sidecar"] = sidecar
     if isinstance(first, dict):
         link.record(first, version, persist=True)
-    await sidecar.start()
+    ports = ", ".join(f"{name}={port}" for name, port in sidecar.ports().items())
+    _log(f"serving {service} on the Rust core: {ports}")
+
+    def install(cert_pem: bytes, ca_pem: bytes) -> None:
+        identity.install(cert_pem, ca_pem)  # checked and written to the identity directory
+        sidecar.set_identity(identity.directory)  # new handshakes use it; open ones carry on
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -273,11 +301,11 @@ async def _serve_linked(
         loop.create_task(
             link.keep_certificate(
                 lambda: identity.csr_pem(service),
-                identity.install,
+                install,
                 lambda: identity.renew_at.timestamp(),  # noqa: PLW0108 - read at each call
             )
         ),
-        loop.create_task(sidecar.sweep()),
+        loop.create_task(_trim(trimmer)),
     ]
     await stop.wait()
     _log("draining")
@@ -287,7 +315,7 @@ async def _serve_linked(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await link.deregister()  # out of every endpoint set now, not at lease expiry
-    await sidecar.drain(sidecar.runtime.config.sidecar.drain_grace)
+    await sidecar.drain(sidecar.config.sidecar.drain_grace)
     return 0
 
 
@@ -295,9 +323,6 @@ def run_linked(
     service: str, options: LinkOptions, *, bootstrap: str | None = None, workers: int | None = None
 ) -> int:
     """Run a sidecar managed by the control plane; returns the exit status."""
-    if workers is not None and workers > 1:
-        sys.stderr.write("seawall sidecar: --workers > 1 is not supported with --control yet\n")
-        return 2
     if bootstrap is not None:
         try:
             load_mesh(Path(bootstrap))
@@ -319,6 +344,6 @@ def run_linked(
             return 2
         install_uvloop()
         started = time.monotonic()
-        code = asyncio.run(serve_linked(service, options, bootstrap))
+        code = asyncio.run(serve_linked(service, options, bootstrap, workers))
         _log(f"stopped after {time.monotonic() - started:.0f}s")
         return code

@@ -24,20 +24,22 @@ stay near 15 MB: the model alone costs about 25 MB of Python heap.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .memory import Trimmer
 from .reload import READ, FileSignature, Reload, ReloadDebouncer, Snapshot, content_digest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+# Imports are few on purpose (no argparse, subprocess, pathlib, hashlib): each
+# costs an idle sidecar 0.4-4 MB, and this process stays up for months.
 
 __all__ = ["POLL_INTERVAL", "StaticSidecar", "main"]
 
@@ -51,32 +53,56 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def _read(path: Path) -> tuple[bytes, Snapshot]:
+def _read(path: str) -> tuple[bytes, Snapshot]:
     """The file's bytes and a snapshot of them (the signature from the same open file)."""
-    with path.open("rb") as file:
+    with open(path, "rb") as file:
         stat = os.fstat(file.fileno())
         data = file.read()
     return data, Snapshot(FileSignature.of(stat), content_digest(data))
 
 
-def compile_spec(data: bytes, service: str) -> tuple[dict[str, Any] | None, str]:
-    """Validate config bytes in a child process: (spec, "") or (None, the errors)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "seawall.proxy.spec", "--stdin", "--service", service],
-        input=data,
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        return None, done.stderr.decode("utf-8", "replace").rstrip()
-    return json.loads(done.stdout), ""
+def _memfile(name: str, data: bytes = b"") -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def compile_spec(data: bytes, service: str, name: str) -> tuple[dict[str, Any] | None, str]:
+    """Validate config bytes in a child process: (spec, "") or (None, the errors).
+
+    The child reads the bytes from, and writes its answer to, anonymous memory
+    files (no pipes to drain, no threads), and its exit status says which.
+    """
+    argv = [
+        sys.executable, "-m", "seawall.proxy.spec", "--stdin", "--name", name, "--service", service
+    ]
+    stdin, stdout, stderr = _memfile("stdin", data), _memfile("stdout"), _memfile("stderr")
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((stdin, stdout, stderr))]
+        pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            return None, _read_all(stderr).decode("utf-8", "replace").rstrip()
+        return json.loads(_read_all(stdout)), ""
+    finally:
+        for fd in (stdin, stdout, stderr):
+            os.close(fd)
 
 
 class StaticSidecar:
     """The core of one sidecar, and its config file."""
 
     def __init__(
-        self, path: Path, service: str, spec: dict[str, Any], *, workers: int = 1
+        self, path: str, service: str, spec: dict[str, Any], *, workers: int = 1
     ) -> None:
         from .. import _native  # noqa: PLC0415 - the extension module, loaded once here
 
@@ -85,8 +111,10 @@ class StaticSidecar:
         self.spec = spec
         self.core = _native.Sidecar(json.dumps(spec), workers=workers)
         loaded: Snapshot | None = None
-        with contextlib.suppress(OSError):
+        try:
             loaded = _read(path)[1]
+        except OSError:
+            loaded = None
         self.debouncer = ReloadDebouncer(self._settle(spec), loaded)
 
     @staticmethod
@@ -107,7 +135,7 @@ class StaticSidecar:
         """One poll of the config file: reload it if a change is complete."""
         debouncer = self.debouncer
         try:
-            signature: FileSignature | None = FileSignature.of(self.path.stat())
+            signature: FileSignature | None = FileSignature.of(os.stat(self.path))
         except OSError:
             signature = None
         if debouncer.on_stat(now, signature) is not READ:
@@ -125,7 +153,7 @@ class StaticSidecar:
         return self._reload_from(data)
 
     def _reload_from(self, data: bytes) -> bool:
-        spec, errors = compile_spec(data, self.service)
+        spec, errors = compile_spec(data, self.service, self.path)
         if spec is None:
             log(f"config reload rejected, keeping the running config:\n{errors}")
             return False
@@ -148,7 +176,7 @@ class StaticSidecar:
         self.core.drain(float(self.spec["drain_grace"]))
 
 
-def serve(sidecar: StaticSidecar) -> int:
+def serve(sidecar: StaticSidecar, trimmer: Trimmer) -> int:
     """Serve until SIGTERM or SIGINT; reload on SIGHUP and on file changes."""
     events: list[int] = []
 
@@ -169,25 +197,38 @@ def serve(sidecar: StaticSidecar) -> int:
                 log("draining")
                 sidecar.drain()
                 return 0
-        sidecar.check_file(time.monotonic())
+        now = time.monotonic()
+        sidecar.check_file(now)
+        trimmer.tick(now)
+
+
+USAGE = (
+    "usage: python -m seawall.proxy.serve --config PATH --service NAME "
+    "--workers N --spec-fd FD (run by `seawall sidecar`)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a sidecar whose spec the parent validated (read from ``--spec-fd``)."""
-    parser = argparse.ArgumentParser(prog="python -m seawall.proxy.serve")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--service", required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--spec-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    with os.fdopen(args.spec_fd, "rb") as file:
+    args = list(sys.argv[1:] if argv is None else argv)
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    if len(args) % 2 or not {"--config", "--service", "--spec-fd"} <= options.keys():
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    try:
+        spec_fd, workers = int(options["--spec-fd"]), int(options.get("--workers", "1"))
+    except ValueError:
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    trimmer = Trimmer()  # before the core allocates anything
+    with os.fdopen(spec_fd, "rb") as file:
         spec = json.loads(file.read())
     try:
-        sidecar = StaticSidecar(Path(args.config), args.service, spec, workers=args.workers)
+        sidecar = StaticSidecar(options["--config"], options["--service"], spec, workers=workers)
     except (OSError, ValueError) as exc:
         log(str(exc))
         return 2
-    return serve(sidecar)
+    return serve(sidecar, trimmer)
 
 
 if __name__ == "__main__":

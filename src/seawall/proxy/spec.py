@@ -278,12 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--config", help="path to mesh.yaml")
     source.add_argument("--stdin", action="store_true", help="read mesh.yaml from stdin")
     parser.add_argument("--service", required=True)
+    parser.add_argument("--name", help="the file the bytes on stdin came from (for errors)")
     args = parser.parse_args(argv)
     try:
         config = load_mesh(sys.stdin.buffer.read() if args.stdin else args.config)
         spec = sidecar_spec(config, args.service)
     except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
+        if args.stdin and args.name:
+            exc = ConfigError(exc.errors, args.name)
+        sys.stderr.write(f"{exc.describe() if exc.source else exc}\n")
         return 2
     except KeyError as exc:
         sys.stderr.write(f"{exc.args[0]}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -10,7 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seawall.policy.clock import FakeClock
-from seawall.proxy.upstream import Endpoint, OutlierConfig, OutlierDetector
+from seawall.policy.outlier import OutlierConfig, OutlierDetector
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint key, as the sidecar's were (any hashable key works)."""
+
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
 
 
 def eps(n: int) -> list[Endpoint]:
