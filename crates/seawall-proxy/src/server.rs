@@ -466,12 +466,12 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let _ = p;
         return (101, tunnel(c, parts).await);
     }
-    let mut headers = parts.headers;
+    // (the encoder skips hop-by-hop fields as it writes them)
+    let headers = parts.headers;
     let length = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    seawall_h1::strip_hop_by_hop(&mut headers);
     let no_body =
         head.method == http::Method::HEAD || status == 204 || status == 304 || status < 200;
     let mut keep_alive = keep_alive;
@@ -580,8 +580,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 ) -> bool {
     let mut response = http::Response::from_parts(parts, ());
     let upgraded = hyper::upgrade::on(&mut response);
-    let mut headers = response.headers().clone();
-    seawall_h1::strip_hop_by_hop(&mut headers);
+    let headers = response.headers();
     let upgrade = response
         .headers()
         .get(http::header::UPGRADE)
@@ -589,7 +588,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .unwrap_or(HeaderValue::from_static("websocket"));
     c.out.clear();
     let framing = ResponseFraming::Upgrade(upgrade);
-    if seawall_h1::encode_response_head(101, None, &headers, framing, true, Some(VIA), &mut c.out)
+    if seawall_h1::encode_response_head(101, None, headers, framing, true, Some(VIA), &mut c.out)
         .is_err()
         || c.wr.write_all(&c.out).await.is_err()
     {
