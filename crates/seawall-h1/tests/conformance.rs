@@ -1,7 +1,8 @@
 //! The Rust codec against the Python one (the contract), case by case.
 //!
-//! tests/corpus/requests.txt holds what Python's `RequestParser` does with
-//! each input (see generate.py there: the Python malformed and valid tables,
+//! tests/corpus/requests.txt holds what Python's `RequestParser` did with
+//! each input, recorded before that codec was retired (its generator is in
+//! the repository's history: the Python malformed and valid tables,
 //! request-line and field variants, and seeded mutations of valid
 //! requests). Each input is fed here whole, byte by byte and in random
 //! pieces, and must give the same events: the same heads (method, target,
