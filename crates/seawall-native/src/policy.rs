@@ -109,8 +109,12 @@ fn take_permit(permit: &mut PyBreakerPermit) -> PyResult<Permit> {
         .ok_or_else(|| PyValueError::new_err("BreakerPermit: this permit was already used"))
 }
 
+fn names(t: Transition) -> (&'static str, &'static str) {
+    (t.from.as_str(), t.to.as_str())
+}
+
 fn pair(t: Option<Transition>) -> Option<(&'static str, &'static str)> {
-    t.map(|t| (t.from.as_str(), t.to.as_str()))
+    t.map(names)
 }
 
 fn state_named(name: &str) -> PyResult<State> {
@@ -302,33 +306,27 @@ impl PyCircuitBreaker {
     }
 
     fn transition_to_closed(&mut self, now: f64) -> (&'static str, &'static str) {
-        let t = self.inner.transition_to_closed(now);
-        (t.from.as_str(), t.to.as_str())
+        names(self.inner.transition_to_closed(now))
     }
 
     fn transition_to_open(&mut self, now: f64) -> (&'static str, &'static str) {
-        let t = self.inner.transition_to_open(now);
-        (t.from.as_str(), t.to.as_str())
+        names(self.inner.transition_to_open(now))
     }
 
     fn transition_to_forced_open(&mut self, now: f64) -> (&'static str, &'static str) {
-        let t = self.inner.transition_to_forced_open(now);
-        (t.from.as_str(), t.to.as_str())
+        names(self.inner.transition_to_forced_open(now))
     }
 
     fn transition_to_disabled(&mut self, now: f64) -> (&'static str, &'static str) {
-        let t = self.inner.transition_to_disabled(now);
-        (t.from.as_str(), t.to.as_str())
+        names(self.inner.transition_to_disabled(now))
     }
 
     fn transition_to_metrics_only(&mut self, now: f64) -> (&'static str, &'static str) {
-        let t = self.inner.transition_to_metrics_only(now);
-        (t.from.as_str(), t.to.as_str())
+        names(self.inner.transition_to_metrics_only(now))
     }
 
     fn reset(&mut self, now: f64) -> (&'static str, &'static str) {
-        let t = self.inner.reset(now);
-        (t.from.as_str(), t.to.as_str())
+        names(self.inner.reset(now))
     }
 
     /// Transitions so far.
