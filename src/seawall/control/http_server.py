@@ -107,7 +107,7 @@ class HttpServer:
         """The API's answer, and whether to close the connection after it."""
         api = self.api
         body = b""
-        if request.body_exists:  # (a GET, a long-poll: no body to wait for)
+        if request.body_exists:  # (a GET, a long-poll, has none: no read, no timer)
             length = request.content_length
             if length is not None and length > MAX_BODY:  # refused before any of it is read
                 return api.refuse(413, f"body: larger than {MAX_BODY} bytes"), False
