@@ -109,10 +109,75 @@ def _rejection(exc: CircuitOpenError) -> Obs:
     }
 
 
-class PyBreaker:
+class _BreakerDriver:
+    """One breaker scenario's steps, read once for both runtimes; the hooks differ."""
+
+    events: list[list[str]]
+    permits: dict[str, Any]
+
+    def step(self, step: Step, now: float) -> Obs:
+        self.begin(now)
+        op = step["op"]
+        obs: Obs = {}
+        if op == "admit":
+            permit, obs = self.admit(now)
+            if permit is not None:
+                self.permits[step.get("permit", "_")] = permit
+        elif op in ("success", "failure", "release"):
+            if "permit" in step:
+                permit = self.permits.pop(step["permit"])
+            else:
+                permit, obs = self.admit(now)
+                if permit is None:
+                    return self.observe(obs)
+            self.report(op, permit, now, float(step.get("elapsed", 0.0)))
+        elif op == "state":
+            obs["value"] = self.state(now)
+        elif op == "poll":
+            self.poll(now)
+        elif op == "metrics":
+            obs["metrics"] = self.metrics(now)
+        elif op == "force":
+            self.force(step["to"], now)
+        else:
+            raise AssertionError(f"unknown breaker op {op!r}")
+        return self.observe(obs)
+
+    def observe(self, obs: Obs) -> Obs:
+        obs["state"] = self.current_state()
+        obs["transitions"] = list(self.events)
+        return obs
+
+    # the hooks
+    def begin(self, now: float) -> None:
+        raise NotImplementedError
+
+    def admit(self, now: float) -> tuple[Any, Obs]:
+        raise NotImplementedError
+
+    def report(self, op: str, permit: Any, now: float, elapsed: float) -> None:
+        raise NotImplementedError
+
+    def state(self, now: float) -> str:
+        raise NotImplementedError
+
+    def poll(self, now: float) -> None:
+        raise NotImplementedError
+
+    def metrics(self, now: float) -> Obs:
+        raise NotImplementedError
+
+    def force(self, to: str, now: float) -> None:
+        raise NotImplementedError
+
+    def current_state(self) -> str:
+        raise NotImplementedError
+
+
+class PyBreaker(_BreakerDriver):
     def __init__(self, config: dict[str, Any]) -> None:
         self.clock = _Clock()
-        self.events: list[list[str]] = []
+        self.events = []
         outer = self
 
         class Listener:
@@ -126,7 +191,11 @@ class PyBreaker:
                 pass
 
         self.b = CircuitBreaker(clock=self.clock, listeners=[Listener()], **config)
-        self.permits: dict[str, int] = {}
+        self.permits = {}
+
+    def begin(self, now: float) -> None:
+        self.clock.now = now
+        self.events.clear()
 
     def admit(self, now: float) -> tuple[int | None, Obs]:
         try:
@@ -135,63 +204,43 @@ class PyBreaker:
             return None, _rejection(exc)
         return permit, {"admitted": True, "records": permit != -1}
 
-    def step(self, step: Step, now: float) -> Obs:
-        self.clock.now = now
-        self.events.clear()
-        b = self.b
-        op = step["op"]
-        obs: Obs = {}
-        if op == "admit":
-            permit, obs = self.admit(now)
-            if permit is not None:
-                self.permits[step.get("permit", "_")] = permit
-        elif op in ("success", "failure", "release"):
-            if "permit" in step:
-                permit = self.permits.pop(step["permit"])
-            else:
-                admitted, obs = self.admit(now)
-                if admitted is None:
-                    return self.observe(obs)
-                permit = admitted
-            elapsed = float(step.get("elapsed", 0.0))
-            if op == "success":
-                b.record_success(permit, now, elapsed)
-            elif op == "failure":
-                b.record_failure(permit, now, elapsed)
-            else:
-                b.release(permit)
-        elif op == "state":
-            obs["value"] = b.state.value
-        elif op == "poll":
-            b.poll(now)
-        elif op == "metrics":
-            m = dataclasses.asdict(b.metrics())
-            del m["name"]
-            m["state"] = m["state"].value
-            obs["metrics"] = m
-        elif op == "force":
-            to = step["to"]
-            if to == "reset":
-                b.reset()
-            else:
-                getattr(b, f"transition_to_{to}")()
+    def report(self, op: str, permit: Any, now: float, elapsed: float) -> None:
+        if op == "success":
+            self.b.record_success(permit, now, elapsed)
+        elif op == "failure":
+            self.b.record_failure(permit, now, elapsed)
         else:
-            raise AssertionError(f"unknown breaker op {op!r}")
-        return self.observe(obs)
+            self.b.release(permit)
 
-    def observe(self, obs: Obs) -> Obs:
-        obs["state"] = self.b._state.value
-        obs["transitions"] = list(self.events)
-        return obs
+    def state(self, now: float) -> str:
+        return self.b.state.value
+
+    def poll(self, now: float) -> None:
+        self.b.poll(now)
+
+    def metrics(self, now: float) -> Obs:
+        m = dataclasses.asdict(self.b.metrics())
+        del m["name"]
+        m["state"] = m["state"].value
+        return m
+
+    def force(self, to: str, now: float) -> None:
+        if to == "reset":
+            self.b.reset()
+        else:
+            getattr(self.b, f"transition_to_{to}")()
+
+    def current_state(self) -> str:
+        return self.b._state.value
 
 
-class RsBreaker:
+class RsBreaker(_BreakerDriver):
     """Each native call makes at most one transition: counted, and returned by the call."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.b = _native.CircuitBreaker(**config)
-        self.permits: dict[str, Any] = {}
-        self.events: list[list[str]] = []
+        self.permits = {}
+        self.events = []
 
     def call(self, now: float, method: str, *args: Any, returns_transition: bool = True) -> Any:
         b = self.b
@@ -210,6 +259,9 @@ class RsBreaker:
             assert (list(result) if result else None) == (self.events[-1] if made else None)
         return result
 
+    def begin(self, now: float) -> None:
+        self.events = []
+
     def admit(self, now: float) -> tuple[Any, Obs]:
         try:
             permit = self.call(now, "admit", now, returns_transition=False)
@@ -217,43 +269,27 @@ class RsBreaker:
             return None, _rejection(exc)
         return permit, {"admitted": True, "records": permit.records}
 
-    def step(self, step: Step, now: float) -> Obs:
-        self.events = []
-        op = step["op"]
-        obs: Obs = {}
-        if op == "admit":
-            permit, obs = self.admit(now)
-            if permit is not None:
-                self.permits[step.get("permit", "_")] = permit
-        elif op in ("success", "failure", "release"):
-            if "permit" in step:
-                permit = self.permits.pop(step["permit"])
-            else:
-                permit, obs = self.admit(now)
-                if permit is None:
-                    return self.observe(obs)
-            elapsed = float(step.get("elapsed", 0.0))
-            if op == "release":
-                self.call(now, "release", permit, returns_transition=False)
-            else:
-                self.call(now, f"record_{op}", permit, now, elapsed)
-        elif op == "state":
-            obs["value"] = self.call(now, "state", now, returns_transition=False)
-        elif op == "poll":
-            self.call(now, "poll", now)
-        elif op == "metrics":
-            obs["metrics"] = self.call(now, "metrics", now, returns_transition=False)
-        elif op == "force":
-            to = step["to"]
-            self.call(now, "reset" if to == "reset" else f"transition_to_{to}", now)
+    def report(self, op: str, permit: Any, now: float, elapsed: float) -> None:
+        if op == "release":
+            self.call(now, "release", permit, returns_transition=False)
         else:
-            raise AssertionError(f"unknown breaker op {op!r}")
-        return self.observe(obs)
+            self.call(now, f"record_{op}", permit, now, elapsed)
 
-    def observe(self, obs: Obs) -> Obs:
-        obs["state"] = self.b.current_state
-        obs["transitions"] = list(self.events)
-        return obs
+    def state(self, now: float) -> str:
+        return str(self.call(now, "state", now, returns_transition=False))
+
+    def poll(self, now: float) -> None:
+        self.call(now, "poll", now)
+
+    def metrics(self, now: float) -> Obs:
+        metrics: Obs = self.call(now, "metrics", now, returns_transition=False)
+        return metrics
+
+    def force(self, to: str, now: float) -> None:
+        self.call(now, "reset" if to == "reset" else f"transition_to_{to}", now)
+
+    def current_state(self) -> str:
+        return str(self.b.current_state)
 
 
 class PyBudget:
