@@ -32,7 +32,10 @@ three or more the backend gets a core of its own. The CPU time other processes
 used during the rounds is reported: on a shared machine it says how far to
 trust the figures. After the rounds the sidecar idles for ``--idle`` seconds and
 the resident memory of every process that serves (the sidecar and all its
-children) is read, with a breakdown.
+children) is read, with a breakdown. Then the same for a sidecar managed by a
+control plane (``seawall sidecar --control``, the control plane in a process
+of its own): it serves one wrk run at the loaded shape, idles, and its memory
+is read the same way.
 
 Everything listens on 127.0.0.1; every process started here runs in its own
 process group and is stopped on the way out, whatever happens. If the sidecar
@@ -41,7 +44,8 @@ still measured.
 
 The last line printed is one JSON object: ``{"direct": {"rps", "p50_ms",
 "p99_ms"}, "nginx": ..., "haproxy": ..., "aiohttp": ..., "seawall": ... or
-null, "seawall_idle_rss_mb": .. or null, "caddy": ..., "c1": {target:
+null, "seawall_idle_rss_mb": .. or null, "seawall_managed_idle_rss_mb": ... or null,
+"caddy": ..., "c1": {target:
 {"p50_ms", "p99_ms"}}, "targets_met": true/false}``; the top-level target
 entries are the 32-connection run.
 """
@@ -663,6 +667,67 @@ class Bench:
             raise TargetDown(f"{exc}\n    (config: {mesh})") from exc
         return child, port
 
+    def _control_call(
+        self, port: int, method: str, path: str, body: bytes, token: str
+    ) -> dict[str, Any]:
+        conn = http.client.HTTPConnection(HOST, port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers={"authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise TargetDown(f"control plane: {method} {path}: {response.status} {data[:200]!r}")
+        answer: dict[str, Any] = json.loads(data)
+        return answer
+
+    def managed_memory(self, idle: float) -> tuple[list[ProcMemory], int]:
+        """A sidecar managed by a control plane (``seawall sidecar --control``), with the
+        same mesh and policies, loaded through its inbound port: (every process of it after
+        traffic and ``idle`` seconds, requests served).
+
+        The control plane runs as its own process (its memory is not the sidecar's); the
+        sidecar gets its config, endpoints and certificate from it, holds a lease and
+        long-polls for snapshots the whole time.
+        """
+        control_port = self.ports.take()
+        state = self.tmp / "control"
+        argv = [sys.executable, "-m", "seawall", "control", "--state-dir", str(state)]
+        control = self._start(
+            "control", [*argv, "--listen", f"{HOST}:{control_port}"], self.placement.backend,
+            cwd=REPO,
+        )
+        health = lambda: _answers(control_port, "/v1/health")  # noqa: E731
+        _wait_until(health, control, self.args.start_timeout, "control plane /v1/health")
+        admin = (state / "admin-token").read_text().strip()
+        ports = {key: self.ports.take() for key in MESH_PORTS}
+        mesh = self.tmp / "managed-mesh.yaml"
+        # With its certificate the sidecar speaks mTLS to other services' sidecars, and the
+        # backend has none: the load goes in through the inbound port to "bench"'s app,
+        # which is the backend here.
+        config = mesh_config(ports, self.backend_port)
+        services = config["services"]
+        services["bench"]["port"] = self.backend_port
+        services["backend"]["port"] = ports["bench_app"]  # unused: it runs no sidecar
+        write_mesh(mesh, config)
+        self._control_call(control_port, "PUT", "/v1/config", mesh.read_bytes(), admin)
+        body = json.dumps({"service": "bench"}).encode()
+        token = self._control_call(control_port, "POST", "/v1/join-tokens", body, admin)["token"]
+        argv = [sys.executable, "-m", "seawall", "sidecar", "--service", "bench"]
+        argv += ["--control", f"http://{HOST}:{control_port}", "--join-token", str(token)]
+        argv += ["--state-dir", str(self.tmp / "managed-state")]
+        child = self._start("managed", argv, self.placement.target, cwd=REPO)
+        port, admin_port = ports["bench_inbound"], ports["bench_admin"]
+        timeout = self.args.start_timeout
+        _wait_until(lambda: _answers(admin_port, "/ready"), child, timeout, "admin /ready")
+        wait_serving(child, port, timeout)
+        run = wrk(port, self.args.duration, self.args.connections, self.placement)
+        time.sleep(idle)
+        if child.proc.poll() is not None:
+            raise TargetDown(f"the managed sidecar exited while idle\n{child.tail()}")
+        return family_memory(child.proc.pid), run.requests
+
     def sidecar_memory(self, idle: float) -> list[ProcMemory]:
         """Every process of the sidecar that served the rounds, after ``idle`` seconds of rest."""
         child = self.seawall
@@ -834,11 +899,13 @@ def print_c1(
                 print(f"{'':<8} warning: {r.errors}")
 
 
-def print_memory(memory: list[ProcMemory], idle: float, served: int) -> None:
+def print_memory(
+    memory: list[ProcMemory], idle: float, served: int, what: str = "seawall"
+) -> None:
     total = sum(m.rss_kb for m in memory) / 1024
     print(
-        f"\nseawall idle RSS: {total:.1f} MB, {len(memory)} process(es), measured after the"
-        f" sidecar served {served} requests in the rounds above and then idled {idle:g} s"
+        f"\n{what} idle RSS: {total:.1f} MB, {len(memory)} process(es), measured after the"
+        f" sidecar served {served} requests and then idled {idle:g} s"
     )
     for m in memory:
         print(
@@ -864,7 +931,10 @@ class Goal:
 
 
 def goals(
-    c32: dict[str, Result | None], c1: dict[str, Result | None], rss: float | None
+    c32: dict[str, Result | None],
+    c1: dict[str, Result | None],
+    rss: float | None,
+    managed_rss: float | None,
 ) -> list[Goal]:
     """The four targets of issue 9, each with its figure and what it came from."""
     seawall, nginx = c32.get("seawall"), c32.get("nginx")
@@ -907,6 +977,12 @@ def goals(
 
     why = "sidecar and children, after traffic and idling" if rss is not None else missing
     found.append(Goal(f"idle RSS <= {IDLE_RSS_MB_MAX:g} MB", rss, IDLE_RSS_MB_MAX, True, why))
+    why = "--control: sidecar and children" if managed_rss is not None else missing
+    found.append(
+        Goal(
+            f"managed idle RSS <= {IDLE_RSS_MB_MAX:g} MB", managed_rss, IDLE_RSS_MB_MAX, True, why
+        )
+    )
     return found
 
 
@@ -1088,6 +1164,8 @@ def main() -> int:
     runs: dict[int, dict[str, list[Run]]] = {c: {t: [] for t in targets} for c in shapes}
     down: dict[str, str] = {}
     memory: list[ProcMemory] | None = None
+    managed: list[ProcMemory] | None = None
+    managed_served = 0
     tmp = Path(tempfile.mkdtemp(prefix="seawall-bench-proxy-"))
     tmp.chmod(0o755)  # nginx workers drop to an unprivileged user when started as root
     bench = Bench(args, tmp, placement)
@@ -1136,6 +1214,11 @@ def main() -> int:
                     memory = bench.sidecar_memory(args.idle)
                 except TargetDown as exc:
                     print(f"\nseawall idle RSS: NOT MEASURED:\n{exc}\n")
+                bench.children.stop(bench.seawall)
+                try:
+                    managed, managed_served = bench.managed_memory(args.idle)
+                except TargetDown as exc:
+                    print(f"\nmanaged seawall idle RSS: NOT MEASURED:\n{exc}\n")
     except BenchError as exc:
         print(f"bench-proxy: {exc}", file=sys.stderr)
         return 1
@@ -1162,10 +1245,14 @@ def main() -> int:
     if memory:
         served = sum(r.requests for shape in runs.values() for r in shape.get("seawall", []))
         print_memory(memory, args.idle, served)
-    found = goals(c32, c1, rss)
+    if managed:
+        print_memory(managed, args.idle, managed_served, "managed seawall (--control)")
+    managed_rss = round(sum(m.rss_kb for m in managed) / 1024, 1) if managed else None
+    found = goals(c32, c1, rss, managed_rss)
     print_goals(found)
     summary: dict[str, Any] = {t: c32[t] for t in ("direct", "nginx", "haproxy", "aiohttp")}
     summary |= {"seawall": c32["seawall"], "seawall_idle_rss_mb": rss, "caddy": c32["caddy"]}
+    summary["seawall_managed_idle_rss_mb"] = managed_rss
     summary["c1"] = {
         t: {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} if r else None for t, r in c1.items()
     }

@@ -30,4 +30,12 @@ class Sidecar:
 
 def check_spec(spec: str) -> None: ...
 def check_regex(pattern: str) -> None: ...
+def control_call(
+    method: str,
+    url: str,
+    *,
+    headers: list[tuple[str, str]] = ...,
+    body: bytes = ...,
+    timeout: float = ...,
+) -> tuple[int, bytes]: ...
 def __getattr__(name: str) -> Any: ...  # the policy twins, used by the conformance tests

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from control_server import InProcessControl, applied
 from seawall.proxy.control_link import (
     ControlClient,
     ControlLink,
+    ControlRefused,
+    ControlUnavailable,
     InstanceSpec,
     load_snapshot,
     save_snapshot,
@@ -56,6 +58,13 @@ def _link(
     )
 
 
+def _until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def test_a_refused_snapshot_is_not_fetched_again_until_it_changes(
     control: InProcessControl, tmp_path: Path
 ) -> None:
@@ -68,24 +77,17 @@ def test_a_refused_snapshot_is_not_fetched_again_until_it_changes(
             raise ValueError("refused for the test")
         return version
 
-    async def scenario() -> None:
-        link = _link(control, tmp_path / "side", apply)
-        task = asyncio.create_task(link.subscribe())
-        await asyncio.sleep(1.0)  # a refusal loop would have applied it hundreds of times
-        assert seen == [1]
-        assert link.status.config_version == 0
-        with control.client(**control.admin) as c:  # (sync client in a thread-free test: brief)
-            c.put("/v1/config", content=MESH.replace("8002", "8012"))
-        for _ in range(100):
-            if link.status.config_version == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert seen == [1, 2]
-        assert link.status.config_version == 2
-        task.cancel()
-        await link.client.aclose()
-
-    asyncio.run(scenario())
+    link = _link(control, tmp_path / "side", apply)
+    link.start(link.subscribe)
+    _until(lambda: seen)
+    time.sleep(1.0)  # a refusal loop would have applied it hundreds of times
+    assert seen == [1]
+    assert link.status.config_version == 0
+    with control.client(**control.admin) as c:
+        c.put("/v1/config", content=MESH.replace("8002", "8012"))
+    _until(lambda: link.status.config_version == 2)
+    assert seen == [1, 2]
+    link.stop.set()
     persisted = load_snapshot(tmp_path / "side")
     assert persisted is not None
     assert persisted["config"]["version"] == 2  # only the accepted one was persisted
@@ -107,51 +109,46 @@ def test_snapshot_persistence_is_whole_or_nothing(tmp_path: Path, capsys: Any) -
 def test_lease_is_kept_reported_and_taken_again_after_it_is_lost(
     control: InProcessControl, tmp_path: Path
 ) -> None:
-    async def scenario() -> None:
-        link = _link(control, tmp_path / "side", lambda s: int(s["config"]["version"]))
-        link.status.config_version = 1
-        task = asyncio.create_task(link.keep_lease())
-        for _ in range(100):
-            if link.status.reported:
-                break
-            await asyncio.sleep(0.05)
-        first = link.status.lease
-        assert first is not None
-        assert link.status.reported["ejected"] == ["127.0.0.1:9"]
-        async with httpx.AsyncClient(base_url=control.url, trust_env=False) as c:
-            status = (await c.get("/v1/status")).json()
-            assert [s["id"] for s in status["sidecars"]] == ["orders.t1"]
-            # the lease is lost (as after a control plane restarted on an empty store)
-            r = await c.delete(f"/v1/leases/{first}", headers=control.join("orders"))
-            assert r.status_code == 204
-            for _ in range(100):  # renewed every ttl/3 = 1 s: the next renewal finds it gone
-                if link.status.lease != first:
-                    break
-                await asyncio.sleep(0.05)
-            assert link.status.lease not in (None, first)
-            instances = (await c.get("/v1/services")).json()["instances"]
-            assert [i["id"] for i in instances] == ["orders.t1"]
-        task.cancel()
-        await link.deregister()
-        async with httpx.AsyncClient(base_url=control.url, trust_env=False) as c:
-            assert (await c.get("/v1/services")).json()["instances"] == []
-        await link.client.aclose()
-
-    asyncio.run(scenario())
+    link = _link(control, tmp_path / "side", lambda s: int(s["config"]["version"]))
+    link.status.config_version = 1
+    link.start(link.keep_lease)
+    _until(lambda: link.status.reported)
+    first = link.status.lease
+    assert first is not None
+    assert link.status.reported["ejected"] == ["127.0.0.1:9"]
+    with httpx.Client(base_url=control.url, trust_env=False) as c:
+        status = c.get("/v1/status").json()
+        assert [s["id"] for s in status["sidecars"]] == ["orders.t1"]
+        # the lease is lost (as after a control plane restarted on an empty store)
+        r = c.delete(f"/v1/leases/{first}", headers=control.join("orders"))
+        assert r.status_code == 204
+        # renewed every ttl/3 = 1 s: the next renewal finds it gone
+        _until(lambda: link.status.lease not in (None, first))
+        instances = c.get("/v1/services").json()["instances"]
+        assert [i["id"] for i in instances] == ["orders.t1"]
+        link.deregister()  # stops the loop, then revokes the lease
+        assert c.get("/v1/services").json()["instances"] == []
 
 
 def test_a_dead_replica_is_skipped(control: InProcessControl, tmp_path: Path) -> None:
-    async def scenario() -> None:
-        link = _link(control, tmp_path / "side", lambda s: 1, urls=[_dead_url(), control.url])
-        task = asyncio.create_task(link.subscribe())
-        for _ in range(100):
-            if link.status.config_version == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert link.status.config_version == 1
-        assert link.client.url == control.url
-        assert link.status.connected
-        task.cancel()
-        await link.client.aclose()
+    link = _link(control, tmp_path / "side", lambda s: 1, urls=[_dead_url(), control.url])
+    link.start(link.subscribe)
+    _until(lambda: link.status.config_version == 1)
+    assert link.client.url == control.url
+    assert link.status.connected
+    link.stop.set()
 
-    asyncio.run(scenario())
+
+def test_calls_carry_the_token_and_errors_say_which_replica(
+    control: InProcessControl, tmp_path: Path
+) -> None:
+    client = ControlClient([control.url], "not-a-token")
+    with pytest.raises(ControlRefused) as refused:
+        client.call("POST", "/v1/instances", body={"id": "orders.t1"})
+    assert refused.value.status == 401
+    dead = _dead_url()
+    client = ControlClient([dead], "t")
+    with pytest.raises(ControlUnavailable, match=dead.removeprefix("http://")):
+        client.call("GET", "/v1/snapshot", params={"known": "a b/c", "wait": "0"})
+    with pytest.raises(ValueError, match="at least one"):
+        ControlClient([], "t")

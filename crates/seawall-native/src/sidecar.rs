@@ -6,8 +6,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use seawall_proxy::control::{self, CallError};
 use seawall_proxy::sidecar::{CoreError, IdentityPem, Options, Sidecar as Core};
 
 fn to_py(e: CoreError) -> PyErr {
@@ -155,8 +157,38 @@ pub fn check_regex(pattern: &str) -> PyResult<()> {
     seawall_proxy::route::check_regex(pattern).map_err(PyValueError::new_err)
 }
 
+/// One HTTP call to the control plane: `(status, body)`. The GIL is released
+/// while it waits. ValueError: a bad method, URL or header (nothing sent);
+/// TimeoutError: no whole answer within `timeout` s; OSError: anything else.
+#[pyfunction]
+#[pyo3(signature = (method, url, *, headers = Vec::new(), body = Vec::new(), timeout = 5.0))]
+pub fn control_call(
+    py: Python<'_>,
+    method: &str,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    timeout: f64,
+) -> PyResult<(u16, Py<PyBytes>)> {
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "timeout must be > 0 s, got {timeout}"
+        )));
+    }
+    let timeout = Duration::from_secs_f64(timeout);
+    let answer = py
+        .detach(|| control::call(method, url, &headers, body, timeout))
+        .map_err(|e| match e {
+            CallError::Invalid(_) => PyValueError::new_err(e.to_string()),
+            CallError::Timeout(_) => PyTimeoutError::new_err(e.to_string()),
+            CallError::Io(_) | CallError::TooLarge => PyOSError::new_err(e.to_string()),
+        })?;
+    Ok((answer.status, PyBytes::new(py, &answer.body).unbind()))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Sidecar>()?;
+    m.add_function(wrap_pyfunction!(control_call, m)?)?;
     m.add_function(wrap_pyfunction!(check_regex, m)?)?;
     m.add_function(wrap_pyfunction!(check_spec, m)?)?;
     Ok(())

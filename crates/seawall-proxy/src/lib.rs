@@ -13,6 +13,7 @@ pub mod authz;
 pub mod body;
 pub mod clock;
 pub mod cluster;
+pub mod control;
 pub mod forward;
 pub mod listener;
 pub mod metrics;

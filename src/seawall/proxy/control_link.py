@@ -1,72 +1,90 @@
 """The sidecar's side of the control plane: subscribe, persist, register, report, renew.
 
 A :class:`ControlLink` runs beside the listeners of a sidecar started with
-``--control``. It never sits on the request path: requests are served from
-the runtime the sidecar already has, whether the control plane is up or not
-(static stability). Its loops:
+``--control``, on threads of the long-running sidecar process
+(:mod:`seawall.proxy.linked`). It never sits on the request path: requests
+are served from the runtime the sidecar already has, whether the control
+plane is up or not (static stability). Its loops:
 
 * **subscribe**: a long-poll of ``GET /v1/snapshot?known=<etag>&wait=30``;
   a new snapshot (config version + endpoint sets) is validated with the same
-  schema as a file, applied atomically through the sidecar's ``apply`` (no
-  request sees half of it), and written to ``<state_dir>/snapshot.json``
-  (temporary file, fsync, rename), so a sidecar that restarts while the
-  control plane is down comes up with its last good config and endpoints;
+  schema as a file, applied atomically (no request sees half of it), and
+  written to ``<state_dir>/snapshot.json`` (temporary file, fsync, rename), so
+  a sidecar that restarts while the control plane is down comes up with its
+  last good config and endpoints;
 * **lease**: registers this instance (service, subset, address, inbound
   port) under a TTL lease and renews it at a third of the TTL; when the lease
   is gone (control plane restarted on a fresh store, long partition) it
   registers again; after each change it reports the config version it runs,
   the endpoints its outlier detection has ejected, and its certificate;
-* **certificate** (with an identity): asks for a certificate at start when
-  it has none valid, then renews at two thirds of its life; the private key
-  stays in the state directory, only a CSR travels.
+* **certificate**: renews the certificate at two thirds of its life; the
+  private key stays in the state directory, only a CSR travels.
 
 Every failure is retried with exponential backoff and full jitter (0.1 s,
 doubling, capped at 5 s), moving to the next control-plane URL each time, so
 sidecars fail over between replicas and a restarting control plane is not
 stampeded.
+
+This module is imported by the long-running process, so it stays light: no
+asyncio (which imports ``ssl``: 10 MB), no HTTP library (each call goes
+through the Rust core's client, :func:`seawall._native.control_call`, with the
+GIL released), no config model, no ``random`` or ``dataclasses``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import random
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from ..config.names import instance_service, new_instance_id
-from ..policy.backoff import backoff
-
-if TYPE_CHECKING:
-    import httpx
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 __all__ = [
+    "Answer",
     "apply_delta",
     "ControlClient",
     "ControlLink",
+    "ControlRefused",
     "ControlUnavailable",
+    "ejected_endpoints",
     "InstanceSpec",
     "LinkStatus",
     "load_snapshot",
+    "merge_endpoints",
+    "request_certificate",
     "save_snapshot",
 ]
 
 SNAPSHOT_FILE = "snapshot.json"
-INSTANCE_ID_FILE = "instance-id"
 POLL_WAIT = 30.0  # seconds the control plane may hold a subscription open
 MIN_RENEWAL_INTERVAL = 1.0  # seconds between two certificate requests, at least
-_RECONNECT = backoff("full", base=0.1, max=5.0)
+RECONNECT_BASE, RECONNECT_MAX = 0.1, 5.0  # full-jitter backoff between failed calls, seconds
+
+Call = Callable[..., tuple[int, bytes]]
+"""``control_call(method, url, *, headers, body, timeout) -> (status, body)``."""
 
 
 def _log(message: str) -> None:
     sys.stderr.write(f"seawall sidecar [{os.getpid()}]: control: {message}\n")
     sys.stderr.flush()
+
+
+def _uniform(high: float) -> float:
+    """A uniform float in [0, high): jitter needs no seeded generator."""
+    return high * (int.from_bytes(os.urandom(7), "big") / float(1 << 56))
+
+
+def _query(params: Mapping[str, str]) -> str:
+    """``?k=v&...`` with every byte outside RFC 3986's unreserved set percent-encoded."""
+    safe = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    def enc(text: str) -> str:
+        return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode("utf-8"))
+
+    return "?" + "&".join(f"{enc(k)}={enc(v)}" for k, v in params.items()) if params else ""
 
 
 class ControlUnavailable(Exception):
@@ -81,24 +99,35 @@ class ControlRefused(Exception):
         self.status = status
 
 
+class Answer(NamedTuple):
+    """A control-plane answer: status and whole body."""
+
+    status: int
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
 class ControlClient:
     """HTTP calls to the control plane's API, failing over between replica URLs."""
 
-    def __init__(self, urls: Sequence[str], token: str, *, timeout: float = 5.0) -> None:
-        import httpx  # noqa: PLC0415 - only sidecars with --control pay for it
-
+    def __init__(
+        self, urls: Sequence[str], token: str, *, timeout: float = 5.0, call: Call | None = None
+    ) -> None:
         if not urls:
             raise ValueError("ControlClient: at least one control-plane URL is needed")
+        if call is None:
+            from .._native import control_call  # noqa: PLC0415 - the extension, loaded once
+
+            call = control_call
         self.urls = [u.rstrip("/") for u in urls]
         self._index = 0
         self._timeout = timeout
-        # trust_env=False: the sidecar's own HTTP_PROXY (set for its app) must not apply.
-        self._http = httpx.AsyncClient(
-            timeout=timeout,
-            trust_env=False,
-            headers={"authorization": f"Bearer {token}"},
-        )
-        self._httpx = httpx
+        self._call = call
+        # Never through a proxy: the sidecar's own HTTP_PROXY is for its app.
+        self._headers = [("authorization", f"Bearer {token}")]
 
     @property
     def url(self) -> str:
@@ -109,44 +138,50 @@ class ControlClient:
         """Use the next replica from now on."""
         self._index = (self._index + 1) % len(self.urls)
 
-    async def call(
+    def call(
         self,
         method: str,
         path: str,
         *,
         body: Any = None,
-        params: dict[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - a long-poll needs its own
-    ) -> httpx.Response:
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Answer:
         """One API call; raises :class:`ControlUnavailable` or :class:`ControlRefused`."""
         url = self.url
+        headers = self._headers
+        data = b""
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            headers = [*headers, ("content-type", "application/json")]
         try:
-            response = await self._http.request(
+            status, raw = self._call(
                 method,
-                url + path,
-                json=body,
-                params=params,
+                url + path + _query(params or {}),
+                headers=headers,
+                body=data,
                 timeout=timeout if timeout is not None else self._timeout,
             )
-        except self._httpx.HTTPError as exc:
+        except (OSError, ValueError) as exc:  # TimeoutError is an OSError
             self.fail_over()
             raise ControlUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code >= 500:
+        answer = Answer(status, raw)
+        if status >= 500:
             self.fail_over()
-            raise ControlUnavailable(f"{url}{path}: {response.status_code}")
-        if response.status_code >= 400 and response.status_code != 404:
-            message = response.text[:200]
+            raise ControlUnavailable(f"{url}{path}: {status}")
+        if status >= 400 and status != 404:
+            message = answer.text[:200]
             with contextlib.suppress(ValueError):
-                data = response.json()
-                if isinstance(data, dict) and "error" in data:
-                    message = str(data["error"])[:500]
-            raise ControlRefused(response.status_code, f"{method} {path}: {message}")
-        return response
+                decoded = json.loads(raw)
+                if isinstance(decoded, dict) and "error" in decoded:
+                    message = str(decoded["error"])[:500]
+            raise ControlRefused(status, f"{method} {path}: {message}")
+        return answer
 
-    def json(self, response: httpx.Response) -> dict[str, Any]:
+    def json(self, answer: Answer) -> dict[str, Any]:
         """A 2xx answer's JSON object (a malformed one counts as an unavailable replica)."""
         try:
-            data = response.json()
+            data = json.loads(answer.body)
         except ValueError as exc:
             self.fail_over()
             raise ControlUnavailable(f"{self.url}: answer is not JSON ({exc})") from None
@@ -155,16 +190,15 @@ class ControlClient:
             raise ControlUnavailable(f"{self.url}: answer is not a JSON object")
         return data
 
-    async def aclose(self) -> None:
-        """Close the connections."""
-        await self._http.aclose()
+
+PathLike = str | os.PathLike[str]
 
 
-def save_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:
+def save_snapshot(state_dir: PathLike, snapshot: dict[str, Any]) -> None:
     """Write the snapshot whole or not at all (temporary file, fsync, rename)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / SNAPSHOT_FILE
-    tmp = path.with_name(f".{SNAPSHOT_FILE}.{os.getpid()}.tmp")
+    os.makedirs(state_dir, exist_ok=True)
+    path = os.path.join(state_dir, SNAPSHOT_FILE)
+    tmp = os.path.join(state_dir, f".{SNAPSHOT_FILE}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(snapshot, f, separators=(",", ":"))
         f.flush()
@@ -172,11 +206,12 @@ def save_snapshot(state_dir: Path, snapshot: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_snapshot(state_dir: Path) -> dict[str, Any] | None:
+def load_snapshot(state_dir: PathLike) -> dict[str, Any] | None:
     """The last persisted snapshot, or ``None`` (none yet, or unreadable: said on stderr)."""
-    path = state_dir / SNAPSHOT_FILE
+    path = os.path.join(state_dir, SNAPSHOT_FILE)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -186,19 +221,6 @@ def load_snapshot(state_dir: Path) -> dict[str, Any] | None:
         _log(f"ignoring {path}: not a snapshot")
         return None
     return data
-
-
-def instance_id(state_dir: Path, service: str) -> str:
-    """This instance's id, kept across restarts (a restart replaces its registration)."""
-    path = state_dir / INSTANCE_ID_FILE
-    with contextlib.suppress(OSError):
-        saved = path.read_text(encoding="ascii").strip()
-        if instance_service(saved) == service:
-            return saved  # an id of the older form ("<service>-<hex>") is replaced
-    new = new_instance_id(service)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(new + "\n", encoding="ascii")
-    return new
 
 
 def _endpoint_order(entry: dict[str, Any]) -> tuple[str, int, str]:
@@ -240,37 +262,105 @@ def apply_delta(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+EndpointSets = dict[str, list[dict[str, Any]]]
+"""``{service: [{"address", "port", "subset", "weight"}, ...]}``, as the core takes them."""
+
+
+def merge_endpoints(static: Mapping[str, Sequence[dict[str, Any]]], raw: Any) -> EndpointSets:
+    """Each service's endpoints: its static ones (from the config), then the registered ones.
+
+    ``raw`` is a snapshot's ``endpoints`` (``{service: [instance, ...]}``); a
+    registered instance at a static address is not added twice. Raises
+    ``ValueError`` naming the first malformed entry.
+    """
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ValueError("snapshot.endpoints: must be an object")
+    sets: EndpointSets = {}
+    for name, fixed in static.items():
+        merged = [dict(e) for e in fixed]
+        seen = {(e["address"], e["port"]) for e in merged}
+        for i, item in enumerate(raw.get(name) or []):
+            try:
+                address, port = str(item["address"]), int(item["port"])
+                subset = item.get("subset")
+                if subset is not None and not isinstance(subset, str):
+                    raise ValueError(f"subset must be a string, got {subset!r}")
+                if not 0 < port < 65536:
+                    raise ValueError(f"port must be 1..65535, got {port}")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"snapshot.endpoints.{name}[{i}]: {exc}") from None
+            if (address, port) not in seen:
+                seen.add((address, port))
+                merged.append({"address": address, "port": port, "subset": subset, "weight": 1})
+        sets[name] = merged
+    return sets
+
+
+def ejected_endpoints(clusters: str) -> list[str]:
+    """``address:port`` of every ejected endpoint in the core's ``/clusters`` document."""
+    doc = json.loads(clusters)
+    return [
+        f"{ep['address']}:{ep['port']}"
+        for cluster in doc["clusters"]
+        for ep in cluster["endpoints"]
+        if ep["ejected"]
+    ]
+
+
+def request_certificate(client: ControlClient, csr_pem: bytes) -> dict[str, Any]:
+    """Send a CSR; the answer has ``certificate`` and ``ca`` (PEM) and ``serial``."""
+    answer = client.call("POST", "/v1/certificates", body={"csr": csr_pem.decode("ascii")})
+    if answer.status != 200:
+        raise ControlRefused(answer.status, answer.text[:200])
+    data = client.json(answer)
+    if "certificate" not in data or "ca" not in data:
+        raise ControlUnavailable(f"{client.url}: certificate answer without PEMs")
+    return data
+
+
+class LinkStatus:
+    """What the link knows, for the logs and the tests."""
+
+    __slots__ = (
+        "applied", "config_version", "connected", "etag", "last_error", "lease", "reported"
+    )
+
+    def __init__(self) -> None:
+        self.etag: str | None = None
+        self.config_version = 0
+        self.lease: str | None = None
+        self.connected = False
+        self.last_error: str | None = None
+        self.applied = 0  # snapshots applied since start
+        self.reported: dict[str, Any] = {}
+
+
 class Reconnect:
     """Backoff with full jitter between failed attempts of one loop; logged sparingly."""
 
-    def __init__(self, what: str, rng: random.Random) -> None:
+    def __init__(self, what: str, stop: threading.Event) -> None:
         self.what = what
-        self.rng = rng
+        self.stop = stop
         self.failures = 0
-        self._delay = 0.0
 
-    async def failed(self, exc: Exception, status: LinkStatus) -> None:
+    def failed(self, exc: Exception, status: LinkStatus) -> None:
         """Note a failure (the 1st and every 20th are logged), then wait before the next try."""
         self.failures += 1
         status.connected = False
         status.last_error = str(exc)
         if self.failures == 1 or self.failures % 20 == 0:
             _log(f"{self.what}: {exc} (attempt {self.failures}; serving with the last good config)")
-        self._delay = _RECONNECT.delay(min(self.failures, 30), self._delay, self.rng)
-        await asyncio.sleep(self._delay)
+        cap = min(RECONNECT_MAX, RECONNECT_BASE * 2.0 ** min(self.failures - 1, 30))
+        self.stop.wait(_uniform(cap))
 
     def succeeded(self) -> bool:
         """Note a success; whether it ended a run of failures."""
-        was, self.failures, self._delay = self.failures, 0, 0.0
+        was, self.failures = self.failures, 0
         return was > 0
 
 
-def _no_metadata() -> dict[str, str]:
-    return {}
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceSpec:
+class InstanceSpec(NamedTuple):
     """What this sidecar registers: its service instance, reachable at its inbound port."""
 
     id: str
@@ -278,36 +368,28 @@ class InstanceSpec:
     address: str
     port: int
     subset: str | None = None
-    metadata: dict[str, str] = field(default_factory=_no_metadata)
-
-
-@dataclass(slots=True)
-class LinkStatus:
-    """What the link knows, for the admin endpoint and the tests."""
-
-    etag: str | None = None
-    config_version: int = 0
-    lease: str | None = None
-    connected: bool = False
-    last_error: str | None = None
-    applied: int = 0  # snapshots applied since start
-    reported: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, str] = {}
 
 
 class ControlLink:
-    """Keeps one sidecar in step with the control plane (see the module docstring)."""
+    """Keeps one sidecar in step with the control plane (see the module docstring).
+
+    Its loops (:meth:`subscribe`, :meth:`keep_lease`, :meth:`keep_certificate`)
+    each run on a thread of their own until :attr:`stop` is set; every wait
+    ends as soon as it is.
+    """
 
     def __init__(
         self,
         client: ControlClient,
         instance: InstanceSpec,
-        state_dir: Path,
+        state_dir: PathLike,
         *,
         apply: Callable[[dict[str, Any]], int],
         ejected: Callable[[], list[str]],
         certificate: Callable[[], tuple[str | None, float | None]] = lambda: (None, None),
         ttl: float = 10.0,
-        rng: random.Random | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         """``apply(snapshot)`` validates and swaps in a snapshot, returning its config
         version (raising ``ValueError``, e.g. a ``ConfigError``, to refuse it);
@@ -321,11 +403,12 @@ class ControlLink:
         self.certificate = certificate
         self.ttl = ttl
         # A renewal must fail over from a hung replica well within the lease's life.
-        self._call_timeout = max(0.5, min(5.0, ttl / 4))
-        self.rng = rng or random.Random()
+        self.call_timeout = max(0.5, min(5.0, ttl / 4))
+        self.stop = stop or threading.Event()
         self.status = LinkStatus()
         self._reported: dict[str, Any] | None = None
-        self._report_now = asyncio.Event()
+        self._report_now = threading.Event()
+        self._lease_lock = threading.Lock()  # held around a lease call: deregister waits for it
         self._known: str | None = None  # the etag last received, applied or refused
         self._latest: dict[str, Any] | None = None  # that snapshot whole (a delta's base)
 
@@ -345,18 +428,18 @@ class ControlLink:
 
     def record(self, snapshot: dict[str, Any], version: int, *, persist: bool) -> None:
         """Note ``snapshot`` (config ``version``) as the one running; persist it if asked."""
-        self.status.etag = self._known = str(snapshot.get("etag"))
-        self._latest = snapshot
-        self.status.config_version = version
-        self.status.applied += 1
         if persist:
             try:
                 save_snapshot(self.state_dir, snapshot)
             except OSError as exc:
                 _log(f"could not persist the snapshot: {exc}")
+        self.status.etag = self._known = str(snapshot.get("etag"))
+        self._latest = snapshot
+        self.status.config_version = version
+        self.status.applied += 1
         self._report_now.set()
 
-    async def fetch(self, wait: float = 0.0) -> dict[str, Any] | None:
+    def fetch(self, wait: float = 0.0) -> dict[str, Any] | None:
         """One subscription round: the new snapshot, or ``None`` if unchanged.
 
         With a snapshot in hand, it asks for a delta (``delta=1``) and applies
@@ -368,12 +451,12 @@ class ControlLink:
         params = {"known": known, "wait": f"{wait:g}"}
         if base is not None and str(base.get("etag")) == known:
             params["delta"] = "1"
-        response = await self.client.call("GET", "/v1/snapshot", params=params, timeout=wait + 5.0)
-        if response.status_code == 304:
+        answer = self.client.call("GET", "/v1/snapshot", params=params, timeout=wait + 5.0)
+        if answer.status == 304:
             return None
-        if response.status_code != 200:
-            raise ControlRefused(response.status_code, response.text[:200])
-        data = self.client.json(response)
+        if answer.status != 200:
+            raise ControlRefused(answer.status, answer.text[:200])
+        data = self.client.json(answer)
         if "etag" not in data:
             raise ControlUnavailable(f"{self.client.url}: a snapshot without an etag")
         if "base" in data:
@@ -387,27 +470,29 @@ class ControlLink:
                 raise ControlUnavailable(f"{self.client.url}: a malformed delta: {exc}") from None
         return data
 
-    async def subscribe(self) -> None:
-        """Follow the snapshot forever (run as a task)."""
-        retry = Reconnect("subscription", self.rng)
-        while True:
+    def subscribe(self) -> None:
+        """Follow the snapshot until :attr:`stop` is set."""
+        retry = Reconnect("subscription", self.stop)
+        while not self.stop.is_set():
             try:
-                snapshot = await self.fetch(POLL_WAIT)
+                snapshot = self.fetch(POLL_WAIT)
             except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
-                await retry.failed(exc, self.status)
+                retry.failed(exc, self.status)
                 continue
             if retry.succeeded():
                 _log(f"subscribed again via {self.client.url}")
             self.status.connected = True
             if snapshot is not None and snapshot.get("config") is not None:
+                if self.stop.is_set():
+                    return
                 self.adopt(snapshot, persist=True)
 
     # -- lease and reports --------------------------------------------------
 
-    async def register(self) -> str:
+    def register(self) -> str:
         """Register this instance; returns the lease."""
         inst = self.instance
-        response = await self.client.call(
+        answer = self.client.call(
             "POST",
             "/v1/instances",
             body={
@@ -416,13 +501,13 @@ class ControlLink:
                 "address": inst.address,
                 "port": inst.port,
                 "subset": inst.subset,
-                "metadata": inst.metadata,
+                "metadata": dict(inst.metadata),
                 "ttl": self.ttl,
             },
         )
-        if response.status_code != 200:
-            raise ControlRefused(response.status_code, response.text[:200])
-        lease = self.client.json(response).get("lease")
+        if answer.status != 200:
+            raise ControlRefused(answer.status, answer.text[:200])
+        lease = self.client.json(answer).get("lease")
         if not isinstance(lease, str) or not lease:
             raise ControlUnavailable(f"{self.client.url}: registration answer without a lease")
         self.status.lease = lease
@@ -440,105 +525,107 @@ class ControlLink:
             "certificate_expires": expires,
         }
 
-    async def _renew(self, lease: str) -> bool:
+    def _renew(self, lease: str) -> bool:
         """Keep the lease alive and report if anything changed; ``False`` if it is gone."""
-        timeout = self._call_timeout
-        response = await self.client.call("PUT", f"/v1/leases/{lease}", timeout=timeout)
-        if response.status_code == 404:
+        timeout = self.call_timeout
+        answer = self.client.call("PUT", f"/v1/leases/{lease}", timeout=timeout)
+        if answer.status == 404:
             return False
         body = self._report_body()
         if body != self._reported:
-            response = await self.client.call(
+            answer = self.client.call(
                 "PUT", f"/v1/leases/{lease}/status", body=body, timeout=timeout
             )
-            if response.status_code == 404:
+            if answer.status == 404:
                 return False
             self._reported = body
             self.status.reported = body
         return True
 
-    async def keep_lease(self) -> None:
-        """Register, then renew at a third of the TTL (or at once after a change); forever."""
-        retry = Reconnect("lease", self.rng)
+    def _lease_round(self, lease: str | None) -> str | None:
+        """Register if needed, then renew and report: the lease, or ``None`` if it was lost."""
+        with self._lease_lock:
+            if self.stop.is_set():  # stopping: never register again
+                return lease
+            if lease is None:
+                lease = self.register()
+            if not self._renew(lease):
+                _log("lease expired; registering again")
+                return None
+            return lease
+
+    def keep_lease(self) -> None:
+        """Register, then renew at a third of the TTL (or at once after a change), until stopped."""
+        retry = Reconnect("lease", self.stop)
         lease: str | None = None
-        loop = asyncio.get_running_loop()
-        while True:
+        while not self.stop.is_set():
             self._report_now.clear()  # before the calls: a change during them is not lost
             try:
-                if lease is None:
-                    lease = await self.register()
-                if not await self._renew(lease):
-                    _log("lease expired; registering again")
-                    lease = None
-                    continue
+                lease = self._lease_round(lease)
             except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
-                await retry.failed(exc, self.status)
+                retry.failed(exc, self.status)
+                continue
+            if lease is None:
                 continue
             retry.succeeded()
             # Sleep a third of the TTL, waking early when there is something to report.
-            deadline = loop.time() + self.ttl / 3
-            while not self._report_now.is_set():
-                left = deadline - loop.time()
+            deadline = time.monotonic() + self.ttl / 3
+            while not self.stop.is_set():
+                left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                # asyncio.timeout, not wait_for: on 3.11, wait_for can swallow a
-                # cancellation that lands as the event is set, and the sidecar would
-                # go on renewing its lease after SIGTERM.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(left, 1.0)):
-                        await self._report_now.wait()
+                if self._report_now.wait(min(left, 1.0)):
+                    break
                 if self._reported is not None and self._report_body() != self._reported:
                     break
 
-    async def deregister(self) -> None:
-        """Revoke the lease now (a clean shutdown leaves every endpoint set at once)."""
-        lease = self.status.lease
+    def deregister(self) -> None:
+        """Stop the loops' lease calls, then revoke the lease now (a clean shutdown leaves
+        every endpoint set at once, not at lease expiry)."""
+        self.stop.set()
+        with self._lease_lock:  # a registration in flight finishes first
+            lease = self.status.lease
         if lease is None:
             return
         with contextlib.suppress(ControlUnavailable, ControlRefused):
-            await self.client.call("DELETE", f"/v1/leases/{lease}", timeout=2.0)
+            self.client.call("DELETE", f"/v1/leases/{lease}", timeout=2.0)
 
     # -- certificates -------------------------------------------------------
 
-    async def request_certificate(self, csr_pem: bytes) -> dict[str, Any]:
-        """Send a CSR; the answer has ``certificate`` and ``ca`` (PEM) and ``not_after``."""
-        response = await self.client.call(
-            "POST", "/v1/certificates", body={"csr": csr_pem.decode("ascii")}
-        )
-        if response.status_code != 200:
-            raise ControlRefused(response.status_code, response.text[:200])
-        data = self.client.json(response)
-        if "certificate" not in data or "ca" not in data:
-            raise ControlUnavailable(f"{self.client.url}: certificate answer without PEMs")
-        return data
-
-    async def keep_certificate(
-        self,
-        csr: Callable[[], bytes],
-        install: Callable[[bytes, bytes], None],
-        renew_at: Callable[[], float | None],
+    def keep_certificate(
+        self, renew_at: Callable[[], float | None], renew: Callable[[], str]
     ) -> None:
-        """Get a certificate when there is none, then renew at two thirds of its life.
+        """Renew the certificate at two thirds of its life, until stopped.
 
         ``renew_at()`` is the wall-clock time to renew the current certificate
-        (``None``: there is none). Certificates are wall-clock objects; the wait
+        (``None``: there is none); ``renew()`` gets and installs a new one,
+        returning its serial. Certificates are wall-clock objects; the wait
         itself is measured on the monotonic clock.
         """
-        retry = Reconnect("certificate", self.rng)
-        while True:
+        retry = Reconnect("certificate", self.stop)
+        while not self.stop.is_set():
             due = renew_at()
             if due is not None and due > time.time():
-                await asyncio.sleep(min(due - time.time(), 3600.0))
+                self.stop.wait(min(due - time.time(), 3600.0))
                 continue
             try:
-                data = await self.request_certificate(csr())
-                install(str(data["certificate"]).encode("ascii"), str(data["ca"]).encode("ascii"))
+                serial = renew()
             except Exception as exc:  # unavailable, refused, a bad certificate: retry
-                await retry.failed(exc, self.status)
+                retry.failed(exc, self.status)
                 continue
             retry.succeeded()
             self._report_now.set()
-            _log(f"certificate installed (serial {data.get('serial')})")
+            _log(f"certificate installed (serial {serial})")
             # Never renew in a tight loop, even if the new certificate's renewal
             # time has already passed (a very short lifetime, a skewed clock).
-            await asyncio.sleep(MIN_RENEWAL_INTERVAL)
+            self.stop.wait(MIN_RENEWAL_INTERVAL)
+
+    def start(self, *loops: Callable[[], None]) -> list[threading.Thread]:
+        """Run each loop on a daemon thread of its own."""
+        threads = [
+            threading.Thread(target=loop, name=f"control-{loop.__name__}", daemon=True)
+            for loop in loops
+        ]
+        for thread in threads:
+            thread.start()
+        return threads

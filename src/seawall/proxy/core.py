@@ -20,18 +20,11 @@ from typing import Any
 
 from .. import _native
 from ..config import MeshConfig
+from .control_link import ejected_endpoints
+from .linked import identity_pem
 from .spec import EndpointSpec, sidecar_spec
 
 __all__ = ["CoreSidecar", "identity_pem"]
-
-
-def identity_pem(directory: Path) -> tuple[bytes, bytes, bytes]:
-    """(certificate, key, CA bundle) as an installed identity wrote them."""
-    return (
-        (directory / "cert.pem").read_bytes(),
-        (directory / "key.pem").read_bytes(),
-        (directory / "ca.pem").read_bytes(),
-    )
 
 
 def _endpoint_json(endpoints: Mapping[str, Sequence[EndpointSpec]]) -> str:
@@ -99,12 +92,7 @@ class CoreSidecar:
 
     def ejected(self) -> list[str]:
         """``address:port`` of every endpoint outlier detection has ejected now."""
-        return [
-            f"{ep['address']}:{ep['port']}"
-            for cluster in self.clusters()
-            for ep in cluster["endpoints"]
-            if ep["ejected"]
-        ]
+        return ejected_endpoints(self.core.clusters())
 
     def metrics(self) -> str:
         return str(self.core.metrics())

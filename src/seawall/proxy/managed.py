@@ -1,8 +1,9 @@
 """A sidecar managed by the control plane: ``seawall sidecar --control URL``.
 
-:func:`run_linked` starts the Rust core (:class:`~seawall.proxy.core.CoreSidecar`)
-with a config, endpoints and certificate that come from the control plane
-through a :class:`~seawall.proxy.control_link.ControlLink`:
+:func:`run_linked` gets a config, endpoints and a certificate from the
+control plane, then replaces itself with the long-running process
+(:mod:`seawall.proxy.linked`), which serves on the Rust core and keeps a
+:class:`~seawall.proxy.control_link.ControlLink` beside it:
 
 1. **Config.** It asks the control plane for the current snapshot. If no
    replica answers, it uses the snapshot it persisted last time in its state
@@ -15,9 +16,18 @@ through a :class:`~seawall.proxy.control_link.ControlLink`:
    any listener (it cannot serve mTLS without one). Renewal runs in the
    background at two thirds of the certificate's life; new connections use
    the new certificate, open ones keep theirs.
-3. **Serving.** Listeners open; the link's loops (subscribe, lease, renew)
-   run beside them. A new snapshot is applied atomically, its endpoint sets
-   replacing the config's static ones.
+3. **Serving.** The long-running process opens the listeners; the link's
+   loops (subscribe, lease, renew) run beside them on threads. A new snapshot
+   is applied atomically, its endpoint sets replacing the config's static ones.
+
+Why two processes' worth of code: the config model (pydantic) and
+``cryptography`` cost a Python process 40 MB or more, which an idle sidecar
+cannot carry (the target is 20 MB in all). So this module, which imports
+them, runs once at start; after that, a pushed snapshot whose config changed
+is validated by a short-lived child (``python -m seawall.proxy.managed
+snapshot``), and a renewal's CSR is made and its certificate checked by
+another (``... certificate``). A push that changes only endpoint sets needs
+no child: it is merged in the long-running process.
 
 The instance registered is ``<address>:<inbound port>``, with ``--subset``;
 ``--app-port`` and the ``--*-port`` options let several instances of one
@@ -26,11 +36,12 @@ service (a canary beside the stable version) run on one host.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import dataclasses
 import fcntl
+import json
 import os
-import signal
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,26 +49,25 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, MeshConfig, load_mesh, parse_mesh
+from ..config.names import instance_service, new_instance_id
 from ..policy.backoff import backoff
 from .control_link import (
     ControlClient,
     ControlLink,
     ControlRefused,
     ControlUnavailable,
+    EndpointSets,
     InstanceSpec,
-    instance_id,
     load_snapshot,
+    merge_endpoints,
+    request_certificate,
 )
-from .core import CoreSidecar
 from .identity import Identity, IdentityError
-from .memory import Trimmer
-from .sidecar import install_uvloop
-from .spec import EndpointSpec
+from .spec import sidecar_spec
 
-EndpointSets = dict[str, list[EndpointSpec]]
-"""Endpoints by destination service, as the control plane pushes them."""
+INSTANCE_ID_FILE = "instance-id"
 
-__all__ = ["LinkOptions", "config_from_snapshot", "run_linked"]
+__all__ = ["LinkOptions", "config_from_snapshot", "instance_id", "run_linked", "static_sets"]
 
 _WAIT = backoff("full", base=0.2, max=5.0)
 
@@ -119,42 +129,42 @@ def config_from_snapshot(
     config = parse_mesh(pushed["document"])
     if service not in config.services:
         raise ValueError(f"snapshot: the mesh no longer has service {service!r}")
-    raw = snapshot.get("endpoints") or {}
-    if not isinstance(raw, dict):
-        raise ValueError("snapshot.endpoints: must be an object")
-    sets: EndpointSets = {}
-    for name, svc in config.services.items():
-        static: list[EndpointSpec] = [
-            {"address": e.address, "port": e.port, "subset": e.subset, "weight": e.weight}
-            for e in svc.endpoints
-        ]
-        seen = {(e["address"], e["port"]) for e in static}
-        registered: list[EndpointSpec] = []
-        for i, item in enumerate(raw.get(name) or []):
-            try:
-                address, port = str(item["address"]), int(item["port"])
-                subset = item.get("subset")
-                if subset is not None and not isinstance(subset, str):
-                    raise ValueError(f"subset must be a string, got {subset!r}")
-                if not 0 < port < 65536:
-                    raise ValueError(f"port must be 1..65535, got {port}")
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"snapshot.endpoints.{name}[{i}]: {exc}") from None
-            if (address, port) not in seen:
-                seen.add((address, port))
-                registered.append({"address": address, "port": port, "subset": subset, "weight": 1})
-        sets[name] = static + registered
+    sets = merge_endpoints(static_sets(config), snapshot.get("endpoints"))
     return with_instance_ports(config, service, options), sets, int(pushed.get("version") or 0)
 
 
-async def _first_snapshot(
-    link: ControlLink, state: Path, bootstrap: str | None
+def static_sets(config: MeshConfig) -> EndpointSets:
+    """Each service's endpoints as the config lists them (registered ones come on top)."""
+    return {
+        name: [
+            {"address": e.address, "port": e.port, "subset": e.subset, "weight": e.weight}
+            for e in svc.endpoints
+        ]
+        for name, svc in config.services.items()
+    }
+
+
+def instance_id(state_dir: Path, service: str) -> str:
+    """This instance's id, kept across restarts (a restart replaces its registration)."""
+    path = state_dir / INSTANCE_ID_FILE
+    with contextlib.suppress(OSError):
+        saved = path.read_text(encoding="ascii").strip()
+        if instance_service(saved) == service:
+            return saved  # an id of the older form ("<service>-<hex>") is replaced
+    new = new_instance_id(service)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(new + "\n", encoding="ascii")
+    return new
+
+
+def _first_snapshot(
+    link: ControlLink, state: Path, bootstrap: str | None, rng: random.Random
 ) -> dict[str, Any] | MeshConfig:
     """The control plane's snapshot, else the persisted one, else the bootstrap file."""
     failures, delay = 0, 0.0
     while True:
         try:
-            snapshot = await link.fetch(0.0)
+            snapshot = link.fetch(0.0)
             if snapshot is not None and snapshot.get("config") is not None:
                 return snapshot
             why = "the control plane has no config yet (seawall apply -f mesh.yaml)"
@@ -170,14 +180,30 @@ async def _first_snapshot(
         if failures == 0:
             _log(f"{why}; waiting")
         failures += 1
-        delay = _WAIT.delay(min(failures, 30), delay, link.rng)
-        await asyncio.sleep(delay)
+        delay = _WAIT.delay(min(failures, 30), delay, rng)
+        time.sleep(delay)
 
 
-async def _identity(
-    link: ControlLink, directory: Path, service: str, trust_domain: str
+def _certificate(
+    client: ControlClient, directory: Path, service: str, trust_domain: str
 ) -> Identity:
-    """A persisted valid identity, or a new certificate from the control plane."""
+    """One CSR sent, its certificate checked and installed (the key kept if it is usable)."""
+    try:
+        identity = Identity.load(directory)
+    except IdentityError as exc:
+        _log(f"persisted certificate not usable ({exc}); asking for a new one")
+        identity = None
+    if identity is None or identity.trust_domain != trust_domain:
+        identity = Identity.create(directory, trust_domain)
+    answer = request_certificate(client, identity.csr_pem(service))
+    identity.install(str(answer["certificate"]).encode(), str(answer["ca"]).encode())
+    return identity
+
+
+def _identity(
+    client: ControlClient, directory: Path, service: str, trust_domain: str, rng: random.Random
+) -> Identity:
+    """A persisted valid identity, or a new certificate from the control plane (retried)."""
     try:
         identity = Identity.load(directory)
     except IdentityError as exc:
@@ -189,66 +215,43 @@ async def _identity(
         and identity.trust_domain == trust_domain
     ):
         return identity
-    identity = Identity.create(directory, trust_domain)
     failures, delay = 0, 0.0
     while True:
         try:
-            answer = await link.request_certificate(identity.csr_pem(service))
-            identity.install(answer["certificate"].encode(), answer["ca"].encode())
-            return identity
+            return _certificate(client, directory, service, trust_domain)
         except (ControlUnavailable, ControlRefused, IdentityError) as exc:
             failures += 1
             if failures == 1 or failures % 20 == 0:
                 _log(f"no certificate yet ({exc}); retrying")
-            delay = _WAIT.delay(min(failures, 30), delay, link.rng)
-            await asyncio.sleep(delay)
+            delay = _WAIT.delay(min(failures, 30), delay, rng)
+            time.sleep(delay)
 
 
-async def _trim(trimmer: Trimmer) -> None:
-    """Give memory freed by the core back to the OS, once a second."""
-    while True:
-        await asyncio.sleep(trimmer.every)
-        trimmer.tick(time.monotonic())
+def _certificate_facts(identity: Identity) -> dict[str, Any]:
+    return {
+        "serial": format(identity.serial, "x"),
+        "not_after": identity.not_after.timestamp(),
+        "renew_at": identity.renew_at.timestamp(),
+    }
 
 
-async def serve_linked(
-    service: str, options: LinkOptions, bootstrap: str | None, workers: int | None = None
-) -> int:
-    """Run the managed sidecar until SIGTERM (see the module docstring)."""
-    client = ControlClient(options.urls, options.token)
-    try:
-        return await _serve_linked(client, service, options, bootstrap, workers)
-    finally:
-        await client.aclose()
-
-
-async def _serve_linked(
-    client: ControlClient,
-    service: str,
-    options: LinkOptions,
-    bootstrap: str | None,
-    workers: int | None,
-) -> int:
+def _prepare(
+    service: str, options: LinkOptions, bootstrap: str | None, workers: int | None
+) -> dict[str, Any] | int:
+    """Everything the long-running process starts from (see :mod:`seawall.proxy.linked`),
+    or an exit status."""
+    rng = random.Random()
     state = Path(options.state_dir)
-    holder: dict[str, CoreSidecar] = {}
-    trimmer = Trimmer()  # before the core allocates anything
-
-    def apply(snapshot: dict[str, Any]) -> int:
-        config, endpoints, version = config_from_snapshot(snapshot, service, options)
-        sidecar = holder.get("sidecar")
-        if sidecar is not None:
-            sidecar.apply(config, endpoints)
-        return version
-
+    client = ControlClient(options.urls, options.token)
     link = ControlLink(
         client,
         InstanceSpec("pending", service, "127.0.0.1", 1),
         state,
-        apply=apply,
-        ejected=lambda: holder["sidecar"].ejected() if "sidecar" in holder else [],
+        apply=lambda snapshot: 0,
+        ejected=list,
         ttl=options.lease_ttl,
     )
-    first = await _first_snapshot(link, state, bootstrap)
+    first = _first_snapshot(link, state, bootstrap, rng)
     if isinstance(first, MeshConfig):
         config, endpoints, version = with_instance_ports(first, service, options), None, 0
     else:
@@ -261,7 +264,7 @@ async def _serve_linked(
         sys.stderr.write(f"seawall sidecar: no service {service!r} in mesh {config.mesh!r}\n")
         return 2
     svc = config.services[service]
-    link.instance = InstanceSpec(
+    instance = InstanceSpec(
         instance_id(state, service),
         service,
         options.address or svc.host,
@@ -269,60 +272,34 @@ async def _serve_linked(
         options.subset,
         dict(options.metadata),
     )
-    identity = await _identity(link, state / "identity", service, config.trust_domain)
-    link.certificate = lambda: (format(identity.serial, "x"), identity.not_after.timestamp())
+    identity = _identity(client, state / "identity", service, config.trust_domain, rng)
     try:
-        sidecar = CoreSidecar(
-            config,
-            service,
-            endpoints=endpoints,
-            identity=identity.directory,
-            workers=workers or config.sidecar.workers,
-        )
-    except (ValueError, OSError) as exc:
+        spec = sidecar_spec(config, service, endpoints=endpoints)
+    except ValueError as exc:
         sys.stderr.write(f"seawall sidecar: {exc}\n")
         return 2
-    holder["sidecar"] = sidecar
-    if isinstance(first, dict):
-        link.record(first, version, persist=True)
-    ports = ", ".join(f"{name}={port}" for name, port in sidecar.ports().items())
-    _log(f"serving {service} on the Rust core: {ports}")
-
-    def install(cert_pem: bytes, ca_pem: bytes) -> None:
-        identity.install(cert_pem, ca_pem)  # checked and written to the identity directory
-        sidecar.set_identity(identity.directory)  # new handshakes use it; open ones carry on
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    tasks = [
-        loop.create_task(link.subscribe()),
-        loop.create_task(link.keep_lease()),
-        loop.create_task(
-            link.keep_certificate(
-                lambda: identity.csr_pem(service),
-                install,
-                lambda: identity.renew_at.timestamp(),  # noqa: PLW0108 - read at each call
-            )
-        ),
-        loop.create_task(_trim(trimmer)),
-    ]
-    await stop.wait()
-    _log("draining")
-    for task in tasks:  # first: a renewal in flight must not register us again
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    await link.deregister()  # out of every endpoint set now, not at lease expiry
-    await sidecar.drain(sidecar.config.sidecar.drain_grace)
-    return 0
+    return {
+        "service": service,
+        "options": dataclasses.asdict(options),
+        "workers": workers or config.sidecar.workers,
+        "instance": instance._asdict(),
+        "spec": spec,
+        "static": static_sets(config),
+        "config": None if isinstance(first, MeshConfig) else first.get("config"),
+        "snapshot": None if isinstance(first, MeshConfig) else first,
+        "version": version,
+        "trust_domain": config.trust_domain,
+        "identity": str(identity.directory),
+        "certificate": _certificate_facts(identity),
+        "started": time.time(),
+    }
 
 
 def run_linked(
     service: str, options: LinkOptions, *, bootstrap: str | None = None, workers: int | None = None
 ) -> int:
-    """Run a sidecar managed by the control plane; returns the exit status."""
+    """Run a sidecar managed by the control plane: prepare, then become the long-running
+    process (:mod:`seawall.proxy.linked`). Returns an exit status only if it cannot start."""
     if bootstrap is not None:
         try:
             load_mesh(Path(bootstrap))
@@ -332,18 +309,76 @@ def run_linked(
     state = Path(options.state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     # One sidecar per state directory: two would share an instance id and
-    # evict each other's registration at every renewal.
-    with open(state / "lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            sys.stderr.write(
-                f"seawall sidecar: {state} is in use by another sidecar; "
-                "give each instance its own --state-dir\n"
-            )
-            return 2
-        install_uvloop()
-        started = time.monotonic()
-        code = asyncio.run(serve_linked(service, options, bootstrap, workers))
-        _log(f"stopped after {time.monotonic() - started:.0f}s")
-        return code
+    # evict each other's registration at every renewal. The lock's file stays
+    # open (inherited) in the long-running process, and the lock with it.
+    lock = os.open(state / "lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        sys.stderr.write(
+            f"seawall sidecar: {state} is in use by another sidecar; "
+            "give each instance its own --state-dir\n"
+        )
+        return 2
+    prepared = _prepare(service, options, bootstrap, workers)
+    if isinstance(prepared, int):
+        return prepared
+    os.set_inheritable(lock, True)
+    fd = os.memfd_create("seawall-handoff", 0)  # inherited by the process exec'd below
+    os.write(fd, json.dumps(prepared).encode("utf-8"))
+    os.lseek(fd, 0, os.SEEK_SET)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "seawall.proxy.linked", "--handoff-fd", str(fd)]
+    os.execv(sys.executable, argv)
+
+
+# ------------------------------------------------------------------ children
+
+
+def _child_snapshot(request: dict[str, Any]) -> dict[str, Any]:
+    """Validate a pushed snapshot: the core's spec, static endpoint sets and version."""
+    options = LinkOptions(**request["options"])
+    config, endpoints, version = config_from_snapshot(
+        request["snapshot"], request["service"], options
+    )
+    return {
+        "spec": sidecar_spec(config, request["service"], endpoints=endpoints),
+        "static": static_sets(config),
+        "version": version,
+        "trust_domain": config.trust_domain,
+    }
+
+
+def _child_certificate(request: dict[str, Any]) -> dict[str, Any]:
+    """A renewal: a CSR from the kept key, the new certificate checked and installed."""
+    options = LinkOptions(**request["options"])
+    client = ControlClient(options.urls, options.token)
+    identity = _certificate(
+        client, Path(request["identity"]), request["service"], request["trust_domain"]
+    )
+    return _certificate_facts(identity)
+
+
+CHILDREN = {"snapshot": _child_snapshot, "certificate": _child_certificate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m seawall.proxy.managed snapshot|certificate``: a request (JSON) on
+    stdin, the answer (JSON) on stdout, exit 0; or the errors on stderr, exit 1."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in CHILDREN:
+        sys.stderr.write("usage: python -m seawall.proxy.managed snapshot|certificate\n")
+        return 2
+    try:
+        answer = CHILDREN[args[0]](json.loads(sys.stdin.buffer.read()))
+    except (ValueError, KeyError, TypeError, ControlUnavailable, ControlRefused) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,17 +31,18 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from .child import run_python
 from .memory import Trimmer
 from .reload import READ, FileSignature, Reload, ReloadDebouncer, Snapshot, content_digest
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import FrameType
 
 # Imports are few on purpose (no argparse, subprocess, pathlib, hashlib): each
 # costs an idle sidecar 0.4-4 MB, and this process stays up for months.
 
-__all__ = ["POLL_INTERVAL", "StaticSidecar", "main"]
+__all__ = ["POLL_INTERVAL", "StaticSidecar", "log", "main", "run_until_stopped"]
 
 POLL_INTERVAL = 0.25
 """Seconds between two stats of the config file: a rename is applied within this."""
@@ -61,41 +62,11 @@ def _read(path: str) -> tuple[bytes, Snapshot]:
     return data, Snapshot(FileSignature.of(stat), content_digest(data))
 
 
-def _memfile(name: str, data: bytes = b"") -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    os.write(fd, data)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _read_all(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def compile_spec(data: bytes, service: str, name: str) -> tuple[dict[str, Any] | None, str]:
-    """Validate config bytes in a child process: (spec, "") or (None, the errors).
-
-    The child reads the bytes from, and writes its answer to, anonymous memory
-    files (no pipes to drain, no threads), and its exit status says which.
-    """
-    argv = [
-        sys.executable, "-m", "seawall.proxy.spec", "--stdin", "--name", name, "--service", service
-    ]
-    stdin, stdout, stderr = _memfile("stdin", data), _memfile("stdout"), _memfile("stderr")
-    try:
-        actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((stdin, stdout, stderr))]
-        pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            return None, _read_all(stderr).decode("utf-8", "replace").rstrip()
-        return json.loads(_read_all(stdout)), ""
-    finally:
-        for fd in (stdin, stdout, stderr):
-            os.close(fd)
+    """Validate config bytes in a child process: (spec, "") or (None, the errors)."""
+    args = ["-m", "seawall.proxy.spec", "--stdin", "--name", name, "--service", service]
+    out, errors = run_python(args, data)
+    return (None, errors) if out is None else (json.loads(out), "")
 
 
 class StaticSidecar:
@@ -176,8 +147,9 @@ class StaticSidecar:
         self.core.drain(float(self.spec["drain_grace"]))
 
 
-def serve(sidecar: StaticSidecar, trimmer: Trimmer) -> int:
-    """Serve until SIGTERM or SIGINT; reload on SIGHUP and on file changes."""
+def run_until_stopped(tick: Callable[[float], object], hup: Callable[[float], object]) -> None:
+    """Poll every :data:`POLL_INTERVAL`: ``tick(now)``, and ``hup(now)`` on SIGHUP;
+    return on SIGTERM or SIGINT."""
     events: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -185,21 +157,28 @@ def serve(sidecar: StaticSidecar, trimmer: Trimmer) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    ports = ", ".join(f"{name}={port}" for name, port in sidecar.core.ports())
-    log(f"serving {sidecar.service} on the Rust core: {ports}")
     while True:
         time.sleep(POLL_INTERVAL)  # a signal cuts the sleep short
         while events:
-            signum = events.pop(0)
-            if signum == signal.SIGHUP:
-                sidecar.reload(time.monotonic())
-            else:
-                log("draining")
-                sidecar.drain()
-                return 0
-        now = time.monotonic()
+            if events.pop(0) != signal.SIGHUP:
+                return
+            hup(time.monotonic())
+        tick(time.monotonic())
+
+
+def serve(sidecar: StaticSidecar, trimmer: Trimmer) -> int:
+    """Serve until SIGTERM or SIGINT; reload on SIGHUP and on file changes."""
+    ports = ", ".join(f"{name}={port}" for name, port in sidecar.core.ports())
+    log(f"serving {sidecar.service} on the Rust core: {ports}")
+
+    def tick(now: float) -> None:
         sidecar.check_file(now)
         trimmer.tick(now)
+
+    run_until_stopped(tick, sidecar.reload)
+    log("draining")
+    sidecar.drain()
+    return 0
 
 
 USAGE = (

@@ -15,7 +15,6 @@ and one process's memory.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ from ..config import ConfigError, MeshConfig, load_mesh
 from .spec import sidecar_spec
 from .tls import check_identity
 
-__all__ = ["install_uvloop", "run"]
+__all__ = ["run"]
 
 
 def run(config_path: str, service: str, workers: int | None = None) -> int:
@@ -62,12 +61,3 @@ def _exec_serve(path: Path, service: str, config: MeshConfig, workers: int) -> i
     ]
     os.execv(sys.executable, argv)
 
-
-def install_uvloop() -> None:
-    """Use uvloop's event loop when it is installed (the control link's loop)."""
-    with contextlib.suppress(ImportError):
-        import asyncio  # noqa: PLC0415
-
-        import uvloop  # noqa: PLC0415 - optional at import time, required in practice
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
