@@ -1,11 +1,12 @@
 """Bounded memory under backpressure, measured over real sockets (issue 9).
 
 In the Rust core every direction streams with backpressure: a request body
-moves from the client through a two-slot channel as hyper's client writes it
-upstream (``crates/seawall-proxy/src/server.rs``, ``body.rs``); a response body
-is read from hyper one frame at a time, each written to the client before the
-next is read. The only body buffering is ``limits.retry_buffer_bytes``, and
-only when a retry or a mirror may need the body. These tests hold the sidecar
+moves from the client through a two-slot channel, each piece written upstream
+before the next is taken (``crates/seawall-proxy/src/server.rs``, ``body.rs``,
+``client.rs``); a response body is read from the upstream one read at a time,
+each written to the client before the next is read. The only body buffering
+is ``limits.retry_buffer_bytes``, and only when a retry or a mirror may need
+the body. These tests hold the sidecar
 to that by measuring its resident memory:
 
 * 1 GiB streamed to an app that reads nothing for 15 s, then reads slowly:
@@ -39,22 +40,22 @@ buffered would not have stopped it).
 ``idle + SLACK + N × per request``, from the core's constants and the limits.
 
 ====================================================================  =========
-per streamed request                                                    192 KiB
+per streamed request                                                    160 KiB
   the body in flight: the channel, STREAM_DEPTH (2) × READ_SIZE
   (16 KiB), and the read being filled, READ_SIZE                         48 KiB
-  what hyper queues for writing to a stalled upstream, its
-  max_buf_size (MAX_BUF in crates/seawall-proxy/src/upstream.rs)         64 KiB
+  the piece being written upstream, and its chunked copy
+  (2 × READ_SIZE)                                                        32 KiB
   the connections' buffers: downstream read and write buffers
-  (2 × READ_SIZE), hyper's upstream read and head buffers
-  (2 × 8 KiB, its INIT_BUFFER_SIZE)                                      48 KiB
+  (2 × READ_SIZE), the upstream read buffer (READ_SIZE in
+  crates/seawall-proxy/src/client.rs, 16 KiB)                            48 KiB
   the rest of a request in flight (task, futures, headers, timers)       32 KiB
 per retry-buffered request: the above, plus retry_buffer_bytes (1 MiB
-here) and the one READ_SIZE the buffer may overflow by                 1232 KiB
+here) and the one READ_SIZE the buffer may overflow by                 1200 KiB
 SLACK, once for the process (allocator, runtime)                        10 MiB
 ====================================================================  =========
 
-100 streamed uploads: idle + 10 MiB + 100 × 192 KiB = idle + 28.75 MiB;
-100 retry-buffered ones: idle + 10 MiB + 100 × 1232 KiB = idle + 130.3 MiB.
+100 streamed uploads: idle + 10 MiB + 100 × 160 KiB = idle + 25.6 MiB;
+100 retry-buffered ones: idle + 10 MiB + 100 × 1200 KiB = idle + 127.2 MiB.
 (A bodyless request in flight measures about 40 KiB in all: the last two
 streamed lines allow twice that.)
 
@@ -82,15 +83,16 @@ GIB = 1 << 30
 # The core's constants the bound is made of.
 READ_SIZE = 16 * KIB  # crates/seawall-proxy/src/server.rs
 STREAM_DEPTH = 2  # crates/seawall-proxy/src/body.rs
-HYPER_BUFFER = 8 * KIB  # hyper's INIT_BUFFER_SIZE: an upstream connection's read and head buffers
+UPSTREAM_READ = 16 * KIB  # READ_SIZE in crates/seawall-proxy/src/client.rs
 RETRY_BUFFER = 1 * MIB  # limits.retry_buffer_bytes, here
-HYPER_WRITE_QUEUE = 64 * KIB  # MAX_BUF: crates/seawall-proxy/src/upstream.rs
 
-BODY_IN_FLIGHT = (STREAM_DEPTH + 1) * READ_SIZE + HYPER_WRITE_QUEUE  # channel, read, hyper
-CONNECTION_BUFFERS = 2 * READ_SIZE + 2 * HYPER_BUFFER  # downstream read/write, upstream read/head
+# the channel's pieces and the read being filled; the piece being written upstream (and
+# its chunked copy)
+BODY_IN_FLIGHT = (STREAM_DEPTH + 1) * READ_SIZE + 2 * READ_SIZE
+CONNECTION_BUFFERS = 2 * READ_SIZE + UPSTREAM_READ  # downstream read/write, upstream read
 REQUEST_REST = 32 * KIB  # a request's task, futures, headers, timers
-PER_STREAM = BODY_IN_FLIGHT + CONNECTION_BUFFERS + REQUEST_REST  # 192 KiB
-PER_BUFFERED = PER_STREAM + RETRY_BUFFER + READ_SIZE  # 1232 KiB
+PER_STREAM = BODY_IN_FLIGHT + CONNECTION_BUFFERS + REQUEST_REST  # 160 KiB
+PER_BUFFERED = PER_STREAM + RETRY_BUFFER + READ_SIZE  # 1200 KiB
 SLACK = 10 * MIB
 """Once per process (allocator, runtime); also how far from idle RSS may stay after a burst."""
 

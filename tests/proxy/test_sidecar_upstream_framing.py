@@ -1,12 +1,13 @@
-"""Malformed responses from an upstream: the hyper client side of the framing advisories.
+"""Responses from an upstream, well-formed and not: the client side of the framing rules.
 
-The sidecar reads upstream responses with hyper's client, pinned at 1.13 for
-the Content-Length-before-Transfer-Encoding fix (hyper#4123, client side PR
-#4181) and the earlier advisories (RUSTSEC-2021-0020, -0078, -0079). Each case
-here is a raw upstream that answers with crafted bytes; the client behind the
-sidecar must get either one well-framed response or a 502, never two
-responses or bytes of one spilling into the next, and a connection whose
-framing was in doubt (a cut body) is never reused.
+The sidecar reads upstream responses with seawall-h1's response parser
+(`parse_response_head`, which alone decides how a body is delimited) on the
+request's own task. The cases of hyper's client advisories are kept:
+Content-Length before Transfer-Encoding (hyper#4123), and RUSTSEC-2021-0020,
+-0078, -0079. Each case here is a raw upstream that answers with crafted
+bytes; the client behind the sidecar must get either one well-framed response
+or a 502, never two responses or bytes of one spilling into the next, and a
+connection whose framing was in doubt (a cut body) is never reused.
 """
 
 from __future__ import annotations
@@ -173,3 +174,106 @@ def test_multiple_transfer_encodings_are_not_smuggled(upstream_mesh: Fixture) ->
         conn.send(request("GET", "/y"))
         again = conn.response_or_close()
         assert again is None or again.status in (200, 502)
+
+
+def test_trailers_are_forwarded_with_a_chunked_body(upstream_mesh: Fixture) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nx-checksum: 900150983cd24fb0\r\n\r\n"
+    )
+    sidecar, up = start(upstream_mesh, answer)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        conn.send(request("GET", "/x"))
+        head = conn.head()
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"transfer-encoding: chunked" in head.lower()
+        rest = conn.exactly(len(b"3\r\nabc\r\n0\r\nx-checksum: 900150983cd24fb0\r\n\r\n"))
+        assert rest == b"3\r\nabc\r\n0\r\nx-checksum: 900150983cd24fb0\r\n\r\n"
+        conn.send(request("GET", "/y"))  # the connection is intact after the trailers
+        assert conn.response().body == b"abc"
+    assert up.connections == 1  # and so was the upstream's: it was reused
+
+
+def test_an_interim_response_is_skipped(upstream_mesh: Fixture) -> None:
+    answer = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    )
+    sidecar, up = start(upstream_mesh, answer)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        conn.send(request("GET", "/x"))
+        head = conn.head()
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert conn.exactly(2) == b"ok"
+
+
+def test_a_close_delimited_body_is_read_to_the_end_and_not_reused(
+    upstream_mesh: Fixture,
+) -> None:
+    answer = b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 100_000
+    sidecar, up = start(upstream_mesh, answer, close=True)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        for _ in range(2):
+            conn.send(request("GET", "/x"))
+            resp = conn.response()
+            assert resp.status == 200
+            assert resp.body == b"x" * 100_000
+            assert resp.chunked  # framed anew for the client, whose connection is kept
+    assert up.connections == 2
+
+
+def test_an_http10_upstream_is_not_reused_without_keep_alive(upstream_mesh: Fixture) -> None:
+    answer = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    sidecar, up = start(upstream_mesh, answer)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        for _ in range(3):
+            conn.send(request("GET", "/x"))
+            assert conn.response().body == b"ok"
+    assert up.connections == 3
+
+
+def test_a_response_head_over_64_kib_is_a_502(upstream_mesh: Fixture) -> None:
+    answer = b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"a" * 70_000 + b"\r\n\r\n"
+    sidecar, up = start(upstream_mesh, answer, close=True)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        conn.send(request("GET", "/x"))
+        resp = conn.response()
+    assert resp.status == 502
+
+
+def test_a_pooled_connection_the_upstream_closed_is_not_used(upstream_mesh: Fixture) -> None:
+    """The upstream closes each connection after answering (without saying so): the next
+    request must not fail on the dead pooled connection, nor count as a retry."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    sidecar, up = start(upstream_mesh, answer, close=True)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        for _ in range(5):
+            conn.send(request("GET", "/x"))
+            resp = conn.response()
+            assert resp.status == 200, resp.body
+    assert up.requests == 5
+
+
+def test_an_early_answer_to_a_streamed_upload_is_forwarded(upstream_mesh: Fixture) -> None:
+    """The upstream answers 413 as soon as it sees the head of a 10 MB upload: the client
+    gets that answer while it is still sending (the body is streamed, not buffered), and
+    its connection is closed after it, since the rest of its body will not be read."""
+    answer = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n"
+    sidecar, up = start(upstream_mesh, answer)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: raw\r\nContent-Length: 10000000\r\n\r\n")
+        conn.send(b"x" * 1_000_000)  # a tenth of it, more than the retry buffer
+        resp = conn.response()
+        assert resp.status == 413
+        assert resp.body == b"too big\n"
+        assert resp.header("connection") == "close"
+
+
+def test_a_switch_nobody_asked_for_is_a_502(upstream_mesh: Fixture) -> None:
+    """A 101 to a request without Upgrade would turn the pooled connection into a raw
+    tunnel: it is a protocol error, and the connection is not used again."""
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+    sidecar, up = start(upstream_mesh, answer)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        conn.send(request("GET", "/x"))
+        assert conn.response().status == 502

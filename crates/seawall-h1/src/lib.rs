@@ -45,6 +45,7 @@ mod encode;
 mod error;
 mod head;
 mod limits;
+mod response;
 mod syntax;
 mod target;
 
@@ -56,4 +57,8 @@ pub use encode::{
 pub use error::Error;
 pub use head::{parse_request_head, Framing, HeadParser, RequestHead};
 pub use limits::{InvalidLimits, Limits};
+pub use response::{
+    encode_request_head, parse_response_head, RequestFraming, ResponseBody, ResponseHead,
+    MAX_RESPONSE_FIELDS,
+};
 pub use target::normalize_path;

@@ -213,7 +213,7 @@ impl Cluster {
             PoolLimits {
                 max_connections: bh.max_connections,
                 max_pending: bh.max_pending,
-                connect_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs_f64(spec.connect_timeout),
                 // pooled connections unused this long close
                 idle_timeout: Duration::from_secs_f64(limits.idle_timeout),
             },

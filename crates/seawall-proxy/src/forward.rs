@@ -25,22 +25,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
-use hyper::body::Incoming;
-use seawall_h1::RequestHead;
+use seawall_h1::{RequestFraming, RequestHead, ResponseHead};
 use seawall_policy::rng::Random;
 
 use crate::body::ProxyBody;
+use crate::client::{self, ExchangeError, Outbound, ResponseBody};
 use crate::cluster::{Cluster, Overflow};
 use crate::route::{chance, decide_fault, shadow_host, FaultDecision, Route};
 use crate::runtime::{Destination, RoutePolicy, Runtime};
 use crate::tls::UpstreamTls;
-use crate::upstream::{Conn, ConnectError};
+use crate::upstream::ConnectError;
 
 /// `x-seawall-deadline-ms`: time left for the whole request, relative.
 pub const DEADLINE: HeaderName = HeaderName::from_static("x-seawall-deadline-ms");
 /// On responses the mesh made because of overload: callers must not retry them.
 pub const OVERLOADED: HeaderName = HeaderName::from_static("x-seawall-overloaded");
-const ATTEMPT: HeaderName = HeaderName::from_static("x-seawall-attempt");
+const ATTEMPT: &str = "x-seawall-attempt";
 /// The caller's SPIFFE ID, set inbound from its certificate only.
 const PEER: HeaderName = HeaderName::from_static("x-seawall-peer");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -141,18 +141,39 @@ impl BodySource {
         matches!(self, BodySource::Whole(_))
     }
 
-    fn take(&mut self) -> ProxyBody {
+    /// What one attempt sends, and its framing on the upstream hop.
+    fn take(&mut self, method: &http::Method, length: Option<u64>) -> (Outbound, RequestFraming) {
         match self {
-            BodySource::Whole(b) => ProxyBody::full(b.clone()),
-            BodySource::Stream(s) => s.take().unwrap_or(ProxyBody::Empty),
+            BodySource::Whole(b) if b.is_empty() => {
+                // As clients do: a POST, PUT or PATCH says its body is empty.
+                let framing = if matches!(*method, http::Method::POST | http::Method::PUT)
+                    || method == "PATCH"
+                {
+                    RequestFraming::Length(0)
+                } else {
+                    RequestFraming::Empty
+                };
+                (Outbound::Whole(Bytes::new()), framing)
+            }
+            BodySource::Whole(b) => (
+                Outbound::Whole(b.clone()),
+                RequestFraming::Length(b.len() as u64),
+            ),
+            BodySource::Stream(s) => {
+                let body = s.take().unwrap_or(ProxyBody::Empty);
+                match length {
+                    Some(n) => (Outbound::Stream(body, false), RequestFraming::Length(n)),
+                    None => (Outbound::Stream(body, true), RequestFraming::Chunked),
+                }
+            }
         }
     }
 }
 
-/// An upstream response to stream back, with the connection to give back after.
+/// An upstream response to stream back: its head, and its body on its connection.
 pub struct Upstream {
-    pub response: http::Response<Incoming>,
-    pub conn: Conn,
+    pub head: ResponseHead,
+    pub body: ResponseBody,
     pub cluster: Arc<Cluster>,
     /// Longest silence from the upstream while its body streams.
     pub idle_timeout: Option<f64>,
@@ -314,9 +335,9 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// What one attempt came to.
 enum Attempt {
     /// A response to forward.
-    Response(http::Response<Incoming>, Conn),
+    Response(ResponseHead, ResponseBody),
     /// A retryable 5xx, not forwarded yet.
-    Status(u16, http::Response<Incoming>, Conn),
+    Status(u16, ResponseHead, ResponseBody),
     Connect(String),
     Reset(String),
     Timeout,
@@ -325,11 +346,14 @@ enum Attempt {
     Protocol(String),
 }
 
-/// The request to send upstream, built once; each attempt clones its headers.
+/// The request to send upstream, built once; each attempt encodes its head from it.
 pub struct Outgoing {
     pub method: http::Method,
-    pub uri: http::Uri,
+    /// The request target as received (origin or absolute form).
+    pub target: Bytes,
     pub headers: HeaderMap,
+    /// Safe to send twice: an idempotent method (RFC 9110 §9.2.2), or an Idempotency-Key.
+    pub idempotent: bool,
 }
 
 /// Whether a received request field is never forwarded as it is: hop-by-hop
@@ -383,8 +407,9 @@ pub fn outgoing(
     down: &Down,
     mesh: &[(HeaderName, HeaderValue)],
 ) -> Result<Outgoing, Local> {
-    let uri = http::Uri::from_maybe_shared(head.path.clone())
-        .map_err(|_| Local::new(400, "invalid request target"))?;
+    if http::Uri::from_maybe_shared(head.path.clone()).is_err() {
+        return Err(Local::new(400, "invalid request target"));
+    }
     let received = &head.headers;
     let listed = if received.contains_key(http::header::CONNECTION) {
         connection_listed(received)
@@ -450,10 +475,20 @@ pub fn outgoing(
     for (name, value) in mesh {
         headers.append(name.clone(), value.clone());
     }
+    let idempotent = matches!(
+        head.method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    ) || head.headers.contains_key(&IDEMPOTENCY_KEY);
     Ok(Outgoing {
         method: head.method.clone(),
-        uri,
+        target: head.path.clone(),
         headers,
+        idempotent,
     })
 }
 
@@ -559,7 +594,7 @@ pub async fn forward(
         let ended = clock.now();
         let elapsed = ended - now;
         let (status, local_origin) = match &outcome {
-            Attempt::Response(r, _) => (Some(r.status().as_u16()), false),
+            Attempt::Response(h, _) => (Some(h.status), false),
             Attempt::Status(s, _, _) => (Some(*s), false),
             Attempt::Connect(_) | Attempt::Reset(_) | Attempt::Timeout => (None, true),
             Attempt::Protocol(_) | Attempt::Waited => (None, false),
@@ -569,17 +604,17 @@ pub async fn forward(
         cluster.record(target.key, ended, status, gateway);
         cluster.record_breaker(permit, ended, elapsed, failed);
         let (kind_retryable, last) = match outcome {
-            Attempt::Response(response, conn) => {
+            Attempt::Response(head, body) => {
                 return Ok(Upstream {
-                    response,
-                    conn,
+                    head,
+                    body,
                     cluster: shared.clone(),
                     idle_timeout: policy.idle_timeout,
                 });
             }
-            Attempt::Status(s, response, conn) => {
+            Attempt::Status(s, head, body) => {
                 let retryable = retry.statuses.contains(s);
-                (retryable, Last::Status(response, conn))
+                (retryable, Last::Status(Box::new((head, body))))
             }
             Attempt::Reset(why) => (
                 retry.on_reset,
@@ -616,9 +651,9 @@ pub async fn forward(
         if give_up {
             return match last {
                 // the upstream's own answer, as it is
-                Last::Status(response, conn) => Ok(Upstream {
-                    response,
-                    conn,
+                Last::Status(answer) => Ok(Upstream {
+                    head: answer.0,
+                    body: answer.1,
                     cluster: shared.clone(),
                     idle_timeout: policy.idle_timeout,
                 }),
@@ -635,7 +670,7 @@ pub async fn forward(
 }
 
 enum Last {
-    Status(http::Response<Incoming>, Conn),
+    Status(Box<(ResponseHead, ResponseBody)>),
     Failed(u16, String),
 }
 
@@ -668,7 +703,7 @@ async fn attempt_once(
     let begun = clock.now();
     let wait = Duration::from_secs_f64((try_deadline - begun).max(0.0));
     let tls = if cluster.mesh { tls } else { None };
-    let mut fresh_tries = 0;
+    let mut stale_tries = 0;
     loop {
         let mut conn = match cluster.pool.acquire(target, wait, tls).await {
             Ok(conn) => conn,
@@ -681,56 +716,90 @@ async fn attempt_once(
             // Waiting for a pool slot says nothing about the endpoint: no outlier signal.
             Err(ConnectError::PoolTimeout) => return Ok(Attempt::Waited),
         };
-        let mut headers = out.headers.clone();
         let started = clock.now();
         let remaining_ms = ((p.deadline - started) * 1000.0).max(0.0) as u64;
-        headers.insert(DEADLINE, HeaderValue::from(remaining_ms));
-        if attempt > 1 {
-            headers.insert(ATTEMPT, HeaderValue::from(attempt));
-        }
-        if let Some(n) = length {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
-        } else if let BodySource::Whole(b) = body {
-            if !b.is_empty() {
-                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-            }
-        }
-        let mut request = http::Request::new(body.take());
-        *request.method_mut() = out.method.clone();
-        *request.uri_mut() = out.uri.clone();
-        *request.headers_mut() = headers;
+        let mut digits = itoa_buf();
+        let mut attempt_digits = itoa_buf();
+        let deadline_text = write_u64(remaining_ms, &mut digits);
+        let mut extra: [(&str, &[u8]); 2] = [("x-seawall-deadline-ms", deadline_text), ("", b"")];
+        let extra = if attempt > 1 {
+            extra[1] = (ATTEMPT, write_u64(u64::from(attempt), &mut attempt_digits));
+            &extra[..]
+        } else {
+            &extra[..1]
+        };
+        let (outbound, framing) = body.take(&out.method, length);
+        let head = client::encode_head(&out.method, &out.target, &out.headers, extra, framing)
+            .map_err(|why| Local::new(400, why))?;
+        let head_request = out.method == http::Method::HEAD;
         cluster.on_start(target.key, started);
-        let sent = tokio::time::timeout_at(until, conn.send.send_request(request)).await;
+        let sent = tokio::time::timeout_at(
+            until,
+            client::exchange(&mut conn, head, outbound, head_request, out.idempotent),
+        )
+        .await;
         let ended = clock.now();
         return Ok(match sent {
             Err(_) => {
                 cluster.on_finish(target.key, ended, ended - started, false);
                 Attempt::Timeout
             }
-            Ok(Err(e)) => {
-                cluster.on_finish(target.key, ended, ended - started, false);
-                // A pooled connection the upstream had closed: the request never
-                // left; try once more on a new connection (not a retry).
-                if conn.reused && e.is_canceled() && fresh_tries == 0 && body.replayable() {
-                    fresh_tries += 1;
+            Ok(Err(ExchangeError::Stale(why))) => {
+                // A pooled connection the upstream had closed: nothing was
+                // answered; send again on another connection (not a retry).
+                if body.replayable() && stale_tries < MAX_STALE {
+                    stale_tries += 1;
                     continue;
                 }
-                if e.is_parse() || e.is_parse_status() {
-                    Attempt::Protocol(e.to_string())
-                } else {
-                    Attempt::Reset(e.to_string())
-                }
+                cluster.on_finish(target.key, ended, ended - started, false);
+                Attempt::Reset(why)
             }
-            Ok(Ok(response)) => {
-                let status = response.status().as_u16();
+            Ok(Err(ExchangeError::Reset(why))) => {
+                cluster.on_finish(target.key, ended, ended - started, false);
+                Attempt::Reset(why)
+            }
+            Ok(Err(ExchangeError::Protocol(why))) => {
+                cluster.on_finish(target.key, ended, ended - started, false);
+                Attempt::Protocol(why)
+            }
+            Ok(Ok(head))
+                if head.status == 101 && !out.headers.contains_key(http::header::UPGRADE) =>
+            {
+                cluster.on_finish(target.key, ended, ended - started, false);
+                Attempt::Protocol("101 Switching Protocols to a request that asked for none".into())
+            }
+            Ok(Ok(head)) => {
+                let status = head.status;
                 cluster.on_finish(target.key, ended, ended - started, status < 500);
-                if status >= 500 && can_retry && !response.headers().contains_key(&OVERLOADED) {
-                    Attempt::Status(status, response, conn)
+                let overloaded = head.headers.contains_key(&OVERLOADED);
+                let body = ResponseBody::new(conn, &head);
+                if status >= 500 && can_retry && !overloaded {
+                    Attempt::Status(status, head, body)
                 } else {
-                    Attempt::Response(response, conn)
+                    Attempt::Response(head, body)
                 }
             }
         });
+    }
+}
+
+/// Stale pooled connections tried in a row before one attempt counts as failed.
+const MAX_STALE: u32 = 4;
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `n` in decimal, written into `buf`.
+fn write_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -750,14 +819,12 @@ fn spawn_mirror(
             headers.insert(http::header::HOST, v);
         }
     }
-    if !payload.is_empty() {
-        headers.insert(
-            http::header::CONTENT_LENGTH,
-            HeaderValue::from(payload.len()),
-        );
-    }
-    let method = out.method.clone();
-    let uri = out.uri.clone();
+    let mut source = BodySource::Whole(payload);
+    let (outbound, framing) = source.take(&out.method, None);
+    let Ok(head) = client::encode_head(&out.method, &out.target, &headers, &[], framing) else {
+        return;
+    };
+    let head_request = out.method == http::Method::HEAD;
     let tls = if dest.cluster.mesh {
         tls.cloned()
     } else {
@@ -771,30 +838,28 @@ fn spawn_mirror(
         };
         let Ok(mut conn) = cluster
             .pool
-            .acquire(&target, Duration::from_secs(1), tls.as_ref())
+            .acquire(&target, MIRROR_CONNECT, tls.as_ref())
             .await
         else {
             return;
         };
-        let mut request = http::Request::new(ProxyBody::full(payload));
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
         let exchange = async {
-            let response = conn.send.send_request(request).await.ok()?;
-            use http_body_util::BodyExt;
-            response.into_body().collect().await.ok()
+            let answer = client::exchange(&mut conn, head, outbound, head_request, false)
+                .await
+                .ok()?;
+            let mut body = ResponseBody::new(conn, &answer);
+            while body.next(None).await.ok()?.is_some() {}
+            body.into_conn()
         };
-        if tokio::time::timeout(Duration::from_secs(5), exchange)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-        {
+        if let Ok(Some(conn)) = tokio::time::timeout(MIRROR_EXCHANGE, exchange).await {
             cluster.pool.release(conn);
         }
     });
 }
+
+/// How long a mirror copy may wait for a connection, and its whole exchange take.
+const MIRROR_CONNECT: Duration = Duration::from_secs(1);
+const MIRROR_EXCHANGE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

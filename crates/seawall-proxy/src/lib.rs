@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod authz;
 pub mod body;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod control;

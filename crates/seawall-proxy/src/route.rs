@@ -47,7 +47,16 @@ fn full_match(owner: &str, pattern: &str) -> Result<Regex, RouteError> {
     regex::bytes::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .unicode(false)
         .build()
-        .map_err(|e| RouteError(format!("{owner}: cannot compile regex {pattern:?}: {e}")))
+        .map_err(|e| {
+            let one_line = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            RouteError(format!(
+                "{owner}: cannot compile regex {pattern:?}: {one_line}"
+            ))
+        })
 }
 
 /// Refuse syntax Python's `re` reads differently (so it fails loudly, never mismatches).
@@ -55,9 +64,10 @@ fn python_dialect(pattern: &str) -> Result<(), String> {
     use regex_syntax::ast::{
         self, AssertionKind as K, Ast, ClassSetBinaryOp, ClassSetItem, Visitor,
     };
+    // One line (the error's own Display draws the pattern and a caret over several).
     let parsed = ast::parse::Parser::new()
         .parse(pattern)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("{} (at offset {})", e.kind(), e.span().start.offset))?;
     struct V;
     impl Visitor for V {
         type Output = ();

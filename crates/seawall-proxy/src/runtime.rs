@@ -259,6 +259,13 @@ impl Runtime {
             .chain(std::iter::once(&self.inbound.cluster))
     }
 
+    /// Close idle pooled connections that are closed or past their idle timeout.
+    pub fn sweep(&self) {
+        for c in self.clusters() {
+            c.pool.sweep();
+        }
+    }
+
     /// Close pooled connections (called when a newer runtime replaced this one).
     pub fn close(&self) {
         for c in self.clusters() {

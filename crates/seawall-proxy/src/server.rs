@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::HeaderValue;
-use http_body::Body as _;
-use http_body_util::BodyExt;
 use seawall_h1::{BodyDecoder, BodyEvent, Framing, HeadParser, RequestHead, ResponseFraming, VIA};
 use seawall_policy::rng::{Random, SplitMix64};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -455,19 +453,18 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     keep_alive: bool,
 ) -> (u16, bool) {
     let Upstream {
-        response,
-        conn,
+        head: answer,
+        mut body,
         cluster,
         idle_timeout,
     } = upstream;
-    let status = response.status().as_u16();
-    let (parts, mut body) = response.into_parts();
+    let status = answer.status;
     if status == 101 && head.upgrade.is_some() {
         let _ = p;
-        return (101, tunnel(c, parts).await);
+        return (101, tunnel(c, &answer, body).await);
     }
     // (the encoder skips hop-by-hop fields as it writes them)
-    let headers = parts.headers;
+    let headers = &answer.headers;
     let length = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -488,16 +485,12 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         keep_alive = false;
         ResponseFraming::Close
     };
-    let reason = parts
-        .extensions
-        .get::<hyper::ext::ReasonPhrase>()
-        .and_then(|r| std::str::from_utf8(r.as_bytes()).ok());
     c.out.clear();
     let chunked = matches!(framing, ResponseFraming::Chunked);
     if let Err(e) = seawall_h1::encode_response_head(
         status,
-        reason,
-        &headers,
+        Some(answer.reason.as_str()).filter(|r| !r.is_empty()),
+        headers,
         framing,
         keep_alive,
         Some(VIA),
@@ -512,99 +505,87 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let _ = write_local(c, head, &local, false).await;
         return (502, false);
     }
-    if no_body {
-        if c.wr.write_all(&c.out).await.is_err() {
-            return (status, false);
-        }
-        drop(body);
-        cluster.pool.release(conn);
-        return (status, keep_alive);
-    }
     let idle = idle_timeout.map(Duration::from_secs_f64);
-    loop {
-        // Small responses go out in one write: the head and the whole body.
-        if body.is_end_stream() {
-            break;
-        }
-        let next = match idle {
-            Some(t) => match tokio::time::timeout(t, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => {
-                    let _ = c.wr.write_all(&c.out).await;
-                    return (status, false); // the upstream went silent: cut
+    // Small responses go out in one write: the head and the whole body.
+    while !no_body && !body.is_end() {
+        match body.next(idle).await {
+            Ok(None) => break,
+            Ok(Some(data)) => {
+                if chunked {
+                    seawall_h1::encode_chunk(&data, &mut c.out);
+                } else {
+                    c.out.extend_from_slice(&data);
                 }
-            },
-            None => body.frame().await,
-        };
-        match next {
-            None => break,
-            Some(Err(_)) => {
-                let _ = c.wr.write_all(&c.out).await;
-                return (status, false); // cut mid-body: a short body and a close
+                if !body.is_end() {
+                    if c.wr.write_all(&c.out).await.is_err() {
+                        return (status, false);
+                    }
+                    c.out.clear();
+                }
             }
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if chunked {
-                        seawall_h1::encode_chunk(&data, &mut c.out);
-                    } else {
-                        c.out.extend_from_slice(&data);
-                    }
-                    if !body.is_end_stream() {
-                        if c.wr.write_all(&c.out).await.is_err() {
-                            return (status, false);
-                        }
-                        c.out.clear();
-                    }
-                }
+            // the upstream went silent, or cut the body short: a short body and a close
+            Err(_) => {
+                let _ = c.wr.write_all(&c.out).await;
+                return (status, false);
             }
         }
     }
     if chunked {
-        c.out.extend_from_slice(seawall_h1::LAST_CHUNK);
+        match body.trailers() {
+            Some(trailers) => seawall_h1::encode_last_chunk(&trailers, &mut c.out),
+            None => c.out.extend_from_slice(seawall_h1::LAST_CHUNK),
+        }
     }
     if c.wr.write_all(&c.out).await.is_err() {
         return (status, false);
     }
     c.out.clear();
-    cluster.pool.release(conn);
+    if let Some(conn) = body.into_conn() {
+        cluster.pool.release(conn);
+    }
     (status, keep_alive)
 }
 
 /// A 101 Switching Protocols: splice the two connections until either closes.
 async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     c: &mut Conn<S>,
-    parts: http::response::Parts,
+    answer: &seawall_h1::ResponseHead,
+    body: crate::client::ResponseBody,
 ) -> bool {
-    let mut response = http::Response::from_parts(parts, ());
-    let upgraded = hyper::upgrade::on(&mut response);
-    let headers = response.headers();
-    let upgrade = response
-        .headers()
+    let upgrade = answer
+        .headers
         .get(http::header::UPGRADE)
         .cloned()
         .unwrap_or(HeaderValue::from_static("websocket"));
     c.out.clear();
     let framing = ResponseFraming::Upgrade(upgrade);
-    if seawall_h1::encode_response_head(101, None, headers, framing, true, Some(VIA), &mut c.out)
-        .is_err()
-        || c.wr.write_all(&c.out).await.is_err()
+    if seawall_h1::encode_response_head(
+        101,
+        None,
+        &answer.headers,
+        framing,
+        true,
+        Some(VIA),
+        &mut c.out,
+    )
+    .is_err()
     {
         return false;
     }
-    let Ok(upgraded) = upgraded.await else {
+    let mut up = body.into_raw();
+    // Bytes the upstream sent after its 101, then what the client sent after its request.
+    c.out.extend_from_slice(&up.buf.split());
+    if c.wr.write_all(&c.out).await.is_err() {
         return false;
-    };
-    let mut up = hyper_util::rt::TokioIo::new(upgraded);
+    }
+    c.out.clear();
     if !c.buf.is_empty() {
         let early = c.buf.split().freeze();
-        if up.write_all(&early).await.is_err() {
+        if up.io.write_all(&early).await.is_err() {
             return false;
         }
     }
-    let (mut up_rd, mut up_wr) = tokio::io::split(up);
+    let (mut up_rd, mut up_wr) = tokio::io::split(&mut up.io);
     let client_to_up = tokio::io::copy(&mut c.rd, &mut up_wr);
     let up_to_client = tokio::io::copy(&mut up_rd, &mut c.wr);
     tokio::select! {

@@ -203,11 +203,17 @@ impl Sidecar {
         // near: a request's timers (seconds away) then never come earlier than it,
         // and registering one never has to wake the driver through its eventfd
         // (tokio#5207: one extra write and epoll_wait per request at one connection).
-        handle.spawn(async {
+        // Every fourth tick it also sweeps the pools: idle connections the upstream
+        // closed (or that sat past the idle timeout) are closed now, not at next use.
+        let swept = state.clone();
+        handle.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            for n in 0u64.. {
                 tick.tick().await;
+                if n % 4 == 0 {
+                    swept.runtime().sweep();
+                }
             }
         });
         drop(enter);

@@ -137,12 +137,19 @@ pub struct Destination {
     pub timeout: f64,
     pub per_try_timeout: Option<f64>,
     pub idle_timeout: Option<f64>,
+    /// Seconds a new upstream connection may take (TCP and the mTLS handshake).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: f64,
     pub retry: Retry,
     pub budget: Option<Budget>,
     pub breaker: Option<Breaker>,
     pub outlier: Option<Outlier>,
     pub bulkhead: Bulkhead,
     pub routes: Vec<Route>,
+}
+
+fn default_connect_timeout() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,4 +1,6 @@
-//! Upstream connections: a pool per destination, over hyper's HTTP/1.1 client.
+//! Upstream connections: a pool per destination of raw connections (plain TCP
+//! or mTLS), each used by one request at a time on the request's own task
+//! (`client` does the HTTP/1.1 exchange on it).
 //!
 //! Pool limits (Envoy's circuit-breaker thresholds, Istio's connection pool):
 //! at most `max_connections` open connections, and at most `max_pending`
@@ -13,20 +15,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_rustls::client::TlsStream;
 
-use crate::body::ProxyBody;
 use crate::tls::UpstreamTls;
-
-/// hyper's per-connection buffer cap: the largest response head read, and the
-/// most request body queued for writing (it also caps the queue at 16 pieces).
-/// With a stalled upstream, this is what one streamed request holds in hyper, on
-/// top of the two chunks in flight (`body::STREAM_DEPTH`): 64 KiB, like the
-/// request head limit's default, against Envoy's 60 KiB of response headers.
-const MAX_BUF: usize = 64 * 1024;
 
 /// Why no connection could be had.
 #[derive(Debug)]
@@ -90,17 +88,83 @@ impl Target {
     }
 }
 
-struct Idle {
-    send: http1::SendRequest<ProxyBody>,
-    since: Instant,
+/// The byte stream of one upstream connection.
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// A connection lent to one request; give it back with [`Pool::release`].
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One upstream connection, lent to one request at a time; give it back with
+/// [`Pool::release`] once its response was read whole.
 pub struct Conn {
-    pub send: http1::SendRequest<ProxyBody>,
+    pub io: Io,
+    /// Bytes read from the upstream and not used yet.
+    pub buf: BytesMut,
     pub key: u64,
     /// Whether it came from the idle pool (a stale one may fail before any byte is sent).
     pub reused: bool,
+    /// Whether it may carry another request (the last response said so and was read whole).
+    pub reusable: bool,
+    _open: OpenGuard,
+}
+
+impl Conn {
+    /// Whether an idle connection is still usable: no byte and no end of stream
+    /// waiting on it. (The TLS layer consumes a TLS 1.3 session ticket here.)
+    fn idle_and_open(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut buf),
+            Poll::Pending
+        ) && self.buf.is_empty()
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
 }
 
 /// One destination's upstream connections.
@@ -159,16 +223,10 @@ impl Pool {
     fn take_idle(&self, key: u64) -> Option<Conn> {
         let mut idle = self.lock_idle();
         let list = idle.get_mut(&key)?;
-        while let Some(entry) = list.pop() {
-            if !entry.send.is_closed()
-                && entry.send.is_ready()
-                && entry.since.elapsed() < self.limits.idle_timeout
-            {
-                return Some(Conn {
-                    send: entry.send,
-                    key,
-                    reused: true,
-                });
+        while let Some(mut entry) = list.pop() {
+            if entry.since.elapsed() < self.limits.idle_timeout && entry.conn.idle_and_open() {
+                entry.conn.reused = true;
+                return Some(entry.conn);
             }
         }
         None
@@ -248,36 +306,48 @@ impl Pool {
         }
         .map_err(|e| ConnectError::Failed(format!("{}: {e}", where_())))?;
         let _ = stream.set_nodelay(true);
-        let send = match tls {
-            None => handshake(stream, guard).await,
-            Some(tls) => {
-                let secured = tls
-                    .connect(stream, &target.host, &self.destination)
+        let io = match tls {
+            None => Io::Plain(stream),
+            Some(tls) => Io::Tls(Box::new(
+                tls.connect(stream, &target.host, &self.destination)
                     .await
-                    .map_err(|e| ConnectError::Failed(format!("{}: {e}", where_())))?;
-                handshake(secured, guard).await
-            }
-        }
-        .map_err(|e| ConnectError::Failed(format!("{}: {e}", where_())))?;
+                    .map_err(|e| ConnectError::Failed(format!("{}: {e}", where_())))?,
+            )),
+        };
         Ok(Conn {
-            send,
+            io,
+            buf: BytesMut::new(),
             key: target.key,
             reused: false,
+            reusable: true,
+            _open: guard,
         })
     }
 
-    /// Give a connection back after its exchange: pooled if still usable, else dropped.
+    /// Give a connection back after its exchange: pooled if still usable, else closed.
     pub fn release(&self, conn: Conn) {
-        if conn.send.is_closed() {
+        if !conn.reusable {
             return;
         }
         let mut idle = self.lock_idle();
         idle.entry(conn.key).or_default().push(Idle {
-            send: conn.send,
+            conn,
             since: Instant::now(),
         });
         drop(idle);
         self.freed.notify_one();
+    }
+
+    /// Close the idle connections that the upstream closed or that sat unused past
+    /// the idle timeout (a freed slot wakes a request waiting for one).
+    pub fn sweep(&self) {
+        let mut idle = self.lock_idle();
+        for list in idle.values_mut() {
+            list.retain_mut(|entry| {
+                entry.since.elapsed() < self.limits.idle_timeout && entry.conn.idle_and_open()
+            });
+        }
+        idle.retain(|_, list| !list.is_empty());
     }
 
     /// Close idle connections to endpoints that are no longer in the set.
@@ -291,20 +361,89 @@ impl Pool {
     }
 }
 
-async fn handshake<S>(
-    stream: S,
-    guard: OpenGuard,
-) -> Result<http1::SendRequest<ProxyBody>, hyper::Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (send, conn) = http1::Builder::new()
-        .max_buf_size(MAX_BUF)
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        let _guard = guard; // the slot is free when the connection is gone
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(send)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(idle_timeout: Duration) -> Pool {
+        Pool::new(
+            "svc",
+            PoolLimits {
+                max_connections: 4,
+                max_pending: 4,
+                connect_timeout: Duration::from_secs(1),
+                idle_timeout,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn idle_connections_the_upstream_closed_are_swept_and_never_lent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let target = Target::new(7, "127.0.0.1", port);
+        let pool = pool(Duration::from_secs(60));
+        let conn = pool
+            .acquire(&target, Duration::from_secs(1), None)
+            .await
+            .expect("connected");
+        let (server_side, _) = listener.accept().await.expect("accept");
+        assert!(!conn.reused);
+        pool.release(conn);
+        assert_eq!((pool.idle_count(7), pool.open_connections()), (1, 1));
+        pool.sweep(); // still open: kept
+        assert_eq!(pool.idle_count(7), 1);
+        drop(server_side);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.sweep();
+        assert_eq!((pool.idle_count(7), pool.open_connections()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_not_lent_and_an_open_one_is() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let target = Target::new(1, "127.0.0.1", listener.local_addr().expect("addr").port());
+        let pool = pool(Duration::from_secs(60));
+        let first = pool
+            .acquire(&target, Duration::from_secs(1), None)
+            .await
+            .expect("a");
+        let (first_server, _) = listener.accept().await.expect("accept");
+        pool.release(first);
+        let again = pool
+            .acquire(&target, Duration::from_secs(1), None)
+            .await
+            .expect("b");
+        assert!(again.reused, "an open idle connection is lent again");
+        pool.release(again);
+        drop(first_server);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let fresh = pool
+            .acquire(&target, Duration::from_secs(1), None)
+            .await
+            .expect("c");
+        assert!(!fresh.reused, "the closed one was dropped, a new one made");
+    }
+
+    #[tokio::test]
+    async fn idle_connections_past_the_idle_timeout_are_swept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let target = Target::new(1, "127.0.0.1", listener.local_addr().expect("addr").port());
+        let pool = pool(Duration::from_millis(1));
+        let conn = pool
+            .acquire(&target, Duration::from_secs(1), None)
+            .await
+            .expect("a");
+        let _server = listener.accept().await.expect("accept");
+        pool.release(conn);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        pool.sweep();
+        assert_eq!((pool.idle_count(1), pool.open_connections()), (0, 0));
+    }
 }

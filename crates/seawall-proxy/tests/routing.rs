@@ -846,6 +846,8 @@ fn python_only_regex_features_are_refused_loudly() {
         r"[\b]",            // backspace in a class
         "(?x)a[ ]b",        // verbose: a space inside a class
         "(?x) a b # about", // verbose: a trailing comment (would swallow the anchor)
+        "{",                // a literal brace in Python, a missing operand here
+        "a{",               // likewise
     ];
     for pattern in python_only {
         assert_refused("paths", &path_regex(pattern), pattern);
@@ -854,6 +856,11 @@ fn python_only_regex_features_are_refused_loudly() {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("x-v"), "{err}");
+        let why = seawall_proxy::route::check_regex(pattern).expect_err("refused");
+        assert!(
+            !why.contains('\n'),
+            "one line, for mesh.yaml's error list: {why:?}"
+        );
     }
 }
 

@@ -562,6 +562,9 @@ class DestinationPolicy(_Section):
     """Each attempt; ``None``: an attempt may use what is left of ``timeout``."""
     idle_timeout: PositiveDuration | None = None
     """Longest silence (no bytes either way) on a request in flight; ``None``: off."""
+    connect_timeout: PositiveDuration = 1.0
+    """Longest a new upstream connection may take (TCP, then the mTLS handshake); never
+    past the attempt's own deadline. A connection not made in time is a connect failure."""
     retry: RetryConfig = RetryConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     bulkhead: BulkheadConfig = BulkheadConfig()

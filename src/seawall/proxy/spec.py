@@ -178,6 +178,7 @@ def destination_spec(
         "timeout": policy.timeout,
         "per_try_timeout": None if inbound else policy.per_try_timeout,
         "idle_timeout": policy.idle_timeout,
+        "connect_timeout": policy.connect_timeout,
         "retry": _retry(policy.retry, single=inbound),
         "budget": None
         if inbound
