@@ -143,7 +143,7 @@ pub fn encode_response_head(
     Ok(())
 }
 
-fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(crate) fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
     dst.put_slice(name);
     dst.put_slice(b": ");
     dst.put_slice(value);

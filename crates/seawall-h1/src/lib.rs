@@ -61,4 +61,5 @@ pub use response::{
     encode_request_head, parse_response_head, RequestFraming, ResponseBody, ResponseHead,
     MAX_RESPONSE_FIELDS,
 };
+pub use syntax::decimal;
 pub use target::normalize_path;

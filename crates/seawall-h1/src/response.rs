@@ -13,6 +13,7 @@
 use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::encode::put_field;
 use crate::error::Error;
 use crate::syntax::decimal;
 
@@ -65,13 +66,6 @@ pub fn encode_request_head(
     }
     dst.put_slice(b"\r\n");
     Ok(())
-}
-
-fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
-    dst.put_slice(name);
-    dst.put_slice(b": ");
-    dst.put_slice(value);
-    dst.put_slice(b"\r\n");
 }
 
 /// How a response's body is delimited.

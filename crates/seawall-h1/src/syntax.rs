@@ -64,8 +64,8 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Decimal digits of `n` into `buf`, returning the used tail.
-pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+/// Decimal digits of `n` into `buf`, returning the used tail (no allocation).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

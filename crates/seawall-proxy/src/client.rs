@@ -23,12 +23,11 @@ use seawall_h1::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::ProxyBody;
+use crate::readbuf::room;
 use crate::upstream::Conn;
 
 /// The largest response head read.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// Bytes read from an upstream at once.
-const READ_SIZE: usize = 16 * 1024;
 /// A whole body up to this size goes out in the same write as the head.
 const COALESCE: usize = 16 * 1024;
 
@@ -58,7 +57,8 @@ pub enum Outbound {
     Stream(ProxyBody, bool),
 }
 
-/// Send one request (its encoded head and its body) and read the response head.
+/// Send one request (its head, encoded into the connection's write buffer by
+/// [`encode_head`], and its body) and read the response head.
 ///
 /// `idempotent`: the request may be sent twice (a safe or idempotent method,
 /// or an Idempotency-Key). On a reused connection, a write that fails is
@@ -68,7 +68,6 @@ pub enum Outbound {
 /// the upstream may have acted on it before closing.
 pub async fn exchange(
     conn: &mut Conn,
-    head: BytesMut,
     body: Outbound,
     head_request: bool,
     idempotent: bool,
@@ -76,12 +75,11 @@ pub async fn exchange(
     let reused = conn.reused;
     match body {
         Outbound::Whole(data) => {
-            let mut head = head;
             let written = if data.len() <= COALESCE {
-                head.extend_from_slice(&data);
-                conn.io.write_all(&head).await
+                conn.wbuf.extend_from_slice(&data);
+                conn.io.write_all(&conn.wbuf).await
             } else {
-                match conn.io.write_all(&head).await {
+                match conn.io.write_all(&conn.wbuf).await {
                     Ok(()) => conn.io.write_all(&data).await,
                     Err(e) => Err(e),
                 }
@@ -95,34 +93,30 @@ pub async fn exchange(
             }
             read_head(conn, head_request, reused && idempotent).await
         }
-        Outbound::Stream(body, chunked) => {
-            stream_and_read(conn, head, body, chunked, head_request).await
-        }
+        Outbound::Stream(body, chunked) => stream_and_read(conn, body, chunked, head_request).await,
     }
 }
 
 /// Write the head and pump the body while waiting for the response head.
 async fn stream_and_read(
     conn: &mut Conn,
-    head: BytesMut,
     mut body: ProxyBody,
     chunked: bool,
     head_request: bool,
 ) -> Result<ResponseHead, ExchangeError> {
     let (head, sent) = {
-        let Conn { io, buf, .. } = &mut *conn;
+        let Conn { io, buf, wbuf, .. } = &mut *conn;
         let (mut rd, mut wr) = tokio::io::split(io);
         let pump = async move {
-            wr.write_all(&head).await?;
-            let mut out = BytesMut::new();
+            wr.write_all(wbuf).await?;
             while let Some(frame) = body.frame().await {
                 let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() else {
                     continue;
                 };
                 if chunked {
-                    out.clear();
-                    seawall_h1::encode_chunk(&data, &mut out);
-                    wr.write_all(&out).await?;
+                    wbuf.clear();
+                    seawall_h1::encode_chunk(&data, wbuf);
+                    wr.write_all(wbuf).await?;
                 } else {
                     wr.write_all(&data).await?;
                 }
@@ -193,7 +187,7 @@ async fn read_head_from<R: tokio::io::AsyncRead + Unpin>(
                 Err(e) => return Err(ExchangeError::Protocol(e.reason.into_owned())),
             }
         }
-        buf.reserve(READ_SIZE);
+        room(buf);
         match rd.read_buf(buf).await {
             Ok(0) if received == 0 && stale_if_silent => {
                 return Err(ExchangeError::Stale("closed before answering".into()))
@@ -325,7 +319,7 @@ impl ResponseBody {
 
     /// Read more of the body from the connection.
     async fn fill(&mut self, idle: Option<Duration>) -> Result<(), BodyReadError> {
-        self.conn.buf.reserve(READ_SIZE);
+        room(&mut self.conn.buf);
         let read = self.conn.io.read_buf(&mut self.conn.buf);
         let n = match idle {
             Some(t) => tokio::time::timeout(t, read)
@@ -361,17 +355,25 @@ impl ResponseBody {
     }
 }
 
-/// The encoded head of one attempt: `headers` as built once for the request,
-/// this attempt's own fields, and the framing of its body.
+/// Encode the head of one attempt into `conn`'s write buffer: `headers` as
+/// built once for the request, this attempt's own fields, and the framing of
+/// its body. (The buffer is the connection's: no allocation per request.)
 pub fn encode_head(
+    conn: &mut Conn,
     method: &http::Method,
     target: &[u8],
     headers: &HeaderMap,
     extra: &[(&str, &[u8])],
     framing: RequestFraming,
-) -> Result<BytesMut, String> {
-    let mut head = BytesMut::new();
-    seawall_h1::encode_request_head(method.as_str(), target, headers, extra, framing, &mut head)
-        .map_err(|e| e.reason.into_owned())?;
-    Ok(head)
+) -> Result<(), String> {
+    conn.wbuf.clear();
+    seawall_h1::encode_request_head(
+        method.as_str(),
+        target,
+        headers,
+        extra,
+        framing,
+        &mut conn.wbuf,
+    )
+    .map_err(|e| e.reason.into_owned())
 }

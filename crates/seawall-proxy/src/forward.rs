@@ -718,24 +718,33 @@ async fn attempt_once(
         };
         let started = clock.now();
         let remaining_ms = ((p.deadline - started) * 1000.0).max(0.0) as u64;
-        let mut digits = itoa_buf();
-        let mut attempt_digits = itoa_buf();
-        let deadline_text = write_u64(remaining_ms, &mut digits);
+        let (mut digits, mut attempt_digits) = ([0u8; 20], [0u8; 20]);
+        let deadline_text = seawall_h1::decimal(remaining_ms, &mut digits);
         let mut extra: [(&str, &[u8]); 2] = [("x-seawall-deadline-ms", deadline_text), ("", b"")];
         let extra = if attempt > 1 {
-            extra[1] = (ATTEMPT, write_u64(u64::from(attempt), &mut attempt_digits));
+            extra[1] = (
+                ATTEMPT,
+                seawall_h1::decimal(u64::from(attempt), &mut attempt_digits),
+            );
             &extra[..]
         } else {
             &extra[..1]
         };
         let (outbound, framing) = body.take(&out.method, length);
-        let head = client::encode_head(&out.method, &out.target, &out.headers, extra, framing)
-            .map_err(|why| Local::new(400, why))?;
+        client::encode_head(
+            &mut conn,
+            &out.method,
+            &out.target,
+            &out.headers,
+            extra,
+            framing,
+        )
+        .map_err(|why| Local::new(400, why))?;
         let head_request = out.method == http::Method::HEAD;
         cluster.on_start(target.key, started);
         let sent = tokio::time::timeout_at(
             until,
-            client::exchange(&mut conn, head, outbound, head_request, out.idempotent),
+            client::exchange(&mut conn, outbound, head_request, out.idempotent),
         )
         .await;
         let ended = clock.now();
@@ -786,23 +795,6 @@ async fn attempt_once(
 /// Stale pooled connections tried in a row before one attempt counts as failed.
 const MAX_STALE: u32 = 4;
 
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// `n` in decimal, written into `buf`.
-fn write_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 /// Send a copy to `dest` with a `-shadow` Host; the result is ignored.
 fn spawn_mirror(
     rt: &Runtime,
@@ -821,9 +813,8 @@ fn spawn_mirror(
     }
     let mut source = BodySource::Whole(payload);
     let (outbound, framing) = source.take(&out.method, None);
-    let Ok(head) = client::encode_head(&out.method, &out.target, &headers, &[], framing) else {
-        return;
-    };
+    let method = out.method.clone();
+    let target_bytes = out.target.clone();
     let head_request = out.method == http::Method::HEAD;
     let tls = if dest.cluster.mesh {
         tls.cloned()
@@ -843,8 +834,11 @@ fn spawn_mirror(
         else {
             return;
         };
+        if client::encode_head(&mut conn, &method, &target_bytes, &headers, &[], framing).is_err() {
+            return;
+        }
         let exchange = async {
-            let answer = client::exchange(&mut conn, head, outbound, head_request, false)
+            let answer = client::exchange(&mut conn, outbound, head_request, false)
                 .await
                 .ok()?;
             let mut body = ResponseBody::new(conn, &answer);

@@ -18,6 +18,7 @@ pub mod control;
 pub mod forward;
 pub mod listener;
 pub mod metrics;
+pub mod readbuf;
 pub mod route;
 pub mod runtime;
 pub mod server;

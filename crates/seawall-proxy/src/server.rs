@@ -22,8 +22,7 @@ use crate::forward::{self, BodySource, Down, Local, Prepared, Upstream};
 use crate::runtime::Runtime;
 use crate::state::State;
 
-/// Bytes read from a socket at once.
-const READ_SIZE: usize = 16 * 1024;
+use crate::readbuf::{room, READ_SIZE};
 
 /// Bytes kept unparsed while a request is served; then the client is not read.
 const MAX_PIPELINED: usize = 1 << 20;
@@ -130,7 +129,7 @@ async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
             None if state.draining() => return Ok(None),
             None => tokio::time::Instant::now() + idle,
         };
-        c.buf.reserve(READ_SIZE);
+        room(&mut c.buf);
         let read = tokio::select! {
             r = tokio::time::timeout_at(until, c.rd.read_buf(&mut c.buf)) => r,
             () = state.drained(), if head_by.is_none() => return Ok(None),
@@ -175,7 +174,7 @@ async fn next_body_chunk<S: AsyncRead + AsyncWrite + Unpin>(
             Some(BodyEvent::End(_trailers)) => return Ok(None),
             None => {}
         }
-        c.buf.reserve(READ_SIZE);
+        room(&mut c.buf);
         match tokio::time::timeout(timeout, c.rd.read_buf(&mut c.buf)).await {
             Err(_) => return Err(seawall_h1::Error::new(408, "request body timeout")),
             Ok(Ok(0)) | Ok(Err(_)) => {
@@ -328,7 +327,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 // Pipelined bytes are kept for the next request (up to a bound).
                 while conn.buf.len() < MAX_PIPELINED {
-                    conn.buf.reserve(READ_SIZE);
+                    room(&mut conn.buf);
                     match conn.rd.read_buf(&mut conn.buf).await {
                         Ok(0) | Err(_) => {
                             phase.set(GONE);
