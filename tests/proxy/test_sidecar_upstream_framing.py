@@ -277,3 +277,22 @@ def test_a_switch_nobody_asked_for_is_a_502(upstream_mesh: Fixture) -> None:
     with RawConn(sidecar.upstream("raw")) as conn:
         conn.send(request("GET", "/x"))
         assert conn.response().status == 502
+
+
+def test_sends_again_after_stale_connections_leave_the_balancer_even(
+    upstream_mesh: Fixture,
+) -> None:
+    """Each request counts once for the balancer, however many dead pooled connections
+    it met on the way: when all are answered, no endpoint has a request active."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    sidecar, up = start(upstream_mesh, answer, close=True)
+    with RawConn(sidecar.upstream("raw")) as conn:
+        for _ in range(20):
+            conn.send(request("GET", "/x"))
+            assert conn.response().status == 200
+    clusters = sidecar.admin_get("/clusters").json()["clusters"]
+    (cluster,) = [c for c in clusters if c["name"] == "raw"]
+    (endpoint,) = cluster["endpoints"]
+    assert endpoint["requests_active"] == 0
+    assert endpoint["requests_total"] == 20
+    assert endpoint["requests_failed"] == 0

@@ -528,14 +528,25 @@ impl Cluster {
                 "next_probe_at": m.next_probe_at,
             })
         });
+        let loads: Vec<_> = {
+            let balancer = lock(&self.balancer);
+            endpoints
+                .iter()
+                .map(|e| balancer.stats(e.target.key))
+                .collect()
+        };
         serde_json::json!({
             "name": self.name,
-            "endpoints": endpoints.iter().map(|e| serde_json::json!({
+            "endpoints": endpoints.iter().zip(loads).map(|(e, load)| serde_json::json!({
                 "address": e.spec.address,
                 "port": e.spec.port,
                 "subset": e.spec.subset,
                 "ejected": ejected.contains(&e.target.key),
                 "idle_connections": self.pool.idle_count(e.target.key),
+                // Envoy's per-host rq_active, rq_total and rq_error
+                "requests_active": load.as_ref().map_or(0, |l| l.in_flight),
+                "requests_total": load.as_ref().map_or(0, |l| l.requests),
+                "requests_failed": load.as_ref().map_or(0, |l| l.failures),
             })).collect::<Vec<_>>(),
             "outlier": outlier_json,
             "breaker": breaker,

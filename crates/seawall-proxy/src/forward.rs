@@ -704,8 +704,15 @@ async fn attempt_once(
     let wait = Duration::from_secs_f64((try_deadline - begun).max(0.0));
     let tls = if cluster.mesh { tls } else { None };
     let mut stale_tries = 0;
+    let mut first_send: Option<f64> = None;
     loop {
-        let mut conn = match cluster.pool.acquire(target, wait, tls).await {
+        let acquired = cluster.pool.acquire(target, wait, tls).await;
+        if let (Err(_), Some(first)) = (&acquired, first_send) {
+            // no new connection after a stale one: the attempt the balancer saw ends here
+            let ended = clock.now();
+            cluster.on_finish(target.key, ended, ended - first, false);
+        }
+        let mut conn = match acquired {
             Ok(conn) => conn,
             Err(ConnectError::Overflow(limit)) => {
                 cluster.overflowed(limit);
@@ -716,8 +723,14 @@ async fn attempt_once(
             // Waiting for a pool slot says nothing about the endpoint: no outlier signal.
             Err(ConnectError::PoolTimeout) => return Ok(Attempt::Waited),
         };
-        let started = clock.now();
-        let remaining_ms = ((p.deadline - started) * 1000.0).max(0.0) as u64;
+        let now = clock.now();
+        // The balancer sees one request per attempt, from its first send: a send
+        // again after a stale pooled connection is the same request.
+        let started = *first_send.get_or_insert_with(|| {
+            cluster.on_start(target.key, now);
+            now
+        });
+        let remaining_ms = ((p.deadline - now) * 1000.0).max(0.0) as u64;
         let (mut digits, mut attempt_digits) = ([0u8; 20], [0u8; 20]);
         let deadline_text = seawall_h1::decimal(remaining_ms, &mut digits);
         let mut extra: [(&str, &[u8]); 2] = [("x-seawall-deadline-ms", deadline_text), ("", b"")];
@@ -741,7 +754,6 @@ async fn attempt_once(
         )
         .map_err(|why| Local::new(400, why))?;
         let head_request = out.method == http::Method::HEAD;
-        cluster.on_start(target.key, started);
         let sent = tokio::time::timeout_at(
             until,
             client::exchange(&mut conn, outbound, head_request, out.idempotent),

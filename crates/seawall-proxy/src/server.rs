@@ -67,7 +67,17 @@ struct Conn<S> {
     wr: WriteHalf<S>,
     buf: BytesMut,
     out: BytesMut,
+    /// The client may still be sending a request body that was not read (an
+    /// early answer, a refused body): close with a linger, not at once.
+    unread: bool,
 }
+
+/// The lingering close (nginx's `lingering_time` and `lingering_timeout`):
+/// read and discard for at most this long in all, each read waiting at most
+/// `LINGER_SILENCE`, and at most `LINGER_BYTES`.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_SILENCE: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 << 20;
 
 /// Serve one downstream connection until it closes.
 pub async fn serve<S>(stream: S, state: Arc<State>, down: Down)
@@ -81,6 +91,7 @@ where
         wr,
         buf: BytesMut::with_capacity(READ_SIZE),
         out: BytesMut::with_capacity(READ_SIZE),
+        unread: false,
     };
     let mut rng = SplitMix64::from_entropy();
     let _open = state.connection_opened();
@@ -93,7 +104,28 @@ where
         let keep = serve_one(&mut c, &rt, &state, &down, head, &mut rng).await;
         if !keep || state.draining() {
             let _ = c.wr.shutdown().await;
+            if c.unread && !state.draining() {
+                linger(&mut c).await;
+            }
             return;
+        }
+    }
+}
+
+/// Closing a connection the client is still sending on resets it, and the
+/// reset can destroy the answer before the client has read it. So, after the
+/// answer and a FIN, read and discard what the client still sends until it
+/// closes too, or stops, or the linger's bounds are reached.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<S>) {
+    let until = tokio::time::Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        c.buf.clear();
+        room(&mut c.buf);
+        let wait = until.min(tokio::time::Instant::now() + LINGER_SILENCE);
+        match tokio::time::timeout_at(wait, c.rd.read_buf(&mut c.buf)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => return,
         }
     }
 }
@@ -201,6 +233,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut keep_alive = head.keep_alive;
     let mut decoder = BodyDecoder::new(head.framing, &rt.limits);
     let has_body = !matches!(head.framing, Framing::Empty);
+    c.unread = has_body;
     let body_timeout = Duration::from_secs_f64(rt.spec.limits.body_timeout);
     // The correlation id as forwarded (kept, or created by the pipeline), for the access log.
     let mut request_id: Option<HeaderValue> = None;
@@ -278,6 +311,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 BodySource::Stream(Some(body))
             } else {
                 complete = true;
+                c.unread = false;
                 BodySource::Whole(whole.freeze())
             }
         } else {
@@ -370,6 +404,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             break 'serve (499, served);
         };
         let complete = complete || phase.get() == WATCHING;
+        c.unread = has_body && !complete;
         let pump_failed = phase.get() != WATCHING;
         match result {
             Err(local) => {
