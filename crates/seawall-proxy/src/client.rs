@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http_body_util::BodyExt;
 use seawall_h1::{
     BodyEvent, ChunkedDecoder, LengthDecoder, Limits, RequestFraming, ResponseBody as Framing,
     ResponseHead,
@@ -109,10 +108,8 @@ async fn stream_and_read(
         let (mut rd, mut wr) = tokio::io::split(io);
         let pump = async move {
             wr.write_all(wbuf).await?;
-            while let Some(frame) = body.frame().await {
-                let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() else {
-                    continue;
-                };
+            while let Some(piece) = body.next().await {
+                let data = piece.map_err(std::io::Error::other)?;
                 if chunked {
                     wbuf.clear();
                     seawall_h1::encode_chunk(&data, wbuf);

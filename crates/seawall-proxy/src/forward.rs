@@ -159,13 +159,12 @@ impl BodySource {
                 Outbound::Whole(b.clone()),
                 RequestFraming::Length(b.len() as u64),
             ),
-            BodySource::Stream(s) => {
-                let body = s.take().unwrap_or(ProxyBody::Empty);
-                match length {
-                    Some(n) => (Outbound::Stream(body, false), RequestFraming::Length(n)),
-                    None => (Outbound::Stream(body, true), RequestFraming::Chunked),
-                }
-            }
+            BodySource::Stream(s) => match (s.take(), length) {
+                (Some(body), Some(n)) => (Outbound::Stream(body, false), RequestFraming::Length(n)),
+                (Some(body), None) => (Outbound::Stream(body, true), RequestFraming::Chunked),
+                // (never: a streamed body is sent once, and only a whole one is sent again)
+                (None, _) => (Outbound::Whole(Bytes::new()), RequestFraming::Length(0)),
+            },
         }
     }
 }

@@ -306,7 +306,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
             }
             if overflowed {
-                let (tx, body) = ProxyBody::channel(Some(whole.freeze()), length);
+                let (tx, body) = ProxyBody::channel(Some(whole.freeze()));
                 pending = Some(tx);
                 BodySource::Stream(Some(body))
             } else {
@@ -315,7 +315,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 BodySource::Whole(whole.freeze())
             }
         } else {
-            let (tx, body) = ProxyBody::channel(None, length);
+            let (tx, body) = ProxyBody::channel(None);
             pending = Some(tx);
             BodySource::Stream(Some(body))
         };
