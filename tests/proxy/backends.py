@@ -274,12 +274,37 @@ class Upgrade(Behaviour):
         proto = ctx.request.header("upgrade") or "echo"
         ctx.writer.write(_head(101, [("connection", "upgrade"), ("upgrade", proto)]))
         await ctx.writer.drain()
+        return await Upgrade.echo(ctx)
+
+    @staticmethod
+    async def echo(ctx: _Context) -> bool:
+        """Echo every byte until the peer closes."""
         while True:
             data = await ctx.reader.read(65536)
             if not data:
                 return False
             ctx.writer.write(data)
             await ctx.writer.drain()
+
+
+@dataclass(frozen=True)
+class SwitchWhenAsked(Behaviour):
+    """An app that would accept any upgrade, h2c included: 101 to the first protocol an
+    Upgrade field offers (then echo), ``refuse`` instead when set; 200 when none is asked."""
+
+    refuse: int | None = None
+    answer_with: str | None = None  # the protocol the 101 names (default: the one offered)
+
+    async def act(self, ctx: _Context) -> bool:
+        offered = ctx.request.header("upgrade")
+        if offered is None:
+            return await Ok(b"plain http/1.1").act(ctx)
+        if self.refuse is not None:
+            return await Ok(b"no switch", self.refuse).act(ctx)
+        proto = self.answer_with or offered.split(",")[0].strip()
+        ctx.writer.write(_head(101, [("connection", "upgrade"), ("upgrade", proto)]))
+        await ctx.writer.drain()
+        return await Upgrade.echo(ctx)
 
 
 # ---------------------------------------------------------------------------- the server

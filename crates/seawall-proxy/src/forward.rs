@@ -353,6 +353,8 @@ pub struct Outgoing {
     pub headers: HeaderMap,
     /// Safe to send twice: an idempotent method (RFC 9110 §9.2.2), or an Idempotency-Key.
     pub idempotent: bool,
+    /// The protocols offered upstream in Upgrade (h2c never is); `None`: no switch asked.
+    pub upgrade: Option<Bytes>,
 }
 
 /// Whether a received request field is never forwarded as it is: hop-by-hop
@@ -372,6 +374,7 @@ fn dropped(name: &HeaderName) -> bool {
     }
     let text = name.as_str();
     text == "keep-alive"
+        || text == "http2-settings" // hop-by-hop by definition (RFC 9113 §3.2.1)
         || text.starts_with("proxy-")
         || (text.starts_with("x-") && MESH_HEADERS.contains(&text))
         || text == "traceparent"
@@ -455,9 +458,13 @@ pub fn outgoing(
         }
         (None, None) => {}
     }
-    if let Some(protocol) = &head.upgrade {
-        // A protocol switch is forwarded as one: the Upgrade pair goes upstream.
-        if let Ok(v) = HeaderValue::from_maybe_shared(protocol.clone()) {
+    // A protocol switch is forwarded as one (the Upgrade pair goes upstream),
+    // except to h2c: never tunnelled, since every request on an HTTP/2
+    // connection would then pass the sidecar unparsed (h2c smuggling). The
+    // request goes on as plain HTTP/1.1, so the app's answer cannot be a switch.
+    let upgrade = head.upgrade.as_ref().and_then(without_h2c);
+    if let Some(protocols) = &upgrade {
+        if let Ok(v) = HeaderValue::from_maybe_shared(protocols.clone()) {
             headers.insert(
                 http::header::CONNECTION,
                 HeaderValue::from_static("upgrade"),
@@ -488,7 +495,37 @@ pub fn outgoing(
         target: head.path.clone(),
         headers,
         idempotent,
+        upgrade,
     })
+}
+
+/// The protocols of an Upgrade value other than h2c (`None` if none is left).
+fn without_h2c(offered: &Bytes) -> Option<Bytes> {
+    let is_h2c = |p: &[u8]| {
+        let name = p.split(|&b| b == b'/').next().unwrap_or(p);
+        trim_ows(name).eq_ignore_ascii_case(b"h2c")
+    };
+    let members: Vec<&[u8]> = offered
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !members.iter().any(|p| is_h2c(p)) {
+        return Some(offered.clone());
+    }
+    let kept: Vec<&[u8]> = members.into_iter().filter(|p| !is_h2c(p)).collect();
+    (!kept.is_empty()).then(|| Bytes::from(kept.join(&b", "[..])))
+}
+
+/// Whether a 101's Upgrade names a protocol the request offered.
+fn switched_to_offered(answer: &ResponseHead, offered: &Bytes) -> bool {
+    let Some(chosen) = answer.headers.get(http::header::UPGRADE) else {
+        return false;
+    };
+    let chosen = trim_ows(chosen.as_bytes());
+    offered
+        .split(|&b| b == b',')
+        .any(|p| trim_ows(p).eq_ignore_ascii_case(chosen))
 }
 
 /// Steps 6-8: fault delay and abort, split, mirror, then the attempts.
@@ -783,10 +820,15 @@ async fn attempt_once(
                 Attempt::Protocol(why)
             }
             Ok(Ok(head))
-                if head.status == 101 && !out.headers.contains_key(http::header::UPGRADE) =>
+                if head.status == 101
+                    && !out
+                        .upgrade
+                        .as_ref()
+                        .is_some_and(|offered| switched_to_offered(&head, offered)) =>
             {
+                // A tunnel opens only to a protocol the request offered.
                 cluster.on_finish(target.key, ended, ended - started, false);
-                Attempt::Protocol("101 Switching Protocols to a request that asked for none".into())
+                Attempt::Protocol("101 Switching Protocols to a protocol not offered".into())
             }
             Ok(Ok(head)) => {
                 let status = head.status;
@@ -879,6 +921,17 @@ mod tests {
         assert_eq!(parse_deadline_ms(b"1.5"), None);
         assert_eq!(parse_deadline_ms(b"864000001"), None);
         assert_eq!(parse_deadline_ms(b"9999999999"), None);
+    }
+
+    #[test]
+    fn h2c_is_never_offered_upstream() {
+        let offer = |v: &'static str| without_h2c(&Bytes::from_static(v.as_bytes()));
+        assert_eq!(offer("h2c"), None);
+        assert_eq!(offer(" H2C "), None);
+        assert_eq!(offer("h2c/1.0"), None);
+        assert_eq!(offer("websocket").as_deref(), Some(&b"websocket"[..]));
+        assert_eq!(offer("h2c, websocket").as_deref(), Some(&b"websocket"[..]));
+        assert_eq!(offer("a, h2c,b").as_deref(), Some(&b"a, b"[..]));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use seawall_policy::rng::{Random, SplitMix64};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::body::{BodyError, BodySender, ProxyBody};
-use crate::forward::{self, BodySource, Down, Local, Prepared, Upstream};
+use crate::forward::{self, BodySource, Down, Local, Upstream};
 use crate::runtime::Runtime;
 use crate::state::State;
 
@@ -413,8 +413,14 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 (local.status, served)
             }
             Ok(upstream) => {
-                let (status, ok) =
-                    respond(c, &head, &prepared, upstream, keep_alive && complete).await;
+                let (status, ok) = respond(
+                    c,
+                    &head,
+                    out.upgrade.is_some(),
+                    upstream,
+                    keep_alive && complete,
+                )
+                .await;
                 keep_alive = ok && complete;
                 (status, served)
             }
@@ -482,7 +488,7 @@ async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
 async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     c: &mut Conn<S>,
     head: &RequestHead,
-    p: &Prepared,
+    upgrading: bool,
     upstream: Upstream,
     keep_alive: bool,
 ) -> (u16, bool) {
@@ -493,8 +499,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         idle_timeout,
     } = upstream;
     let status = answer.status;
-    if status == 101 && head.upgrade.is_some() {
-        let _ = p;
+    if status == 101 && upgrading {
         return (101, tunnel(c, &answer, body).await);
     }
     // (the encoder skips hop-by-hop fields as it writes them)
