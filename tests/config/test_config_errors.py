@@ -120,6 +120,18 @@ CASES = [
         "policies.orders.retry.attempt: unknown key (did you mean 'attempts'?)",
     ),
     ("policies.orders.zzz", 1, "policies.orders.zzz: unknown key"),
+    (
+        "policies.orders.upgrades",
+        ["websocket", "h2c"],
+        "policies.orders.upgrades[1]: h2c is never tunnelled (it would carry requests past the"
+        " sidecar unparsed), got 'h2c'",
+    ),
+    (
+        "policies.orders.upgrades",
+        ["web socket"],
+        "policies.orders.upgrades[0]: must be a protocol name such as 'websocket' (a token,"
+        " optionally '/version'), got 'web socket'",
+    ),
     ("policis", {}, "policis: unknown key (did you mean 'policies'?)"),
     # timeouts
     (

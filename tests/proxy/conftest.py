@@ -304,7 +304,11 @@ def sidecar_main(
         {
             "timeout": "2s",
             "retry": {"attempts": 2, "on": ["connect-failure", "reset"], "backoff": fast},
-            "routes": [{"name": "short", "match": {"path_prefix": "/short"}, "timeout": "500ms"}],
+            "routes": [
+                {"name": "short", "match": {"path_prefix": "/short"}, "timeout": "500ms"},
+                {"name": "no-upgrades", "match": {"path_prefix": "/no-up"}, "upgrades": []},
+            ],
+            "upgrades": ["websocket", "echo-proto"],
         },
         upstream_port=True,
     )

@@ -1,5 +1,6 @@
-"""Upgrades through the sidecar: h2c is never tunnelled, and a tunnel opens only on the
-app's 101 to a protocol the request offered (issue 15, part 1: h2c smuggling).
+"""Upgrades through the sidecar: h2c is never tunnelled, a tunnel opens only on the app's
+101 to a protocol the request offered, and only protocols the route allows are offered
+(issue 15, part 1: h2c smuggling; ``upgrades:`` in mesh.yaml).
 
 An HTTP/2-capable app (hypercorn, for one) answers ``Upgrade: h2c`` with 101; a
 proxy that tunnelled it would pass every later request on that connection to
@@ -81,3 +82,26 @@ def test_a_switch_to_a_protocol_not_offered_is_a_502(plain: MainMesh) -> None:
     with RawConn(plain.sidecar.upstream("plain")) as conn:
         conn.send(request("/ws", {"Connection": "Upgrade", "Upgrade": "websocket"}))
         assert conn.response().status == 502
+
+
+def test_a_protocol_the_route_does_not_list_is_refused(plain: MainMesh) -> None:
+    """``plain`` allows websocket and echo-proto: another protocol is a 400 that names
+    the route and what it allows, and the app never sees the request."""
+    with RawConn(plain.sidecar.upstream("plain")) as conn:
+        conn.send(request("/ws", {"Connection": "Upgrade", "Upgrade": "irc"}))
+        resp = conn.response()
+    assert resp.status == 400
+    assert b"upgrade to 'irc' refused: route 'default' allows websocket, echo-proto" in resp.body
+    assert plain.b["plain"].seen == []
+
+
+def test_upgrades_off_on_a_route(plain: MainMesh) -> None:
+    with RawConn(plain.sidecar.upstream("plain")) as conn:
+        conn.send(request("/no-up/ws", {"Connection": "Upgrade", "Upgrade": "websocket"}))
+        resp = conn.response()
+        assert resp.status == 400
+        assert b"upgrades are off for route 'no-upgrades'" in resp.body
+        # h2c alone is not refused: it is dropped, and the request goes on
+        conn.send(request("/no-up/h2c", H2C))
+        assert conn.response().status == 200
+    assert [s.target for s in plain.b["plain"].seen] == ["/no-up/h2c"]

@@ -219,6 +219,29 @@ pub fn prepare(
         .select(&head.method, &head.path, &head.headers)
         .clone();
     let policy = &route.data;
+    // 2b. a protocol switch only to a protocol the route allows (h2c is dropped, not refused)
+    if let Some(offered) = head.upgrade.as_ref().and_then(without_h2c) {
+        if let Some(refused) = offered
+            .split(|&b| b == b',')
+            .map(trim_ows)
+            .find(|p| !allowed_upgrade(&policy.upgrades, p))
+        {
+            let refused = String::from_utf8_lossy(refused);
+            let detail = if policy.upgrades.is_empty() {
+                format!(
+                    "upgrade to '{refused}' refused: upgrades are off for route '{}'",
+                    policy.name
+                )
+            } else {
+                format!(
+                    "upgrade to '{refused}' refused: route '{}' allows {}",
+                    policy.name,
+                    policy.upgrades.join(", ")
+                )
+            };
+            return Err(Local::new(400, detail));
+        }
+    }
     // 3. correlation and 4. deadline
     let mut deadline = now + policy.timeout;
     for value in head.headers.get_all(&DEADLINE) {
@@ -515,6 +538,16 @@ fn without_h2c(offered: &Bytes) -> Option<Bytes> {
     }
     let kept: Vec<&[u8]> = members.into_iter().filter(|p| !is_h2c(p)).collect();
     (!kept.is_empty()).then(|| Bytes::from(kept.join(&b", "[..])))
+}
+
+/// Whether `protocol` (`name[/version]`) is in `allowed` (lower case; an entry
+/// without a version allows every version).
+fn allowed_upgrade(allowed: &[String], protocol: &[u8]) -> bool {
+    let name = protocol.split(|&b| b == b'/').next().unwrap_or(protocol);
+    allowed.iter().any(|a| {
+        let a = a.as_bytes();
+        a.eq_ignore_ascii_case(protocol) || (!a.contains(&b'/') && a.eq_ignore_ascii_case(name))
+    })
 }
 
 /// Whether a 101's Upgrade names a protocol the request offered.
@@ -932,6 +965,17 @@ mod tests {
         assert_eq!(offer("websocket").as_deref(), Some(&b"websocket"[..]));
         assert_eq!(offer("h2c, websocket").as_deref(), Some(&b"websocket"[..]));
         assert_eq!(offer("a, h2c,b").as_deref(), Some(&b"a, b"[..]));
+    }
+
+    #[test]
+    fn upgrades_are_allowed_by_name_or_exact_version() {
+        let allowed = vec!["websocket".to_owned(), "echo/2".to_owned()];
+        assert!(allowed_upgrade(&allowed, b"WebSocket"));
+        assert!(allowed_upgrade(&allowed, b"websocket/13"));
+        assert!(allowed_upgrade(&allowed, b"echo/2"));
+        assert!(!allowed_upgrade(&allowed, b"echo/3"));
+        assert!(!allowed_upgrade(&allowed, b"echo"));
+        assert!(!allowed_upgrade(&[], b"websocket"));
     }
 
     #[test]

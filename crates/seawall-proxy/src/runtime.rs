@@ -115,6 +115,8 @@ pub struct RoutePolicy {
     pub split: Option<WeightedSplit>,
     pub mirror: Option<spec::Mirror>,
     pub fault: Option<spec::Fault>,
+    /// Protocols an Upgrade may switch to (lower case); empty: none.
+    pub upgrades: Vec<String>,
     /// Where this route's finished requests are counted.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -150,6 +152,12 @@ impl RoutePolicy {
             split,
             mirror: route.and_then(|r| r.mirror.clone()),
             fault: route.and_then(|r| r.fault.clone()),
+            // 5. which protocol switches are tunnelled
+            upgrades: route
+                .map_or(&dest.upgrades, |r| &r.upgrades)
+                .iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
             metrics,
         })
     }

@@ -140,6 +140,9 @@ pub struct Destination {
     /// Seconds a new upstream connection may take (TCP and the mTLS handshake).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: f64,
+    /// Protocols an Upgrade may switch to (lower case), for requests no route matches.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
     pub retry: Retry,
     pub budget: Option<Budget>,
     pub breaker: Option<Breaker>,
@@ -150,6 +153,10 @@ pub struct Destination {
 
 fn default_connect_timeout() -> f64 {
     1.0
+}
+
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".to_owned()]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +249,9 @@ pub struct Route {
     pub split: Option<Vec<(String, f64)>>,
     pub mirror: Option<Mirror>,
     pub fault: Option<Fault>,
+    /// The route's own, or its destination's, resolved by Python.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -195,6 +195,17 @@ def _header_name(value: object) -> str:
     return str(value).lower()
 
 
+def _upgrade(value: object) -> str:
+    """A protocol an Upgrade request may switch to (RFC 9110 §7.8: name[/version])."""
+    text = _string(value)
+    name, _, version = text.partition("/")
+    if _TOKEN.fullmatch(name) is None or (version and _TOKEN.fullmatch(version) is None):
+        invalid("must be a protocol name such as 'websocket' (a token, optionally '/version')")
+    if name.lower() == "h2c":
+        invalid("h2c is never tunnelled (it would carry requests past the sidecar unparsed)")
+    return text.lower()
+
+
 def _path(value: object) -> str:
     text = _string(value)
     if not text.startswith("/"):
@@ -257,6 +268,7 @@ RouteName = Annotated[str, BeforeValidator(_route_name)]
 Host = Annotated[str, BeforeValidator(_host)]
 Method = Annotated[str, BeforeValidator(_method)]
 HeaderName = Annotated[str, BeforeValidator(_header_name)]
+UpgradeProtocol = Annotated[str, BeforeValidator(_upgrade)]
 UrlPath = Annotated[str, BeforeValidator(_path)]
 Regex = Annotated[str, BeforeValidator(_regex)]
 Command = Annotated[tuple[str, ...], BeforeValidator(_command)]

@@ -56,6 +56,7 @@ from ._types import (
     RouteName,
     Text,
     TrustDomain,
+    UpgradeProtocol,
     UrlPath,
     invalid,
     is_name,
@@ -539,6 +540,8 @@ class RouteConfig(_Section):
     """Share of requests per subset of the destination, in percent; sums to 100."""
     mirror: MirrorConfig | None = None
     fault: FaultConfig | None = None
+    upgrades: tuple[UpgradeProtocol, ...] | None = None
+    """Overrides the destination's ``upgrades`` for the requests this route matches."""
 
     @field_validator("split")
     @classmethod
@@ -562,6 +565,10 @@ class DestinationPolicy(_Section):
     """Each attempt; ``None``: an attempt may use what is left of ``timeout``."""
     idle_timeout: PositiveDuration | None = None
     """Longest silence (no bytes either way) on a request in flight; ``None``: off."""
+    upgrades: tuple[UpgradeProtocol, ...] = ("websocket",)
+    """Protocols a request may switch the connection to (``Upgrade``), tunnelled once the
+    app answers 101: WebSocket by default; any other is refused with 400; ``[]`` turns
+    upgrades off. h2c is never allowed (it is dropped from every request)."""
     connect_timeout: PositiveDuration = 1.0
     """Longest a new upstream connection may take (TCP, then the mTLS handshake); never
     past the attempt's own deadline. A connection not made in time is a connect failure."""

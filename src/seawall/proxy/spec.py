@@ -106,6 +106,7 @@ def _route(index: int, policy: DestinationPolicy, rc: RouteConfig) -> dict[str, 
         if rc.mirror is None
         else {"to": rc.mirror.to, "subset": rc.mirror.subset, "percent": rc.mirror.percent},
         "fault": fault,
+        "upgrades": list(policy.upgrades if rc.upgrades is None else rc.upgrades),
     }
 
 
@@ -179,6 +180,7 @@ def destination_spec(
         "per_try_timeout": None if inbound else policy.per_try_timeout,
         "idle_timeout": policy.idle_timeout,
         "connect_timeout": policy.connect_timeout,
+        "upgrades": list(policy.upgrades),
         "retry": _retry(policy.retry, single=inbound),
         "budget": None
         if inbound
