@@ -357,6 +357,20 @@ def test_authorization_allows_denies_and_counts(mesh: MTLSMesh) -> None:
     assert pay.metric(denied, caller="email", rule="default") == before["email", "default"] + 1
 
 
+def test_an_upgrade_is_authorized_like_any_request(mesh: MTLSMesh) -> None:
+    """A tunnel is authorized once, when it opens: the upgrade request is checked by its
+    caller, method and path, and a denied one never reaches the app (issue 15)."""
+    pay = mesh.nodes["payments"]
+    assert pay.backend is not None
+    pay.backend.reset()
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket"}
+    for client, path in [(mesh.as_orders, "/refunds/secret"), (mesh.as_email, "/charge")]:
+        r = https(client, pay.inbound, "GET", path, headers=upgrade)
+        assert r.status_code == 403, (path, r.text)
+        assert r.text.startswith("access denied")
+    assert pay.backend.seen == []
+
+
 def test_denied_through_the_callers_sidecar(mesh: MTLSMesh) -> None:
     orders, pay = mesh.nodes["orders"], mesh.nodes["payments"]
     assert pay.backend is not None

@@ -105,3 +105,28 @@ def test_upgrades_off_on_a_route(plain: MainMesh) -> None:
         conn.send(request("/no-up/h2c", H2C))
         assert conn.response().status == 200
     assert [s.target for s in plain.b["plain"].seen] == ["/no-up/h2c"]
+
+
+def test_a_websocket_tunnel_carries_frames_both_ways(plain: MainMesh) -> None:
+    """The default allowed protocol: the handshake's fields reach the app, the 101 comes
+    back with them, and frames then pass unparsed both ways (the app echoes them)."""
+    handshake = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    # a masked text frame "Hello" (RFC 6455 §5.7), then a masked close frame
+    hello = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
+    close = b"\x88\x80\x00\x00\x00\x00"
+    with RawConn(plain.sidecar.upstream("plain")) as conn:
+        conn.send(request("/chat", handshake))
+        resp = conn.response()
+        assert resp.status == 101
+        assert (resp.header("upgrade") or "").lower() == "websocket"
+        for frame in (hello, hello * 50, close):
+            conn.send(frame)
+            assert conn.exactly(len(frame)) == frame
+    seen = plain.b["plain"].seen[0]
+    assert seen.header("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
+    assert seen.header("upgrade") == "websocket"
