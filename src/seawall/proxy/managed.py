@@ -184,15 +184,25 @@ def _first_snapshot(
         time.sleep(delay)
 
 
-def _certificate(
-    client: ControlClient, directory: Path, service: str, trust_domain: str
-) -> Identity:
-    """One CSR sent, its certificate checked and installed (the key kept if it is usable)."""
+def _persisted(directory: Path) -> Identity | None:
+    """The identity a previous run installed, or ``None`` (none, or unusable: said why)."""
     try:
-        identity = Identity.load(directory)
+        return Identity.load(directory)
     except IdentityError as exc:
         _log(f"persisted certificate not usable ({exc}); asking for a new one")
-        identity = None
+        return None
+
+
+def _certificate(
+    client: ControlClient,
+    directory: Path,
+    service: str,
+    trust_domain: str,
+    persisted: Identity | None,
+) -> Identity:
+    """One CSR sent, its certificate checked and installed (the persisted key kept if it
+    is usable for ``trust_domain``)."""
+    identity = persisted
     if identity is None or identity.trust_domain != trust_domain:
         identity = Identity.create(directory, trust_domain)
     answer = request_certificate(client, identity.csr_pem(service))
@@ -204,11 +214,7 @@ def _identity(
     client: ControlClient, directory: Path, service: str, trust_domain: str, rng: random.Random
 ) -> Identity:
     """A persisted valid identity, or a new certificate from the control plane (retried)."""
-    try:
-        identity = Identity.load(directory)
-    except IdentityError as exc:
-        _log(f"persisted certificate not usable ({exc}); asking for a new one")
-        identity = None
+    identity = _persisted(directory)
     if (
         identity is not None
         and identity.service == service
@@ -218,7 +224,7 @@ def _identity(
     failures, delay = 0, 0.0
     while True:
         try:
-            return _certificate(client, directory, service, trust_domain)
+            return _certificate(client, directory, service, trust_domain, identity)
         except (ControlUnavailable, ControlRefused, IdentityError) as exc:
             failures += 1
             if failures == 1 or failures % 20 == 0:
@@ -355,8 +361,9 @@ def _child_certificate(request: dict[str, Any]) -> dict[str, Any]:
     """A renewal: a CSR from the kept key, the new certificate checked and installed."""
     options = LinkOptions(**request["options"])
     client = ControlClient(options.urls, options.token)
+    directory = Path(request["identity"])
     identity = _certificate(
-        client, Path(request["identity"]), request["service"], request["trust_domain"]
+        client, directory, request["service"], request["trust_domain"], _persisted(directory)
     )
     return _certificate_facts(identity)
 
