@@ -12,9 +12,12 @@ upgrade they are offered (``backends.SwitchWhenAsked``).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import pytest
-from backends import RawConn, SwitchWhenAsked
-from conftest import MainMesh
+from backends import BackendLoop, RawConn, SwitchWhenAsked, wait_until
+from conftest import MainMesh, Mesh, SidecarProcess
 
 
 @pytest.fixture
@@ -130,3 +133,83 @@ def test_a_websocket_tunnel_carries_frames_both_ways(plain: MainMesh) -> None:
     seen = plain.b["plain"].seen[0]
     assert seen.header("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
     assert seen.header("upgrade") == "websocket"
+
+
+WEBSOCKET = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+def test_a_tunnel_holds_a_bulkhead_slot_ends_when_idle_and_is_counted(
+    sidecar_start: Callable[[Mesh], SidecarProcess], sidecar_loop: BackendLoop
+) -> None:
+    """A tunnel counts against ``max_in_flight`` for as long as it is open; silence for
+    ``tunnel_idle_timeout`` closes both sides; its bytes, duration and end go to the
+    metrics and to the access log line of the request that opened it."""
+    app = sidecar_loop.backend("tunnels", SwitchWhenAsked())
+    mesh = Mesh(app)
+    mesh.destination(
+        "chat",
+        [app],
+        {"bulkhead": {"max_in_flight": 1}, "tunnel_idle_timeout": "300ms"},
+        upstream_port=True,
+    )
+    mesh.doc["sidecar"]["access_log"] = True
+    sidecar = sidecar_start(mesh)
+    port = sidecar.upstream("chat")
+
+    def open_() -> float:
+        return sidecar.metric("seawall_tunnels_open", destination="chat")
+
+    with RawConn(port) as tunnel:
+        tunnel.send(request("/chat", WEBSOCKET))
+        assert tunnel.response().status == 101
+        tunnel.send(b"ping")
+        assert tunnel.exactly(4) == b"ping"
+        assert open_() == 1
+        # the tunnel holds the destination's only slot: another request overflows
+        with RawConn(port) as other:
+            other.send(request("/other", {}))
+            refused = other.response()
+        assert refused.status == 503
+        assert refused.header("x-seawall-overflow") == "in_flight"
+        # no byte either way for 300 ms: the sidecar closes the tunnel
+        assert tunnel.closed(timeout=10)
+    wait_until(lambda: open_() == 0)
+    # ... which gave the slot back
+    with RawConn(port) as other:
+        other.send(request("/other", {}))
+        assert other.response().status == 200
+    # a second tunnel, ended by its client
+    with RawConn(port) as tunnel:
+        tunnel.send(request("/chat2", WEBSOCKET))
+        assert tunnel.response().status == 101
+        tunnel.send(b"hello!")
+        assert tunnel.exactly(6) == b"hello!"
+    wait_until(lambda: open_() == 0)
+
+    labels = {"destination": "chat", "route": "default"}
+    assert sidecar.metric("seawall_tunnel_bytes_total", to="upstream", **labels) == 10
+    assert sidecar.metric("seawall_tunnel_bytes_total", to="client", **labels) == 10
+    assert sidecar.metric("seawall_tunnels_closed_total", closed_by="idle", **labels) == 1
+    assert sidecar.metric("seawall_tunnels_closed_total", closed_by="client", **labels) == 1
+    assert sidecar.metric("seawall_tunnel_duration_seconds_count", **labels) == 2
+    assert sidecar.metric("seawall_tunnel_duration_seconds_sum", **labels) >= 0.3
+    # the requests that opened them count to their 101, not for the tunnel's life
+    assert sidecar.metric("seawall_requests_total", status_class="1xx", **labels) == 2
+    sidecar.terminate()
+    records = [json.loads(line) for line in sidecar.stdout().splitlines() if line.strip()]
+    by_path = {r["path"]: r for r in records}
+    idle, closed = by_path["/chat"], by_path["/chat2"]
+    assert idle["status"] == 101
+    assert idle["tunnel"]["protocol"] == "websocket"
+    assert idle["tunnel"]["closed_by"] == "idle"
+    assert idle["tunnel"]["bytes_to_upstream"] == idle["tunnel"]["bytes_to_client"] == 4
+    assert idle["tunnel"]["duration_ms"] >= 300
+    assert closed["tunnel"]["closed_by"] == "client"
+    assert closed["tunnel"]["bytes_to_upstream"] == 6
+    assert by_path["/other"]["status"] in (200, 503)
+    assert "tunnel" not in by_path["/other"]

@@ -59,12 +59,29 @@ pub struct Endpoint {
     pub target: Target,
 }
 
-/// Releases an in-flight slot when the request is done, whatever its outcome.
+/// Releases a slot (a retry waiting its backoff) when dropped.
 pub struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request counted against the destination's `max_requests` until dropped,
+/// whatever its outcome: while its attempts run, while its response streams,
+/// and for as long as a tunnel it opened (a 101) lasts.
+pub struct Active(Arc<Cluster>);
+
+impl Active {
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.0
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -255,15 +272,15 @@ impl Cluster {
         }
     }
 
-    /// A request is about to be served upstream.
-    pub fn start_request(&self) -> Result<InFlight<'_>, Overflow> {
+    /// A request is about to be served upstream: counted until the [`Active`] drops.
+    pub fn start_request(self: &Arc<Self>) -> Result<Active, Overflow> {
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel);
         if now >= self.bulkhead.max_in_flight {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             self.overflowed("in_flight");
             return Err(Overflow("in_flight"));
         }
-        Ok(InFlight(&self.in_flight))
+        Ok(Active(self.clone()))
     }
 
     pub fn retries_in_flight(&self) -> usize {

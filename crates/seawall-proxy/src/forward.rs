@@ -30,7 +30,7 @@ use seawall_policy::rng::Random;
 
 use crate::body::ProxyBody;
 use crate::client::{self, ExchangeError, Outbound, ResponseBody};
-use crate::cluster::{Cluster, Overflow};
+use crate::cluster::{Active, Cluster, Overflow};
 use crate::route::{chance, decide_fault, shadow_host, FaultDecision, Route};
 use crate::runtime::{Destination, RoutePolicy, Runtime};
 use crate::tls::UpstreamTls;
@@ -173,7 +173,9 @@ impl BodySource {
 pub struct Upstream {
     pub head: ResponseHead,
     pub body: ResponseBody,
-    pub cluster: Arc<Cluster>,
+    /// The request's slot in its destination's `max_requests`, held until the
+    /// response (or a tunnel it opens) ends.
+    pub active: Active,
     /// Longest silence from the upstream while its body streams.
     pub idle_timeout: Option<f64>,
 }
@@ -606,7 +608,7 @@ pub async fn forward(
     let retry = &policy.retry;
     let may_retry = p.may_retry && body.replayable();
     cluster.deposit(p.start);
-    let _in_flight = cluster.start_request().map_err(overflow)?;
+    let active = shared.start_request().map_err(overflow)?;
     // the endpoints already tried (attempts are at most 10: mesh.yaml's limit)
     let mut tried = [0u64; 16];
     let mut tries = 0;
@@ -677,7 +679,7 @@ pub async fn forward(
                 return Ok(Upstream {
                     head,
                     body,
-                    cluster: shared.clone(),
+                    active,
                     idle_timeout: policy.idle_timeout,
                 });
             }
@@ -723,7 +725,7 @@ pub async fn forward(
                 Last::Status(answer) => Ok(Upstream {
                     head: answer.0,
                     body: answer.1,
-                    cluster: shared.clone(),
+                    active,
                     idle_timeout: policy.idle_timeout,
                 }),
                 Last::Failed(status, detail) => Err(Local::new(status, detail)),

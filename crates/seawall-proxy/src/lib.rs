@@ -26,4 +26,5 @@ pub mod sidecar;
 pub mod spec;
 pub mod state;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;

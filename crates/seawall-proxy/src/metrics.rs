@@ -18,6 +18,9 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Seconds a tunnel (a connection switched by a 101) lasted: from a second to four hours.
+pub const TUNNEL_BUCKETS: [f64; 8] = [1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0];
+
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// A monotonically increasing count.
@@ -108,8 +111,9 @@ impl Family {
 pub struct RouteMetrics {
     by_class: [Counter; 5],
     buckets: [Counter; LATENCY_BUCKETS.len() + 1],
-    count: Counter,
     total_nanos: Counter,
+    /// The route's protocol switches (rendered once it has opened one).
+    pub tunnels: TunnelMetrics,
 }
 
 impl RouteMetrics {
@@ -125,12 +129,72 @@ impl RouteMetrics {
         // bisect_left: the first bound >= seconds (else the +Inf bucket).
         let bucket = LATENCY_BUCKETS.partition_point(|b| *b < seconds);
         self.buckets[bucket].inc();
-        self.count.inc();
         self.total_nanos.add((seconds.max(0.0) * 1e9) as u64);
     }
 }
 
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// The client closed its side (and the upstream then its own), or went away.
+    Client,
+    /// The upstream closed its side (and the client then its own).
+    Upstream,
+    /// No byte either way for the tunnel idle timeout.
+    Idle,
+    /// A read or write failed on either side.
+    Error,
+}
+
+impl TunnelEnd {
+    const ALL: [TunnelEnd; 4] = [Self::Client, Self::Upstream, Self::Idle, Self::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+            Self::Idle => "idle",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The tunnels a route opened: how many are open, their bytes (counted as they
+/// flow, so a long WebSocket shows traffic before it closes), how they ended
+/// and how long they lasted.
+#[derive(Debug, Default)]
+pub struct TunnelMetrics {
+    opened: Counter,
+    closed: [Counter; 4],
+    pub to_upstream: Counter,
+    pub to_client: Counter,
+    buckets: [Counter; TUNNEL_BUCKETS.len() + 1],
+    total_nanos: Counter,
+}
+
+impl TunnelMetrics {
+    pub fn opened(&self) {
+        self.opened.inc();
+    }
+
+    /// Count one tunnel that ended, after `seconds`.
+    pub fn closed(&self, end: TunnelEnd, seconds: f64) {
+        let i = TunnelEnd::ALL.iter().position(|e| *e == end).unwrap_or(3);
+        self.closed[i].inc();
+        self.buckets[TUNNEL_BUCKETS.partition_point(|b| *b < seconds)].inc();
+        self.total_nanos.add((seconds.max(0.0) * 1e9) as u64);
+    }
+
+    fn open(&self) -> u64 {
+        let closed: u64 = self.closed.iter().map(Counter::get).sum();
+        self.opened.get().saturating_sub(closed)
+    }
+}
+
 /// `(direction, destination, route)`: what a route's metrics are keyed by.
+const ROUTE_LABELS: &[&str] = &["direction", "destination", "route"];
+
+/// The values of [`ROUTE_LABELS`].
 pub type RouteKey = (&'static str, String, String);
 
 /// Open upstream connections, pending and in-flight requests of one destination.
@@ -284,7 +348,6 @@ impl Metrics {
     }
 
     fn render_routes(&self, out: &mut String) {
-        const ROUTE_LABELS: &[&str] = &["direction", "destination", "route"];
         let routes = self
             .routes
             .lock()
@@ -305,28 +368,104 @@ impl Metrics {
         let name = "seawall_request_duration_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} Time from the request head to the last response byte, retries included."
+            "# HELP {name} Time from the request head to the last response byte (to the 101 \
+             for a protocol switch), retries included."
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         for ((dir, dest, route), m) in &routes {
             let values = [(*dir).to_owned(), dest.clone(), route.clone()];
-            let mut running = 0u64;
-            for (i, counter) in m.buckets.iter().enumerate() {
-                running += counter.get();
-                let bound = LATENCY_BUCKETS
-                    .get(i)
-                    .map_or("+Inf".to_owned(), |b| number(*b));
-                let _ = write!(out, "{name}_bucket");
-                labels(out, ROUTE_LABELS, &values, Some(("le", &bound)));
-                let _ = writeln!(out, " {}", number(running as f64));
-            }
-            let _ = write!(out, "{name}_sum");
-            labels(out, ROUTE_LABELS, &values, None);
-            let _ = writeln!(out, " {}", number(m.total_nanos.get() as f64 / 1e9));
-            let _ = write!(out, "{name}_count");
-            labels(out, ROUTE_LABELS, &values, None);
-            let _ = writeln!(out, " {}", number(m.count.get() as f64));
+            let h = Histogram {
+                bounds: &LATENCY_BUCKETS,
+                buckets: &m.buckets,
+                total_nanos: &m.total_nanos,
+            };
+            h.render(out, name, ROUTE_LABELS, &values);
         }
+        Self::render_tunnels(out, &routes);
+    }
+
+    fn render_tunnels(out: &mut String, routes: &[(RouteKey, Arc<RouteMetrics>)]) {
+        let tunnelled: Vec<_> = routes
+            .iter()
+            .filter(|(_, m)| m.tunnels.opened.get() > 0)
+            .map(|((dir, dest, route), m)| ([(*dir).to_owned(), dest.clone(), route.clone()], m))
+            .collect();
+        out.push_str(
+            "# HELP seawall_tunnels_open Connections switched by a 101 (WebSocket...) and still \
+             open, by the route of the request that opened them.\n\
+             # TYPE seawall_tunnels_open gauge\n",
+        );
+        for (values, m) in &tunnelled {
+            out.push_str("seawall_tunnels_open");
+            labels(out, ROUTE_LABELS, values, None);
+            let _ = writeln!(out, " {}", number(m.tunnels.open() as f64));
+        }
+        out.push_str(
+            "# HELP seawall_tunnels_closed_total Tunnels ended, by what ended them (client, \
+             upstream, idle: the tunnel idle timeout, error).\n\
+             # TYPE seawall_tunnels_closed_total counter\n",
+        );
+        for (values, m) in &tunnelled {
+            for (end, counter) in TunnelEnd::ALL.iter().zip(&m.tunnels.closed) {
+                out.push_str("seawall_tunnels_closed_total");
+                labels(out, ROUTE_LABELS, values, Some(("closed_by", end.as_str())));
+                let _ = writeln!(out, " {}", number(counter.get() as f64));
+            }
+        }
+        out.push_str(
+            "# HELP seawall_tunnel_bytes_total Bytes carried by tunnels, to the upstream or to \
+             the client, counted as they flow.\n# TYPE seawall_tunnel_bytes_total counter\n",
+        );
+        for (values, m) in &tunnelled {
+            for (to, counter) in [
+                ("upstream", &m.tunnels.to_upstream),
+                ("client", &m.tunnels.to_client),
+            ] {
+                out.push_str("seawall_tunnel_bytes_total");
+                labels(out, ROUTE_LABELS, values, Some(("to", to)));
+                let _ = writeln!(out, " {}", number(counter.get() as f64));
+            }
+        }
+        let name = "seawall_tunnel_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How long tunnels lasted, from the 101 to their end.\n\
+             # TYPE {name} histogram"
+        );
+        for (values, m) in &tunnelled {
+            let h = Histogram {
+                bounds: &TUNNEL_BUCKETS,
+                buckets: &m.tunnels.buckets,
+                total_nanos: &m.tunnels.total_nanos,
+            };
+            h.render(out, name, ROUTE_LABELS, values);
+        }
+    }
+}
+
+/// A histogram's cells: a count per bound (the last one +Inf) and the sum.
+struct Histogram<'a> {
+    bounds: &'a [f64],
+    buckets: &'a [Counter],
+    total_nanos: &'a Counter,
+}
+
+impl Histogram<'_> {
+    fn render(&self, out: &mut String, name: &str, names: &[&str], values: &[String]) {
+        let mut running = 0u64;
+        for (i, counter) in self.buckets.iter().enumerate() {
+            running += counter.get();
+            let bound = self.bounds.get(i).map_or("+Inf".to_owned(), |b| number(*b));
+            let _ = write!(out, "{name}_bucket");
+            labels(out, names, values, Some(("le", &bound)));
+            let _ = writeln!(out, " {}", number(running as f64));
+        }
+        let _ = write!(out, "{name}_sum");
+        labels(out, names, values, None);
+        let _ = writeln!(out, " {}", number(self.total_nanos.get() as f64 / 1e9));
+        let _ = write!(out, "{name}_count");
+        labels(out, names, values, None);
+        let _ = writeln!(out, " {}", number(running as f64));
     }
 }
 

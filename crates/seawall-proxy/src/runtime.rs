@@ -117,6 +117,8 @@ pub struct RoutePolicy {
     pub fault: Option<spec::Fault>,
     /// Protocols an Upgrade may switch to (lower case); empty: none.
     pub upgrades: Vec<String>,
+    /// Longest a tunnel may carry no byte either way.
+    pub tunnel_idle_timeout: f64,
     /// Where this route's finished requests are counted.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -158,6 +160,8 @@ impl RoutePolicy {
                 .iter()
                 .map(|p| p.to_ascii_lowercase())
                 .collect(),
+            // ... and how long a tunnel may stay silent
+            tunnel_idle_timeout: dest.tunnel_idle_timeout,
             metrics,
         })
     }

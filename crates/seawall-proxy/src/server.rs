@@ -19,8 +19,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 
 use crate::body::{BodyError, BodySender, ProxyBody};
 use crate::forward::{self, BodySource, Down, Local, Upstream};
-use crate::runtime::Runtime;
+use crate::metrics::TunnelEnd;
+use crate::runtime::{RoutePolicy, Runtime};
 use crate::state::State;
+use crate::tunnel::{splice, Spliced};
 
 use crate::readbuf::{room, READ_SIZE};
 
@@ -237,6 +239,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let body_timeout = Duration::from_secs_f64(rt.spec.limits.body_timeout);
     // The correlation id as forwarded (kept, or created by the pipeline), for the access log.
     let mut request_id: Option<HeaderValue> = None;
+    // A protocol switch: the tunnel it opened, once it has ended.
+    let mut tunnelled: Option<Tunnelled> = None;
     let (status, served) = 'serve: {
         // steps 1-5
         let prepared = match forward::prepare(rt, down, &head, start, rng) {
@@ -413,20 +417,18 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 (local.status, served)
             }
             Ok(upstream) => {
-                let (status, ok) = respond(
-                    c,
-                    &head,
-                    out.upgrade.is_some(),
-                    upstream,
-                    keep_alive && complete,
-                )
-                .await;
+                let upgrading = out.upgrade.is_some().then_some(&prepared.route.data);
+                let ka = keep_alive && complete;
+                let (status, ok) = respond(c, &head, upgrading, upstream, ka, &mut tunnelled).await;
                 keep_alive = ok && complete;
                 (status, served)
             }
         }
     };
-    let elapsed = rt.clock.now() - start;
+    let mut elapsed = rt.clock.now() - start;
+    if let Some(t) = &tunnelled {
+        elapsed -= t.seconds; // the request, to its 101; the tunnel is counted apart
+    }
     match &served {
         // the route's counters, resolved when the runtime was built
         Some((_, route)) => route.data.metrics.observe(status, elapsed),
@@ -442,7 +444,15 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Some((d, r)) => (d.name.as_str(), r.data.name.as_str()),
             None => ("-", "-"),
         };
-        access_log(&head, request_id.as_ref(), status, elapsed, dest, route);
+        access_log(
+            &head,
+            request_id.as_ref(),
+            status,
+            elapsed,
+            dest,
+            route,
+            tunnelled.as_ref(),
+        );
     }
     keep_alive
 }
@@ -484,23 +494,29 @@ async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
     c.wr.write_all(&c.out).await.is_ok()
 }
 
-/// Stream the upstream response to the client: (status, whether the connection may be reused).
+/// Stream the upstream response to the client: (status, whether the connection
+/// may be reused). A 101 to a request that asked for a switch (`upgrading`: its
+/// route) opens a tunnel, and returns when it has ended, with `tunnelled` set.
 async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     c: &mut Conn<S>,
     head: &RequestHead,
-    upgrading: bool,
+    upgrading: Option<&RoutePolicy>,
     upstream: Upstream,
     keep_alive: bool,
+    tunnelled: &mut Option<Tunnelled>,
 ) -> (u16, bool) {
     let Upstream {
         head: answer,
         mut body,
-        cluster,
+        active,
         idle_timeout,
     } = upstream;
     let status = answer.status;
-    if status == 101 && upgrading {
-        return (101, tunnel(c, &answer, body).await);
+    if let (101, Some(route)) = (status, upgrading) {
+        // `active` is held until the tunnel ends: it counts against max_requests
+        *tunnelled = tunnel(c, &answer, body, route).await;
+        drop(active);
+        return (101, false);
     }
     // (the encoder skips hop-by-hop fields as it writes them)
     let headers = &answer.headers;
@@ -580,25 +596,37 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
     c.out.clear();
     if let Some(conn) = body.into_conn() {
-        cluster.pool.release(conn);
+        active.cluster().pool.release(conn);
     }
     (status, keep_alive)
 }
 
-/// A 101 Switching Protocols: splice the two connections until either closes.
+/// A tunnel that ended: what it carried, why it ended, how long it lasted.
+pub struct Tunnelled {
+    pub protocol: String,
+    pub seconds: f64,
+    pub spliced: Spliced,
+}
+
+/// A 101 Switching Protocols: splice the two connections until both close, one
+/// fails, or the route's tunnel idle timeout passes (`None`: the 101 could not
+/// be sent on, or the bytes that came with it could not).
 async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     c: &mut Conn<S>,
     answer: &seawall_h1::ResponseHead,
     body: crate::client::ResponseBody,
-) -> bool {
+    route: &RoutePolicy,
+) -> Option<Tunnelled> {
+    let opened = tokio::time::Instant::now();
     let upgrade = answer
         .headers
         .get(http::header::UPGRADE)
         .cloned()
         .unwrap_or(HeaderValue::from_static("websocket"));
+    let protocol = String::from_utf8_lossy(upgrade.as_bytes()).into_owned();
     c.out.clear();
     let framing = ResponseFraming::Upgrade(upgrade);
-    if seawall_h1::encode_response_head(
+    seawall_h1::encode_response_head(
         101,
         None,
         &answer.headers,
@@ -607,31 +635,52 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         Some(VIA),
         &mut c.out,
     )
-    .is_err()
-    {
-        return false;
-    }
+    .ok()?;
+    let metrics = &route.metrics.tunnels;
+    metrics.opened();
     let mut up = body.into_raw();
     // Bytes the upstream sent after its 101, then what the client sent after its request.
-    c.out.extend_from_slice(&up.buf.split());
-    if c.wr.write_all(&c.out).await.is_err() {
-        return false;
+    let late = up.buf.split();
+    c.out.extend_from_slice(&late);
+    let early = c.buf.split().freeze();
+    let carried = async {
+        c.wr.write_all(&c.out).await.ok()?;
+        up.io.write_all(&early).await.ok()?;
+        Some(())
+    };
+    let mut spliced = Spliced {
+        to_upstream: early.len() as u64,
+        to_client: late.len() as u64,
+        end: TunnelEnd::Error,
+    };
+    metrics.to_upstream.add(spliced.to_upstream);
+    metrics.to_client.add(spliced.to_client);
+    if carried.await.is_some() {
+        let (mut up_rd, mut up_wr) = tokio::io::split(&mut up.io);
+        let idle = Duration::from_secs_f64(route.tunnel_idle_timeout);
+        let (to_upstream, to_client) = (&metrics.to_upstream, &metrics.to_client);
+        let s = splice(
+            &mut c.rd,
+            &mut c.wr,
+            &mut up_rd,
+            &mut up_wr,
+            idle,
+            to_upstream,
+            to_client,
+        )
+        .await;
+        spliced.to_upstream += s.to_upstream;
+        spliced.to_client += s.to_client;
+        spliced.end = s.end;
     }
     c.out.clear();
-    if !c.buf.is_empty() {
-        let early = c.buf.split().freeze();
-        if up.io.write_all(&early).await.is_err() {
-            return false;
-        }
-    }
-    let (mut up_rd, mut up_wr) = tokio::io::split(&mut up.io);
-    let client_to_up = tokio::io::copy(&mut c.rd, &mut up_wr);
-    let up_to_client = tokio::io::copy(&mut up_rd, &mut c.wr);
-    tokio::select! {
-        _ = client_to_up => {}
-        _ = up_to_client => {}
-    }
-    false
+    let seconds = opened.elapsed().as_secs_f64();
+    metrics.closed(spliced.end, seconds);
+    Some(Tunnelled {
+        protocol,
+        seconds,
+        spliced,
+    })
 }
 
 fn access_log(
@@ -641,6 +690,7 @@ fn access_log(
     elapsed: f64,
     dest: &str,
     route: &str,
+    tunnelled: Option<&Tunnelled>,
 ) {
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -649,7 +699,7 @@ fn access_log(
         .or_else(|| head.headers.get("x-request-id"))
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let record = serde_json::json!({
+    let mut record = serde_json::json!({
         "time": time,
         "method": head.method.as_str(),
         "path": String::from_utf8_lossy(&head.path),
@@ -659,6 +709,16 @@ fn access_log(
         "route": route,
         "request_id": request_id,
     });
+    if let (Some(t), Some(fields)) = (tunnelled, record.as_object_mut()) {
+        let tunnel = serde_json::json!({
+            "protocol": t.protocol,
+            "duration_ms": (t.seconds * 1_000_000.0).round() / 1000.0,
+            "bytes_to_upstream": t.spliced.to_upstream,
+            "bytes_to_client": t.spliced.to_client,
+            "closed_by": t.spliced.end.as_str(),
+        });
+        fields.insert("tunnel".to_owned(), tunnel);
+    }
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{record}");

@@ -143,6 +143,9 @@ pub struct Destination {
     /// Protocols an Upgrade may switch to (lower case), for requests no route matches.
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
+    /// Seconds a tunnel (after a 101) may carry no byte either way before it is closed.
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: f64,
     pub retry: Retry,
     pub budget: Option<Budget>,
     pub breaker: Option<Breaker>,
@@ -153,6 +156,10 @@ pub struct Destination {
 
 fn default_connect_timeout() -> f64 {
     1.0
+}
+
+fn default_tunnel_idle_timeout() -> f64 {
+    300.0
 }
 
 fn default_upgrades() -> Vec<String> {

@@ -569,6 +569,10 @@ class DestinationPolicy(_Section):
     """Protocols a request may switch the connection to (``Upgrade``), tunnelled once the
     app answers 101: WebSocket by default; any other is refused with 400; ``[]`` turns
     upgrades off. h2c is never allowed (it is dropped from every request)."""
+    tunnel_idle_timeout: PositiveDuration = 300.0
+    """Longest a tunnel (a connection switched by a 101) may carry no byte either way
+    before the sidecar closes both sides. A tunnel also holds one of ``max_in_flight``
+    for as long as it is open."""
     connect_timeout: PositiveDuration = 1.0
     """Longest a new upstream connection may take (TCP, then the mTLS handshake); never
     past the attempt's own deadline. A connection not made in time is a connect failure."""

@@ -181,6 +181,7 @@ def destination_spec(
         "idle_timeout": policy.idle_timeout,
         "connect_timeout": policy.connect_timeout,
         "upgrades": list(policy.upgrades),
+        "tunnel_idle_timeout": policy.tunnel_idle_timeout,
         "retry": _retry(policy.retry, single=inbound),
         "budget": None
         if inbound
