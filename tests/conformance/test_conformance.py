@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,12 +50,14 @@ from seawall import _native
 from seawall.policy.backoff import backoff
 from seawall.policy.breaker import BreakerState, CircuitBreaker
 from seawall.policy.budget import RetryBudget
-from seawall.policy.errors import CircuitOpenError
+from seawall.policy.bulkhead import _GRANTED, _WAITING, Bulkhead, _Waiter
+from seawall.policy.deadline import _DEADLINE
+from seawall.policy.errors import BulkheadFullError, CircuitOpenError
 from seawall.policy.outlier import OutlierDetector
 from seawall.policy.split import WeightedSplit, choose_subset
 
 CORPUS = Path(__file__).parent / "corpus"
-POLICIES = ("breaker", "budget", "backoff", "outlier", "split")
+POLICIES = ("breaker", "budget", "bulkhead", "backoff", "outlier", "split")
 
 Obs = dict[str, Any]
 Step = dict[str, Any]
@@ -109,9 +113,23 @@ def _rejection(exc: CircuitOpenError) -> Obs:
     }
 
 
+def _refused(step: Step, swap: Callable[[], object]) -> Obs:
+    """A config swap: ``{}`` when taken, ``{"refused": True}`` when the runtime refuses it
+    with a ValueError naming the step's ``error`` (the setting at fault)."""
+    try:
+        swap()
+    except ValueError as exc:
+        refusal = str(exc)
+    else:
+        return {}
+    assert str(step.get("error", "")) in refusal, f"{refusal} does not name {step.get('error')}"
+    return {"refused": True}
+
+
 class _BreakerDriver:
     """One breaker scenario's steps, read once for both runtimes; the hooks differ."""
 
+    b: Any
     events: list[list[str]]
     permits: dict[str, Any]
 
@@ -139,6 +157,8 @@ class _BreakerDriver:
             obs["metrics"] = self.metrics(now)
         elif op == "force":
             self.force(step["to"], now)
+        elif op == "reconfigure":
+            obs.update(_refused(step, lambda: self.reconfigure(dict(step["settings"]))))
         else:
             raise AssertionError(f"unknown breaker op {op!r}")
         return self.observe(obs)
@@ -169,6 +189,9 @@ class _BreakerDriver:
 
     def force(self, to: str, now: float) -> None:
         raise NotImplementedError
+
+    def reconfigure(self, settings: dict[str, Any]) -> None:
+        self.b.reconfigure(**settings)
 
     def current_state(self) -> str:
         raise NotImplementedError
@@ -319,7 +342,190 @@ def _budget_step(b: Any, step: Step, now: float) -> Obs:
         return {"value": b.available(now)}
     if op == "counts":
         return {"value": list(b.counts(now))}
+    if op == "reconfigure":
+        return _refused(step, lambda: b.reconfigure(**step["settings"]))
     raise AssertionError(f"unknown budget op {op!r}")
+
+
+class _BulkheadDriver:
+    """The bulkhead's state machine, with the waiting done here (the adapter's part).
+
+    Ops: ``acquire`` (``deadline_in``: seconds left before the call's deadline),
+    ``try_acquire``, ``release`` (of a call holding a slot; skipped if none
+    does), ``expire`` (queued calls whose wait ran out at the step's time stop
+    waiting), ``claim`` and ``cancel`` of a ``ticket`` (a queued call stops
+    waiting; one cancelled after it was granted a slot passes it on),
+    ``reconfigure`` (``limits``: the new settings, kept ones left out) and
+    ``metrics``.
+    """
+
+    def __init__(self) -> None:
+        self.holders = 0
+
+    def step(self, step: Step, now: float) -> Obs:
+        op = step["op"]
+        if op == "acquire":
+            deadline_in = step.get("deadline_in")
+            obs = self.acquire(now, None if deadline_in is None else now + float(deadline_in))
+            if obs["admission"] == "granted":
+                self.holders += 1
+            return obs
+        if op == "try_acquire":
+            ok = bool(self.try_acquire())
+            self.holders += ok
+            return {"value": ok}
+        if op == "release":
+            if not self.holders:
+                return {"skipped": True}
+            self.holders -= 1
+            return {"granted": self.release()}
+        if op == "expire":
+            return {"expired": self.expire(now)}
+        if op in ("claim", "cancel"):
+            holds = self.settle(int(step["ticket"]))
+            if op == "claim" or not holds:
+                self.holders += holds
+                return {"holds": holds}
+            return {"holds": holds, "granted": self.release()}  # passed on
+        if op == "reconfigure":
+            granted: list[int] = []
+            obs = _refused(step, lambda: granted.extend(self.reconfigure(dict(step["limits"]))))
+            return obs or {"granted": granted}
+        if op == "metrics":
+            return {"metrics": self.metrics()}
+        raise AssertionError(f"unknown bulkhead op {op!r}")
+
+    # the hooks
+    def acquire(self, now: float, deadline: float | None) -> Obs:
+        raise NotImplementedError
+
+    def try_acquire(self) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> list[int]:
+        raise NotImplementedError
+
+    def expire(self, now: float) -> list[int]:
+        raise NotImplementedError
+
+    def settle(self, ticket: int) -> bool:
+        raise NotImplementedError
+
+    def reconfigure(self, limits: dict[str, Any]) -> list[int]:
+        raise NotImplementedError
+
+    def metrics(self) -> Obs:
+        raise NotImplementedError
+
+
+class PyBulkhead(_BulkheadDriver):
+    """``seawall.policy.Bulkhead`` driven through its state machine (what its sync and
+    asyncio adapters call), a queued call being a ``_Waiter`` that this driver times."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.b = Bulkhead(**config)
+        self.queued: dict[int, tuple[_Waiter, float]] = {}  # ticket: (waiter, expires)
+
+    def _granted(self) -> set[int]:
+        return {t for t, (w, _) in self.queued.items() if w.state == _GRANTED}
+
+    def _newly_granted(self, before: set[int]) -> list[int]:
+        return sorted(self._granted() - before)
+
+    def acquire(self, now: float, deadline: float | None) -> Obs:
+        if self.b.try_acquire():
+            return {"admission": "granted"}
+        token = _DEADLINE.set(deadline)
+        try:
+            budget = self.b._budget(now)
+        finally:
+            _DEADLINE.reset(token)
+        waiter = _Waiter(event=threading.Event())
+        try:
+            with self.b._lock:
+                woken = self.b._enqueue_locked(waiter, budget)
+        except BulkheadFullError as exc:
+            return {"admission": "rejected", "reason": exc.reason}
+        if woken is None:
+            return {"admission": "granted"}
+        assert woken == [], "a free slot and a queued call never stay apart"
+        ticket = len(self.queued)
+        self.queued[ticket] = (waiter, now + budget)
+        return {"admission": "queued", "ticket": ticket}
+
+    def try_acquire(self) -> bool:
+        return self.b.try_acquire()
+
+    def release(self) -> list[int]:
+        before = self._granted()
+        self.b.release()
+        return self._newly_granted(before)
+
+    def expire(self, now: float) -> list[int]:
+        out = []
+        for ticket, (waiter, expires) in sorted(self.queued.items()):
+            if waiter.state == _WAITING and expires <= now:
+                assert not self.b._settle(waiter, timed_out=True)
+                out.append(ticket)
+        return out
+
+    def settle(self, ticket: int) -> bool:
+        if ticket not in self.queued:
+            return False
+        return self.b._settle(self.queued[ticket][0], timed_out=False)
+
+    def reconfigure(self, limits: dict[str, Any]) -> list[int]:
+        before = self._granted()
+        self.b.reconfigure(**limits)
+        return self._newly_granted(before)
+
+    def metrics(self) -> Obs:
+        m = self.b.metrics()
+        return {
+            "max_concurrent": m.max_concurrent,
+            "in_flight": m.in_flight,
+            "waiting": m.waiting,
+            "rejected_queue_full": m.rejected_queue_full,
+            "rejected_wait_timeout": m.rejected_wait_timeout,
+        }
+
+
+class RsBulkhead(_BulkheadDriver):
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.b = _native.Bulkhead(**config)
+
+    def acquire(self, now: float, deadline: float | None) -> Obs:
+        what, detail = self.b.acquire(now, deadline)
+        if what == "granted":
+            return {"admission": "granted"}
+        if what == "queued":
+            return {"admission": "queued", "ticket": detail}
+        return {"admission": "rejected", "reason": detail}
+
+    def try_acquire(self) -> bool:
+        ok: bool = self.b.try_acquire()
+        return ok
+
+    def release(self) -> list[int]:
+        return list(self.b.release())
+
+    def expire(self, now: float) -> list[int]:
+        expired = list(self.b.expired(now))
+        for ticket in expired:
+            assert not self.b.settle(ticket, True)
+        return expired
+
+    def settle(self, ticket: int) -> bool:
+        holds: bool = self.b.settle(ticket, False)
+        return holds
+
+    def reconfigure(self, limits: dict[str, Any]) -> list[int]:
+        return list(self.b.reconfigure(**limits))
+
+    def metrics(self) -> Obs:
+        return dict(self.b.metrics())
 
 
 class _BackoffDriver:
@@ -445,6 +651,7 @@ class RsSplit:
 DRIVERS: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any]]] = {
     "breaker": (PyBreaker, RsBreaker),
     "budget": (PyBudget, RsBudget),
+    "bulkhead": (PyBulkhead, RsBulkhead),
     "backoff": (PyBackoff, RsBackoff),
     "outlier": (PyOutlier, RsOutlier),
     "split": (PySplit, RsSplit),
@@ -543,20 +750,49 @@ def test_corpus_covers_every_policy() -> None:
 # =========================================================================== random runs agree
 
 TIMES = st.floats(min_value=0.0, max_value=30.0, allow_nan=False, allow_infinity=False)
+EXAMPLES = int(os.environ.get("SEAWALL_DIFF_EXAMPLES", "500"))
+"""Random sequences per policy: 500 in ``make test`` (3,000 in all), more in ``make fuzz``."""
 RANDOM_SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+def _window(draw: st.DrawFn) -> dict[str, Any]:
+    window_type = draw(st.sampled_from(["count", "time"]))
+    if window_type == "count":
+        return {"window_type": "count", "window_size": draw(st.integers(1, 12))}
+    return {
+        "window_type": "time",
+        "window_size": draw(st.sampled_from([0.3, 1.0, 2.5, 7.0, 10.0])),
+        "window_buckets": draw(st.integers(1, 7)),
+    }
+
+
+def _breaker_swap(draw: st.DrawFn) -> dict[str, Any]:
+    """New settings for a live breaker: some thresholds, sometimes a new window (or an
+    invalid value, which both runtimes must refuse)."""
+    options: dict[str, st.SearchStrategy[Any]] = {
+        "minimum_calls": st.integers(1, 10),
+        "failure_rate_threshold": st.sampled_from([10.0, 50.0, 100.0, 0.0]),
+        "slow_call_duration": st.sampled_from([None, 0.1, 1.0]),
+        "slow_call_rate_threshold": st.sampled_from([25.0, 100.0]),
+        "wait_in_open": st.sampled_from([0.5, 3.0, 100.0]),
+        "wait_multiplier": st.sampled_from([1.0, 2.0]),
+        "max_wait_in_open": st.sampled_from([3.0, 30.0]),
+        "half_open_calls": st.integers(1, 4),
+        "max_half_open_time": st.sampled_from([None, 0.5]),
+        "automatic_transition": st.booleans(),
+    }
+    keys = draw(st.lists(st.sampled_from(sorted(options)), max_size=4, unique=True))
+    settings = {k: draw(options[k]) for k in keys}
+    if draw(st.integers(0, 3)) == 0:
+        settings.update(_window(draw))
+    return settings
 
 
 @st.composite
 def breaker_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
-    window_type = draw(st.sampled_from(["count", "time"]))
-    config: dict[str, Any] = {"window_type": window_type}
-    if window_type == "count":
-        config["window_size"] = draw(st.integers(1, 12))
-    else:
-        config["window_size"] = draw(st.sampled_from([0.3, 1.0, 2.5, 7.0, 10.0]))
-        config["window_buckets"] = draw(st.integers(1, 7))
+    config: dict[str, Any] = _window(draw)
     config["minimum_calls"] = draw(st.integers(1, 10))
     config["failure_rate_threshold"] = draw(st.sampled_from([10.0, 33.3, 50.0, 66.7, 100.0]))
     if draw(st.booleans()):
@@ -570,14 +806,14 @@ def breaker_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
     if draw(st.booleans()):
         config["max_half_open_time"] = draw(st.sampled_from([0.5, 2.0]))
     config["automatic_transition"] = draw(st.booleans())
-    steps: list[Step] = []
     names = ["a", "b", "c", "d"]
+    steps: list[Step] = []
     for _ in range(draw(st.integers(1, 60))):
         tick = draw(st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10)))
         kind = draw(
             st.sampled_from(
                 ["call_s", "call_f", "admit", "success", "failure", "release", "state",
-                 "poll", "metrics", "force"]
+                 "poll", "metrics", "force", "reconfigure"]
             )
         )
         step: Step = {"tick": tick}
@@ -592,27 +828,62 @@ def breaker_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
             step.update(op="force", to=draw(st.sampled_from(
                 ["closed", "open", "forced_open", "disabled", "metrics_only", "reset"]
             )))
+        elif kind == "reconfigure":
+            step.update(op="reconfigure", settings=_breaker_swap(draw))
         else:
             step["op"] = kind
         steps.append(step)
     return config, steps
 
 
+FOUND = Path(os.environ.get("SEAWALL_CONFORMANCE_FOUND", CORPUS))
+"""Where a disagreement found by a random run is kept, as ``<policy>/found_<pid>.yaml``."""
+
+
 def _run_random(policy: str, config: dict[str, Any], steps: list[Step]) -> None:
-    """Like :func:`run`, skipping reports of permits that are not held (on both sides alike)."""
+    """Like :func:`run`, skipping reports of breaker permits that are not held (on both
+    sides alike). A disagreement is written into the corpus as a new scenario (see
+    :func:`_keep`): Hypothesis shrinks it first, and replays the minimal sequence
+    last, so the file left is that sequence."""
     make_py, make_rs = DRIVERS[policy]
     py, rs = make_py(dict(config)), make_rs(dict(config))
     now = 0.0
-    for index, step in enumerate(steps):
+    done: list[Step] = []
+    for step in steps:
         now += float(step.get("tick", 0.0))
-        if "permit" in step and step["op"] != "admit":
+        if policy == "breaker" and "permit" in step and step["op"] != "admit":
             held_py = step["permit"] in py.permits
             assert held_py == (step["permit"] in rs.permits)
             if not held_py:
                 continue
         py_obs = py.step(step, now)
         rs_obs = rs.step(step, now)
-        assert same(py_obs, rs_obs), f"step {index} {step}:\n  python {py_obs}\n  rust   {rs_obs}"
+        done.append(step)
+        if not same(py_obs, rs_obs):
+            path = _keep(policy, config, done, py_obs, rs_obs)
+            raise AssertionError(
+                f"step {len(done) - 1} {step}:\n  python {py_obs}\n  rust   {rs_obs}\n"
+                f"kept as {path}"
+            )
+
+
+def _keep(policy: str, config: dict[str, Any], steps: list[Step], py: Obs, rs: Obs) -> Path:
+    """Write a disagreement as a corpus scenario. It fails (the runtimes disagree at its
+    last step) until one runtime is fixed and the right answer set as that step's
+    ``expect``."""
+    folder = FOUND / policy
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"found_{os.getpid()}.yaml"
+    scenario = {
+        "description": (
+            f"Found by a random run: Python and Rust disagree at the last step (Python "
+            f"{py}, Rust {rs}). Decide which is right, set that step's expect, fix the other."
+        ),
+        "config": config,
+        "steps": [dict(step) for step in steps],
+    }
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False, width=100))
+    return path
 
 
 @RANDOM_SETTINGS
@@ -634,15 +905,33 @@ def test_breakers_agree_on_random_runs(run_: tuple[dict[str, Any], list[Step]]) 
     ),
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["deposit", "deposit", "withdraw", "withdraw", "available", "counts"]),
+            st.sampled_from(
+                ["deposit", "deposit", "withdraw", "withdraw", "available", "counts", "reconfigure"]
+            ),
             st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10), TIMES.map(lambda t: -t / 20)),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "ratio": st.sampled_from([0.1, 0.29, 1.0, 0.0]),  # 0: refused by both
+                    "min_per_second": st.sampled_from([0.0, 1.0]),
+                    "ttl": st.sampled_from([1.0, 2.5, 10.0]),
+                    "buckets": st.integers(1, 12),
+                },
+            ),
         ),
         max_size=80,
     ),
 )
-def test_budgets_agree_on_random_runs(config: dict[str, Any], ops: list[tuple[str, float]]) -> None:
-    steps = [{"op": op, "tick": tick} for op, tick in ops]
-    run("budget", config, steps)
+def test_budgets_agree_on_random_runs(
+    config: dict[str, Any], ops: list[tuple[str, float, dict[str, Any]]]
+) -> None:
+    steps: list[Step] = []
+    for op, tick, swap in ops:
+        step: Step = {"op": op, "tick": tick}
+        if op == "reconfigure":
+            step["settings"] = swap
+        steps.append(step)
+    _run_random("budget", config, steps)
 
 
 @RANDOM_SETTINGS
@@ -671,12 +960,51 @@ def test_backoffs_agree_on_random_runs(
         if previous is not None:
             step["previous"] = previous
         steps.append(step)
-    make_py, make_rs = DRIVERS["backoff"]
-    py, rs = make_py(config), make_rs(config)
+    _run_random("backoff", config, steps)
+    make_py = DRIVERS["backoff"][0]
+    py = make_py(config)
     for step in steps:
-        py_obs, rs_obs = py.step(step, 0.0), rs.step(step, 0.0)
-        assert same(py_obs, rs_obs), f"{step}: python {py_obs} rust {rs_obs}"
-        assert 0.0 <= py_obs["delay"] <= config["max"]
+        assert 0.0 <= py.step(step, 0.0)["delay"] <= config["max"]
+
+
+@st.composite
+def bulkhead_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
+    waits = st.sampled_from([0.0, 0.5, 1.0, 3.0, math.inf])
+    config: dict[str, Any] = {
+        "max_concurrent": draw(st.integers(1, 4)),
+        "max_waiting": draw(st.integers(0, 4)),
+        "max_wait": draw(waits),
+    }
+    ops = ["acquire"] * 4 + ["release"] * 3 + ["expire"] * 2 + ["claim"] * 2
+    ops += ["try_acquire", "cancel", "reconfigure", "metrics"]
+    steps: list[Step] = []
+    for _ in range(draw(st.integers(1, 60))):
+        step: Step = {"tick": draw(st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10)))}
+        op = step["op"] = draw(st.sampled_from(ops))
+        if op == "acquire" and draw(st.booleans()):
+            step["deadline_in"] = draw(st.sampled_from([-1.0, 0.0, 0.2, 1.0, 5.0]))
+        elif op in ("claim", "cancel"):
+            step["ticket"] = draw(st.integers(0, 10))
+        elif op == "reconfigure":
+            step["limits"] = draw(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "max_concurrent": st.integers(0, 5),  # 0: refused by both
+                        "max_waiting": st.integers(0, 4),
+                        "max_wait": waits,
+                    },
+                )
+            )
+        steps.append(step)
+    return config, steps
+
+
+@RANDOM_SETTINGS
+@given(bulkhead_runs())
+def test_bulkheads_agree_on_random_runs(run_: tuple[dict[str, Any], list[Step]]) -> None:
+    config, steps = run_
+    _run_random("bulkhead", config, steps)
 
 
 ENDPOINTS = ["a", "b", "c", "d", "e"]
@@ -729,7 +1057,7 @@ def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
 @given(outlier_runs())
 def test_outlier_detectors_agree_on_random_runs(run_: tuple[dict[str, Any], list[Step]]) -> None:
     config, steps = run_
-    run("outlier", config, steps)
+    _run_random("outlier", config, steps)
 
 
 @RANDOM_SETTINGS
@@ -745,4 +1073,4 @@ def test_outlier_detectors_agree_on_random_runs(run_: tuple[dict[str, Any], list
 )
 def test_splits_agree_on_random_draws(weights: list[float], draws: list[float]) -> None:
     config = {"weights": [[f"v{i}", w] for i, w in enumerate(weights)]}
-    run("split", config, [{"op": "choose", "draw": d} for d in [*draws, 0.0, 1 - 2**-53]])
+    _run_random("split", config, [{"op": "choose", "draw": d} for d in [*draws, 0.0, 1 - 2**-53]])

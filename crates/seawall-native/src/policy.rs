@@ -12,6 +12,10 @@
 //!   `reset(now)`; transitions are returned as `(from, to)` state names and
 //!   counted (`transition_count`, `transitions_between`, `last_transition`).
 //! * `RetryBudget(ratio=0.2, min_per_second=10.0, ttl=10.0, *, buckets=10)`.
+//! * `Bulkhead(max_concurrent, *, max_waiting=0, max_wait=1.0)`: the state
+//!   machine of `seawall.policy.Bulkhead` (tickets for queued calls; waiting
+//!   is the caller's): `acquire(now, deadline=None)`, `release()`,
+//!   `expired(now)`, `settle(ticket, timed_out)`, `reconfigure(...)`, `metrics()`.
 //! * `Backoff(jitter="full", base=0.05, max=2.0)`: `delay(attempt, previous, rng)`.
 //! * `ScriptedRandom(values)`: the draws to hand to `Backoff.delay` and
 //!   `WeightedSplit.choose`, in order (then the last again); `drawn` counts them.
@@ -31,6 +35,7 @@ use seawall_policy::breaker::{
     WindowConfig,
 };
 use seawall_policy::budget::{BudgetConfig, RetryBudget};
+use seawall_policy::bulkhead::{Admission, Bulkhead, BulkheadConfig};
 use seawall_policy::outlier::{OutlierConfig, OutlierDetector, OutlierSnapshot, ReasonCounts};
 use seawall_policy::rng::{Random, Sequence};
 use seawall_policy::split::WeightedSplit;
@@ -40,6 +45,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCircuitBreaker>()?;
     m.add_class::<PyBreakerPermit>()?;
     m.add_class::<PyRetryBudget>()?;
+    m.add_class::<PyBulkhead>()?;
     m.add_class::<PyBackoff>()?;
     m.add_class::<PyScriptedRandom>()?;
     m.add_class::<PyOutlierDetector>()?;
@@ -120,6 +126,34 @@ fn pair(t: Option<Transition>) -> Option<(&'static str, &'static str)> {
 fn state_named(name: &str) -> PyResult<State> {
     State::from_name(name)
         .ok_or_else(|| PyValueError::new_err(format!("unknown breaker state {name:?}")))
+}
+
+/// A breaker's settings as the constructor's keywords.
+fn current_settings<'py>(py: Python<'py>, c: &BreakerConfig) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    match c.window {
+        WindowConfig::Count { size } => {
+            d.set_item("window_type", "count")?;
+            d.set_item("window_size", size)?;
+            d.set_item("window_buckets", 10)?;
+        }
+        WindowConfig::Time { seconds, buckets } => {
+            d.set_item("window_type", "time")?;
+            d.set_item("window_size", seconds)?;
+            d.set_item("window_buckets", buckets)?;
+        }
+    }
+    d.set_item("minimum_calls", c.minimum_calls)?;
+    d.set_item("failure_rate_threshold", c.failure_rate_threshold)?;
+    d.set_item("slow_call_duration", c.slow_call_duration)?;
+    d.set_item("slow_call_rate_threshold", c.slow_call_rate_threshold)?;
+    d.set_item("wait_in_open", c.wait_in_open)?;
+    d.set_item("wait_multiplier", c.wait_multiplier)?;
+    d.set_item("max_wait_in_open", c.max_wait_in_open)?;
+    d.set_item("half_open_calls", c.half_open_calls)?;
+    d.set_item("max_half_open_time", c.max_half_open_time)?;
+    d.set_item("automatic_transition", c.automatic_transition)?;
+    Ok(d)
 }
 
 /// `seawall_policy::breaker::CircuitBreaker`, with the Python breaker's constructor.
@@ -229,6 +263,35 @@ impl PyCircuitBreaker {
             name,
             inner: CircuitBreaker::new(&config).map_err(value_error)?,
         })
+    }
+
+    /// New settings for this live breaker, as the constructor's keywords; the
+    /// ones left out keep their value. State, counters and (if its shape is the
+    /// same) the window carry over.
+    #[pyo3(signature = (**settings))]
+    fn reconfigure(
+        &mut self,
+        py: Python<'_>,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let merged = current_settings(py, self.inner.config())?;
+        if let Some(settings) = settings {
+            for (key, value) in settings.iter() {
+                let known: String = key.extract()?;
+                if known == "name" || merged.get_item(&known)?.is_none() {
+                    return Err(PyValueError::new_err(format!(
+                        "CircuitBreaker: cannot reconfigure {known:?}"
+                    )));
+                }
+                merged.set_item(key, value)?;
+            }
+        }
+        let fresh = py
+            .get_type::<PyCircuitBreaker>()
+            .call((), Some(&merged))?
+            .cast_into::<PyCircuitBreaker>()?;
+        let config = fresh.borrow().inner.config().clone();
+        self.inner.reconfigure(&config).map_err(value_error)
     }
 
     /// The breaker's name (shown in `CircuitOpenError`).
@@ -415,6 +478,32 @@ impl PyRetryBudget {
         })
     }
 
+    /// New settings (`None` keeps one): see `RetryBudget::reconfigure`.
+    #[pyo3(signature = (ratio = None, min_per_second = None, ttl = None, *, buckets = None))]
+    fn reconfigure(
+        &mut self,
+        ratio: Option<f64>,
+        min_per_second: Option<f64>,
+        ttl: Option<f64>,
+        buckets: Option<i64>,
+    ) -> PyResult<()> {
+        let c = *self.inner.config();
+        let buckets = match buckets {
+            None => self.inner.buckets(),
+            Some(b) => usize::try_from(b).map_err(|_| {
+                PyValueError::new_err(format!("RetryBudget: buckets must be an int >= 1, got {b}"))
+            })?,
+        };
+        let config = BudgetConfig {
+            ratio: ratio.unwrap_or(c.ratio),
+            min_per_second: min_per_second.unwrap_or(c.min_per_second),
+            ttl: ttl.unwrap_or(c.ttl),
+        };
+        self.inner
+            .reconfigure(&config, buckets)
+            .map_err(value_error)
+    }
+
     /// Record that a request was made.
     fn deposit(&mut self, now: f64) {
         self.inner.deposit(now);
@@ -433,6 +522,116 @@ impl PyRetryBudget {
     /// `(requests, retries)` in the window at `now`.
     fn counts(&mut self, now: f64) -> (u64, u64) {
         self.inner.counts(now)
+    }
+}
+
+// ---------------------------------------------------------------- bulkhead
+
+/// `seawall_policy::bulkhead::Bulkhead`, with the Python bulkhead's constructor.
+#[pyclass(module = "seawall._native", name = "Bulkhead")]
+struct PyBulkhead {
+    inner: Bulkhead,
+}
+
+fn bulkhead_config(
+    max_concurrent: i64,
+    max_waiting: i64,
+    max_wait: f64,
+) -> PyResult<BulkheadConfig> {
+    let count = |field: &str, value: i64, min: i64| {
+        usize::try_from(value)
+            .ok()
+            .filter(|_| value >= min)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "Bulkhead: {field} must be an int >= {min}, got {value}"
+                ))
+            })
+    };
+    Ok(BulkheadConfig {
+        max_concurrent: count("max_concurrent", max_concurrent, 1)?,
+        max_waiting: count("max_waiting", max_waiting, 0)?,
+        max_wait,
+    })
+}
+
+#[pymethods]
+impl PyBulkhead {
+    #[new]
+    #[pyo3(signature = (max_concurrent, *, max_waiting = 0, max_wait = 1.0))]
+    fn new(max_concurrent: i64, max_waiting: i64, max_wait: f64) -> PyResult<Self> {
+        let config = bulkhead_config(max_concurrent, max_waiting, max_wait)?;
+        Ok(Self {
+            inner: Bulkhead::new(&config).map_err(value_error)?,
+        })
+    }
+
+    /// A slot if one is free and nobody is queued (counts nothing).
+    fn try_acquire(&mut self) -> bool {
+        self.inner.try_acquire()
+    }
+
+    /// `("granted", None)`, `("queued", ticket)` or `("rejected", reason)`.
+    #[pyo3(signature = (now, deadline = None))]
+    fn acquire<'py>(
+        &mut self,
+        py: Python<'py>,
+        now: f64,
+        deadline: Option<f64>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+        let (what, detail) = match self.inner.acquire(now, deadline) {
+            Ok(Admission::Granted) => ("granted", py.None()),
+            Ok(Admission::Queued(t)) => ("queued", t.into_pyobject(py)?.into_any().unbind()),
+            Err(r) => (
+                "rejected",
+                r.as_str().into_pyobject(py)?.into_any().unbind(),
+            ),
+        };
+        pyo3::types::PyTuple::new(py, [what.into_pyobject(py)?.into_any().unbind(), detail])
+    }
+
+    /// Give a slot back: the tickets granted a slot by it.
+    fn release(&mut self) -> Vec<u64> {
+        self.inner.release()
+    }
+
+    /// Tickets whose wait has run out at `now`.
+    fn expired(&self, now: f64) -> Vec<u64> {
+        self.inner.expired(now)
+    }
+
+    /// A queued call stops waiting: true if it holds a slot.
+    fn settle(&mut self, ticket: u64, timed_out: bool) -> bool {
+        self.inner.settle(ticket, timed_out)
+    }
+
+    /// New limits (`None` keeps a setting); the calls in flight and queued carry over.
+    #[pyo3(signature = (max_concurrent = None, *, max_waiting = None, max_wait = None))]
+    fn reconfigure(
+        &mut self,
+        max_concurrent: Option<i64>,
+        max_waiting: Option<i64>,
+        max_wait: Option<f64>,
+    ) -> PyResult<Vec<u64>> {
+        let c = *self.inner.config();
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let config = bulkhead_config(
+            max_concurrent.unwrap_or(as_i64(c.max_concurrent)),
+            max_waiting.unwrap_or(as_i64(c.max_waiting)),
+            max_wait.unwrap_or(c.max_wait),
+        )?;
+        self.inner.reconfigure(&config).map_err(value_error)
+    }
+
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.inner.metrics();
+        let d = PyDict::new(py);
+        d.set_item("max_concurrent", m.max_concurrent)?;
+        d.set_item("in_flight", m.in_flight)?;
+        d.set_item("waiting", m.waiting)?;
+        d.set_item("rejected_queue_full", m.rejected_queue_full)?;
+        d.set_item("rejected_wait_timeout", m.rejected_wait_timeout)?;
+        Ok(d)
     }
 }
 

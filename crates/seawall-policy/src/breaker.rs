@@ -38,6 +38,13 @@
 //! or half-open back to open past `max_half_open_time`; `state` and
 //! `metrics`: what `poll` would have done).
 //!
+//! [`CircuitBreaker::reconfigure`] gives a live breaker new settings (a new
+//! config version): its state, wait and half-open progress, counters and
+//! transitions carry over, and so does its window unless the window's shape
+//! (type, size, buckets) changed, in which case it starts empty. The new
+//! thresholds judge the next outcome; nothing is judged at the swap itself. An
+//! open breaker stays open until the probe time it was given.
+//!
 //! Differences from the Python breaker: no name (the caller labels its
 //! breaker), no exception classification or result predicate (the caller
 //! decides success or failure), permits are values consumed by the call that
@@ -297,6 +304,7 @@ struct Counters {
 /// A circuit breaker with a count or time sliding window (see the module docs).
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
+    config: BreakerConfig,
     window: SlidingWindow,
     min_calls: u64,
     fail_threshold: f64,
@@ -422,6 +430,7 @@ impl CircuitBreaker {
             WindowConfig::Time { .. } => u64::from(config.minimum_calls),
         };
         Ok(Self {
+            config: config.clone(),
             window,
             min_calls,
             fail_threshold: config.failure_rate_threshold,
@@ -448,6 +457,35 @@ impl CircuitBreaker {
             transition_count: 0,
             last_transition: None,
         })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    /// New settings for this live breaker (see the module docs). Invalid
+    /// settings are refused and change nothing.
+    pub fn reconfigure(&mut self, config: &BreakerConfig) -> Result<(), BreakerError> {
+        let fresh = Self::new(config)?;
+        let old = std::mem::replace(self, fresh);
+        if old.config.window == config.window {
+            self.window = old.window;
+        }
+        self.state = old.state;
+        self.epoch = old.epoch;
+        self.state_since = old.state_since;
+        self.next_probe_at = old.next_probe_at;
+        self.consecutive_openings = old.consecutive_openings;
+        self.half_open_issued = old.half_open_issued;
+        self.half_open_done = old.half_open_done;
+        self.half_open_failures = old.half_open_failures;
+        self.half_open_slow = old.half_open_slow;
+        self.counters = old.counters;
+        self.transitions = old.transitions;
+        self.transition_count = old.transition_count;
+        self.last_transition = old.last_transition;
+        Ok(())
     }
 
     // ------------------------------------------------------------ state machine

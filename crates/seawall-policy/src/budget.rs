@@ -143,6 +143,30 @@ impl RetryBudget {
         &self.config
     }
 
+    /// Buckets the window is made of.
+    pub fn buckets(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// New settings for this live budget (a new config version). A new
+    /// `ratio` or `min_per_second` applies at once to the requests and retries
+    /// in the window, which is kept; a window of another `ttl` or number of
+    /// buckets starts empty. Invalid settings are refused and change nothing.
+    pub fn reconfigure(
+        &mut self,
+        config: &BudgetConfig,
+        buckets: usize,
+    ) -> Result<(), BudgetError> {
+        let fresh = Self::with_buckets(config, buckets)?;
+        if fresh.config.ttl == self.config.ttl && buckets == self.buckets() {
+            self.config = fresh.config;
+            self.reserve = fresh.reserve;
+        } else {
+            *self = fresh;
+        }
+        Ok(())
+    }
+
     /// Width of one bucket, `ttl / buckets` seconds.
     pub fn width(&self) -> f64 {
         self.width

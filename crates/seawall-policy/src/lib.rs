@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod balancer;
 pub mod breaker;
 pub mod budget;
+pub mod bulkhead;
 pub mod outlier;
 pub mod rng;
 pub mod split;

@@ -17,6 +17,7 @@ use seawall_policy::breaker::{
     BreakerConfig, CircuitBreaker, CircuitOpen, Permit, State, Transition, WindowConfig,
 };
 use seawall_policy::budget::{BudgetConfig, RetryBudget};
+use seawall_policy::bulkhead::{Bulkhead, BulkheadConfig};
 use seawall_policy::outlier::{OutlierConfig, OutlierDetector};
 use seawall_policy::rng::Random;
 
@@ -81,7 +82,8 @@ impl Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // no queue (max_waiting 0): a release never grants a waiter
+        lock(&self.0.in_flight).release();
     }
 }
 
@@ -98,7 +100,8 @@ pub struct Cluster {
     pub pool: Pool,
     bulkhead: spec::Bulkhead,
     clock: Clock,
-    in_flight: AtomicUsize,
+    /// `max_in_flight`: the bulkhead of `seawall.policy`, with no queue.
+    in_flight: Mutex<Bulkhead>,
     retries_in_flight: AtomicUsize,
     ejections_seen: AtomicUsize,
     m_retries: Arc<Counter>,
@@ -225,6 +228,12 @@ impl Cluster {
             }
         };
         let bh = spec.bulkhead.clone();
+        let in_flight = Bulkhead::new(&BulkheadConfig {
+            max_concurrent: bh.max_in_flight,
+            max_waiting: 0,
+            max_wait: 0.0,
+        })
+        .map_err(|e| BuildError(format!("{name}: bulkhead: {e}")))?;
         let pool = Pool::new(
             &spec.name,
             PoolLimits {
@@ -250,7 +259,7 @@ impl Cluster {
             pool,
             bulkhead: bh,
             clock,
-            in_flight: AtomicUsize::new(0),
+            in_flight: Mutex::new(in_flight),
             retries_in_flight: AtomicUsize::new(0),
             ejections_seen: AtomicUsize::new(0),
             m_retries: metrics.retries.labels(&[&name]),
@@ -274,9 +283,8 @@ impl Cluster {
 
     /// A request is about to be served upstream: counted until the [`Active`] drops.
     pub fn start_request(self: &Arc<Self>) -> Result<Active, Overflow> {
-        let now = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if now >= self.bulkhead.max_in_flight {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let admitted = lock(&self.in_flight).try_acquire();
+        if !admitted {
             self.overflowed("in_flight");
             return Err(Overflow("in_flight"));
         }
@@ -488,7 +496,7 @@ impl Cluster {
     // -- observation ------------------------------------------------------
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        lock(&self.in_flight).metrics().in_flight
     }
 
     /// The state of the cluster, for the admin `/clusters` endpoint.

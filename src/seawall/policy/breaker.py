@@ -229,6 +229,7 @@ class CircuitBreaker(Policy):
         "_record_predicate",
         "_record_types",
         "_release",
+        "_settings",
         "_slow_duration",
         "_slow_threshold",
         "_state",
@@ -266,6 +267,22 @@ class CircuitBreaker(Policy):
         clock: Clock = MONOTONIC,
     ) -> None:
         self.name = name
+        self._settings: dict[str, Any] = {
+            "window_type": window_type,
+            "window_size": window_size,
+            # a count window has no buckets: a switch to a time window gets the default
+            "window_buckets": window_buckets if window_type == "time" else 10,
+            "minimum_calls": minimum_calls,
+            "failure_rate_threshold": failure_rate_threshold,
+            "slow_call_duration": slow_call_duration,
+            "slow_call_rate_threshold": slow_call_rate_threshold,
+            "wait_in_open": wait_in_open,
+            "wait_multiplier": wait_multiplier,
+            "max_wait_in_open": max_wait_in_open,
+            "half_open_calls": half_open_calls,
+            "max_half_open_time": max_half_open_time,
+            "automatic_transition": automatic_transition,
+        }
         self._window: CountWindow | TimeWindow
         if window_type == "count":
             require_int("CircuitBreaker", "window_size", window_size, minimum=1)
@@ -342,6 +359,61 @@ class CircuitBreaker(Policy):
         self._cm_starts: ContextVar[tuple[tuple[float, Permit], ...]] = ContextVar(
             f"seawall_breaker_{name}", default=()
         )
+
+    # ------------------------------------------------------------------ new settings
+
+    def reconfigure(self, **settings: Any) -> None:
+        """New settings for this live breaker (a new config version), as the
+        constructor's keywords from ``window_type`` to ``automatic_transition``;
+        the ones left out keep their value.
+
+        The state, the wait and half-open progress, the counters and the
+        transitions carry over, and so does the window unless its shape (type,
+        size, buckets) changed, in which case it starts empty. The new
+        thresholds judge the next outcome; nothing is judged at the swap itself,
+        and an open breaker stays open until the probe time it was given.
+        Invalid settings raise ``ValueError`` and change nothing. The Rust
+        core's breaker does the same (``CircuitBreaker::reconfigure``).
+
+        >>> from seawall.policy.clock import FakeClock
+        >>> clock = FakeClock()
+        >>> breaker = CircuitBreaker(minimum_calls=2, wait_in_open=30, clock=clock)
+        >>> breaker.transition_to_open()
+        >>> breaker.reconfigure(failure_rate_threshold=80, wait_in_open=1)
+        >>> clock.advance(5)
+        >>> breaker.state.value  # still open: it was given 30 s
+        'open'
+        """
+        unknown = sorted(set(settings) - set(self._settings))
+        if unknown:
+            raise ValueError(f"CircuitBreaker: cannot reconfigure {unknown[0]!r}")
+        merged = {**self._settings, **settings}
+        fresh = CircuitBreaker(self.name, **merged)
+        with self._lock:
+            old = self._settings
+            shape = ["window_type", "window_size"]
+            if merged["window_type"] == "time":
+                shape.append("window_buckets")  # a count window has none
+            same_window = all(old[k] == merged[k] for k in shape)
+            if not same_window:
+                self._window = fresh._window
+                self._window_success = fresh._window_success
+            for attr in (
+                "_min_calls",
+                "_fail_threshold",
+                "_slow_duration",
+                "_slow_threshold",
+                "_wait",
+                "_wait_multiplier",
+                "_max_wait",
+                "_half_open_calls",
+                "_max_half_open",
+                "automatic_transition",
+                "_needs_now",
+                "_judge_every_call",
+                "_settings",
+            ):
+                setattr(self, attr, getattr(fresh, attr))
 
     # ------------------------------------------------------------------ state machine
 

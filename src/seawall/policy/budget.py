@@ -134,6 +134,46 @@ class RetryBudget:
         """Width of one bucket, ``ttl / buckets`` seconds."""
         return self._width
 
+    def reconfigure(
+        self,
+        ratio: float | None = None,
+        min_per_second: float | None = None,
+        ttl: float | None = None,
+        *,
+        buckets: int | None = None,
+    ) -> None:
+        """New settings for this live budget (a new config version); ``None`` keeps one.
+
+        A new ``ratio`` or ``min_per_second`` applies at once to the requests and
+        retries in the window, which is kept; a window of another ``ttl`` or
+        number of ``buckets`` starts empty. Invalid settings raise ``ValueError``
+        and change nothing. The Rust core's budget does the same.
+
+        >>> budget = RetryBudget(ratio=0.1, min_per_second=0.0, ttl=10.0)
+        >>> for _ in range(10):
+        ...     budget.deposit(0.0)
+        >>> budget.try_withdraw(0.0), budget.try_withdraw(0.0)
+        (True, False)
+        >>> budget.reconfigure(ratio=0.2)
+        >>> budget.try_withdraw(0.0)
+        True
+        """
+        fresh = RetryBudget(
+            self._ratio if ratio is None else ratio,
+            self._min_per_second if min_per_second is None else min_per_second,
+            self._ttl if ttl is None else ttl,
+            self._clock,
+            buckets=self._n if buckets is None else buckets,
+        )
+        with self._lock:
+            same_window = fresh._ttl == self._ttl and fresh._n == self._n
+            names: tuple[str, ...] = ("_ratio", "_min_per_second", "_reserve")
+            if not same_window:
+                names += ("_ttl", "_n", "_width", "_requests", "_retries")
+                names += ("_requests_total", "_retries_total", "_k")
+            for name in names:
+                setattr(self, name, getattr(fresh, name))
+
     def __repr__(self) -> str:
         return (
             f"RetryBudget(ratio={self.ratio!r}, min_per_second={self.min_per_second!r}, "

@@ -25,6 +25,16 @@ How it works (the rules every method below keeps):
 * A waiter that gives up (timeout, cancellation, ``KeyboardInterrupt``) after
   it was handed a slot passes the slot on. A slot is always released when the
   call ends, however it ends.
+* :meth:`Bulkhead.reconfigure` changes the limits of a live bulkhead. Calls in
+  flight and queued carry over. A lower limit takes free tokens away, and owes
+  the ones it cannot take (``_debt``): each release then pays one back instead
+  of freeing a slot, so a slot is free again only once the calls in flight are
+  under the new limit. A higher limit pays the debt first, then adds tokens
+  and hands them to queued calls.
+
+The state machine is the same as the Rust core's (``seawall-policy``'s
+``bulkhead.rs``), which the sidecar uses for ``max_in_flight``; the
+differential tests in ``tests/conformance`` drive both with the same events.
 """
 
 from __future__ import annotations
@@ -154,6 +164,7 @@ class Bulkhead(Policy):
 
     __slots__ = (
         "_clock",
+        "_debt",
         "_free",
         "_lock",
         "_rejected_queue_full",
@@ -176,6 +187,7 @@ class Bulkhead(Policy):
         self._clock = clock
         self._lock = threading.Lock()
         self._free: deque[None] = deque([None] * max_concurrent)
+        self._debt = 0  # slots over a lowered limit, still to be absorbed by releases
         self._waiters: deque[_Waiter] = deque()
         self._rejected_queue_full = 0
         self._rejected_wait_timeout = 0
@@ -212,9 +224,67 @@ class Bulkhead(Policy):
 
     def release(self) -> None:
         """Give a slot back: to the first queued call if any, else to the free pool."""
+        if self._debt and self._pay_debt():
+            return
         self._free.append(None)
         if self._waiters:
             self._dispatch()
+
+    def _pay_debt(self) -> bool:
+        """A slot released over a lowered limit: absorbed (``True``) instead of freed."""
+        with self._lock:
+            if self._debt:
+                self._debt -= 1
+                return True
+        return False
+
+    def reconfigure(
+        self,
+        max_concurrent: int | None = None,
+        *,
+        max_waiting: int | None = None,
+        max_wait: float | None = None,
+    ) -> None:
+        """New limits for this live bulkhead; ``None`` keeps a setting as it is.
+
+        The calls in flight and queued carry over. Under a lower
+        ``max_concurrent`` the calls over it finish normally, and a slot is free
+        again only once the calls in flight are under the new limit; a higher
+        one hands the new slots to queued calls at once. A queued call keeps the
+        wait it was given. Invalid settings raise ``ValueError`` and change
+        nothing.
+
+        >>> bulkhead = Bulkhead(3)
+        >>> for _ in range(3):
+        ...     bulkhead.acquire()
+        >>> bulkhead.reconfigure(1)
+        >>> bulkhead.release(); bulkhead.release()
+        >>> bulkhead.try_acquire()  # 1 in flight: the new limit
+        False
+        """
+        c = self.config
+        new = BulkheadConfig(
+            c.max_concurrent if max_concurrent is None else max_concurrent,
+            c.max_waiting if max_waiting is None else max_waiting,
+            c.max_wait if max_wait is None else max_wait,
+            c.name,
+        )
+        with self._lock:
+            change = new.max_concurrent - c.max_concurrent
+            for _ in range(-change):  # fewer slots: take free ones away, owe the rest
+                try:
+                    self._free.pop()
+                except IndexError:
+                    self._debt += 1
+            for _ in range(change):  # more: pay what is owed, then free new ones
+                if self._debt:
+                    self._debt -= 1
+                else:
+                    self._free.append(None)
+            self.config = new
+            woken = self._grant_locked()
+        for waiter in woken:
+            self._wake(waiter)
 
     def metrics(self) -> BulkheadMetrics:
         """A snapshot of the in-flight and waiting calls and the rejection counters."""
@@ -223,7 +293,7 @@ class Bulkhead(Policy):
             return BulkheadMetrics(
                 c.name,
                 c.max_concurrent,
-                c.max_concurrent - len(self._free),
+                c.max_concurrent - len(self._free) + self._debt,
                 len(self._waiters),
                 self._rejected_queue_full,
                 self._rejected_wait_timeout,
@@ -433,10 +503,13 @@ class Bulkhead(Policy):
             try:
                 return await fn(*args, **kwargs)
             finally:
-                # Inlined release().
-                give(None)
-                if waiters:
-                    dispatch()
+                # Inlined release() (the slow path under a lowered limit).
+                if self._debt:
+                    self.release()
+                else:
+                    give(None)
+                    if waiters:
+                        dispatch()
 
         return bulkhead_async
 
