@@ -129,7 +129,6 @@ def _refused(step: Step, swap: Callable[[], object]) -> Obs:
 class _BreakerDriver:
     """One breaker scenario's steps, read once for both runtimes; the hooks differ."""
 
-    b: Any
     events: list[list[str]]
     permits: dict[str, Any]
 
@@ -191,7 +190,7 @@ class _BreakerDriver:
         raise NotImplementedError
 
     def reconfigure(self, settings: dict[str, Any]) -> None:
-        self.b.reconfigure(**settings)
+        raise NotImplementedError
 
     def current_state(self) -> str:
         raise NotImplementedError
@@ -253,6 +252,9 @@ class PyBreaker(_BreakerDriver):
         else:
             getattr(self.b, f"transition_to_{to}")()
 
+    def reconfigure(self, settings: dict[str, Any]) -> None:
+        self.b.reconfigure(**settings)
+
     def current_state(self) -> str:
         return self.b._state.value
 
@@ -310,6 +312,9 @@ class RsBreaker(_BreakerDriver):
 
     def force(self, to: str, now: float) -> None:
         self.call(now, "reset" if to == "reset" else f"transition_to_{to}", now)
+
+    def reconfigure(self, settings: dict[str, Any]) -> None:
+        self.b.reconfigure(**settings)
 
     def current_state(self) -> str:
         return str(self.b.current_state)
@@ -580,6 +585,8 @@ class _OutlierDriver:
         if op == "update":
             od.update(list(step["endpoints"]))
             return {}
+        if op == "reconfigure":
+            return _refused(step, lambda: od.reconfigure(**step["settings"]))
         if op == "is_ejected":
             return {"value": od.is_ejected(step["endpoint"], now)}
         if op == "eligible":
@@ -1029,7 +1036,9 @@ def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
     steps: list[Step] = []
     for _ in range(draw(st.integers(1, 80))):
         step: Step = {"tick": draw(st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10)))}
-        kind = draw(st.sampled_from(["result"] * 6 + ["update", "query", "snapshot"]))
+        kind = draw(
+            st.sampled_from(["result"] * 6 + ["update", "query", "snapshot", "reconfigure"])
+        )
         if kind == "result":
             step.update(
                 op="result",
@@ -1040,6 +1049,21 @@ def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
         elif kind == "update":
             endpoints = draw(st.lists(st.sampled_from(ENDPOINTS), max_size=6))
             step.update(op="update", endpoints=endpoints)
+        elif kind == "reconfigure":
+            options = {
+                "consecutive_5xx": st.integers(0, 4),
+                "consecutive_gateway_errors": st.integers(0, 4),
+                "base_ejection": st.sampled_from([0.5, 1.0, 3.0, 500.0]),
+                "max_ejection": st.sampled_from([1.0, 3.0, 12.0]),
+                "max_ejected_percent": st.sampled_from([0, 33.3, 100, 101]),
+                "always_eject_one": st.booleans(),
+                "interval": st.sampled_from([0.3, 2.0]),
+                "consecutive_local_origin_failures": st.one_of(st.none(), st.integers(1, 4)),
+            }
+            step.update(
+                op="reconfigure",
+                settings=draw(st.fixed_dictionaries({}, optional=options)),
+            )
         elif kind == "query":
             op = draw(st.sampled_from(QUERIES))
             step["op"] = op

@@ -787,6 +787,46 @@ impl PyOutlierDetector {
         })
     }
 
+    /// New settings, as the constructor's keywords (the ones left out keep
+    /// their value); every endpoint's state carries over.
+    #[pyo3(signature = (**settings))]
+    fn reconfigure(
+        &mut self,
+        py: Python<'_>,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let c = self.inner.config();
+        let merged = PyDict::new(py);
+        merged.set_item("consecutive_5xx", c.consecutive_5xx)?;
+        merged.set_item("consecutive_gateway_errors", c.consecutive_gateway_errors)?;
+        merged.set_item("base_ejection", c.base_ejection)?;
+        merged.set_item("max_ejection", c.max_ejection)?;
+        merged.set_item("max_ejected_percent", c.max_ejected_percent)?;
+        merged.set_item("always_eject_one", c.always_eject_one)?;
+        merged.set_item("interval", c.interval)?;
+        merged.set_item(
+            "consecutive_local_origin_failures",
+            c.consecutive_local_origin_failures,
+        )?;
+        if let Some(settings) = settings {
+            for (key, value) in settings.iter() {
+                let name: String = key.extract()?;
+                if merged.get_item(&name)?.is_none() {
+                    return Err(PyValueError::new_err(format!(
+                        "OutlierDetector: cannot reconfigure {name:?}"
+                    )));
+                }
+                merged.set_item(key, value)?;
+            }
+        }
+        let fresh = py
+            .get_type::<PyOutlierDetector>()
+            .call((), Some(&merged))?
+            .cast_into::<PyOutlierDetector>()?;
+        let config = *fresh.borrow().inner.config();
+        self.inner.reconfigure(&config).map_err(value_error)
+    }
+
     /// Set the endpoint set, keeping the state of endpoints that remain.
     fn update(&mut self, endpoints: Vec<String>) {
         self.inner.update(endpoints);

@@ -322,6 +322,23 @@ impl<K: Eq + Hash + Clone> OutlierDetector<K> {
         &self.config
     }
 
+    /// New settings for this live detector (a new config version). Every
+    /// endpoint keeps its state: its consecutive counts, its ejection (which
+    /// ends when it was set to), its multiplier; the counters carry over. The
+    /// new thresholds judge the next response, and the new durations apply from
+    /// the next ejection. Turning `consecutive_local_origin_failures` off drops
+    /// its per-reason counts. Invalid settings are refused and change nothing.
+    pub fn reconfigure(&mut self, config: &OutlierConfig) -> Result<(), OutlierError> {
+        config.validate()?;
+        self.cap = (config.max_ejection / config.base_ejection).ceil().max(1.0) as u64;
+        if config.consecutive_local_origin_failures.is_none() {
+            self.by_reason.consecutive_local_origin_failure = 0;
+            self.detections.consecutive_local_origin_failure = 0;
+        }
+        self.config = *config;
+        Ok(())
+    }
+
     /// Ejections so far (a counter for metrics).
     pub fn ejections(&self) -> u64 {
         self.ejections

@@ -83,10 +83,11 @@ here: the balancer falls back to ejected endpoints only when none is left.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Iterable
 from dataclasses import KW_ONLY, dataclass
-from typing import Final, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 from ._validate import require_seconds
 
@@ -323,6 +324,32 @@ class OutlierDetector(Generic[K]):
             self._by_reason[CONSECUTIVE_LOCAL_ORIGIN_FAILURE] = 0
         self._detections: dict[EjectionReason, int] = dict(self._by_reason)
         self.update(endpoints)
+
+    # ------------------------------------------------------------------ new settings
+
+    def reconfigure(self, **settings: Any) -> None:
+        """New settings for this live detector (a new config version), as the
+        constructor's keywords; the ones left out keep their value.
+
+        Every endpoint keeps its state: its consecutive counts, its ejection
+        (which ends when it was set to), its multiplier; the counters carry
+        over. The new thresholds judge the next response, and the new durations
+        apply from the next ejection. Turning ``consecutive_local_origin_failures``
+        off drops its per-reason counts. Invalid settings raise ``ValueError``
+        and change nothing. The Rust core's detector does the same.
+        """
+        current = dataclasses.asdict(self.config)
+        unknown = sorted(set(settings) - set(current))
+        if unknown:
+            raise ValueError(f"OutlierDetector: cannot reconfigure {unknown[0]!r}")
+        config = OutlierConfig(**{**current, **settings})
+        self.config = config
+        self._cap = max(1, math.ceil(config.max_ejection / config.base_ejection))
+        for counts in (self._by_reason, self._detections):
+            if config.consecutive_local_origin_failures is None:
+                counts.pop(CONSECUTIVE_LOCAL_ORIGIN_FAILURE, None)
+            else:
+                counts.setdefault(CONSECUTIVE_LOCAL_ORIGIN_FAILURE, 0)
 
     # ------------------------------------------------------------------ membership
 
