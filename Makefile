@@ -37,9 +37,43 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src tests/typing
 
-test: $(NATIVE) lint typecheck rust-check
+test: $(NATIVE) lint typecheck rust-check fuzz-smoke
 	bash scripts/install_etcd.sh
 	$(BIN)/python -m pytest
+
+# ---------------------------------------------------------------- fuzzing
+# The data plane's fuzz targets (fuzz/, its own cargo workspace), run with
+# cargo-fuzz (crates.io) on the nightly toolchain: docs/proxy/fuzzing.md.
+# `make fuzz` runs each target for FUZZ_SECONDS, then the differential tests
+# of the two runtimes (docs/proxy/differential.md) with FUZZ_DIFF_EXAMPLES
+# random sequences per policy (`make test` runs 500); `make fuzz-smoke` (part
+# of `make test`) runs each target for FUZZ_SMOKE_SECONDS, after fuzz-check
+# (fmt, clippy, and every seed and fixed crash replayed on stable).
+.PHONY: fuzz fuzz-smoke fuzz-check fuzz-tool
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_DIFF_EXAMPLES ?= 5000
+FUZZ_TARGETS ?= request_head trace_context spec_json response_head
+FUZZ_TOOLCHAIN ?= nightly
+CARGO_FUZZ_ROOT ?= $(HOME)/.cargo
+CARGO_FUZZ ?= $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
+FUZZ_RUN = CARGO_FUZZ=$(CARGO_FUZZ) FUZZ_TOOLCHAIN=$(FUZZ_TOOLCHAIN) bash fuzz/run.sh
+
+# Installed once (skipped while `cargo-fuzz fuzz --version` works).
+fuzz-tool:
+	@$(CARGO_FUZZ) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked --root $(CARGO_FUZZ_ROOT)
+
+fuzz-check:
+	cd fuzz && $(CARGO) fmt --check
+	cd fuzz && $(CARGO) clippy --all-targets --quiet -- -D warnings
+	cd fuzz && $(CARGO) test --quiet
+
+fuzz: fuzz-tool $(NATIVE)
+	$(FUZZ_RUN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	SEAWALL_DIFF_EXAMPLES=$(FUZZ_DIFF_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/conformance -k random
+
+fuzz-smoke: fuzz-tool fuzz-check
+	$(FUZZ_RUN) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 demo: $(NATIVE)
 	$(BIN)/python -m examples.mesh_demo

@@ -171,6 +171,9 @@ def sidecar_strict(
         },
     )
     mesh.destination("svc", [backend], {"retry": {"attempts": 2}}, upstream_port=True)
+    # two hops in one process: out through "hop", whose endpoint is this
+    # sidecar's own inbound listener, which forwards to the app (backend)
+    mesh.destination("hop", [mesh.inbound], upstream_port=True)
     process = SidecarProcess(mesh, tmp_path_factory.mktemp("strict"))
     try:
         yield Target(process.start(), backend)
@@ -230,3 +233,29 @@ def test_malformed_requests_leak_no_connection_and_crash_no_task(sidecar_strict:
     assert [s.target for s in backend.seen] == ["/good", "/good"]
     err = sidecar.stderr()
     assert "Traceback" not in err, err[-3000:]
+
+
+def test_a_request_within_the_limits_gets_through_the_next_sidecar_too(
+    sidecar_strict: Target,
+) -> None:
+    """The fields a sidecar adds (Via, X-Forwarded-For, the trace, the deadline)
+    do not take a request over the limits at the destination's sidecar: an
+    inbound listener has room for them (found by the request_head fuzz target)."""
+    backend = sidecar_strict.backend.script(Echo())
+    hop = sidecar_strict.sidecar.upstream("hop")
+    # 20 fields (max_header_count) and close to 4 KiB (max_header_bytes)
+    fields = [b"Host: hop"] + [b"X-F%02d: %s" % (i, b"v" * 200) for i in range(19)]
+    head = b"GET /full HTTP/1.1\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n"
+    assert 3900 < len(head) <= 4096
+    with RawConn(hop, timeout=5) as conn:
+        conn.send(head)
+        resp = conn.response()
+    assert resp.status == 200, resp
+    seen = backend.seen[-1]
+    assert seen.target == "/full"
+    assert seen.header("x-f18") == "v" * 200
+    assert ",".join(seen.all("via")).count("seawall") == 2  # both hops
+    # the limits still hold for what a client sends
+    with RawConn(hop, timeout=5) as conn:
+        conn.send(head[:-2] + b"X-F19: one too many\r\n\r\n")
+        assert conn.response().status == 431

@@ -13,7 +13,7 @@
 use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::encode::put_field;
+use crate::encode::{put_field, ResponseFraming};
 use crate::error::Error;
 use crate::syntax::decimal;
 
@@ -96,8 +96,75 @@ pub struct ResponseHead {
     pub reusable: bool,
 }
 
-/// The most fields a response head may have.
+impl ResponseHead {
+    /// How this response goes on to the client: the framing of the
+    /// downstream hop, and whether the client's connection may stay open
+    /// after it (`false`: the body ends when that connection closes).
+    /// `client_http11`: the request came as HTTP/1.1 (a 1.0 client cannot
+    /// read chunked).
+    ///
+    /// - No body (a response to HEAD, 1xx, 204, 304): no framing field. A
+    ///   Content-Length received with a HEAD response or a 304 describes the
+    ///   representation and goes on (one value); a 1xx or 204 never carries
+    ///   one (RFC 9110 §8.6), even when the app sent one.
+    /// - A known length: that `content-length`.
+    /// - Chunked, or until the upstream closes: chunked to an HTTP/1.1
+    ///   client, else until this connection closes.
+    ///
+    /// Give the result to [`crate::encode_response_head`] (a 101 that opens
+    /// a tunnel is sent with [`ResponseFraming::Upgrade`] instead).
+    pub fn downstream_framing(&self, client_http11: bool) -> (ResponseFraming, bool) {
+        match self.body {
+            ResponseBody::None => {
+                let may_have_length = self.status >= 200 && self.status != 204;
+                let length = self
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .filter(|_| may_have_length)
+                    .and_then(|v| v.as_bytes().split(|&b| b == b',').next())
+                    .and_then(parse_length);
+                (
+                    length.map_or(ResponseFraming::NoBody, ResponseFraming::Length),
+                    true,
+                )
+            }
+            ResponseBody::Length(n) => (ResponseFraming::Length(n), true),
+            ResponseBody::Chunked | ResponseBody::Close if client_http11 => {
+                (ResponseFraming::Chunked, true)
+            }
+            ResponseBody::Chunked | ResponseBody::Close => (ResponseFraming::Close, false),
+        }
+    }
+}
+
+/// The most fields a response head may have, not counting up to 16 fields
+/// that proxies on the way add or replace: Via, Connection, Upgrade,
+/// Content-Length and Transfer-Encoding.
+///
+/// Each sidecar sends a response on with its own Via, framing field and
+/// Connection, so a limit on every field would let an app's response
+/// through the first sidecar and have the next one refuse it (a 502 for a
+/// response the app sent within the limit).
 pub const MAX_RESPONSE_FIELDS: usize = 128;
+
+/// How many Via, Connection, Upgrade and framing fields a response may have
+/// beyond [`MAX_RESPONSE_FIELDS`]: room for the mesh's hops (a sidecar adds
+/// three at most, so a response with at most 13 Via fields always has room
+/// for the next one).
+const HOP_FIELDS: usize = 16;
+
+/// The fields a proxy adds or replaces on each hop.
+fn added_by_hops(name: &str) -> bool {
+    [
+        "via",
+        "connection",
+        "upgrade",
+        "content-length",
+        "transfer-encoding",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
+}
 
 /// Parse a response head at the start of `buf`: `Ok(None)` while incomplete,
 /// else the head and its length in bytes. `head_request`: the request was
@@ -106,16 +173,23 @@ pub fn parse_response_head(
     buf: &[u8],
     head_request: bool,
 ) -> Result<Option<(ResponseHead, usize)>, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
+    let too_many = || Error::new(502, "too many fields in the response head");
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS + HOP_FIELDS];
     let mut parsed = httparse::Response::new(&mut slots);
     let used = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Error::new(502, "too many fields in the response head"))
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(too_many()),
         Err(_) => return Err(Error::new(502, "malformed response head")),
     };
+    let hops = parsed
+        .headers
+        .iter()
+        .filter(|h| added_by_hops(h.name))
+        .count();
+    if parsed.headers.len() - hops.min(HOP_FIELDS) > MAX_RESPONSE_FIELDS {
+        return Err(too_many());
+    }
     let status = parsed.code.unwrap_or(0);
     if !(100..=999).contains(&status) {
         return Err(Error::new(502, "invalid response status"));
@@ -164,13 +238,15 @@ pub fn parse_response_head(
     }
     // After a 101 the connection speaks another protocol: never HTTP/1.1 again.
     let mut reusable = status != 101 && if http11 { !close } else { keep_alive && !close };
+    if transfer_encoding && length.is_some() {
+        // Framed two ways (RFC 9112 §6.3, 3): Content-Length goes, whether or
+        // not a body follows, and the rest of the stream is never trusted.
+        headers.remove(header::CONTENT_LENGTH);
+        reusable = false;
+    }
     let body = if head_request || status < 200 || status == 204 || status == 304 {
         ResponseBody::None
     } else if transfer_encoding {
-        if length.is_some() {
-            headers.remove(header::CONTENT_LENGTH);
-            reusable = false; // a message framed two ways: never trust the rest of the stream
-        }
         if chunked_last {
             ResponseBody::Chunked
         } else {
@@ -256,6 +332,71 @@ mod tests {
         assert!(!h.headers.contains_key("content-length"));
     }
 
+    /// Found by the response_head fuzz check (its seed `te-and-length`, read
+    /// as the answer to a HEAD): with no body to read, both framings were
+    /// kept, so the Content-Length went on downstream and the connection was
+    /// reused after a message framed two ways.
+    #[test]
+    fn transfer_encoding_beats_content_length_without_a_body_too() {
+        let raw = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n";
+        let (h, _) = parse_response_head(raw, true)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((h.body, h.reusable), (ResponseBody::None, false));
+        assert!(!h.headers.contains_key("content-length"));
+        assert_eq!(h.downstream_framing(true), (ResponseFraming::NoBody, true));
+        let raw =
+            b"HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n";
+        let h = parse(raw);
+        assert_eq!((h.body, h.reusable), (ResponseBody::None, false));
+        assert!(!h.headers.contains_key("content-length"));
+    }
+
+    fn with_fields(e2e: usize, hop: &str) -> Vec<u8> {
+        let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..e2e {
+            raw.extend_from_slice(format!("x-f{i}: {i}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(hop.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+        raw
+    }
+
+    /// Found by the response_head fuzz target: an app's response with 127
+    /// fields went through the first sidecar, which added its Via and its
+    /// framing, and the next sidecar (reading it with this parser) refused it.
+    #[test]
+    fn the_fields_hops_add_do_not_count() {
+        let raw = with_fields(127, "");
+        let head = parse(&raw);
+        let (framing, keep_alive) = head.downstream_framing(true);
+        let mut out = BytesMut::new();
+        crate::encode_response_head(
+            200,
+            None,
+            &head.headers,
+            framing,
+            keep_alive,
+            Some(crate::VIA),
+            &mut out,
+        )
+        .expect("sent on");
+        // the next hop: 127 fields, a Via and a Transfer-Encoding
+        assert_eq!(parse(&out).headers.len(), 129);
+        // the limit is on the others
+        let err = parse_response_head(&with_fields(129, ""), false).expect_err("refused");
+        assert_eq!(err.reason, "too many fields in the response head");
+        let thirteen_vias = "via: 1.1 a\r\n".repeat(13);
+        let h = parse(&with_fields(
+            128,
+            &format!("{thirteen_vias}connection: close\r\ncontent-length: 0\r\n"),
+        ));
+        assert_eq!(h.headers.len(), 143);
+        let seventeen = "via: 1.1 a\r\n".repeat(17);
+        let err = parse_response_head(&with_fields(128, &seventeen), false).expect_err("refused");
+        assert_eq!(err.status, 502);
+    }
+
     #[test]
     fn keep_alive_by_version_and_connection() {
         assert!(
@@ -291,6 +432,86 @@ mod tests {
                 .expect("valid so far")
                 .is_none()
         );
+    }
+
+    fn downstream(raw: &[u8], head_request: bool, client_http11: bool) -> (ResponseFraming, bool) {
+        let (head, _) = parse_response_head(raw, head_request)
+            .expect("valid")
+            .expect("complete");
+        head.downstream_framing(client_http11)
+    }
+
+    #[test]
+    fn downstream_framing_follows_the_body_and_the_client() {
+        let ok = |extra: &str| format!("HTTP/1.1 200 OK\r\n{extra}\r\n").into_bytes();
+        assert_eq!(
+            downstream(&ok("content-length: 5\r\n"), false, false),
+            (ResponseFraming::Length(5), true)
+        );
+        let chunked = ok("transfer-encoding: chunked\r\n");
+        assert_eq!(
+            downstream(&chunked, false, true),
+            (ResponseFraming::Chunked, true)
+        );
+        assert_eq!(
+            downstream(&chunked, false, false),
+            (ResponseFraming::Close, false)
+        );
+        assert_eq!(
+            downstream(&ok(""), false, true),
+            (ResponseFraming::Chunked, true)
+        );
+        // a HEAD response and a 304 keep the representation's length, as one value
+        assert_eq!(
+            downstream(&ok("content-length: 7, 7\r\n"), true, true),
+            (ResponseFraming::Length(7), true)
+        );
+        assert_eq!(
+            downstream(
+                b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                false,
+                true
+            ),
+            (ResponseFraming::Length(9), true)
+        );
+        assert_eq!(
+            downstream(&ok(""), true, false),
+            (ResponseFraming::NoBody, true)
+        );
+    }
+
+    /// Found while writing the response_head fuzz target, which sends every
+    /// response on as the server does (server.rs decided this inline): an
+    /// app's `204` with `Content-Length: 0` was sent on as
+    /// `ResponseFraming::Length(0)`, which the encoder refuses for a 204, so
+    /// the client got a 502 instead of the app's answer.
+    #[test]
+    fn a_204_with_content_length_goes_on_without_it() {
+        let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nx-a: 1\r\n\r\n";
+        let (head, _) = parse_response_head(raw, false)
+            .expect("valid")
+            .expect("complete");
+        let (framing, keep_alive) = head.downstream_framing(true);
+        assert_eq!(
+            (framing.clone(), keep_alive),
+            (ResponseFraming::NoBody, true)
+        );
+        let mut out = BytesMut::new();
+        crate::encode_response_head(204, None, &head.headers, framing, true, None, &mut out)
+            .expect("a 204 can be sent on");
+        assert_eq!(&out[..], b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n");
+        // the length the app sent is not a framing for a 204
+        let sent_length = ResponseFraming::Length(0);
+        let err = crate::encode_response_head(
+            204,
+            None,
+            &head.headers,
+            sent_length,
+            true,
+            None,
+            &mut out,
+        );
+        assert_eq!(err.expect_err("refused").status, 500);
     }
 
     #[test]

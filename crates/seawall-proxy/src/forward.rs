@@ -429,10 +429,15 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 /// hop-by-hop and mesh fields dropped, the mesh's own added (request id, trace
 /// context, the caller's identity), Host set for an absolute-form request,
 /// X-Forwarded-For extended and Via appended. Each attempt adds its deadline.
+///
+/// The request goes upstream as HTTP/1.1, which needs a Host (RFC 9112
+/// §3.2): an HTTP/1.0 request without one gets `default_host`, the
+/// destination's name (as nginx's `proxy_pass` sends its upstream's name).
 pub fn outgoing(
     head: &RequestHead,
     down: &Down,
     mesh: &[(HeaderName, HeaderValue)],
+    default_host: &str,
 ) -> Result<Outgoing, Local> {
     if http::Uri::from_maybe_shared(head.path.clone()).is_err() {
         return Err(Local::new(400, "invalid request target"));
@@ -467,6 +472,11 @@ pub fn outgoing(
                 headers.insert(http::header::HOST, v);
             }
         }
+    }
+    if !headers.contains_key(http::header::HOST) {
+        let host = HeaderValue::from_str(default_host)
+            .map_err(|_| Local::new(400, "missing Host, and no name to send as one"))?;
+        headers.insert(http::header::HOST, host);
     }
     match (forwarded, &down.peer_text) {
         (None, Some(peer)) => {
@@ -986,5 +996,32 @@ mod tests {
         assert_eq!(strip_port("orders"), "orders");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("orders.svc:80"), "orders.svc");
+    }
+
+    fn head_of(raw: &[u8]) -> RequestHead {
+        let limits = seawall_h1::Limits {
+            max_request_line: 8192,
+            max_headers: 100,
+            max_header_bytes: 65536,
+            max_body: None,
+            max_chunk_ext_bytes: 4096,
+        };
+        let (head, _) = seawall_h1::parse_request_head(raw, &limits)
+            .expect("valid")
+            .expect("complete");
+        head
+    }
+
+    /// Found by the request_head fuzz target: an HTTP/1.0 request without
+    /// Host went upstream as HTTP/1.1 without Host, which the app refuses.
+    #[test]
+    fn an_http10_request_without_host_gets_the_destination_name() {
+        let head = head_of(b"GET /x HTTP/1.0\r\n\r\n");
+        let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
+        assert_eq!(out.headers.get("host").expect("a Host"), "payments");
+        let head = head_of(b"GET /x HTTP/1.0\r\nHost: shop:8080\r\n\r\n");
+        let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
+        assert_eq!(out.headers.get_all("host").iter().count(), 1);
+        assert_eq!(out.headers.get("host").expect("a Host"), "shop:8080");
     }
 }

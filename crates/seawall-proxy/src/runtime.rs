@@ -201,6 +201,16 @@ impl Destination {
     }
 }
 
+/// The most fields a sidecar adds to a request it forwards: Via,
+/// X-Forwarded-For, x-request-id, traceparent, tracestate, x-seawall-peer,
+/// x-seawall-deadline-ms, x-seawall-attempt, Host (for HTTP/1.0) and its
+/// framing field are ten; the rest is room for a chain of gateways.
+pub const MESH_ROOM_FIELDS: usize = 16;
+
+/// The most bytes those fields take: a SPIFFE id of up to 2 KiB aside,
+/// about 400 bytes; 4 KiB leaves room for a long identity.
+pub const MESH_ROOM_BYTES: usize = 4096;
+
 /// The effective config of one sidecar, ready to serve.
 #[derive(Debug)]
 pub struct Runtime {
@@ -210,7 +220,14 @@ pub struct Runtime {
     pub inbound: Arc<Destination>,
     /// `None`: every inbound request is allowed (nothing to ask).
     pub authz: Option<Authorizer>,
+    /// The head limits of the mesh (`limits` in mesh.yaml), for a request
+    /// from a client (outbound, and the control endpoints).
     pub limits: seawall_h1::Limits,
+    /// The same limits with room for what the caller's sidecar added
+    /// ([`MESH_ROOM_FIELDS`], [`MESH_ROOM_BYTES`]), for inbound requests: a
+    /// request within the limits when its client sent it is within them at
+    /// every hop.
+    pub inbound_limits: seawall_h1::Limits,
     pub retry_buffer: usize,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
@@ -238,11 +255,17 @@ impl Runtime {
             max_body: lim.max_body_bytes,
             ..seawall_h1::Limits::DEFAULT
         };
+        let inbound_limits = seawall_h1::Limits {
+            max_headers: limits.max_headers.saturating_add(MESH_ROOM_FIELDS),
+            max_header_bytes: limits.max_header_bytes.saturating_add(MESH_ROOM_BYTES),
+            ..limits
+        };
         Ok(Runtime {
             service: spec.service.clone(),
             authz: spec.authorization.as_ref().map(Authorizer::new),
             retry_buffer: lim.retry_buffer_bytes,
             limits,
+            inbound_limits,
             destinations,
             inbound,
             metrics,

@@ -87,8 +87,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(stream);
+    // (the runtime of the moment: a reload applies from the next connection)
+    let limits = {
+        let rt = state.runtime();
+        if down.inbound {
+            rt.inbound_limits
+        } else {
+            rt.limits
+        }
+    };
     let mut c = Conn {
-        parser: HeadParser::new(state.runtime().limits),
+        parser: HeadParser::new(limits),
         rd,
         wr,
         buf: BytesMut::with_capacity(READ_SIZE),
@@ -257,7 +266,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             .find(|(n, _)| n == "x-request-id")
             .map(|(_, v)| v.clone());
         let served = Some((prepared.dest.clone(), prepared.route.clone()));
-        let out = match forward::outgoing(&head, down, &prepared.mesh) {
+        let out = match forward::outgoing(&head, down, &prepared.mesh, prepared.destination()) {
             Ok(o) => o,
             Err(local) => {
                 write_local(c, &head, &local, false).await;
@@ -520,26 +529,10 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
     // (the encoder skips hop-by-hop fields as it writes them)
     let headers = &answer.headers;
-    let length = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     let no_body =
         head.method == http::Method::HEAD || status == 204 || status == 304 || status < 200;
-    let mut keep_alive = keep_alive;
-    let framing = if no_body {
-        match length {
-            Some(n) => ResponseFraming::Length(n),
-            None => ResponseFraming::NoBody,
-        }
-    } else if let Some(n) = length {
-        ResponseFraming::Length(n)
-    } else if head.version == http::Version::HTTP_11 {
-        ResponseFraming::Chunked
-    } else {
-        keep_alive = false;
-        ResponseFraming::Close
-    };
+    let (framing, reusable) = answer.downstream_framing(head.version == http::Version::HTTP_11);
+    let keep_alive = keep_alive && reusable;
     c.out.clear();
     let chunked = matches!(framing, ResponseFraming::Chunked);
     if let Err(e) = seawall_h1::encode_response_head(

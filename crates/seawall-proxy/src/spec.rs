@@ -4,10 +4,24 @@
 //! with every default filled in and every merge done; here it is only
 //! deserialised into typed structs. A field the core does not know is an
 //! error, so a mismatch between the two halves shows at once.
+//!
+//! What the types cannot say is checked once, in [`Spec::validate`], before
+//! anything is built from the document: every duration is a finite number of
+//! seconds from 0 to [`MAX_DURATION`]. A duration becomes a
+//! `std::time::Duration` or a deadline on the monotonic clock deep in the
+//! request path, where a negative or enormous value would panic (and the
+//! release profile aborts on a panic: the whole sidecar would go down).
 use serde::Deserialize;
 
 /// The shape version this core reads (`SPEC_VERSION` in Python).
 pub const SPEC_VERSION: u32 = 1;
+
+/// The longest duration a spec may hold, in seconds: 365 days.
+///
+/// Far beyond any useful timeout, and far below what the clock arithmetic
+/// can hold (`now + timeout` as a monotonic `Instant`, or as milliseconds in
+/// `x-seawall-deadline-ms`), so no duration from the config can overflow it.
+pub const MAX_DURATION: f64 = 365.0 * 86_400.0;
 
 /// A spec that could not be read.
 #[derive(Debug)]
@@ -52,8 +66,46 @@ impl Spec {
                 spec.version
             )));
         }
+        spec.validate()?;
         Ok(spec)
     }
+
+    /// Check what the types do not: every duration (see [`MAX_DURATION`]).
+    /// The error names the field by its path, destinations and routes by
+    /// name: `destinations.payments.timeout: -1 is not a duration (...)`.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        duration("drain_grace", self.drain_grace)?;
+        let l = &self.limits;
+        duration("limits.header_timeout", l.header_timeout)?;
+        duration("limits.body_timeout", l.body_timeout)?;
+        duration("limits.idle_timeout", l.idle_timeout)?;
+        self.inbound.validate("inbound")?;
+        for d in &self.destinations {
+            d.validate(&format!("destinations.{}", d.name))?;
+        }
+        Ok(())
+    }
+}
+
+/// `value` is a duration the core can use: finite, >= 0, at most
+/// [`MAX_DURATION`] (NaN and the infinities are outside the range).
+fn duration(path: &str, value: f64) -> Result<(), SpecError> {
+    if (0.0..=MAX_DURATION).contains(&value) {
+        return Ok(());
+    }
+    // -1 as "-1", 0.5 as "0.5", 1e300 as "1e300" (not 301 digits)
+    let shown = if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value}")
+    } else {
+        format!("{value:?}")
+    };
+    Err(SpecError(format!(
+        "{path}: {shown} is not a duration (seconds >= 0, finite, at most 365 days)"
+    )))
+}
+
+fn optional_duration(path: &str, value: Option<f64>) -> Result<(), SpecError> {
+    value.map_or(Ok(()), |v| duration(path, v))
 }
 
 /// `(host, port)`.
@@ -154,6 +206,48 @@ pub struct Destination {
     pub routes: Vec<Route>,
 }
 
+impl Destination {
+    fn validate(&self, at: &str) -> Result<(), SpecError> {
+        duration(&format!("{at}.timeout"), self.timeout)?;
+        optional_duration(&format!("{at}.per_try_timeout"), self.per_try_timeout)?;
+        optional_duration(&format!("{at}.idle_timeout"), self.idle_timeout)?;
+        duration(&format!("{at}.connect_timeout"), self.connect_timeout)?;
+        duration(
+            &format!("{at}.tunnel_idle_timeout"),
+            self.tunnel_idle_timeout,
+        )?;
+        self.retry.validate(&format!("{at}.retry"))?;
+        if let Some(b) = &self.budget {
+            duration(&format!("{at}.budget.ttl"), b.ttl)?;
+        }
+        if let Some(b) = &self.breaker {
+            if b.window_type == WindowType::Time {
+                duration(&format!("{at}.breaker.window_size"), b.window_size)?;
+            }
+            optional_duration(
+                &format!("{at}.breaker.slow_call_duration"),
+                b.slow_call_duration,
+            )?;
+            duration(&format!("{at}.breaker.open_for"), b.open_for)?;
+            duration(&format!("{at}.breaker.max_open_for"), b.max_open_for)?;
+        }
+        if let Some(o) = &self.outlier {
+            duration(&format!("{at}.outlier.interval"), o.interval)?;
+            duration(&format!("{at}.outlier.ejection"), o.ejection)?;
+            duration(&format!("{at}.outlier.max_ejection"), o.max_ejection)?;
+        }
+        for r in &self.routes {
+            let at = format!("{at}.routes.{}", r.name);
+            duration(&format!("{at}.timeout"), r.timeout)?;
+            r.retry.validate(&format!("{at}.retry"))?;
+            if let Some(f) = &r.fault {
+                duration(&format!("{at}.fault.delay"), f.delay)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_connect_timeout() -> f64 {
     1.0
 }
@@ -175,6 +269,13 @@ pub struct Retry {
     pub on_connect_failure: bool,
     pub backoff: Backoff,
     pub methods: Vec<String>,
+}
+
+impl Retry {
+    fn validate(&self, at: &str) -> Result<(), SpecError> {
+        duration(&format!("{at}.backoff.base"), self.backoff.base)?;
+        duration(&format!("{at}.backoff.max"), self.backoff.max)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,4 +397,172 @@ pub struct Fault {
     pub abort_status: u16,
     pub abort_percent: f64,
     pub header_faults: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const SHOP_GATEWAY: &str = include_str!("../tests/data/spec-gateway.json");
+
+    /// The shop's gateway spec with `edit` applied to it.
+    fn parse_edited(edit: impl FnOnce(&mut Value)) -> Result<Spec, SpecError> {
+        let mut doc: Value = serde_json::from_str(SHOP_GATEWAY).expect("json");
+        edit(&mut doc);
+        Spec::from_json(&doc.to_string())
+    }
+
+    fn refused(edit: impl FnOnce(&mut Value)) -> String {
+        parse_edited(edit).expect_err("refused").to_string()
+    }
+
+    /// Issue 15: a negative (or huge) timeout reached
+    /// `Duration::from_secs_f64` and aborted the sidecar. Without this check
+    /// the spec_json fuzz target finds it in about a minute
+    /// (fuzz/regressions/spec_json/huge-header-timeout).
+    #[test]
+    fn a_negative_duration_is_refused_with_its_path() {
+        let err = refused(|d| d["destinations"][2]["timeout"] = json!(-1));
+        assert_eq!(
+            err,
+            "invalid sidecar spec: destinations.payments.timeout: -1 is not a duration \
+             (seconds >= 0, finite, at most 365 days)"
+        );
+    }
+
+    #[test]
+    fn every_duration_is_checked() {
+        type Edit = fn(&mut Value);
+        let cases: [(&str, Edit); 19] = [
+            ("drain_grace", |d| d["drain_grace"] = json!(-0.5)),
+            ("limits.header_timeout", |d| {
+                d["limits"]["header_timeout"] = json!(-1)
+            }),
+            ("limits.body_timeout", |d| {
+                d["limits"]["body_timeout"] = json!(1e300)
+            }),
+            ("limits.idle_timeout", |d| {
+                d["limits"]["idle_timeout"] = json!(-1e-9)
+            }),
+            ("inbound.timeout", |d| d["inbound"]["timeout"] = json!(-3)),
+            ("destinations.orders.per_try_timeout", |d| {
+                d["destinations"][1]["per_try_timeout"] = json!(-1)
+            }),
+            ("destinations.orders.idle_timeout", |d| {
+                d["destinations"][1]["idle_timeout"] = json!(1e20)
+            }),
+            ("destinations.orders.connect_timeout", |d| {
+                d["destinations"][1]["connect_timeout"] = json!(-1)
+            }),
+            ("destinations.orders.tunnel_idle_timeout", |d| {
+                d["destinations"][1]["tunnel_idle_timeout"] = json!(-1)
+            }),
+            ("destinations.orders.retry.backoff.base", |d| {
+                d["destinations"][1]["retry"]["backoff"]["base"] = json!(-1)
+            }),
+            ("destinations.orders.retry.backoff.max", |d| {
+                d["destinations"][1]["retry"]["backoff"]["max"] = json!(1e300)
+            }),
+            ("destinations.orders.budget.ttl", |d| {
+                d["destinations"][1]["budget"]["ttl"] = json!(1e300)
+            }),
+            ("destinations.orders.breaker.open_for", |d| {
+                d["destinations"][1]["breaker"]["open_for"] = json!(-5)
+            }),
+            ("destinations.orders.breaker.max_open_for", |d| {
+                d["destinations"][1]["breaker"]["max_open_for"] = json!(1e300)
+            }),
+            ("destinations.orders.breaker.slow_call_duration", |d| {
+                d["destinations"][1]["breaker"]["slow_call_duration"] = json!(-1)
+            }),
+            ("destinations.login.outlier.ejection", |d| {
+                d["destinations"][4]["outlier"]["ejection"] = json!(-1)
+            }),
+            ("destinations.orders.routes.place-order.timeout", |d| {
+                d["destinations"][1]["routes"][0]["timeout"] = json!(-1)
+            }),
+            (
+                "destinations.orders.routes.order-status.retry.backoff.base",
+                |d| d["destinations"][1]["routes"][1]["retry"]["backoff"]["base"] = json!(-1),
+            ),
+            ("destinations.payments.routes.charge.fault.delay", |d| {
+                d["destinations"][2]["routes"][0]["fault"]["delay"] = json!(1e300)
+            }),
+        ];
+        for (path, edit) in cases {
+            let err = refused(edit);
+            assert!(
+                err.starts_with(&format!("invalid sidecar spec: {path}: ")),
+                "{path}: {err}"
+            );
+            assert!(err.ends_with("is not a duration (seconds >= 0, finite, at most 365 days)"));
+        }
+    }
+
+    #[test]
+    fn huge_values_are_shown_short() {
+        let err = refused(|d| d["limits"]["body_timeout"] = json!(1e300));
+        assert!(err.contains(": 1e300 is not"), "{err}");
+        let err = refused(|d| d["drain_grace"] = json!(-0.5));
+        assert!(err.contains(": -0.5 is not"), "{err}");
+    }
+
+    #[test]
+    fn a_time_window_is_a_duration_and_a_count_window_is_not() {
+        let err = refused(|d| {
+            let b = &mut d["destinations"][1]["breaker"];
+            b["window_type"] = json!("time");
+            b["window_size"] = json!(1e300);
+        });
+        assert!(
+            err.contains("destinations.orders.breaker.window_size: 1e300"),
+            "{err}"
+        );
+        // a count window is a number of calls, checked when the breaker is built
+        parse_edited(|d| d["destinations"][1]["breaker"]["window_size"] = json!(1_000_000))
+            .expect("a count");
+    }
+
+    #[test]
+    fn zero_and_the_maximum_are_durations() {
+        let spec = parse_edited(|d| {
+            d["drain_grace"] = json!(0);
+            d["limits"]["idle_timeout"] = json!(MAX_DURATION);
+            d["destinations"][1]["timeout"] = json!(-0.0);
+        })
+        .expect("valid");
+        assert_eq!(spec.limits.idle_timeout, MAX_DURATION);
+        let err = refused(|d| d["limits"]["idle_timeout"] = json!(MAX_DURATION + 1.0));
+        assert!(err.contains("31536001 is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn nan_and_infinity_are_not_durations() {
+        let mut spec = Spec::from_json(SHOP_GATEWAY).expect("valid");
+        spec.drain_grace = f64::NAN;
+        let err = spec.validate().expect_err("NaN").to_string();
+        assert!(
+            err.ends_with(
+                "drain_grace: NaN is not a duration (seconds >= 0, finite, at most 365 days)"
+            ),
+            "{err}"
+        );
+        spec.drain_grace = 1.0;
+        spec.destinations[0].idle_timeout = Some(f64::INFINITY);
+        let err = spec.validate().expect_err("inf").to_string();
+        assert!(
+            err.contains("destinations.gateway.idle_timeout: inf is not"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn numbers_json_cannot_hold_are_a_parse_error() {
+        let mut doc: Value = serde_json::from_str(SHOP_GATEWAY).expect("json");
+        doc["drain_grace"] = json!(12345.5);
+        let text = doc.to_string().replacen("12345.5", "1e400", 1);
+        let err = Spec::from_json(&text).expect_err("out of range");
+        assert!(err.to_string().contains("number out of range"), "{err}");
+    }
 }

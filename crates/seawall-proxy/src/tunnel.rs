@@ -87,7 +87,6 @@ where
 
 /// Splice a client and an upstream until both sides have closed, either
 /// fails, or `idle` passes with no byte either way.
-#[allow(clippy::too_many_arguments)]
 pub async fn splice<CR, CW, UR, UW>(
     client_rd: &mut CR,
     client_wr: &mut CW,
