@@ -503,7 +503,8 @@ fn same_meaning(
         .map(HeaderValue::as_bytes)
         .collect();
     assert_eq!(got_via, via, "{}", wire());
-    // X-Forwarded-For: the client's, merged, then the client's address
+    // X-Forwarded-For: the client's, merged (an empty field adds no member),
+    // then the client's address
     let xff = HeaderName::from_static("x-forwarded-for");
     let mut chain: Vec<&[u8]> = if listed.contains(&xff) {
         Vec::new()
@@ -511,6 +512,7 @@ fn same_meaning(
         sent.get_all(&xff)
             .iter()
             .map(HeaderValue::as_bytes)
+            .filter(|v| !v.is_empty())
             .collect()
     };
     if let Some(peer) = &down.peer_text {

@@ -456,9 +456,13 @@ pub fn outgoing(
         }
         if name == X_FORWARDED_FOR {
             // every received X-Forwarded-For field merged into one, in order
+            // (an empty one adds no member: found by the request_head fuzz
+            // target, it left the merged value ending in ", ")
             let joined = forwarded.get_or_insert_with(Vec::new);
-            joined.extend_from_slice(value.as_bytes());
-            joined.extend_from_slice(b", ");
+            if !value.is_empty() {
+                joined.extend_from_slice(value.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
             continue;
         }
         if head.absolute && name == http::header::HOST {
@@ -487,7 +491,9 @@ pub fn outgoing(
                 Some(peer) => joined.extend_from_slice(peer.as_bytes()),
                 None => joined.truncate(joined.len().saturating_sub(2)),
             }
-            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+            if joined.is_empty() {
+                // only empty fields, and no address of our own to add
+            } else if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
                 headers.insert(X_FORWARDED_FOR, v);
             }
         }
@@ -1023,5 +1029,26 @@ mod tests {
         let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
         assert_eq!(out.headers.get_all("host").iter().count(), 1);
         assert_eq!(out.headers.get("host").expect("a Host"), "shop:8080");
+    }
+
+    #[test]
+    fn empty_x_forwarded_for_fields_add_no_member() {
+        let raw = b"GET / HTTP/1.1\r\nHost: payments\r\nX-Forwarded-For: 10.0.0.1\r\n\
+                    X-Forwarded-For:\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-For: \r\n\r\n";
+        let head = head_of(raw);
+        let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
+        assert_eq!(out.headers["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
+        let peer = Down {
+            peer_text: Some(HeaderValue::from_static("10.9.9.9")),
+            ..Down::default()
+        };
+        let out = outgoing(&head, &peer, &[], "payments").expect("forwarded");
+        assert_eq!(
+            out.headers["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 10.9.9.9"
+        );
+        let only_empty = head_of(b"GET / HTTP/1.1\r\nHost: p\r\nX-Forwarded-For:\r\n\r\n");
+        let out = outgoing(&only_empty, &Down::default(), &[], "p").expect("forwarded");
+        assert!(!out.headers.contains_key("x-forwarded-for"));
     }
 }
