@@ -73,7 +73,7 @@ def test_a_registry_change_keeps_breakers_budgets_and_ejections(
         assert breaker is not None
         # an instance joins (C); the config is the same: nothing is rebuilt
         assert sidecar.apply(config, {"backend": [endpoint(a, "v1"), endpoint(b, "v2"),
-                                                  endpoint(c, "v2")]}) is False
+                                                  endpoint(c, "v2")]}).listeners_moved is False
         after = cluster(sidecar, "backend")
         assert [e["port"] for e in after["endpoints"]] == [a.port, b.port, c.port]
         assert {e["port"] for e in after["endpoints"] if e["ejected"]} == {b.port}  # still

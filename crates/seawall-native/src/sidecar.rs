@@ -81,9 +81,22 @@ impl Sidecar {
         self.with(|c| Ok(c.ports().to_vec()))
     }
 
-    /// Swap in a new spec whole; returns whether its listeners differ (they wait for a restart).
-    fn apply(&self, py: Python<'_>, spec: &str) -> PyResult<bool> {
-        py.detach(|| self.with(|c| c.apply(spec)))
+    /// Swap in a new spec, keeping each destination's state where the change
+    /// allows; returns whether its listeners differ (they wait for a
+    /// restart), and the state reset: `(destination, what, reason)` each.
+    #[allow(clippy::type_complexity)]
+    fn apply(&self, py: Python<'_>, spec: &str) -> PyResult<(bool, Vec<(String, String, String)>)> {
+        py.detach(|| {
+            self.with(|c| {
+                let applied = c.apply(spec)?;
+                let resets = applied
+                    .resets
+                    .into_iter()
+                    .map(|r| (r.cluster, r.what.to_owned(), r.reason))
+                    .collect();
+                Ok((applied.listeners_moved, resets))
+            })
+        })
     }
 
     /// Replace the endpoint sets in place (JSON: `{destination: [endpoint, ...]}`).

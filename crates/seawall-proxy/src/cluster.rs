@@ -94,11 +94,15 @@ pub struct Cluster {
     pub mesh: bool,
     endpoints: RwLock<Arc<Vec<Endpoint>>>,
     balancer: Mutex<Balancer>,
-    outlier: Option<Mutex<OutlierDetector<u64>>>,
-    breaker: Option<Mutex<CircuitBreaker>>,
-    budget: Option<Mutex<RetryBudget>>,
+    /// Each policy behind its own lock, `None` while it is off; a new config
+    /// changes them in place ([`Cluster::apply`]).
+    outlier: Mutex<Option<OutlierDetector<u64>>>,
+    breaker: Mutex<Option<CircuitBreaker>>,
+    budget: Mutex<Option<RetryBudget>>,
     pub pool: Pool,
-    bulkhead: spec::Bulkhead,
+    max_retries: AtomicUsize,
+    /// What the policies were built from (compared with a new config).
+    settings: Mutex<Settings>,
     clock: Clock,
     /// `max_in_flight`: the bulkhead of `seawall.policy`, with no queue.
     in_flight: Mutex<Bulkhead>,
@@ -142,6 +146,133 @@ fn infos(endpoints: &[Endpoint]) -> Vec<EndpointInfo> {
         .collect()
 }
 
+/// The settings a cluster runs with, as built from its part of the spec:
+/// what a new config is compared with.
+#[derive(Debug, Clone, PartialEq)]
+struct Settings {
+    balancer: Policy,
+    outlier: Option<OutlierConfig>,
+    breaker: Option<BreakerConfig>,
+    budget: Option<BudgetConfig>,
+    in_flight: BulkheadConfig,
+    max_retries: usize,
+    pool: PoolLimits,
+}
+
+impl Settings {
+    /// The settings `spec` asks for, each checked by building it once (an
+    /// invalid one is an error naming the cluster and the section).
+    fn of(name: &str, spec: &spec::Destination, limits: &spec::Limits) -> Result<Self, BuildError> {
+        let outlier = spec.outlier.as_ref().map(|o| OutlierConfig {
+            // unset: the rule is off
+            consecutive_5xx: o.consecutive_5xx.unwrap_or(0),
+            consecutive_gateway_errors: o.consecutive_gateway_errors.unwrap_or(0),
+            consecutive_local_origin_failures: o.consecutive_local_origin_failures,
+            base_ejection: o.ejection,
+            max_ejection: o.max_ejection,
+            max_ejected_percent: o.max_ejected,
+            always_eject_one: true,
+            interval: o.interval,
+        });
+        if let Some(config) = &outlier {
+            config
+                .validate()
+                .map_err(|e| BuildError(format!("{name}: outlier: {e}")))?;
+        }
+        let breaker = spec.breaker.as_ref().map(|b| BreakerConfig {
+            window: match b.window_type {
+                spec::WindowType::Count => WindowConfig::Count {
+                    size: b.window_size as usize,
+                },
+                spec::WindowType::Time => WindowConfig::Time {
+                    seconds: b.window_size,
+                    buckets: 10,
+                },
+            },
+            minimum_calls: b.minimum_calls,
+            failure_rate_threshold: b.failure_rate,
+            slow_call_duration: b.slow_call_duration,
+            slow_call_rate_threshold: b.slow_call_rate,
+            wait_in_open: b.open_for,
+            wait_multiplier: b.open_multiplier,
+            max_wait_in_open: b.max_open_for,
+            half_open_calls: b.half_open_calls,
+            max_half_open_time: None,
+            // /clusters and /metrics show HALF_OPEN when it is due
+            automatic_transition: true,
+        });
+        if let Some(config) = &breaker {
+            CircuitBreaker::new(config)
+                .map_err(|e| BuildError(format!("{name}: circuit_breaker: {e}")))?;
+        }
+        let budget = spec.budget.as_ref().map(|b| BudgetConfig {
+            ratio: b.ratio,
+            min_per_second: b.min_per_second,
+            ttl: b.ttl,
+        });
+        if let Some(config) = &budget {
+            RetryBudget::new(config)
+                .map_err(|e| BuildError(format!("{name}: retry budget: {e}")))?;
+        }
+        let bh = &spec.bulkhead;
+        let in_flight = BulkheadConfig {
+            max_concurrent: bh.max_in_flight,
+            max_waiting: 0,
+            max_wait: 0.0,
+        };
+        in_flight
+            .validate()
+            .map_err(|e| BuildError(format!("{name}: bulkhead: {e}")))?;
+        Ok(Settings {
+            balancer: match spec.load_balancer {
+                spec::LoadBalancer::RoundRobin => Policy::RoundRobin,
+                spec::LoadBalancer::LeastRequest => Policy::LeastRequest,
+                spec::LoadBalancer::PeakEwma => Policy::PeakEwma,
+            },
+            outlier,
+            breaker,
+            budget,
+            in_flight,
+            max_retries: bh.max_retries,
+            pool: PoolLimits {
+                max_connections: bh.max_connections,
+                max_pending: bh.max_pending,
+                connect_timeout: Duration::from_secs_f64(spec.connect_timeout),
+                // pooled connections unused this long close
+                idle_timeout: Duration::from_secs_f64(limits.idle_timeout),
+            },
+        })
+    }
+}
+
+/// State a new config could not keep, and why: logged by the sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reset {
+    /// The destination (`inbound:<service>` for the inbound one).
+    pub cluster: String,
+    /// What was reset: `circuit breaker`, `breaker window`, `retry budget`,
+    /// `outlier ejections`, `balancer estimates`, `everything`.
+    pub what: &'static str,
+    pub reason: String,
+}
+
+/// A new config for a cluster, checked and ready to apply ([`Cluster::plan`]).
+pub struct Plan {
+    settings: Settings,
+    endpoints: Vec<spec::Endpoint>,
+}
+
+fn seconds(s: f64) -> String {
+    format!("{}s", (s * 1000.0).round() / 1000.0)
+}
+
+fn window_text(w: &WindowConfig) -> String {
+    match w {
+        WindowConfig::Count { size } => format!("the last {size} calls"),
+        WindowConfig::Time { seconds: t, .. } => format!("the last {}", seconds(*t)),
+    }
+}
+
 impl Cluster {
     pub fn new(
         spec: &spec::Destination,
@@ -154,96 +285,36 @@ impl Cluster {
         } else {
             spec.name.clone()
         };
+        let settings = Settings::of(&name, spec, limits)?;
         let endpoints = endpoints_of(&spec.endpoints);
         let keys: Vec<u64> = endpoints.iter().map(|e| e.target.key).collect();
-        let policy = match spec.load_balancer {
-            spec::LoadBalancer::RoundRobin => Policy::RoundRobin,
-            spec::LoadBalancer::LeastRequest => Policy::LeastRequest,
-            spec::LoadBalancer::PeakEwma => Policy::PeakEwma,
-        };
         let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
-        let balancer = Balancer::new(policy, infos(&endpoints), &mut rng)
+        let balancer = Balancer::new(settings.balancer, infos(&endpoints), &mut rng)
             .map_err(|e| BuildError(format!("{name}: endpoints: {e}")))?;
-        let outlier = match &spec.outlier {
+        let outlier = match &settings.outlier {
             None => None,
-            Some(o) => {
-                let config = OutlierConfig {
-                    // unset: the rule is off
-                    consecutive_5xx: o.consecutive_5xx.unwrap_or(0),
-                    consecutive_gateway_errors: o.consecutive_gateway_errors.unwrap_or(0),
-                    consecutive_local_origin_failures: o.consecutive_local_origin_failures,
-                    base_ejection: o.ejection,
-                    max_ejection: o.max_ejection,
-                    max_ejected_percent: o.max_ejected,
-                    always_eject_one: true,
-                    interval: o.interval,
-                };
-                let detector = OutlierDetector::new(&config, keys.iter().copied())
-                    .map_err(|e| BuildError(format!("{name}: outlier: {e}")))?;
-                Some(Mutex::new(detector))
-            }
+            Some(config) => Some(
+                OutlierDetector::new(config, keys.iter().copied())
+                    .map_err(|e| BuildError(format!("{name}: outlier: {e}")))?,
+            ),
         };
-        let breaker = match &spec.breaker {
+        let breaker = match &settings.breaker {
             None => None,
-            Some(b) => {
-                let window = match b.window_type {
-                    spec::WindowType::Count => WindowConfig::Count {
-                        size: b.window_size as usize,
-                    },
-                    spec::WindowType::Time => WindowConfig::Time {
-                        seconds: b.window_size,
-                        buckets: 10,
-                    },
-                };
-                let config = BreakerConfig {
-                    window,
-                    minimum_calls: b.minimum_calls,
-                    failure_rate_threshold: b.failure_rate,
-                    slow_call_duration: b.slow_call_duration,
-                    slow_call_rate_threshold: b.slow_call_rate,
-                    wait_in_open: b.open_for,
-                    wait_multiplier: b.open_multiplier,
-                    max_wait_in_open: b.max_open_for,
-                    half_open_calls: b.half_open_calls,
-                    max_half_open_time: None,
-                    // /clusters and /metrics show HALF_OPEN when it is due
-                    automatic_transition: true,
-                };
-                let breaker = CircuitBreaker::new(&config)
-                    .map_err(|e| BuildError(format!("{name}: circuit_breaker: {e}")))?;
-                Some(Mutex::new(breaker))
-            }
+            Some(config) => Some(
+                CircuitBreaker::new(config)
+                    .map_err(|e| BuildError(format!("{name}: circuit_breaker: {e}")))?,
+            ),
         };
-        let budget = match &spec.budget {
+        let budget = match &settings.budget {
             None => None,
-            Some(b) => {
-                let config = BudgetConfig {
-                    ratio: b.ratio,
-                    min_per_second: b.min_per_second,
-                    ttl: b.ttl,
-                };
-                let budget = RetryBudget::new(&config)
-                    .map_err(|e| BuildError(format!("{name}: retry budget: {e}")))?;
-                Some(Mutex::new(budget))
-            }
+            Some(config) => Some(
+                RetryBudget::new(config)
+                    .map_err(|e| BuildError(format!("{name}: retry budget: {e}")))?,
+            ),
         };
-        let bh = spec.bulkhead.clone();
-        let in_flight = Bulkhead::new(&BulkheadConfig {
-            max_concurrent: bh.max_in_flight,
-            max_waiting: 0,
-            max_wait: 0.0,
-        })
-        .map_err(|e| BuildError(format!("{name}: bulkhead: {e}")))?;
-        let pool = Pool::new(
-            &spec.name,
-            PoolLimits {
-                max_connections: bh.max_connections,
-                max_pending: bh.max_pending,
-                connect_timeout: Duration::from_secs_f64(spec.connect_timeout),
-                // pooled connections unused this long close
-                idle_timeout: Duration::from_secs_f64(limits.idle_timeout),
-            },
-        );
+        let in_flight = Bulkhead::new(&settings.in_flight)
+            .map_err(|e| BuildError(format!("{name}: bulkhead: {e}")))?;
+        let pool = Pool::new(&spec.name, settings.pool);
         let m_breaker_state =
             State::ALL.map(|s| metrics.breaker_state.labels(&[&name, s.as_str()]));
         if breaker.is_some() {
@@ -253,11 +324,12 @@ impl Cluster {
             mesh: spec.mesh,
             endpoints: RwLock::new(Arc::new(endpoints)),
             balancer: Mutex::new(balancer),
-            outlier,
-            breaker,
-            budget,
+            outlier: Mutex::new(outlier),
+            breaker: Mutex::new(breaker),
+            budget: Mutex::new(budget),
             pool,
-            bulkhead: bh,
+            max_retries: AtomicUsize::new(settings.max_retries),
+            settings: Mutex::new(settings),
             clock,
             in_flight: Mutex::new(in_flight),
             retries_in_flight: AtomicUsize::new(0),
@@ -270,6 +342,196 @@ impl Cluster {
             metrics: metrics.clone(),
             name,
         })
+    }
+
+    // -- a new config -----------------------------------------------------
+
+    /// Check a new config for this cluster without changing anything: an
+    /// error leaves the cluster as it is. `None`: it cannot be applied in
+    /// place (its endpoints became, or stopped being, mesh sidecars), and a
+    /// new cluster is built instead.
+    pub fn plan(
+        &self,
+        spec: &spec::Destination,
+        limits: &spec::Limits,
+    ) -> Result<Option<Plan>, BuildError> {
+        let settings = Settings::of(&self.name, spec, limits)?;
+        // the endpoint set is checked as Cluster::new checks it
+        let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
+        Balancer::new(
+            settings.balancer,
+            infos(&endpoints_of(&spec.endpoints)),
+            &mut rng,
+        )
+        .map_err(|e| BuildError(format!("{}: endpoints: {e}", self.name)))?;
+        if spec.mesh != self.mesh {
+            return Ok(None);
+        }
+        Ok(Some(Plan {
+            settings,
+            endpoints: spec.endpoints.clone(),
+        }))
+    }
+
+    /// Apply a checked config in place, keeping every piece of state the
+    /// change leaves meaningful (docs/proxy/sidecar.md, "What a new config keeps"): an open breaker stays
+    /// open when its thresholds change, ejected endpoints stay ejected, the
+    /// retry budget keeps its window, in-flight requests stay counted against
+    /// a new limit, pooled connections stay. Returns what had to be reset.
+    pub fn apply(&self, plan: Plan) -> Vec<Reset> {
+        let Plan {
+            settings: new,
+            endpoints,
+        } = plan;
+        let mut resets = Vec::new();
+        let mut reset = |what: &'static str, reason: String| {
+            resets.push(Reset {
+                cluster: self.name.clone(),
+                what,
+                reason,
+            });
+        };
+        let mut current = lock(&self.settings);
+        let old = current.clone();
+        if *current == new && endpoints == self.endpoint_specs() {
+            return resets;
+        }
+        // the balancer: another policy starts without estimates
+        if new.balancer != old.balancer {
+            let eps = self
+                .endpoints
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
+            if let Ok(balancer) = Balancer::new(new.balancer, infos(&eps), &mut rng) {
+                *lock(&self.balancer) = balancer;
+            }
+            reset(
+                "balancer estimates",
+                format!(
+                    "load_balancer changed from {} to {}",
+                    old.balancer, new.balancer
+                ),
+            );
+        }
+        // outlier detection
+        {
+            let mut o = lock(&self.outlier);
+            match (o.as_mut(), &new.outlier) {
+                (Some(detector), Some(config)) if old.outlier.as_ref() != Some(config) => {
+                    // checked in plan(): cannot fail
+                    let _ = detector.reconfigure(config);
+                }
+                (Some(_), None) => {
+                    *o = None;
+                    reset(
+                        "outlier ejections",
+                        "outlier detection turned off: every endpoint is back in the balancer"
+                            .into(),
+                    );
+                }
+                (None, Some(config)) => {
+                    let eps = self
+                        .endpoints
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    *o = OutlierDetector::new(config, eps.iter().map(|e| e.target.key)).ok();
+                }
+                _ => {}
+            }
+        }
+        // the circuit breaker
+        {
+            let mut b = lock(&self.breaker);
+            match (b.as_mut(), &new.breaker) {
+                (Some(breaker), Some(config)) if old.breaker.as_ref() != Some(config) => {
+                    let state = breaker.current_state();
+                    let window_was = old.breaker.as_ref().map(|c| c.window);
+                    let _ = breaker.reconfigure(config);
+                    if window_was.as_ref() != Some(&config.window) {
+                        reset(
+                            "breaker window",
+                            format!(
+                                "the window changed from {} to {}; the breaker stays {}",
+                                window_was.as_ref().map_or_else(String::new, window_text),
+                                window_text(&config.window),
+                                state.as_str()
+                            ),
+                        );
+                    }
+                }
+                (Some(breaker), None) => {
+                    let state = breaker.current_state();
+                    *b = None;
+                    reset(
+                        "circuit breaker",
+                        format!("circuit_breaker turned off (it was {})", state.as_str()),
+                    );
+                    drop(b);
+                    for s in State::ALL {
+                        self.m_breaker_state[s.index()].set(0);
+                    }
+                }
+                (None, Some(config)) => {
+                    *b = CircuitBreaker::new(config).ok();
+                    drop(b);
+                    self.set_state_gauge(State::Closed);
+                }
+                _ => {}
+            }
+        }
+        // the retry budget
+        {
+            let mut budget = lock(&self.budget);
+            match (budget.as_mut(), &new.budget) {
+                (Some(current_budget), Some(config)) if old.budget.as_ref() != Some(config) => {
+                    let buckets = current_budget.buckets();
+                    let ttl_was = old.budget.map(|c| c.ttl);
+                    let _ = current_budget.reconfigure(config, buckets);
+                    if ttl_was != Some(config.ttl) {
+                        reset(
+                            "retry budget",
+                            format!(
+                                "its ttl changed from {} to {}: the budget starts empty",
+                                ttl_was.map_or_else(String::new, seconds),
+                                seconds(config.ttl)
+                            ),
+                        );
+                    }
+                }
+                (Some(_), None) => {
+                    *budget = None;
+                    reset("retry budget", "retry_budget turned off".into());
+                }
+                (None, Some(config)) => *budget = RetryBudget::new(config).ok(),
+                _ => {}
+            }
+        }
+        // limits: in-flight requests, retries and pooled connections carry on
+        if new.in_flight != old.in_flight {
+            let _ = lock(&self.in_flight).reconfigure(&new.in_flight);
+        }
+        self.max_retries.store(new.max_retries, Ordering::Release);
+        if new.pool != old.pool {
+            self.pool.set_limits(new.pool);
+        }
+        *current = new;
+        drop(current);
+        if endpoints != self.endpoint_specs() {
+            self.set_endpoints(&endpoints);
+        }
+        resets
+    }
+
+    fn endpoint_specs(&self) -> Vec<spec::Endpoint> {
+        let eps = self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        eps.iter().map(|e| e.spec.clone()).collect()
     }
 
     // -- admission --------------------------------------------------------
@@ -296,7 +558,7 @@ impl Cluster {
     }
 
     pub fn max_retries(&self) -> usize {
-        self.bulkhead.max_retries
+        self.max_retries.load(Ordering::Acquire)
     }
 
     /// A retry is waiting its backoff: counted against `max_retries` until dropped.
@@ -313,15 +575,15 @@ impl Cluster {
 
     /// Ask the breaker (if any) for a permit; `Err` while it is open.
     pub fn admit(&self, now: f64) -> Result<Option<Permit>, CircuitOpen> {
-        let Some(breaker) = &self.breaker else {
+        let mut guard = lock(&self.breaker);
+        let Some(b) = guard.as_mut() else {
             return Ok(None);
         };
-        let mut b = lock(breaker);
         let before = b.transition_count();
         let result = b.admit(now);
         let after = b.current_state();
         let moved = b.transition_count() != before;
-        drop(b);
+        drop(guard);
         if moved {
             self.breaker_moved(after);
         }
@@ -330,23 +592,28 @@ impl Cluster {
 
     /// Give back a permit that will not report an outcome (no attempt was made).
     pub fn release(&self, permit: Option<Permit>) {
-        if let (Some(breaker), Some(permit)) = (&self.breaker, permit) {
-            lock(breaker).release(permit);
+        if let Some(permit) = permit {
+            if let Some(b) = lock(&self.breaker).as_mut() {
+                b.release(permit);
+            }
         }
     }
 
     /// Report an attempt's outcome to the breaker.
     pub fn record_breaker(&self, permit: Option<Permit>, now: f64, elapsed: f64, failed: bool) {
-        let (Some(breaker), Some(permit)) = (&self.breaker, permit) else {
+        let Some(permit) = permit else {
             return;
         };
-        let mut b = lock(breaker);
+        let mut guard = lock(&self.breaker);
+        let Some(b) = guard.as_mut() else {
+            return; // turned off by a new config since the permit was given
+        };
         let t = if failed {
             b.record_failure(permit, now, elapsed)
         } else {
             b.record_success(permit, now, elapsed)
         };
-        drop(b);
+        drop(guard);
         if let Some(t) = t {
             self.transitioned(t);
         }
@@ -363,8 +630,7 @@ impl Cluster {
     /// Bring the transition counters up to date after a call that may have moved the breaker.
     fn breaker_moved(&self, state: State) {
         // admit() may have moved OPEN → HALF_OPEN; the metrics learn it from the counters.
-        if let Some(breaker) = &self.breaker {
-            let b = lock(breaker);
+        if let Some(b) = lock(&self.breaker).as_ref() {
             for from in State::ALL {
                 for to in State::ALL {
                     let n = b.transitions_between(from, to);
@@ -394,17 +660,17 @@ impl Cluster {
 
     /// A request was made: it earns the budget its share of retries.
     pub fn deposit(&self, now: f64) {
-        if let Some(budget) = &self.budget {
-            lock(budget).deposit(now);
+        if let Some(budget) = lock(&self.budget).as_mut() {
+            budget.deposit(now);
         }
     }
 
     /// May a retry be sent? (Counts the refusal in the metrics.)
     pub fn withdraw(&self, now: f64) -> bool {
-        let Some(budget) = &self.budget else {
-            return true;
+        let ok = match lock(&self.budget).as_mut() {
+            None => return true,
+            Some(budget) => budget.try_withdraw(now),
         };
-        let ok = lock(budget).try_withdraw(now);
         if !ok {
             self.m_budget_exhausted.inc();
         }
@@ -421,14 +687,17 @@ impl Cluster {
         subset: Option<&str>,
         rng: &mut dyn Random,
     ) -> Option<Target> {
-        let key = match &self.outlier {
-            None => lock(&self.balancer).pick(now, exclude, subset, &|_| false, 0, rng),
-            Some(outlier) => {
-                let mut o = lock(outlier);
+        let mut guard = lock(&self.outlier);
+        let key = match guard.as_mut() {
+            None => {
+                drop(guard);
+                lock(&self.balancer).pick(now, exclude, subset, &|_| false, 0, rng)
+            }
+            Some(o) => {
                 let version = o.version(now);
                 let ejected = |k: u64| o.ejected(&k); // version(now) has returned the due ones
                 let key = lock(&self.balancer).pick(now, exclude, subset, &ejected, version, rng);
-                drop(o);
+                drop(guard);
                 key
             }
         }?;
@@ -454,13 +723,13 @@ impl Cluster {
     /// Feed one attempt's outcome to outlier detection.
     /// `status: None` with `gateway: true` is a local-origin failure (no response at all).
     pub fn record(&self, key: u64, now: f64, status: Option<u16>, gateway: bool) {
-        let Some(outlier) = &self.outlier else {
+        let mut guard = lock(&self.outlier);
+        let Some(o) = guard.as_mut() else {
             return;
         };
-        let mut o = lock(outlier);
         o.on_result(&key, now, status, gateway);
         let total = o.ejections() as usize;
-        drop(o);
+        drop(guard);
         let seen = self.ejections_seen.swap(total, Ordering::AcqRel);
         if total > seen {
             self.m_ejections.add((total - seen) as u64);
@@ -486,8 +755,8 @@ impl Cluster {
             );
             return;
         }
-        if let Some(outlier) = &self.outlier {
-            lock(outlier).update(keys.iter().copied());
+        if let Some(o) = lock(&self.outlier).as_mut() {
+            o.update(keys.iter().copied());
         }
         *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(endpoints);
         self.pool.retain(&|k| keys.contains(&k));
@@ -509,8 +778,7 @@ impl Cluster {
             .clone();
         let mut outlier_json = serde_json::Value::Null;
         let mut ejected: Vec<u64> = Vec::new();
-        if let Some(outlier) = &self.outlier {
-            let mut o = lock(outlier);
+        if let Some(o) = lock(&self.outlier).as_mut() {
             for e in endpoints.iter() {
                 if o.is_ejected(&e.target.key, now) {
                     ejected.push(e.target.key);
@@ -542,8 +810,7 @@ impl Cluster {
                 "overflows": snap.overflows,
             });
         }
-        let breaker = self.breaker.as_ref().map(|b| {
-            let mut b = lock(b);
+        let breaker = lock(&self.breaker).as_mut().map(|b| {
             let m = b.metrics(now);
             serde_json::json!({
                 "state": m.state.as_str(),

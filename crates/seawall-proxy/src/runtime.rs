@@ -2,11 +2,13 @@
 //!
 //! [`Runtime::build`] turns a [`Spec`] into a cluster and a route table per
 //! destination, each route's policy assembled in [`RoutePolicy::new`], top to
-//! bottom, one step per concern. A reload builds a new runtime and swaps it in
-//! whole: a request keeps the runtime it started with, so no request ever sees
-//! half a config. An endpoint update changes the clusters in place instead
-//! ([`Runtime::set_endpoints`]), so breakers, budgets, pools and ejections
-//! carry on.
+//! bottom, one step per concern. A reload builds a new runtime
+//! ([`Runtime::next`]) and swaps it in whole: a request keeps the routes it
+//! started with, so no request ever sees half a route table. The clusters, which
+//! hold the state (breakers, budgets, ejections, balancer estimates, bulkheads,
+//! pools), are kept across versions and changed in place, each policy keeping
+//! what the change leaves meaningful. An endpoint update changes them in place
+//! too ([`Runtime::set_endpoints`]).
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use seawall_policy::split::WeightedSplit;
 
 use crate::authz::Authorizer;
 use crate::clock::Clock;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Plan, Reset};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::route::{Route, RouteTable};
 use crate::spec::{self, Spec};
@@ -176,14 +178,13 @@ pub struct Destination {
 }
 
 impl Destination {
-    fn build(
+    /// The routes of `spec` over `cluster` (new, or kept from the runtime before).
+    fn with_cluster(
         spec: &spec::Destination,
+        cluster: Arc<Cluster>,
         metrics: &Arc<Metrics>,
-        clock: Clock,
-        limits: &spec::Limits,
     ) -> Result<Self, BuildError> {
         let direction = if spec.inbound { "inbound" } else { "outbound" };
-        let cluster = Arc::new(Cluster::new(spec, metrics, clock, limits)?);
         let mut routes = Vec::with_capacity(spec.routes.len());
         for r in &spec.routes {
             let m = metrics.route(direction, &spec.name, &r.name);
@@ -236,17 +237,77 @@ pub struct Runtime {
 impl Runtime {
     /// Build every destination of `spec`.
     pub fn build(spec: Spec, metrics: Arc<Metrics>, clock: Clock) -> Result<Runtime, BuildError> {
+        Ok(Self::next(spec, metrics, clock, None)?.0)
+    }
+
+    /// Build the runtime of a new spec that follows `prev` (a reload, a new
+    /// version from the control plane): each destination that `prev` has
+    /// too keeps its cluster, changed in place ([`Cluster::apply`]), so its
+    /// breaker, retry budget, outlier ejections, balancer estimates, bulkhead
+    /// and pooled connections carry on; its routes are built anew. Returns
+    /// the state that could not be kept, and why.
+    ///
+    /// Everything that can fail is checked before any cluster changes: an
+    /// error leaves `prev` exactly as it was.
+    pub fn next(
+        spec: Spec,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        prev: Option<&Runtime>,
+    ) -> Result<(Runtime, Vec<Reset>), BuildError> {
+        let mut resets = Vec::new();
+        let mut plans: Vec<(Arc<Cluster>, Plan)> = Vec::new();
+        let mut cluster_for = |d: &spec::Destination,
+                               before: Option<&Arc<Destination>>|
+         -> Result<Arc<Cluster>, BuildError> {
+            if let Some(before) = before {
+                match before.cluster.plan(d, &spec.limits)? {
+                    Some(plan) => {
+                        plans.push((before.cluster.clone(), plan));
+                        return Ok(before.cluster.clone());
+                    }
+                    None => resets.push(Reset {
+                        cluster: before.cluster.name.clone(),
+                        what: "everything",
+                        reason: if d.mesh {
+                            "its endpoints are now mesh sidecars (mTLS)".into()
+                        } else {
+                            "its endpoints are no longer mesh sidecars".into()
+                        },
+                    }),
+                }
+            }
+            Ok(Arc::new(Cluster::new(d, &metrics, clock, &spec.limits)?))
+        };
         let mut destinations = HashMap::with_capacity(spec.destinations.len());
         for d in &spec.destinations {
-            let built = Destination::build(d, &metrics, clock, &spec.limits)?;
+            let before = prev.and_then(|p| p.destinations.get(&d.name));
+            let cluster = cluster_for(d, before)?;
+            let built = Destination::with_cluster(d, cluster, &metrics)?;
             destinations.insert(d.name.clone(), Arc::new(built));
         }
-        let inbound = Arc::new(Destination::build(
-            &spec.inbound,
-            &metrics,
-            clock,
-            &spec.limits,
-        )?);
+        let before = prev.map(|p| &p.inbound);
+        let cluster = cluster_for(&spec.inbound, before)?;
+        let inbound = Arc::new(Destination::with_cluster(&spec.inbound, cluster, &metrics)?);
+        // every check has passed: change the clusters kept
+        for (cluster, plan) in plans {
+            resets.extend(cluster.apply(plan));
+        }
+        if let Some(prev) = prev {
+            let mut gone: Vec<&String> = prev
+                .destinations
+                .keys()
+                .filter(|n| !destinations.contains_key(*n))
+                .collect();
+            gone.sort();
+            for name in gone {
+                resets.push(Reset {
+                    cluster: name.clone(),
+                    what: "everything",
+                    reason: "no longer a destination of this service".into(),
+                });
+            }
+        }
         let lim = &spec.limits;
         let limits = seawall_h1::Limits {
             max_request_line: lim.max_request_line,
@@ -260,7 +321,7 @@ impl Runtime {
             max_header_bytes: limits.max_header_bytes.saturating_add(MESH_ROOM_BYTES),
             ..limits
         };
-        Ok(Runtime {
+        let runtime = Runtime {
             service: spec.service.clone(),
             authz: spec.authorization.as_ref().map(Authorizer::new),
             retry_buffer: lim.retry_buffer_bytes,
@@ -271,7 +332,8 @@ impl Runtime {
             metrics,
             clock,
             spec,
-        })
+        };
+        Ok((runtime, resets))
     }
 
     /// Replace the endpoint sets in place (a control-plane push with the same config):
@@ -301,10 +363,20 @@ impl Runtime {
         }
     }
 
-    /// Close pooled connections (called when a newer runtime replaced this one).
+    /// Close every idle pooled connection (exchanges in flight carry on).
     pub fn close(&self) {
         for c in self.clusters() {
             c.pool.close_idle();
+        }
+    }
+
+    /// Close the pooled connections of the clusters `successor` does not
+    /// keep (called when it replaced this runtime).
+    pub fn retire(&self, successor: &Runtime) {
+        for c in self.clusters() {
+            if !successor.clusters().any(|kept| Arc::ptr_eq(kept, c)) {
+                c.pool.close_idle();
+            }
         }
     }
 }

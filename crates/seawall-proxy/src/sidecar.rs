@@ -15,6 +15,7 @@ use seawall_tls::{Identity, MtlsMode, TlsStore};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::cluster::Reset;
 use crate::listener::{accept_loop, bind, Role};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -59,6 +60,15 @@ impl std::fmt::Display for CoreError {
 impl std::error::Error for CoreError {}
 
 /// PEM files of the sidecar's mTLS identity.
+/// What a new spec changed that the sidecar should say ([`Sidecar::apply`]).
+#[derive(Debug)]
+pub struct Applied {
+    /// The listeners differ from the open ones: they move at the next restart.
+    pub listeners_moved: bool,
+    /// State that could not be kept, and why.
+    pub resets: Vec<Reset>,
+}
+
 pub struct IdentityPem<'a> {
     pub cert_chain: &'a [u8],
     pub key: &'a [u8],
@@ -236,10 +246,12 @@ impl Sidecar {
         &self.ports
     }
 
-    /// Swap in a new spec whole (a reload, or a new config from the control plane).
-    /// Returns whether the listeners in it differ from the open ones (they
-    /// take effect at the next restart).
-    pub fn apply(&self, spec_json: &str) -> Result<bool, CoreError> {
+    /// Swap in a new spec (a reload, or a new config from the control plane):
+    /// new routes, and every cluster kept with its state where the change
+    /// allows ([`Runtime::next`]). Returns what was reset, and whether the
+    /// listeners in it differ from the open ones (they take effect at the
+    /// next restart).
+    pub fn apply(&self, spec_json: &str) -> Result<Applied, CoreError> {
         let spec = Spec::from_json(spec_json).map_err(|e| CoreError::Spec(e.to_string()))?;
         if spec.mtls == spec::MtlsMode::Strict && self.tls.is_none() {
             return Err(CoreError::Spec(format!(
@@ -248,13 +260,18 @@ impl Sidecar {
             )));
         }
         let old = self.state.runtime();
-        let moved = format!("{:?}", spec.listeners) != format!("{:?}", old.spec.listeners);
-        let runtime = Runtime::build(spec, self.metrics.clone(), self.clock)
+        let listeners_moved =
+            format!("{:?}", spec.listeners) != format!("{:?}", old.spec.listeners);
+        let (runtime, resets) = Runtime::next(spec, self.metrics.clone(), self.clock, Some(&old))
             .map_err(|e| CoreError::Spec(e.0))?;
-        let old = self.state.swap(runtime);
-        // Requests in flight keep the old runtime; its idle connections close now.
-        old.close();
-        Ok(moved)
+        self.state.swap(runtime);
+        // Requests in flight keep the old routes; idle connections of the
+        // clusters that went close now.
+        old.retire(&self.state.runtime());
+        Ok(Applied {
+            listeners_moved,
+            resets,
+        })
     }
 
     /// Replace the endpoint sets in place, by destination (`{"orders": [{address, port, subset, weight}]}`).

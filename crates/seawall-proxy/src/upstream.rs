@@ -53,7 +53,7 @@ impl std::fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// Pool limits for one destination.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolLimits {
     pub max_connections: usize,
     pub max_pending: usize,
@@ -175,7 +175,8 @@ pub struct Pool {
     open: Arc<AtomicUsize>,
     pending: AtomicUsize,
     freed: Arc<Notify>,
-    limits: PoolLimits,
+    /// Changed in place by a new config (open connections carry on).
+    limits: std::sync::RwLock<PoolLimits>,
     destination: Arc<str>,
 }
 
@@ -200,9 +201,22 @@ impl Pool {
             open: Arc::new(AtomicUsize::new(0)),
             pending: AtomicUsize::new(0),
             freed: Arc::new(Notify::new()),
-            limits,
+            limits: std::sync::RwLock::new(limits),
             destination: destination.into(),
         }
+    }
+
+    /// The limits of the moment.
+    pub fn limits(&self) -> PoolLimits {
+        *self.limits.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New limits (a new config): connections open and pending carry on, the
+    /// next ones are counted against these.
+    pub fn set_limits(&self, limits: PoolLimits) {
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
+        // a larger limit may admit a waiter now
+        self.freed.notify_waiters();
     }
 
     pub fn open_connections(&self) -> usize {
@@ -223,10 +237,11 @@ impl Pool {
 
     /// The most recently pooled usable connection to `key`; stale ones are dropped.
     fn take_idle(&self, key: u64) -> Option<Conn> {
+        let idle_timeout = self.limits().idle_timeout;
         let mut idle = self.lock_idle();
         let list = idle.get_mut(&key)?;
         while let Some(mut entry) = list.pop() {
-            if entry.since.elapsed() < self.limits.idle_timeout && entry.conn.idle_and_open() {
+            if entry.since.elapsed() < idle_timeout && entry.conn.idle_and_open() {
                 entry.conn.reused = true;
                 return Some(entry.conn);
             }
@@ -260,7 +275,7 @@ impl Pool {
             }
             // Reserve a connection slot, or wait for one to be freed.
             let open = self.open.load(Ordering::Acquire);
-            if open < self.limits.max_connections {
+            if open < self.limits().max_connections {
                 if self
                     .open
                     .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -272,7 +287,7 @@ impl Pool {
             }
             if self.close_one_idle() {
                 // Its connection task ends and frees the slot: wait for that below.
-            } else if self.pending.load(Ordering::Acquire) >= self.limits.max_pending {
+            } else if self.pending.load(Ordering::Acquire) >= self.limits().max_pending {
                 return Err(ConnectError::Overflow("pending"));
             }
             self.pending.fetch_add(1, Ordering::AcqRel);
@@ -287,7 +302,7 @@ impl Pool {
             open: self.open.clone(),
             freed: self.freed.clone(),
         };
-        let connect_by = deadline.min(tokio::time::Instant::now() + self.limits.connect_timeout);
+        let connect_by = deadline.min(tokio::time::Instant::now() + self.limits().connect_timeout);
         let made = tokio::time::timeout_at(connect_by, self.connect(target, tls, guard)).await;
         match made {
             Ok(result) => result,
@@ -348,6 +363,7 @@ impl Pool {
     /// 16 KiB read and 16 KiB write each): under load a connection is reused within
     /// milliseconds and keeps them, at rest the pool holds sockets only.
     pub fn sweep(&self) {
+        let idle_timeout = self.limits().idle_timeout;
         let mut idle = self.lock_idle();
         for list in idle.values_mut() {
             list.retain_mut(|entry| {
@@ -356,7 +372,7 @@ impl Pool {
                     entry.conn.buf = BytesMut::new();
                     entry.conn.wbuf = BytesMut::new();
                 }
-                age < self.limits.idle_timeout && entry.conn.idle_and_open()
+                age < idle_timeout && entry.conn.idle_and_open()
             });
         }
         idle.retain(|_, list| !list.is_empty());

@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _native
 from ..config import MeshConfig
@@ -24,7 +24,24 @@ from .control_link import ejected_endpoints
 from .linked import identity_pem
 from .spec import EndpointSpec, sidecar_spec
 
-__all__ = ["CoreSidecar", "identity_pem"]
+__all__ = ["Applied", "CoreSidecar", "Reset", "identity_pem"]
+
+
+class Reset(NamedTuple):
+    """State a new config could not keep."""
+
+    destination: str
+    what: str
+    """``circuit breaker``, ``breaker window``, ``retry budget``, ``outlier
+    ejections``, ``balancer estimates`` or ``everything``."""
+    reason: str
+
+
+class Applied(NamedTuple):
+    """What :meth:`CoreSidecar.apply` could not change in place."""
+
+    listeners_moved: bool
+    resets: list[Reset]
 
 
 def _endpoint_json(endpoints: Mapping[str, Sequence[EndpointSpec]]) -> str:
@@ -60,20 +77,25 @@ class CoreSidecar:
 
     def apply(
         self, config: MeshConfig, endpoints: Mapping[str, Sequence[EndpointSpec]] | None = None
-    ) -> bool:
+    ) -> Applied:
         """Swap in a new config (and pushed endpoint sets) atomically.
 
-        Returns whether the listeners changed (they take effect at the next
-        restart). Raises ``ValueError`` (nothing changes) for a config the
-        core cannot serve, e.g. ``mtls: strict`` without an identity.
+        Each destination keeps its state (breaker, retry budget, ejections,
+        balancer estimates, bulkhead, pooled connections) where the change
+        allows. Returns whether the listeners changed (they take effect at the
+        next restart) and what was reset. Raises ``ValueError`` (nothing
+        changes) for a config the core cannot serve, e.g. ``mtls: strict``
+        without an identity.
         """
         if endpoints is not None and config.digest() == self.config.digest():
             # Only the registry changed: update the endpoint sets in place.
             self.core.set_endpoints(_endpoint_json(endpoints))
-            return False
-        moved = self.core.apply(json.dumps(sidecar_spec(config, self.service, endpoints=endpoints)))
+            return Applied(False, [])
+        moved, resets = self.core.apply(
+            json.dumps(sidecar_spec(config, self.service, endpoints=endpoints))
+        )
         self.config = config
-        return moved
+        return Applied(moved, [Reset(*r) for r in resets])
 
     def set_identity(self, directory: Path) -> None:
         """Rotate the certificate from an identity directory into the live listeners."""

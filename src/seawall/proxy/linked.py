@@ -37,7 +37,7 @@ from .control_link import (
     merge_endpoints,
 )
 from .memory import Trimmer
-from .serve import log, run_until_stopped
+from .serve import log, log_applied, run_until_stopped
 
 __all__ = ["Managed", "identity_pem", "main"]
 
@@ -91,8 +91,7 @@ class Managed:
             self.core.set_endpoints(json.dumps(sets))
             return self.version
         answer = self._child("snapshot", {"snapshot": snapshot})
-        if self.core.apply(json.dumps(answer["spec"])):
-            log("listener ports changed: they take effect at the next restart")
+        log_applied(self.core.apply(json.dumps(answer["spec"])))
         self.config, self.static, self.version = config, answer["static"], answer["version"]
         self.trust_domain = answer["trust_domain"]
         self.drain_grace = float(answer["spec"]["drain_grace"])

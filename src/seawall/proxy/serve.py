@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 # Imports are few on purpose (no argparse, subprocess, pathlib, hashlib): each
 # costs an idle sidecar 0.4-4 MB, and this process stays up for months.
 
-__all__ = ["POLL_INTERVAL", "StaticSidecar", "log", "main", "run_until_stopped"]
+__all__ = ["POLL_INTERVAL", "StaticSidecar", "log", "log_applied", "main", "run_until_stopped"]
 
 POLL_INTERVAL = 0.25
 """Seconds between two stats of the config file: a rename is applied within this."""
@@ -52,6 +52,16 @@ def log(message: str) -> None:
     """One line on stderr, prefixed like every sidecar message."""
     sys.stderr.write(f"seawall sidecar [{os.getpid()}]: {message}\n")
     sys.stderr.flush()
+
+
+def log_applied(applied: tuple[bool, list[tuple[str, str, str]]]) -> None:
+    """Say what a new config could not change in place: the listener ports
+    (at the next restart), and each piece of state it reset, with why."""
+    moved, resets = applied
+    if moved:
+        log("listener ports changed: they take effect at the next restart")
+    for destination, what, reason in resets:
+        log(f"{destination}: {what} reset: {reason}")
 
 
 def _read(path: str) -> tuple[bytes, Snapshot]:
@@ -131,12 +141,11 @@ class StaticSidecar:
         if spec["digest"] == self.spec["digest"]:
             return True
         try:
-            moved = self.core.apply(json.dumps(spec))
+            applied = self.core.apply(json.dumps(spec))
         except ValueError as exc:  # e.g. `mtls: strict` and no identity
             log(f"config reload rejected, keeping the running config: {exc}")
             return False
-        if moved:
-            log("listener ports changed: they take effect at the next restart")
+        log_applied(applied)
         self.spec = spec
         self.debouncer.settle = self._settle(spec)
         log(f"config reloaded (digest {spec['digest'][:12]})")
