@@ -144,7 +144,24 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = commands.add_parser("apply", help="validate and store a mesh config")
     apply.add_argument("-f", "--file", required=True, help="mesh.yaml")
+    apply.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="store nothing: print what it would change (as `seawall diff`)",
+    )
     _client_options(apply)
+
+    diff = commands.add_parser(
+        "diff",
+        help="what applying a mesh config would change, restarts and state resets",
+        description="Compare a mesh config with the control plane's current one (or "
+        "with --against FILE): every setting that differs, which changes need a "
+        "restart, which state they reset. Exit status 0: no change, 1: changes, "
+        "2: an invalid config or no control plane.",
+    )
+    diff.add_argument("-f", "--file", required=True, help="the new mesh.yaml")
+    diff.add_argument("--against", metavar="FILE", help="compare with this file instead")
+    _client_options(diff)
 
     status = commands.add_parser("status", help="config version of every sidecar")
     status.add_argument("--check", action="store_true", help="exit 1 if any sidecar lags")
@@ -273,8 +290,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .control import commands  # noqa: PLC0415
 
     target = commands.Target.resolve(args.control, args.token, args.state_dir)
+    if args.command == "apply" and args.dry_run:
+        return commands.diff(target, args.file, as_json=args.json)
     if args.command == "apply":
         return commands.apply(target, args.file, as_json=args.json)
+    if args.command == "diff":
+        return commands.diff(target, args.file, against=args.against, as_json=args.json)
     if args.command == "status":
         return commands.status(target, as_json=args.json, check=args.check)
     if args.command == "services":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +145,89 @@ def test_control_refuses_bad_arguments(tmp_path: Path) -> None:
     out = seawall("control", "--state-dir", str(tmp_path), "--ca-cert", "x.pem")
     assert out.returncode == 2
     assert "--ca-key" in out.stderr
+
+
+def test_diff_and_apply_dry_run(tmp_path: Path) -> None:
+    """``seawall diff``: every changed setting, what waits for a restart, what state
+    is reset; exit 0 no change, 1 changes, 2 an invalid file. ``apply --dry-run``
+    prints the same and stores nothing."""
+    proc = ControlProcess(tmp_path / "state")
+    try:
+        state = ["--state-dir", str(proc.state_dir)]
+        first = tmp_path / "mesh.yaml"
+        first.write_text(MESH)
+        out = seawall("diff", "-f", str(first), *state)
+        assert (out.returncode, out.stdout) == (1, f"nothing applied yet: all of {first} is new\n")
+        assert seawall("apply", "-f", str(first), *state).returncode == 0
+        same = seawall("diff", "-f", str(first), *state)
+        assert (same.returncode, same.stdout) == (0, "no change\n")
+        second = tmp_path / "next.yaml"
+        second.write_text(
+            MESH.replace("inbound: 18003", "inbound: 18013")
+            + "policies:\n  orders:\n    load_balancer: round_robin\n"
+            "    circuit_breaker: {enabled: false}\n"
+        )
+        changed = seawall("diff", "-f", str(second), *state)
+        assert changed.returncode == 1, changed.stderr
+        assert changed.stdout.splitlines() == [
+            "~ services.payments.sidecar.inbound: 18003 -> 18013",
+            "    restart: the sidecar of payments: listener ports are bound when it starts",
+            "~ policies.orders.circuit_breaker.enabled: true -> false",
+            "    resets: orders: circuit breaker",
+            '~ policies.orders.load_balancer: "peak_ewma" -> "round_robin"',
+            "    resets: orders: balancer estimates",
+            "3 changes; 1 restart needed; 2 state resets",
+        ]
+        as_json = seawall("diff", "-f", str(second), "--json", *state)
+        doc = json.loads(as_json.stdout)
+        assert doc["resets"] == ["orders: balancer estimates", "orders: circuit breaker"]
+        assert [c["path"] for c in doc["changes"]][0] == "services.payments.sidecar.inbound"
+        dry = seawall("apply", "--dry-run", "-f", str(second), *state)
+        assert (dry.returncode, dry.stdout) == (1, changed.stdout)
+        assert "config version 1 " in seawall("status", *state).stdout  # nothing stored
+        # comparing two files needs no control plane
+        offline = seawall("diff", "-f", str(second), "--against", str(first),
+                          "--control", "http://127.0.0.1:9")
+        assert (offline.returncode, offline.stdout) == (1, changed.stdout)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(MESH.replace("port: 8003", "port: 0"))
+        invalid = seawall("diff", "-f", str(bad), *state)
+        assert invalid.returncode == 2
+        assert "services.payments.port" in invalid.stderr
+    finally:
+        proc.stop()
+
+
+def test_status_shows_a_sidecar_that_waits_for_a_restart(
+    control: ControlProcess, tmp_path: Path
+) -> None:
+    state = ["--state-dir", str(control.state_dir)]
+    good = tmp_path / "mesh.yaml"
+    good.write_text(MESH)
+    assert seawall("apply", "-f", str(good), *state).returncode == 0
+    version = int(json.loads(seawall("status", "--json", *state).stdout)["config_version"])
+    token = seawall("certs", "token", "payments", *state).stdout.strip()
+    auth = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=control.url, trust_env=False, headers=auth) as c:
+        r = c.post("/v1/instances", json={"id": "payments.r", "service": "payments",
+                                          "address": "127.0.0.1", "port": 18003})
+        assert r.status_code == 200, r.text
+        lease = r.json()["lease"]
+        bad = c.put(f"/v1/leases/{lease}/status",
+                    json={"id": "payments.r", "config_version": version, "restart_needed": "x"})
+        assert bad.status_code == 422
+        assert "body.restart_needed" in bad.json()["error"]
+        waiting = ["listeners.inbound: 127.0.0.1:18003 -> 127.0.0.1:18013"]
+        r = c.put(f"/v1/leases/{lease}/status",
+                  json={"id": "payments.r", "config_version": version, "restart_needed": waiting})
+        assert r.status_code == 200, r.text
+    out = seawall("status", *state).stdout
+    (row,) = [line for line in out.splitlines() if line.split()[:2] == ["payments.r", "payments"]]
+    assert "current, RESTART NEEDED" in row
+    assert (
+        "payments.r runs its config but waits for a restart: "
+        "listeners.inbound: 127.0.0.1:18003 -> 127.0.0.1:18013"
+    ) in out
+    doc = json.loads(seawall("status", "--json", *state).stdout)
+    (mine,) = [s for s in doc["sidecars"] if s["id"] == "payments.r"]
+    assert mine["restart_needed"] == waiting

@@ -84,6 +84,40 @@ def test_sighup_reload_changes_behaviour_without_dropping_in_flight(
     assert "config reloaded" in sidecar.stderr()
 
 
+def test_settings_that_wait_for_a_restart_are_said_and_shown(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    """A new listener port or worker count cannot be taken live: the new config
+    runs, the old listeners stay, and the sidecar says what waits for a restart
+    (its log, and /config next to the version)."""
+    mesh = mesh_for(sidecar_svc)
+    sidecar = sidecar_start(mesh)
+    doc = sidecar.admin_get("/config").json()
+    assert (doc["version"], doc["restart_needed"]) == (1, [])
+    old_inbound = mesh.inbound
+    new_inbound = mesh.closed_port()
+    mesh.doc["services"]["app"]["sidecar"]["inbound"] = new_inbound
+    mesh.doc["sidecar"]["workers"] = 2
+    mesh.doc["policies"]["svc"]["routes"] = [NEW_ROUTE]
+    sidecar.rewrite(mesh, keep_mtime=True)
+    sidecar.signal(signal.SIGHUP)
+    wait_until(lambda: status(sidecar, "/new") == 418, timeout=3, what="the new route")
+    doc = sidecar.admin_get("/config").json()
+    assert doc["version"] == 2
+    assert doc["restart_needed"] == [
+        f"listeners.inbound: 127.0.0.1:{old_inbound} -> 127.0.0.1:{new_inbound}",
+        "workers: 1 -> 2",
+    ]
+    err = sidecar.stderr()
+    assert "restart needed, these settings wait for it: listeners.inbound: " in err
+    assert "config reloaded: version 2" in err
+    # the old inbound listener still serves; the new port is not bound
+    with httpx.Client(timeout=5) as client:
+        assert client.get(f"http://127.0.0.1:{old_inbound}/in").status_code == 200
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", new_inbound), 1):
+        pass
+
+
 def test_a_changed_config_file_is_reloaded(sidecar_start: Start, sidecar_svc: Backend) -> None:
     mesh = mesh_for(sidecar_svc)
     sidecar = sidecar_start(mesh)

@@ -60,7 +60,9 @@ fn answer(state: &State, method: &http::Method, path: &[u8]) -> (u16, &'static s
             let rt = state.runtime();
             let doc = serde_json::json!({
                 "service": rt.service,
+                "version": rt.spec.config_version,
                 "digest": rt.spec.digest,
+                "restart_needed": rt.spec.restart_needed,
                 "config": rt.spec.config,
             });
             (

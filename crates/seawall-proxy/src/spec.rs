@@ -54,6 +54,14 @@ pub struct Spec {
     pub destinations: Vec<Destination>,
     /// The whole config for the admin `/config` page (served as it is).
     pub config: serde_json::Value,
+    /// The config's version: the control plane's, or (static) how many
+    /// configs this sidecar has run. Shown by `/config`.
+    #[serde(default)]
+    pub config_version: u64,
+    /// The settings of this config that wait for a restart (listener
+    /// addresses, workers), as Python found them. Shown by `/config`.
+    #[serde(default)]
+    pub restart_needed: Vec<String>,
 }
 
 impl Spec {

@@ -142,7 +142,7 @@ fn a_spec_that_cannot_be_built_changes_nothing() {
     // built, nor a route of a third
     d["destinations"][1]["breaker"] = Value::Null;
     d["destinations"][2]["breaker"]["failure_rate"] = json!(150.0);
-    let err = next(&rt, &d).err().expect("refused");
+    let err = next(&rt, &d).expect_err("refused");
     assert!(err.starts_with("payments: circuit_breaker: "), "{err}");
     d["destinations"][2]["breaker"]["failure_rate"] = json!(50.0);
     d["destinations"][3]["routes"] = json!([{
@@ -153,7 +153,7 @@ fn a_spec_that_cannot_be_built_changes_nothing() {
         "retry": d["destinations"][3]["retry"].clone(),
         "split": null, "mirror": null, "fault": null,
     }]);
-    let err = next(&rt, &d).err().expect("refused");
+    let err = next(&rt, &d).expect_err("refused");
     assert!(err.contains("bad"), "{err}");
     assert_eq!(breaker_state(&rt), "open");
     assert!(orders(&rt).admit(2.0).is_err());

@@ -246,6 +246,7 @@ ROUTES: tuple[Route, ...] = (
                 "ejected": {"type": "array", "items": {"type": "string"}},
                 "certificate_serial": {"type": ["string", "null"]},
                 "certificate_expires": {"type": ["number", "null"]},
+                "restart_needed": {"type": "array", "items": {"type": "string"}},
             },
         },
         answers={200: "stored", 404: "lease gone: register again"},
@@ -760,6 +761,7 @@ class ControlAPI:
         iid, version = data.get("id", owner), data.get("config_version")
         ejected = data.get("ejected") or []
         serial, expires = data.get("certificate_serial"), data.get("certificate_expires")
+        restart = data.get("restart_needed") or []
         problems = []
         if iid != owner:
             problems.append(f"body.id: this lease belongs to {owner!r}, got {iid!r}")
@@ -775,6 +777,15 @@ class ControlAPI:
             problems.append(f"body.certificate_expires: must be epoch seconds, got {expires!r}")
         if isinstance(ejected, list) and len(ejected) > 10_000:
             problems.append("body.ejected: more than 10000 endpoints")
+        if (
+            not isinstance(restart, list)
+            or len(restart) > 100
+            or not all(isinstance(r, str) and len(r) <= 512 for r in restart)
+        ):
+            problems.append(
+                "body.restart_needed: must be a list of at most 100 strings "
+                f"(512 characters each), got {str(restart)[:200]!r}"
+            )
         if problems:
             raise ApiError(422, "; ".join(problems), errors=problems)
         assert isinstance(version, int)
@@ -787,6 +798,7 @@ class ControlAPI:
             self._wall(),
             serial,
             None if expires is None else float(expires),
+            tuple(restart),
         )
         if not await self.store.put_status(status, lease):
             raise ApiError(404, f"lease {lease} is unknown or expired: register again")

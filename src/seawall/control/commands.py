@@ -30,10 +30,11 @@ from typing import Any, TextIO
 
 import httpx
 
-from ..config import ConfigError, load_mesh
+from ..config import ConfigError, MeshConfig, load_mesh, parse_mesh
+from ..config import diff as config_diff
 from ..config.report import issue_from_dict
 
-__all__ = ["Target", "apply", "certs", "services", "status"]
+__all__ = ["Target", "apply", "certs", "diff", "services", "status"]
 
 DEFAULT_URL = "http://127.0.0.1:7600"
 DEFAULT_STATE_DIR = ".seawall"
@@ -135,6 +136,70 @@ def apply(target: Target, path: str, *, as_json: bool = False, out: TextIO = sys
     return 0
 
 
+def _running(target: Target, against: str | None, err: TextIO) -> MeshConfig | int | None:
+    """The config to compare with: the file ``against``, else the control plane's
+    current one (``None``: nothing applied yet); an exit status on failure."""
+    if against is not None:
+        try:
+            return load_mesh(Path(against))
+        except ConfigError as exc:
+            err.write(exc.describe() + "\n")
+            return 2
+    response = target.call("GET", "/v1/config")
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        _fail(response, err)
+        return 2
+    return parse_mesh(response.json()["config"])
+
+
+def diff(
+    target: Target,
+    path: str,
+    *,
+    against: str | None = None,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """``seawall diff -f mesh.yaml`` (and ``seawall apply --dry-run``): what applying
+    the file would change, against the control plane's current config (or the
+    file ``against``), with the restarts it needs and the state it resets.
+
+    Exit status: 0 nothing changes, 1 something does, 2 a config is invalid
+    (or the control plane cannot be asked).
+    """
+    err = sys.stderr
+    try:
+        new = load_mesh(Path(path))
+    except ConfigError as exc:
+        err.write(exc.describe() + "\n")
+        return 2
+    old = _running(target, against, err)
+    if isinstance(old, int):
+        return old
+    if old is None:
+        if as_json:
+            out.write(json.dumps({"changes": None, "digest": new.digest()}) + "\n")
+        else:
+            out.write(f"nothing applied yet: all of {path} is new\n")
+        return 1
+    changes = config_diff.diff(old, new)
+    if as_json:
+        doc = {
+            "changes": [c.to_dict() for c in changes],
+            "restart": sorted({c.restart for c in changes if c.restart}),
+            "resets": sorted({r for c in changes for r in c.resets}),
+            "digest": {"before": old.digest(), "after": new.digest()},
+        }
+        out.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        for change in changes:
+            out.write(config_diff.describe(change) + "\n")
+        out.write(config_diff.summary(changes) + "\n")
+    return 1 if changes else 0
+
+
 def _ago(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f}s ago"
@@ -171,6 +236,8 @@ def status(
         rows = [["SIDECAR", "SERVICE", "SUBSET", "VERSION", "STATE", "REPORTED"]]
         for s in data["sidecars"]:
             state = "LAGGING" if s["lagging"] else "current"
+            if s.get("restart_needed"):
+                state += ", RESTART NEEDED"
             rows.append(
                 [
                     s["id"],
@@ -187,6 +254,10 @@ def status(
             out.write("no sidecar has reported yet\n")
         if lagging:
             out.write(f"{len(lagging)} sidecar(s) lag behind version {data['config_version']}\n")
+        for s in data["sidecars"]:
+            if s.get("restart_needed"):
+                waiting = "; ".join(s["restart_needed"])
+                out.write(f"{s['id']} runs its config but waits for a restart: {waiting}\n")
     return 1 if check and lagging else 0
 
 

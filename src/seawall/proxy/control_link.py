@@ -388,19 +388,23 @@ class ControlLink:
         apply: Callable[[dict[str, Any]], int],
         ejected: Callable[[], list[str]],
         certificate: Callable[[], tuple[str | None, float | None]] = lambda: (None, None),
+        restart_needed: Callable[[], list[str]] = list,
         ttl: float = 10.0,
         stop: threading.Event | None = None,
     ) -> None:
         """``apply(snapshot)`` validates and swaps in a snapshot, returning its config
         version (raising ``ValueError``, e.g. a ``ConfigError``, to refuse it);
         ``ejected()`` lists ``address:port`` endpoints ejected right now;
-        ``certificate()`` gives the current certificate's (serial, not_after)."""
+        ``certificate()`` gives the current certificate's (serial, not_after);
+        ``restart_needed()`` the settings of the running config that wait for a
+        restart (listener ports, workers)."""
         self.client = client
         self.instance = instance
         self.state_dir = state_dir
         self._apply = apply
         self._ejected = ejected
         self.certificate = certificate
+        self._restart_needed = restart_needed
         self.ttl = ttl
         # A renewal must fail over from a hung replica well within the lease's life.
         self.call_timeout = max(0.5, min(5.0, ttl / 4))
@@ -523,6 +527,7 @@ class ControlLink:
             "ejected": sorted(self._ejected()),
             "certificate_serial": serial,
             "certificate_expires": expires,
+            "restart_needed": self._restart_needed(),
         }
 
     def _renew(self, lease: str) -> bool:

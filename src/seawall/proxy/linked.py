@@ -37,7 +37,7 @@ from .control_link import (
     merge_endpoints,
 )
 from .memory import Trimmer
-from .serve import log, log_applied, run_until_stopped
+from .serve import log, log_applied, restart_needed, run_until_stopped
 
 __all__ = ["Managed", "identity_pem", "main"]
 
@@ -67,6 +67,9 @@ class Managed:
         self.identity: str = handoff["identity"]
         self.cert: dict[str, Any] = handoff["certificate"]
         spec = handoff["spec"]
+        spec["config_version"] = self.version
+        self.started = spec
+        self.restart: list[str] = []
         self.drain_grace = float(spec["drain_grace"])
         cert, key, bundle = identity_pem(self.identity)
         self.core = _native.Sidecar(
@@ -91,7 +94,11 @@ class Managed:
             self.core.set_endpoints(json.dumps(sets))
             return self.version
         answer = self._child("snapshot", {"snapshot": snapshot})
-        log_applied(self.core.apply(json.dumps(answer["spec"])))
+        spec = answer["spec"]
+        spec["config_version"] = answer["version"]
+        spec["restart_needed"] = restart = restart_needed(self.started, spec)
+        log_applied(self.core.apply(json.dumps(spec)), restart)
+        self.restart = restart
         self.config, self.static, self.version = config, answer["static"], answer["version"]
         self.trust_domain = answer["trust_domain"]
         self.drain_grace = float(answer["spec"]["drain_grace"])
@@ -113,6 +120,9 @@ class Managed:
 
     def ejected(self) -> list[str]:
         return ejected_endpoints(self.core.clusters())
+
+    def restart_needed(self) -> list[str]:
+        return self.restart
 
 
 USAGE = "usage: python -m seawall.proxy.linked --handoff-fd FD (run by `seawall sidecar`)"
@@ -140,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         apply=managed.apply,
         ejected=managed.ejected,
         certificate=managed.certificate,
+        restart_needed=managed.restart_needed,
         ttl=float(options["lease_ttl"]),
     )
     if handoff["snapshot"] is not None:

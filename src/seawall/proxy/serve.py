@@ -42,7 +42,15 @@ if TYPE_CHECKING:
 # Imports are few on purpose (no argparse, subprocess, pathlib, hashlib): each
 # costs an idle sidecar 0.4-4 MB, and this process stays up for months.
 
-__all__ = ["POLL_INTERVAL", "StaticSidecar", "log", "log_applied", "main", "run_until_stopped"]
+__all__ = [
+    "POLL_INTERVAL",
+    "StaticSidecar",
+    "log",
+    "log_applied",
+    "main",
+    "restart_needed",
+    "run_until_stopped",
+]
 
 POLL_INTERVAL = 0.25
 """Seconds between two stats of the config file: a rename is applied within this."""
@@ -54,13 +62,37 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def log_applied(applied: tuple[bool, list[tuple[str, str, str]]]) -> None:
-    """Say what a new config could not change in place: the listener ports
-    (at the next restart), and each piece of state it reset, with why."""
-    moved, resets = applied
-    if moved:
-        log("listener ports changed: they take effect at the next restart")
-    for destination, what, reason in resets:
+def _address(listener: Any) -> str:
+    return "none" if listener is None else f"{listener[0]}:{listener[1]}"
+
+
+def restart_needed(started: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """The settings of ``spec`` that a sidecar started with ``started`` cannot take
+    without a restart: its listeners' addresses and its worker threads."""
+    found = []
+    before, after = started["listeners"], spec["listeners"]
+    for name in ("inbound", "outbound", "admin"):
+        if before[name] != after[name]:
+            found.append(f"listeners.{name}: {_address(before[name])} -> {_address(after[name])}")
+    old, new = before["upstreams"], after["upstreams"]
+    for name in sorted(old.keys() | new.keys()):
+        if old.get(name) != new.get(name):
+            found.append(
+                f"listeners.upstreams.{name}: {_address(old.get(name))} -> "
+                f"{_address(new.get(name))}"
+            )
+    workers = (s["config"]["sidecar"]["workers"] for s in (started, spec))
+    if (w := tuple(workers))[0] != w[1]:
+        found.append(f"workers: {w[0]} -> {w[1]}")
+    return found
+
+
+def log_applied(applied: tuple[bool, list[tuple[str, str, str]]], restart: list[str]) -> None:
+    """Say what a new config could not change in place: the settings that wait
+    for a restart, and each piece of state it reset, with why."""
+    if restart:
+        log("restart needed, these settings wait for it: " + "; ".join(restart))
+    for destination, what, reason in applied[1]:
         log(f"{destination}: {what} reset: {reason}")
 
 
@@ -89,7 +121,9 @@ class StaticSidecar:
 
         self.path = path
         self.service = service
+        spec["config_version"] = 1  # the configs this sidecar has run, counted
         self.spec = spec
+        self.started = spec
         self.core = _native.Sidecar(json.dumps(spec), workers=workers)
         loaded: Snapshot | None = None
         try:
@@ -140,15 +174,17 @@ class StaticSidecar:
             return False
         if spec["digest"] == self.spec["digest"]:
             return True
+        spec["config_version"] = self.spec["config_version"] + 1
+        spec["restart_needed"] = restart_needed(self.started, spec)
         try:
             applied = self.core.apply(json.dumps(spec))
         except ValueError as exc:  # e.g. `mtls: strict` and no identity
             log(f"config reload rejected, keeping the running config: {exc}")
             return False
-        log_applied(applied)
+        log_applied(applied, spec["restart_needed"])
         self.spec = spec
         self.debouncer.settle = self._settle(spec)
-        log(f"config reloaded (digest {spec['digest'][:12]})")
+        log(f"config reloaded: version {spec['config_version']} (digest {spec['digest'][:12]})")
         return True
 
     def drain(self) -> None:

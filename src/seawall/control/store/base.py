@@ -134,6 +134,7 @@ class SidecarStatus:
     reported_at: float = 0.0  # wall-clock seconds, for display only
     certificate_serial: str | None = None  # hex serial of the sidecar's current certificate
     certificate_expires: float | None = None  # its not_after, wall-clock seconds
+    restart_needed: tuple[str, ...] = ()  # settings of its config that wait for a restart
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
@@ -145,6 +146,7 @@ class SidecarStatus:
             "reported_at": self.reported_at,
             "certificate_serial": self.certificate_serial,
             "certificate_expires": self.certificate_expires,
+            "restart_needed": list(self.restart_needed),
         }
 
     @classmethod
@@ -164,6 +166,7 @@ class SidecarStatus:
                 if data.get("certificate_expires") is None
                 else float(data["certificate_expires"])
             ),
+            restart_needed=tuple(str(r) for r in data.get("restart_needed") or ()),
         )
 
 
