@@ -37,6 +37,7 @@ use seawall_h1::{Framing, HeadParser, Limits, RequestFraming, RequestHead, Respo
 use seawall_policy::rng::SplitMix64;
 use seawall_proxy::authz::canonical_path;
 use seawall_proxy::clock::Clock;
+use seawall_proxy::events::{Events, Format};
 use seawall_proxy::forward::{self, Down, Local, Prepared};
 use seawall_proxy::metrics::Metrics;
 use seawall_proxy::runtime::Runtime;
@@ -103,7 +104,9 @@ fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         let spec = Spec::from_json(SPEC).expect("data/request-spec.json is a valid spec");
-        Runtime::build(spec, Arc::new(Metrics::new()), Clock::new())
+        let clock = Clock::new();
+        let events = Arc::new(Events::silent("fuzz", Format::Text, clock));
+        Runtime::build(spec, Arc::new(Metrics::new()), events, clock)
             .expect("data/request-spec.json builds")
     })
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Method};
 use seawall_policy::rng::SplitMix64;
 use seawall_proxy::clock::Clock;
+use seawall_proxy::events::{Events, Format};
 use seawall_proxy::metrics::Metrics;
 use seawall_proxy::route::decide_fault;
 use seawall_proxy::runtime::{Destination, Runtime};
@@ -232,7 +233,8 @@ fn document(data: &[u8]) {
         .iter()
         .map(|d| (d.name.clone(), d.endpoints.clone()))
         .collect();
-    let Ok(rt) = Runtime::build(spec, Arc::new(Metrics::new()), clock) else {
+    let events = Arc::new(Events::silent("fuzz", Format::Text, clock));
+    let Ok(rt) = Runtime::build(spec, Arc::new(Metrics::new()), events, clock) else {
         return;
     };
     let mut rng = SplitMix64::new(fingerprint(data));

@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="threads of the Rust core serving requests (default: sidecar.workers)",
     )
+    sidecar.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="the event log on stderr: text lines (default) or JSON lines",
+    )
     link = sidecar.add_argument_group("control plane (instead of, or on top of, --config)")
     link.add_argument("--control", help="control-plane URL(s), comma-separated replicas")
     link.add_argument("--join-token", help="join token of the service ($SEAWALL_JOIN_TOKEN)")
@@ -165,6 +171,17 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="config version of every sidecar")
     status.add_argument("--check", action="store_true", help="exit 1 if any sidecar lags")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        type=_positive_seconds,
+        const=2.0,
+        metavar="SECONDS",
+        help="print it again every SECONDS (default 2s) until interrupted",
+    )
+    status.add_argument(
+        "--count", type=int, default=0, help="with --watch: stop after this many (0: never)"
+    )
     _client_options(status)
 
     services = commands.add_parser("services", help="registered instances and their health")
@@ -249,7 +266,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not args.config and not args.control:
             parser.error("give --config mesh.yaml, --control URL, or both")
         if not args.control:
-            return run(args.config, args.service, args.workers)
+            return run(args.config, args.service, args.workers, log_format=args.log_format)
         token = args.join_token or os.environ.get("SEAWALL_JOIN_TOKEN")
         if not token:
             parser.error("--control needs --join-token (or $SEAWALL_JOIN_TOKEN)")
@@ -272,6 +289,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             outbound_port=args.outbound_port,
             admin_port=args.admin_port,
             lease_ttl=args.lease_ttl,
+            log_format=args.log_format,
         )
         return run_linked(args.service, options, bootstrap=args.config, workers=args.workers)
     if args.command == "control":
@@ -297,7 +315,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "diff":
         return commands.diff(target, args.file, against=args.against, as_json=args.json)
     if args.command == "status":
-        return commands.status(target, as_json=args.json, check=args.check)
+        return commands.status(
+            target, as_json=args.json, check=args.check, watch=args.watch, count=args.count
+        )
     if args.command == "services":
         return commands.services(target, as_json=args.json)
     if args.command == "certs":

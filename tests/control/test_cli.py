@@ -34,14 +34,22 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlProcess
     proc.stop()
 
 
-def test_admin_token_printed_once(tmp_path: Path) -> None:
+def test_the_admin_token_is_a_0600_file_never_printed(tmp_path: Path) -> None:
     proc = ControlProcess(tmp_path / "state")
     try:
         token = proc.admin_token
-        assert proc.log.read_text().count(token) == 1
+        path = proc.state_dir / "admin-token"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert token not in proc.log.read_text()
+        assert f"admin token created in {path} (0600; not shown)" in proc.log.read_text()
         proc.stop()
         proc.start()
-        assert proc.log.read_text().count(token) == 1  # not printed again
+        assert token not in proc.log.read_text()
+        # the CLI finds it there: a write works with only --state-dir
+        mesh = tmp_path / "mesh.yaml"
+        mesh.write_text(MESH)
+        out = seawall("apply", "-f", str(mesh), "--state-dir", str(proc.state_dir))
+        assert out.returncode == 0, out.stderr
     finally:
         proc.stop()
 
@@ -231,3 +239,45 @@ def test_status_shows_a_sidecar_that_waits_for_a_restart(
     doc = json.loads(seawall("status", "--json", *state).stdout)
     (mine,) = [s for s in doc["sidecars"] if s["id"] == "payments.r"]
     assert mine["restart_needed"] == waiting
+
+
+def test_status_shows_every_edge_and_watches(control: ControlProcess, tmp_path: Path) -> None:
+    """Each caller's breaker state and ejected endpoints per destination, as the
+    sidecars report them; ``--watch`` prints it again; bad reports are refused."""
+    state = ["--state-dir", str(control.state_dir)]
+    good = tmp_path / "mesh.yaml"
+    good.write_text(MESH)
+    assert seawall("apply", "-f", str(good), *state).returncode == 0
+    version = int(json.loads(seawall("status", "--json", *state).stdout)["config_version"])
+    token = seawall("certs", "token", "orders", *state).stdout.strip()
+    auth = {"authorization": f"Bearer {token}"}
+    edges = {
+        "payments": {"breaker": "open", "ejected": ["127.0.0.1:18003"]},
+        "orders": {"breaker": None, "ejected": []},
+    }
+    with httpx.Client(base_url=control.url, trust_env=False, headers=auth) as c:
+        r = c.post("/v1/instances", json={"id": "orders.e", "service": "orders",
+                                          "address": "127.0.0.1", "port": 18002})
+        lease = r.json()["lease"]
+        for bad, field in (
+            ({"payments": {"breaker": "melted"}}, "body.edges.payments.breaker"),
+            ({"payments": {"ejected": "x"}}, "body.edges.payments.ejected"),
+            (["payments"], "body.edges"),
+        ):
+            r = c.put(f"/v1/leases/{lease}/status",
+                      json={"id": "orders.e", "config_version": version, "edges": bad})
+            assert r.status_code == 422, bad
+            assert field in r.json()["error"]
+        r = c.put(f"/v1/leases/{lease}/status",
+                  json={"id": "orders.e", "config_version": version, "edges": edges})
+        assert r.status_code == 200, r.text
+    out = seawall("status", *state).stdout
+    lines = [line.split() for line in out.splitlines()]
+    assert ["orders", "(orders.e)", "payments", "OPEN", "127.0.0.1:18003"] in lines
+    assert ["orders", "(orders.e)", "orders", "-", "-"] in lines
+    watched = seawall("status", "--watch", "0.1", "--count", "2", "--json", *state)
+    assert watched.returncode == 0, watched.stderr
+    docs = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert len(docs) == 2
+    (mine,) = [s for s in docs[-1]["sidecars"] if s["id"] == "orders.e"]
+    assert mine["edges"] == edges

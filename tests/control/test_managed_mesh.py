@@ -181,8 +181,11 @@ def test_expired_and_deregistered_instances_leave_every_endpoint_set(mesh: Mesh)
     assert load.failures == []  # connect failures to the dead one were retried elsewhere
     # it comes back with the same instance id (kept in its state directory)
     ids = {r["id"] for r in mesh.control_json("/v1/services")["instances"]}
+    # the api sidecar's event log says so (issue 14: operators see what the mesh did)
+    assert f" instance_left destination=backend endpoint={b2} subset=v2" in mesh.api.text()
     mesh.backend2.start()
     wait_until(lambda: b2 in mesh.api.endpoints("backend"), 10, "b2 back")
+    assert f" instance_joined destination=backend endpoint={b2} subset=v2" in mesh.api.text()
     rows = mesh.control_json("/v1/services")["instances"]
     assert len(rows) == 3
     assert {r["id"] for r in rows} >= ids
@@ -206,6 +209,7 @@ def test_outlier_ejection_stops_traffic_before_the_lease_expires(mesh: Mesh) -> 
     assert load.failures == []
     assert mesh.b2.hits == hits  # ejected: no more traffic, though it is still registered
     assert b2 in mesh.api.endpoints("backend")
+    assert f" endpoint_ejected destination=backend endpoint={b2} " in mesh.api.text()
     wait_until(
         lambda: (
             {r["subset"]: r for r in mesh.control_json("/v1/services")["instances"]}["v2"]["health"]
@@ -214,6 +218,14 @@ def test_outlier_ejection_stops_traffic_before_the_lease_expires(mesh: Mesh) -> 
         5,
         "the api sidecar reported the ejection",
     )
+    # the mesh-wide view: the api sidecar's edge to backend shows the ejection
+    def api_edge() -> dict[str, Any]:
+        (api,) = [s for s in mesh.control_json("/v1/status")["sidecars"] if s["service"] == "api"]
+        edge: dict[str, Any] = api["edges"]["backend"]
+        return edge
+
+    wait_until(lambda: b2 in api_edge()["ejected"], 5, "the edge reported")
+    assert api_edge()["breaker"] is None  # this mesh turns the breaker off
     rows = {r["subset"]: r for r in mesh.control_json("/v1/services")["instances"]}
     assert rows["v2"]["ejected_by"]
     assert rows["v2"]["ejected_by"][0].startswith("api.")
@@ -227,6 +239,7 @@ def test_static_stability_control_plane_killed_under_load(mesh: Mesh) -> None:
         control.stop(signal.SIGKILL)
     assert load.failures == []
     assert load.ok == 200
+    wait_until(lambda: " control_plane_lost " in mesh.backend1.text(), 10, "the loss logged")
     # a sidecar restarted while the control plane is down comes up with its
     # persisted snapshot and certificate, and serves
     mesh.api.stop()
@@ -240,6 +253,7 @@ def test_static_stability_control_plane_killed_under_load(mesh: Mesh) -> None:
     before = mesh.api.digest()
     mesh.apply(timeout="4s")
     wait_until(lambda: mesh.api.digest() != before, 15, "the api sidecar resubscribed")
+    wait_until(lambda: " control_plane_regained " in mesh.backend1.text(), 10, "the return")
 
 
 @pytest.mark.usefixtures("etcd")
@@ -295,5 +309,6 @@ def test_certificates_rotate_under_load_without_failed_requests(tmp_path: Path) 
         wait_until(
             lambda: all(serials()[k] != v for k, v in first.items()), 10, "every cert renewed"
         )
+        assert " certificate_rotated destination= serial=" in m.api.text()
     finally:
         m.close()

@@ -142,6 +142,8 @@ class SidecarProcess:
         self.inbound = mesh.inbound
         self.admin = mesh.admin
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []
+        """More ``seawall sidecar`` arguments (``--log-format json``)."""
 
     def upstream(self, destination: str) -> int:
         """The local port of ``destination`` (``upstream_port=True``)."""
@@ -173,6 +175,7 @@ class SidecarProcess:
                     str(self.config),
                     "--service",
                     "app",
+                    *self.args,
                 ],
                 stdout=out,
                 stderr=err,

@@ -109,7 +109,10 @@ def test_settings_that_wait_for_a_restart_are_said_and_shown(
         "workers: 1 -> 2",
     ]
     err = sidecar.stderr()
-    assert "restart needed, these settings wait for it: listeners.inbound: " in err
+    assert (
+        f'restart_needed destination= settings=["listeners.inbound: 127.0.0.1:{old_inbound} -> '
+        f'127.0.0.1:{new_inbound}", "workers: 1 -> 2"]'
+    ) in err
     assert "config reloaded: version 2" in err
     # the old inbound listener still serves; the new port is not bound
     with httpx.Client(timeout=5) as client:

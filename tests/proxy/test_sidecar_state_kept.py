@@ -147,9 +147,10 @@ def test_turning_a_breaker_off_is_a_reset_that_is_logged(kept: Kept) -> None:
     trip(kept, "off")
     kept.policy("off")["circuit_breaker"] = {"enabled": False}
     kept.reload()
-    assert "off: circuit breaker reset: circuit_breaker turned off (it was open)" in (
-        kept.sidecar.stderr()
-    )
+    assert (
+        'state_reset destination=off what="circuit breaker" '
+        'reason="circuit_breaker turned off (it was open)"'
+    ) in kept.sidecar.stderr()
     backend = kept.b["off"].script(Ok(b"through"))
     assert kept.get("http://off/now").status_code == 200
     assert backend.hits == 1

@@ -39,7 +39,8 @@ impl Sidecar {
 impl Sidecar {
     /// Open every listener of `spec` (JSON) and start serving on `workers` threads.
     #[new]
-    #[pyo3(signature = (spec, *, workers = 1, reuse_port = false, cert = None, key = None, bundle = None))]
+    #[pyo3(signature = (spec, *, workers = 1, reuse_port = false, cert = None, key = None, bundle = None, log_format = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         spec: &str,
@@ -48,7 +49,12 @@ impl Sidecar {
         cert: Option<Vec<u8>>,
         key: Option<Vec<u8>>,
         bundle: Option<Vec<u8>>,
+        log_format: Option<&str>,
     ) -> PyResult<Self> {
+        let log_format = log_format
+            .map(str::parse::<seawall_proxy::events::Format>)
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let identity = match (&cert, &key, &bundle) {
             (Some(c), Some(k), Some(b)) => Some((c.as_slice(), k.as_slice(), b.as_slice())),
             (None, None, None) => None,
@@ -67,6 +73,7 @@ impl Sidecar {
                         workers,
                         reuse_port,
                         identity,
+                        log_format,
                     },
                 )
             })

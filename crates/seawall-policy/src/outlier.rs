@@ -339,6 +339,20 @@ impl<K: Eq + Hash + Clone> OutlierDetector<K> {
         Ok(())
     }
 
+    /// Ejections so far, per reason (an ejection's reason is the one that grew).
+    pub fn ejections_by_reason(&self) -> ReasonCounts {
+        self.by_reason
+    }
+
+    /// When `key`'s ejection ends (`None`: not ejected, as of the latest call
+    /// told the time).
+    pub fn ejected_until(&self, key: &K) -> Option<f64> {
+        self.index
+            .get(key)
+            .and_then(|&i| self.hosts.get(i))
+            .and_then(|(_, h)| h.until)
+    }
+
     /// Ejections so far (a counter for metrics).
     pub fn ejections(&self) -> u64 {
         self.ejections

@@ -18,10 +18,11 @@ use seawall_policy::breaker::{
 };
 use seawall_policy::budget::{BudgetConfig, RetryBudget};
 use seawall_policy::bulkhead::{Bulkhead, BulkheadConfig};
-use seawall_policy::outlier::{OutlierConfig, OutlierDetector};
+use seawall_policy::outlier::{EjectionReason, OutlierConfig, OutlierDetector};
 use seawall_policy::rng::Random;
 
 use crate::clock::Clock;
+use crate::events::Events;
 use crate::metrics::{Counter, Metrics};
 use crate::runtime::BuildError;
 use crate::spec;
@@ -114,6 +115,10 @@ pub struct Cluster {
     m_overflow: [Arc<Counter>; 4],
     m_breaker_state: [Arc<Counter>; State::ALL.len()],
     metrics: Arc<Metrics>,
+    events: Arc<Events>,
+    /// The endpoints last known ejected, and the detector's version then:
+    /// an endpoint that leaves this list has returned (an event).
+    ejected_known: Mutex<(u64, Vec<u64>)>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -262,8 +267,13 @@ pub struct Plan {
     endpoints: Vec<spec::Endpoint>,
 }
 
+/// Seconds to the millisecond, for an event's figures (0.3, not 0.30000000000000004).
+fn millis(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
+}
+
 fn seconds(s: f64) -> String {
-    format!("{}s", (s * 1000.0).round() / 1000.0)
+    format!("{}s", millis(s))
 }
 
 fn window_text(w: &WindowConfig) -> String {
@@ -277,6 +287,7 @@ impl Cluster {
     pub fn new(
         spec: &spec::Destination,
         metrics: &Arc<Metrics>,
+        events: &Arc<Events>,
         clock: Clock,
         limits: &spec::Limits,
     ) -> Result<Self, BuildError> {
@@ -340,6 +351,8 @@ impl Cluster {
             m_overflow: LIMITS.map(|l| metrics.overflow.labels(&[&name, l])),
             m_breaker_state,
             metrics: metrics.clone(),
+            events: events.clone(),
+            ejected_known: Mutex::new((0, Vec::new())),
             name,
         })
     }
@@ -541,6 +554,18 @@ impl Cluster {
         if let Some(i) = LIMITS.iter().position(|l| *l == limit) {
             self.m_overflow[i].inc();
         }
+        let settings = lock(&self.settings).clone();
+        let max = match limit {
+            "connections" => settings.pool.max_connections,
+            "pending" => settings.pool.max_pending,
+            "in_flight" => settings.in_flight.max_concurrent,
+            _ => settings.max_retries,
+        };
+        self.events.emit(
+            "bulkhead_overflow",
+            &self.name,
+            &[("limit", limit.into()), ("max", max.into())],
+        );
     }
 
     /// A request is about to be served upstream: counted until the [`Active`] drops.
@@ -586,6 +611,7 @@ impl Cluster {
         drop(guard);
         if moved {
             self.breaker_moved(after);
+            self.breaker_event(after, &[]);
         }
         result.map(Some)
     }
@@ -613,9 +639,19 @@ impl Cluster {
         } else {
             b.record_success(permit, now, elapsed)
         };
+        let seen = t.map(|_| b.metrics(now));
         drop(guard);
-        if let Some(t) = t {
+        if let (Some(t), Some(m)) = (t, seen) {
             self.transitioned(t);
+            let mut figures = vec![
+                ("from", t.from.as_str().into()),
+                ("failure_rate", m.failure_rate.into()),
+                ("slow_call_rate", m.slow_call_rate.into()),
+            ];
+            if let (State::Open, Some(at)) = (t.to, m.next_probe_at) {
+                figures.push(("open_for", millis((at - now).max(0.0)).into()));
+            }
+            self.breaker_event(t.to, &figures);
         }
     }
 
@@ -650,6 +686,16 @@ impl Cluster {
         self.set_state_gauge(state);
     }
 
+    /// `breaker_opened`, `breaker_half_open` or `breaker_closed`.
+    fn breaker_event(&self, to: State, figures: &[(&str, serde_json::Value)]) {
+        let kind = match to {
+            State::Open | State::ForcedOpen => "breaker_opened",
+            State::HalfOpen => "breaker_half_open",
+            _ => "breaker_closed",
+        };
+        self.events.emit(kind, &self.name, figures);
+    }
+
     fn set_state_gauge(&self, state: State) {
         for s in State::ALL {
             self.m_breaker_state[s.index()].set(u64::from(s == state));
@@ -673,6 +719,11 @@ impl Cluster {
         };
         if !ok {
             self.m_budget_exhausted.inc();
+            self.events.emit(
+                "retry_budget_exhausted",
+                &self.name,
+                &[("refused_total", self.m_budget_exhausted.get().into())],
+            );
         }
         ok
     }
@@ -695,6 +746,7 @@ impl Cluster {
             }
             Some(o) => {
                 let version = o.version(now);
+                self.note_returns(o, version);
                 let ejected = |k: u64| o.ejected(&k); // version(now) has returned the due ones
                 let key = lock(&self.balancer).pick(now, exclude, subset, &ejected, version, rng);
                 drop(guard);
@@ -712,6 +764,39 @@ impl Cluster {
             .map(|e| e.target.clone())
     }
 
+    /// After the detector's version changed: an event for each endpoint
+    /// known ejected that is back (called with the outlier lock held).
+    fn note_returns(&self, o: &OutlierDetector<u64>, version: u64) {
+        let mut known = lock(&self.ejected_known);
+        if known.0 == version {
+            return;
+        }
+        known.0 = version;
+        let (back, still): (Vec<u64>, Vec<u64>) = known.1.iter().partition(|k| !o.ejected(k));
+        known.1 = still;
+        drop(known);
+        for key in back {
+            self.events.emit(
+                "endpoint_returned",
+                &self.name,
+                &[("endpoint", self.endpoint_name(key).into())],
+            );
+        }
+    }
+
+    /// `address:port` of an endpoint key (the key itself if it left the set).
+    fn endpoint_name(&self, key: u64) -> String {
+        let eps = self
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        eps.iter().find(|e| e.target.key == key).map_or_else(
+            || key.to_string(),
+            |e| format!("{}:{}", e.spec.address, e.spec.port),
+        )
+    }
+
     pub fn on_start(&self, key: u64, now: f64) {
         lock(&self.balancer).on_start(key, now);
     }
@@ -727,7 +812,29 @@ impl Cluster {
         let Some(o) = guard.as_mut() else {
             return;
         };
-        o.on_result(&key, now, status, gateway);
+        let before = o.ejections_by_reason();
+        if o.on_result(&key, now, status, gateway) {
+            let after = o.ejections_by_reason();
+            let reason = [
+                EjectionReason::Consecutive5xx,
+                EjectionReason::ConsecutiveGatewayError,
+                EjectionReason::ConsecutiveLocalOriginFailure,
+            ]
+            .into_iter()
+            .find(|r| after.get(*r) > before.get(*r))
+            .map_or("", EjectionReason::as_str);
+            let until = o.ejected_until(&key).unwrap_or(now);
+            lock(&self.ejected_known).1.push(key);
+            self.events.emit(
+                "endpoint_ejected",
+                &self.name,
+                &[
+                    ("endpoint", self.endpoint_name(key).into()),
+                    ("reason", reason.into()),
+                    ("ejected_for", millis(until - now).into()),
+                ],
+            );
+        }
         let total = o.ejections() as usize;
         drop(guard);
         let seen = self.ejections_seen.swap(total, Ordering::AcqRel);

@@ -15,6 +15,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod control;
+pub mod events;
 pub mod forward;
 pub mod listener;
 pub mod metrics;

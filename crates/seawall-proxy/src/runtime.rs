@@ -19,6 +19,7 @@ use seawall_policy::split::WeightedSplit;
 use crate::authz::Authorizer;
 use crate::clock::Clock;
 use crate::cluster::{Cluster, Plan, Reset};
+use crate::events::Events;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::route::{Route, RouteTable};
 use crate::spec::{self, Spec};
@@ -231,13 +232,20 @@ pub struct Runtime {
     pub inbound_limits: seawall_h1::Limits,
     pub retry_buffer: usize,
     pub metrics: Arc<Metrics>,
+    /// What the operators are told (breakers, ejections, budgets, swaps).
+    pub events: Arc<Events>,
     pub clock: Clock,
 }
 
 impl Runtime {
     /// Build every destination of `spec`.
-    pub fn build(spec: Spec, metrics: Arc<Metrics>, clock: Clock) -> Result<Runtime, BuildError> {
-        Ok(Self::next(spec, metrics, clock, None)?.0)
+    pub fn build(
+        spec: Spec,
+        metrics: Arc<Metrics>,
+        events: Arc<Events>,
+        clock: Clock,
+    ) -> Result<Runtime, BuildError> {
+        Ok(Self::next(spec, metrics, events, clock, None)?.0)
     }
 
     /// Build the runtime of a new spec that follows `prev` (a reload, a new
@@ -252,6 +260,7 @@ impl Runtime {
     pub fn next(
         spec: Spec,
         metrics: Arc<Metrics>,
+        events: Arc<Events>,
         clock: Clock,
         prev: Option<&Runtime>,
     ) -> Result<(Runtime, Vec<Reset>), BuildError> {
@@ -277,7 +286,13 @@ impl Runtime {
                     }),
                 }
             }
-            Ok(Arc::new(Cluster::new(d, &metrics, clock, &spec.limits)?))
+            Ok(Arc::new(Cluster::new(
+                d,
+                &metrics,
+                &events,
+                clock,
+                &spec.limits,
+            )?))
         };
         let mut destinations = HashMap::with_capacity(spec.destinations.len());
         for d in &spec.destinations {
@@ -330,6 +345,7 @@ impl Runtime {
             destinations,
             inbound,
             metrics,
+            events,
             clock,
             spec,
         };

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::cluster::Reset;
+use crate::events::{Events, Format};
 use crate::listener::{accept_loop, bind, Role};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -82,6 +83,9 @@ pub struct Options<'a> {
     /// Share the ports with other processes (SO_REUSEPORT).
     pub reuse_port: bool,
     pub identity: Option<IdentityPem<'a>>,
+    /// How events (breakers, ejections, swaps) are written on standard
+    /// error; `None`: not written (counted only).
+    pub log_format: Option<Format>,
 }
 
 /// A running sidecar core.
@@ -94,6 +98,7 @@ pub struct Sidecar {
     ports: Vec<(String, u16)>,
     tls: Option<Arc<TlsStore>>,
     metrics: Arc<Metrics>,
+    events: Arc<Events>,
     clock: Clock,
 }
 
@@ -154,6 +159,10 @@ impl Sidecar {
         let enter = handle.enter();
         let metrics = Arc::new(Metrics::new());
         let clock = Clock::new();
+        let events = Arc::new(match options.log_format {
+            Some(format) => Events::to_stderr(&spec.service, format, clock),
+            None => Events::silent(&spec.service, Format::Text, clock),
+        });
         let mut sockets = Vec::new();
         let mut listen =
             |name: String, role: Role, addr: &spec::Address| -> Result<(), CoreError> {
@@ -182,8 +191,8 @@ impl Sidecar {
             spec::MtlsMode::Strict => MtlsMode::Strict,
             spec::MtlsMode::Permissive => MtlsMode::Permissive,
         };
-        let runtime =
-            Runtime::build(spec, metrics.clone(), clock).map_err(|e| CoreError::Spec(e.0))?;
+        let runtime = Runtime::build(spec, metrics.clone(), events.clone(), clock)
+            .map_err(|e| CoreError::Spec(e.0))?;
         let state = Arc::new(State::new(runtime, metrics.clone()));
         if let Some(store) = &tls {
             state.set_upstream_tls(Some(UpstreamTls {
@@ -237,6 +246,7 @@ impl Sidecar {
             ports,
             tls,
             metrics,
+            events,
             clock,
         })
     }
@@ -262,9 +272,36 @@ impl Sidecar {
         let old = self.state.runtime();
         let listeners_moved =
             format!("{:?}", spec.listeners) != format!("{:?}", old.spec.listeners);
-        let (runtime, resets) = Runtime::next(spec, self.metrics.clone(), self.clock, Some(&old))
-            .map_err(|e| CoreError::Spec(e.0))?;
+        let version = spec.config_version;
+        let digest = spec.digest.chars().take(12).collect::<String>();
+        let restart = spec.restart_needed.clone();
+        let (runtime, resets) = Runtime::next(
+            spec,
+            self.metrics.clone(),
+            self.events.clone(),
+            self.clock,
+            Some(&old),
+        )
+        .map_err(|e| CoreError::Spec(e.0))?;
         self.state.swap(runtime);
+        let service = old.service.clone();
+        self.events.emit_always(
+            "config_swapped",
+            &service,
+            &[
+                ("version", version.into()),
+                ("digest", digest.into()),
+                ("state_resets", resets.len().into()),
+                ("restart_needed", restart.into()),
+            ],
+        );
+        for r in &resets {
+            self.events.emit_always(
+                "state_reset",
+                &r.cluster,
+                &[("what", r.what.into()), ("reason", r.reason.clone().into())],
+            );
+        }
         // Requests in flight keep the old routes; idle connections of the
         // clusters that went close now.
         old.retire(&self.state.runtime());

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use seawall_proxy::clock::Clock;
 use seawall_proxy::cluster::Cluster;
+use seawall_proxy::events::{Events, Format};
 use seawall_proxy::metrics::Metrics;
 use seawall_proxy::runtime::Runtime;
 use seawall_proxy::spec::Spec;
@@ -20,13 +21,21 @@ fn spec(doc: &Value) -> Spec {
 }
 
 fn first() -> Runtime {
-    Runtime::build(spec(&doc()), Arc::new(Metrics::new()), Clock::new()).expect("builds")
+    let clock = Clock::new();
+    let events = Arc::new(Events::silent("gateway", Format::Text, clock));
+    Runtime::build(spec(&doc()), Arc::new(Metrics::new()), events, clock).expect("builds")
 }
 
 /// The next runtime after `prev`, for `doc`, and what was reset as text.
 fn next(prev: &Runtime, doc: &Value) -> Result<(Runtime, Vec<String>), String> {
-    let (rt, resets) =
-        Runtime::next(spec(doc), prev.metrics.clone(), prev.clock, Some(prev)).map_err(|e| e.0)?;
+    let (rt, resets) = Runtime::next(
+        spec(doc),
+        prev.metrics.clone(),
+        prev.events.clone(),
+        prev.clock,
+        Some(prev),
+    )
+    .map_err(|e| e.0)?;
     let said = resets
         .iter()
         .map(|r| format!("{}: {}: {}", r.cluster, r.what, r.reason))

@@ -22,18 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._changes import MISSING, changed_settings
 from .model import MeshConfig
 
 __all__ = ["MISSING", "Change", "describe", "diff", "summary"]
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-"""The value on the side where a setting (or a whole section) does not exist."""
 
 
 @dataclass(frozen=True)
@@ -70,22 +62,6 @@ class Change:
             "restart": self.restart,
             "resets": list(self.resets),
         }
-
-
-def _leaves(path: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
-    """The differing settings under ``path``: dicts are walked, anything else compared whole."""
-    if before == after:
-        return []
-    if isinstance(before, dict) and isinstance(after, dict):
-        found: list[tuple[str, Any, Any]] = []
-        for key in [*before, *(k for k in after if k not in before)]:
-            found += _leaves(
-                f"{path}.{key}" if path else str(key),
-                before.get(key, MISSING),
-                after.get(key, MISSING),
-            )
-        return found
-    return [(path, before, after)]
 
 
 _LISTENER = re.compile(r"services\.([^.]+)\.sidecar\.(inbound|outbound|admin|upstreams)(\..*)?$")
@@ -136,7 +112,7 @@ def diff(before: MeshConfig, after: MeshConfig) -> list[Change]:
     """Every setting that differs, in document order (the new document's for additions)."""
     old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
     changes = []
-    for path, b, a in _leaves("", old, new):
+    for path, b, a in changed_settings(old, new):
         resets = _resets(path, b, a)
         if (m := _POLICY.match(path)) and m.group(1) not in new["services"]:
             resets = ()  # a removed service's policy: said once, with the service

@@ -73,6 +73,29 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+_BREAKER_STATES = {"closed", "open", "half_open", "disabled", "forced_open", "metrics_only"}
+
+
+def _edge_problems(edges: Any) -> list[str]:
+    """What is wrong with a report's ``edges`` (empty: nothing)."""
+    if not isinstance(edges, dict) or len(edges) > 10_000:
+        return ["body.edges: must be an object of at most 10000 destinations"]
+    problems = []
+    for name, edge in edges.items():
+        at = f"body.edges.{name}"
+        if not isinstance(edge, dict):
+            problems.append(f"{at}: must be an object, got {repr(edge)[:200]}")
+            continue
+        breaker, ejected = edge.get("breaker"), edge.get("ejected", [])
+        if breaker is not None and breaker not in _BREAKER_STATES:
+            got = repr(breaker)[:200]
+            problems.append(f"{at}.breaker: must be a breaker state or null, got {got}")
+        if not isinstance(ejected, list) or not all(isinstance(e, str) for e in ejected):
+            got = repr(ejected)[:200]
+            problems.append(f"{at}.ejected: must be a list of 'address:port', got {got}")
+    return problems[:20]
+
+
 class ApiError(Exception):
     """A request the API refuses: its status and what was wrong."""
 
@@ -247,6 +270,10 @@ ROUTES: tuple[Route, ...] = (
                 "certificate_serial": {"type": ["string", "null"]},
                 "certificate_expires": {"type": ["number", "null"]},
                 "restart_needed": {"type": "array", "items": {"type": "string"}},
+                "edges": {
+                    "type": "object",
+                    "description": "per destination: {breaker: state or null, ejected: [...]}",
+                },
             },
         },
         answers={200: "stored", 404: "lease gone: register again"},
@@ -762,6 +789,7 @@ class ControlAPI:
         ejected = data.get("ejected") or []
         serial, expires = data.get("certificate_serial"), data.get("certificate_expires")
         restart = data.get("restart_needed") or []
+        edges = data.get("edges") or {}
         problems = []
         if iid != owner:
             problems.append(f"body.id: this lease belongs to {owner!r}, got {iid!r}")
@@ -786,6 +814,7 @@ class ControlAPI:
                 "body.restart_needed: must be a list of at most 100 strings "
                 f"(512 characters each), got {str(restart)[:200]!r}"
             )
+        problems += _edge_problems(edges)
         if problems:
             raise ApiError(422, "; ".join(problems), errors=problems)
         assert isinstance(version, int)
@@ -799,6 +828,7 @@ class ControlAPI:
             serial,
             None if expires is None else float(expires),
             tuple(restart),
+            edges,
         )
         if not await self.store.put_status(status, lease):
             raise ApiError(404, f"lease {lease} is unknown or expired: register again")

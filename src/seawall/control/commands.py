@@ -219,45 +219,86 @@ def _until(epoch: float | None) -> str:
     return f"{when} (in {left / 3600:.1f}h)"
 
 
-def status(
-    target: Target, *, as_json: bool = False, check: bool = False, out: TextIO = sys.stdout
-) -> int:
-    """``seawall status``: the current version and every sidecar's; laggards marked."""
-    response = target.call("GET", "/v1/status")
-    if response.status_code != 200:
-        return _fail(response, sys.stderr)
-    data = response.json()
+def _status_text(data: dict[str, Any], out: TextIO) -> None:
     lagging = [s for s in data["sidecars"] if s["lagging"]]
-    if as_json:
-        out.write(json.dumps(data, indent=1) + "\n")
+    digest = (data.get("digest") or "")[:12] or "-"
+    out.write(f"config version {data['config_version']} (digest {digest})\n")
+    rows = [["SIDECAR", "SERVICE", "SUBSET", "VERSION", "STATE", "REPORTED"]]
+    for s in data["sidecars"]:
+        state = "LAGGING" if s["lagging"] else "current"
+        if s.get("restart_needed"):
+            state += ", RESTART NEEDED"
+        rows.append(
+            [
+                s["id"],
+                s["service"],
+                s.get("subset") or "-",
+                str(s["config_version"]),
+                state,
+                _ago(s["reported_seconds_ago"]),
+            ]
+        )
+    if len(rows) > 1:
+        _table(rows, out)
     else:
-        digest = (data.get("digest") or "")[:12] or "-"
-        out.write(f"config version {data['config_version']} (digest {digest})\n")
-        rows = [["SIDECAR", "SERVICE", "SUBSET", "VERSION", "STATE", "REPORTED"]]
-        for s in data["sidecars"]:
-            state = "LAGGING" if s["lagging"] else "current"
-            if s.get("restart_needed"):
-                state += ", RESTART NEEDED"
-            rows.append(
-                [
-                    s["id"],
-                    s["service"],
-                    s.get("subset") or "-",
-                    str(s["config_version"]),
-                    state,
-                    _ago(s["reported_seconds_ago"]),
-                ]
-            )
-        if len(rows) > 1:
-            _table(rows, out)
+        out.write("no sidecar has reported yet\n")
+    if lagging:
+        out.write(f"{len(lagging)} sidecar(s) lag behind version {data['config_version']}\n")
+    for s in data["sidecars"]:
+        if s.get("restart_needed"):
+            waiting = "; ".join(s["restart_needed"])
+            out.write(f"{s['id']} runs its config but waits for a restart: {waiting}\n")
+    # the mesh's edges: every caller sidecar's view of each destination it calls
+    edges = [["CALLER", "DESTINATION", "BREAKER", "EJECTED"]]
+    for s in sorted(data["sidecars"], key=lambda s: (s["service"], s["id"])):
+        for name, edge in sorted((s.get("edges") or {}).items()):
+            breaker = edge.get("breaker") or "-"
+            if breaker not in ("closed", "-"):
+                breaker = breaker.upper()  # what needs a look stands out
+            ejected = ", ".join(edge.get("ejected") or []) or "-"
+            edges.append([f"{s['service']} ({s['id']})", name, breaker, ejected])
+    if len(edges) > 1:
+        out.write("\n")
+        _table(edges, out)
+
+
+def status(
+    target: Target,
+    *,
+    as_json: bool = False,
+    check: bool = False,
+    watch: float | None = None,
+    count: int = 0,
+    out: TextIO = sys.stdout,
+) -> int:
+    """``seawall status``: the current version and every sidecar's (laggards marked,
+    and the ones waiting for a restart), then every edge of the mesh: each caller's
+    breaker state and ejected endpoints per destination.
+
+    ``watch``: print it again every ``watch`` seconds (``count`` times; 0: until
+    interrupted), the screen cleared in between when ``out`` is a terminal.
+    """
+    shown = 0
+    while True:
+        response = target.call("GET", "/v1/status")
+        if response.status_code != 200:
+            return _fail(response, sys.stderr)
+        data = response.json()
+        if watch is not None and out.isatty():
+            out.write("\x1b[H\x1b[2J")  # home, clear
+        if as_json:
+            out.write(json.dumps(data, indent=None if watch else 1) + "\n")
         else:
-            out.write("no sidecar has reported yet\n")
-        if lagging:
-            out.write(f"{len(lagging)} sidecar(s) lag behind version {data['config_version']}\n")
-        for s in data["sidecars"]:
-            if s.get("restart_needed"):
-                waiting = "; ".join(s["restart_needed"])
-                out.write(f"{s['id']} runs its config but waits for a restart: {waiting}\n")
+            _status_text(data, out)
+        out.flush()
+        shown += 1
+        if watch is None or (count and shown >= count):
+            break
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            break
+    lagging = [s for s in data["sidecars"] if s["lagging"]]
     return 1 if check and lagging else 0
 
 

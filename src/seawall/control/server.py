@@ -11,7 +11,7 @@ finish, then closes the store.
 The state directory holds::
 
     seawall.db      the SQLite store (when the store is SQLite)
-    admin-token     the admin token, 0600, printed once at the first start
+    admin-token     the admin token, 0600, never printed (the CLI reads it)
     join-secret     the key behind join tokens, 0600
     ca.pem          the mesh CA certificate (unless --ca-cert is given)
     ca-key.pem      its private key, 0600 (unless --ca-key is given)
@@ -173,11 +173,9 @@ async def _serve(server: ControlServer) -> int:
     tokens = server.tokens
     assert tokens is not None
     if tokens.created:
-        sys.stdout.write(
-            f"admin token (shown once; also in {server.state_dir / 'admin-token'}):\n"
-            f"{tokens.admin}\n"
-        )
-        sys.stdout.flush()
+        # Never printed: logs are collected and kept, a secret in them leaks. The
+        # CLI reads the file (seawall apply --state-dir DIR, or $SEAWALL_TOKEN).
+        _log(f"admin token created in {server.state_dir / 'admin-token'} (0600; not shown)")
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     _log(f"serving {server.url} (state {server.state_dir}, since {started})")
     loop = asyncio.get_running_loop()

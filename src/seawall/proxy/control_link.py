@@ -42,6 +42,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from .events import EventLog
+
 __all__ = [
     "Answer",
     "apply_delta",
@@ -49,6 +51,7 @@ __all__ = [
     "ControlLink",
     "ControlRefused",
     "ControlUnavailable",
+    "edge_states",
     "ejected_endpoints",
     "InstanceSpec",
     "LinkStatus",
@@ -308,6 +311,23 @@ def ejected_endpoints(clusters: str) -> list[str]:
     ]
 
 
+def edge_states(clusters: str) -> dict[str, dict[str, Any]]:
+    """Per outbound destination of the core's ``/clusters`` document: its breaker's
+    state (``None``: no breaker) and its ejected endpoints (``address:port``)."""
+    doc = json.loads(clusters)
+    edges: dict[str, dict[str, Any]] = {}
+    for cluster in doc["clusters"]:
+        if cluster["name"].startswith("inbound:"):
+            continue
+        breaker = cluster.get("breaker")
+        edges[cluster["name"]] = {
+            "breaker": breaker["state"] if breaker else None,
+            "ejected": [f"{ep['address']}:{ep['port']}" for ep in cluster["endpoints"]
+                        if ep["ejected"]],
+        }  # fmt: skip
+    return edges
+
+
 def request_certificate(client: ControlClient, csr_pem: bytes) -> dict[str, Any]:
     """Send a CSR; the answer has ``certificate`` and ``ca`` (PEM) and ``serial``."""
     answer = client.call("POST", "/v1/certificates", body={"csr": csr_pem.decode("ascii")})
@@ -337,26 +357,40 @@ class LinkStatus:
 
 
 class Reconnect:
-    """Backoff with full jitter between failed attempts of one loop; logged sparingly."""
+    """Backoff with full jitter between failed attempts of one loop; logged sparingly:
+    ``control_plane_lost`` at the 1st failure and every 20th, ``control_plane_regained``
+    at the success that ends a run of them."""
 
-    def __init__(self, what: str, stop: threading.Event) -> None:
+    def __init__(self, what: str, stop: threading.Event, log: EventLog) -> None:
         self.what = what
         self.stop = stop
+        self.log = log
         self.failures = 0
 
     def failed(self, exc: Exception, status: LinkStatus) -> None:
-        """Note a failure (the 1st and every 20th are logged), then wait before the next try."""
+        """Note a failure, then wait before the next try."""
         self.failures += 1
         status.connected = False
         status.last_error = str(exc)
         if self.failures == 1 or self.failures % 20 == 0:
-            _log(f"{self.what}: {exc} (attempt {self.failures}; serving with the last good config)")
+            self.log.event(
+                "control_plane_lost",
+                limited=True,
+                loop=self.what,
+                error=str(exc),
+                attempt=self.failures,
+                message="serving with the last good config",
+            )
         cap = min(RECONNECT_MAX, RECONNECT_BASE * 2.0 ** min(self.failures - 1, 30))
         self.stop.wait(_uniform(cap))
 
-    def succeeded(self) -> bool:
-        """Note a success; whether it ended a run of failures."""
+    def succeeded(self, url: str = "") -> bool:
+        """Note a success; whether it ended a run of failures (then said, with ``url``)."""
         was, self.failures = self.failures, 0
+        if was:
+            self.log.event(
+                "control_plane_regained", limited=True, loop=self.what, via=url, failures=was
+            )
         return was > 0
 
 
@@ -389,15 +423,18 @@ class ControlLink:
         ejected: Callable[[], list[str]],
         certificate: Callable[[], tuple[str | None, float | None]] = lambda: (None, None),
         restart_needed: Callable[[], list[str]] = list,
+        edges: Callable[[], dict[str, dict[str, Any]]] = dict,
         ttl: float = 10.0,
         stop: threading.Event | None = None,
+        log: EventLog | None = None,
     ) -> None:
         """``apply(snapshot)`` validates and swaps in a snapshot, returning its config
         version (raising ``ValueError``, e.g. a ``ConfigError``, to refuse it);
         ``ejected()`` lists ``address:port`` endpoints ejected right now;
         ``certificate()`` gives the current certificate's (serial, not_after);
         ``restart_needed()`` the settings of the running config that wait for a
-        restart (listener ports, workers)."""
+        restart (listener ports, workers); ``edges()`` each destination's breaker
+        state and ejected endpoints (:func:`edge_states`)."""
         self.client = client
         self.instance = instance
         self.state_dir = state_dir
@@ -405,6 +442,8 @@ class ControlLink:
         self._ejected = ejected
         self.certificate = certificate
         self._restart_needed = restart_needed
+        self._edges = edges
+        self.log = log or EventLog(instance.service)
         self.ttl = ttl
         # A renewal must fail over from a hung replica well within the lease's life.
         self.call_timeout = max(0.5, min(5.0, ttl / 4))
@@ -425,7 +464,10 @@ class ControlLink:
         try:
             version = self._apply(snapshot)
         except Exception as exc:  # any problem in it: keep the running config
-            _log(f"snapshot {snapshot.get('etag')} refused, keeping the running config:\n{exc}")
+            self.log.message(
+                f"snapshot {snapshot.get('etag')} refused, keeping the running config:\n{exc}",
+                "config_rejected",
+            )
             return False
         self.record(snapshot, version, persist=persist)
         return True
@@ -436,7 +478,7 @@ class ControlLink:
             try:
                 save_snapshot(self.state_dir, snapshot)
             except OSError as exc:
-                _log(f"could not persist the snapshot: {exc}")
+                self.log.message(f"could not persist the snapshot: {exc}", "persist_failed")
         self.status.etag = self._known = str(snapshot.get("etag"))
         self._latest = snapshot
         self.status.config_version = version
@@ -476,15 +518,14 @@ class ControlLink:
 
     def subscribe(self) -> None:
         """Follow the snapshot until :attr:`stop` is set."""
-        retry = Reconnect("subscription", self.stop)
+        retry = Reconnect("subscription", self.stop, self.log)
         while not self.stop.is_set():
             try:
                 snapshot = self.fetch(POLL_WAIT)
             except Exception as exc:  # unavailable, refused, or a bug: log, back off, retry
                 retry.failed(exc, self.status)
                 continue
-            if retry.succeeded():
-                _log(f"subscribed again via {self.client.url}")
+            retry.succeeded(self.client.url)
             self.status.connected = True
             if snapshot is not None and snapshot.get("config") is not None:
                 if self.stop.is_set():
@@ -528,6 +569,7 @@ class ControlLink:
             "certificate_serial": serial,
             "certificate_expires": expires,
             "restart_needed": self._restart_needed(),
+            "edges": self._edges(),
         }
 
     def _renew(self, lease: str) -> bool:
@@ -555,13 +597,13 @@ class ControlLink:
             if lease is None:
                 lease = self.register()
             if not self._renew(lease):
-                _log("lease expired; registering again")
+                self.log.message("lease expired; registering again", "lease_expired")
                 return None
             return lease
 
     def keep_lease(self) -> None:
         """Register, then renew at a third of the TTL (or at once after a change), until stopped."""
-        retry = Reconnect("lease", self.stop)
+        retry = Reconnect("lease", self.stop, self.log)
         lease: str | None = None
         while not self.stop.is_set():
             self._report_now.clear()  # before the calls: a change during them is not lost
@@ -572,7 +614,7 @@ class ControlLink:
                 continue
             if lease is None:
                 continue
-            retry.succeeded()
+            retry.succeeded(self.client.url)
             # Sleep a third of the TTL, waking early when there is something to report.
             deadline = time.monotonic() + self.ttl / 3
             while not self.stop.is_set():
@@ -607,7 +649,7 @@ class ControlLink:
         returning its serial. Certificates are wall-clock objects; the wait
         itself is measured on the monotonic clock.
         """
-        retry = Reconnect("certificate", self.stop)
+        retry = Reconnect("certificate", self.stop, self.log)
         while not self.stop.is_set():
             due = renew_at()
             if due is not None and due > time.time():
@@ -618,9 +660,9 @@ class ControlLink:
             except Exception as exc:  # unavailable, refused, a bad certificate: retry
                 retry.failed(exc, self.status)
                 continue
-            retry.succeeded()
+            retry.succeeded(self.client.url)
             self._report_now.set()
-            _log(f"certificate installed (serial {serial})")
+            self.log.event("certificate_rotated", serial=serial)
             # Never renew in a tight loop, even if the new certificate's renewal
             # time has already passed (a very short lifetime, a skewed clock).
             self.stop.wait(MIN_RENEWAL_INTERVAL)

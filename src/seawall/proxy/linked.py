@@ -33,11 +33,13 @@ from .control_link import (
     ControlClient,
     ControlLink,
     InstanceSpec,
+    edge_states,
     ejected_endpoints,
     merge_endpoints,
 )
+from .events import EventLog
 from .memory import Trimmer
-from .serve import log, log_applied, restart_needed, run_until_stopped
+from .serve import change_summary, log, log_restart, restart_needed, run_until_stopped
 
 __all__ = ["Managed", "identity_pem", "main"]
 
@@ -55,10 +57,11 @@ def identity_pem(directory: str | os.PathLike[str]) -> tuple[bytes, bytes, bytes
 class Managed:
     """The core of one managed sidecar, and what its control link calls back."""
 
-    def __init__(self, handoff: dict[str, Any]) -> None:
+    def __init__(self, handoff: dict[str, Any], events: EventLog) -> None:
         from .. import _native  # noqa: PLC0415 - the extension module, loaded once here
 
         self.handoff = handoff
+        self.events = events
         self.service: str = handoff["service"]
         self.config: Any = handoff["config"]  # the running snapshot's config part
         self.static: dict[str, list[dict[str, Any]]] = handoff["static"]
@@ -69,11 +72,22 @@ class Managed:
         spec = handoff["spec"]
         spec["config_version"] = self.version
         self.started = spec
+        self.spec_config: dict[str, Any] = spec["config"]
         self.restart: list[str] = []
         self.drain_grace = float(spec["drain_grace"])
+        first = handoff.get("snapshot") or {}
+        try:
+            self.sets = merge_endpoints(self.static, first.get("endpoints"))
+        except ValueError:
+            self.sets = {name: list(items) for name, items in self.static.items()}
         cert, key, bundle = identity_pem(self.identity)
         self.core = _native.Sidecar(
-            json.dumps(spec), workers=int(handoff["workers"]), cert=cert, key=key, bundle=bundle
+            json.dumps(spec),
+            workers=int(handoff["workers"]),
+            cert=cert,
+            key=key,
+            bundle=bundle,
+            log_format=events.format,
         )
 
     def _child(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -92,17 +106,48 @@ class Managed:
         if config == self.config:  # only the registry changed: update the sets in place
             sets = merge_endpoints(self.static, snapshot.get("endpoints"))
             self.core.set_endpoints(json.dumps(sets))
+            self._note_instances(sets)
             return self.version
         answer = self._child("snapshot", {"snapshot": snapshot})
         spec = answer["spec"]
         spec["config_version"] = answer["version"]
         spec["restart_needed"] = restart = restart_needed(self.started, spec)
-        log_applied(self.core.apply(json.dumps(spec)), restart)
+        before = self.spec_config
+        applied = self.core.apply(json.dumps(spec))
+        log_restart(self.events, restart)
+        self.events.event(
+            "config_applied",
+            version=answer["version"],
+            state_resets=len(applied[1]),
+            **change_summary(before, spec["config"]),
+        )
+        self.spec_config = spec["config"]
         self.restart = restart
         self.config, self.static, self.version = config, answer["static"], answer["version"]
         self.trust_domain = answer["trust_domain"]
         self.drain_grace = float(answer["spec"]["drain_grace"])
+        self._note_instances(merge_endpoints(self.static, snapshot.get("endpoints")))
         return self.version
+
+    def _note_instances(self, sets: dict[str, list[dict[str, Any]]]) -> None:
+        """An ``instance_joined`` or ``instance_left`` event per endpoint that came or
+        went since the last snapshot (rate-limited per service)."""
+        for service in sorted(self.sets.keys() | sets.keys()):
+            old = {(e["address"], e["port"]): e for e in self.sets.get(service, [])}
+            new = {(e["address"], e["port"]): e for e in sets.get(service, [])}
+            for event, keys, side in (
+                ("instance_joined", new.keys() - old.keys(), new),
+                ("instance_left", old.keys() - new.keys(), old),
+            ):
+                for address, port in sorted(keys):
+                    self.events.event(
+                        event,
+                        service,
+                        limited=True,
+                        endpoint=f"{address}:{port}",
+                        subset=side[(address, port)].get("subset"),
+                    )
+        self.sets = sets
 
     def renew(self) -> str:
         """A new certificate, rotated into the live listeners; its serial."""
@@ -124,6 +169,9 @@ class Managed:
     def restart_needed(self) -> list[str]:
         return self.restart
 
+    def edges(self) -> dict[str, dict[str, Any]]:
+        return edge_states(self.core.clusters())
+
 
 USAGE = "usage: python -m seawall.proxy.linked --handoff-fd FD (run by `seawall sidecar`)"
 
@@ -137,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     trimmer = Trimmer()  # before the core allocates anything
     with os.fdopen(int(args[1]), "rb") as file:
         handoff: dict[str, Any] = json.loads(file.read())
+    options = handoff["options"]
     try:
-        managed = Managed(handoff)
+        events = EventLog(handoff["service"], options.get("log_format", "text"))
+        managed = Managed(handoff, events)
     except (OSError, ValueError) as exc:
         log(str(exc))
         return 2
-    options = handoff["options"]
     link = ControlLink(
         ControlClient(options["urls"], options["token"]),
         InstanceSpec(**handoff["instance"]),
@@ -151,12 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         ejected=managed.ejected,
         certificate=managed.certificate,
         restart_needed=managed.restart_needed,
+        edges=managed.edges,
         ttl=float(options["lease_ttl"]),
+        log=events,
     )
     if handoff["snapshot"] is not None:
         link.record(handoff["snapshot"], managed.version, persist=True)
     ports = ", ".join(f"{name}={port}" for name, port in managed.core.ports())
-    log(f"serving {managed.service} on the Rust core: {ports}")
+    events.message(f"serving {managed.service} on the Rust core: {ports}", "serving")
 
     def certificates() -> None:
         link.keep_certificate(managed.renew_at, managed.renew)
@@ -164,13 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     link.start(link.subscribe, link.keep_lease, certificates)
 
     def on_hup(now: float) -> None:
-        log("SIGHUP ignored: a managed sidecar takes its config from the control plane")
+        events.message(
+            "SIGHUP ignored: a managed sidecar takes its config from the control plane", "signal"
+        )
 
     run_until_stopped(trimmer.tick, on_hup)
-    log("draining")
+    events.message("draining", "draining")
     link.deregister()  # out of every endpoint set now, not at lease expiry
     managed.core.drain(managed.drain_grace)
-    log(f"stopped after {time.time() - float(handoff['started']):.0f}s")
+    events.message(f"stopped after {time.time() - float(handoff['started']):.0f}s", "stopped")
     return 0
 
 

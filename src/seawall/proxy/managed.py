@@ -92,6 +92,7 @@ class LinkOptions:
     outbound_port: int | None = None
     admin_port: int | None = None
     lease_ttl: float = 10.0
+    log_format: str = "text"  # the long-running process's event log: text or json
 
 
 def with_instance_ports(config: MeshConfig, service: str, options: LinkOptions) -> MeshConfig:

@@ -31,7 +31,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._changes import changed_settings
 from .child import run_python
+from .events import EventLog
 from .memory import Trimmer
 from .reload import READ, FileSignature, Reload, ReloadDebouncer, Snapshot, content_digest
 
@@ -45,8 +47,9 @@ if TYPE_CHECKING:
 __all__ = [
     "POLL_INTERVAL",
     "StaticSidecar",
+    "change_summary",
     "log",
-    "log_applied",
+    "log_restart",
     "main",
     "restart_needed",
     "run_until_stopped",
@@ -57,7 +60,7 @@ POLL_INTERVAL = 0.25
 
 
 def log(message: str) -> None:
-    """One line on stderr, prefixed like every sidecar message."""
+    """One line on stderr before the sidecar's event log exists (bad arguments)."""
     sys.stderr.write(f"seawall sidecar [{os.getpid()}]: {message}\n")
     sys.stderr.flush()
 
@@ -87,13 +90,18 @@ def restart_needed(started: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     return found
 
 
-def log_applied(applied: tuple[bool, list[tuple[str, str, str]]], restart: list[str]) -> None:
-    """Say what a new config could not change in place: the settings that wait
-    for a restart, and each piece of state it reset, with why."""
+def change_summary(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What a new config changed, for its event: how many settings, and the first
+    20 of their paths (``policies.orders.timeout``)."""
+    paths = [path for path, _, _ in changed_settings(before, after)]
+    return {"changes": len(paths), "changed": paths[:20]}
+
+
+def log_restart(events: EventLog, restart: list[str]) -> None:
+    """Say which settings of a new config wait for a restart (the core says
+    what state the swap reset, as ``state_reset`` events)."""
     if restart:
-        log("restart needed, these settings wait for it: " + "; ".join(restart))
-    for destination, what, reason in applied[1]:
-        log(f"{destination}: {what} reset: {reason}")
+        events.event("restart_needed", settings=restart)
 
 
 def _read(path: str) -> tuple[bytes, Snapshot]:
@@ -115,16 +123,25 @@ class StaticSidecar:
     """The core of one sidecar, and its config file."""
 
     def __init__(
-        self, path: str, service: str, spec: dict[str, Any], *, workers: int = 1
+        self,
+        path: str,
+        service: str,
+        spec: dict[str, Any],
+        *,
+        workers: int = 1,
+        events: EventLog | None = None,
     ) -> None:
         from .. import _native  # noqa: PLC0415 - the extension module, loaded once here
 
         self.path = path
         self.service = service
+        self.events = events or EventLog(service)
         spec["config_version"] = 1  # the configs this sidecar has run, counted
         self.spec = spec
         self.started = spec
-        self.core = _native.Sidecar(json.dumps(spec), workers=workers)
+        self.core = _native.Sidecar(
+            json.dumps(spec), workers=workers, log_format=self.events.format
+        )
         loaded: Snapshot | None = None
         try:
             loaded = _read(path)[1]
@@ -141,7 +158,10 @@ class StaticSidecar:
         try:
             data, snapshot = _read(self.path)
         except OSError as exc:
-            log(f"config reload failed ({exc.strerror}), keeping the running config")
+            self.events.message(
+                f"config reload failed ({exc.strerror}), keeping the running config",
+                "config_rejected",
+            )
             return False
         self.debouncer.loaded(now, snapshot)
         return self._reload_from(data)
@@ -164,13 +184,16 @@ class StaticSidecar:
         if not isinstance(step, Reload):
             return None
         how = "replaced" if step.reason == "replaced" else f"still for {debouncer.settle:g}s"
-        log(f"config file changed ({how}), reloading")
+        self.events.message(f"config file changed ({how}), reloading", "config_changed")
         return self._reload_from(data)
 
     def _reload_from(self, data: bytes) -> bool:
         spec, errors = compile_spec(data, self.service, self.path)
         if spec is None:
-            log(f"config reload rejected, keeping the running config:\n{errors}")
+            self.events.message(
+                f"config reload rejected, keeping the running config:\n{errors}",
+                "config_rejected",
+            )
             return False
         if spec["digest"] == self.spec["digest"]:
             return True
@@ -179,12 +202,19 @@ class StaticSidecar:
         try:
             applied = self.core.apply(json.dumps(spec))
         except ValueError as exc:  # e.g. `mtls: strict` and no identity
-            log(f"config reload rejected, keeping the running config: {exc}")
+            self.events.message(
+                f"config reload rejected, keeping the running config: {exc}", "config_rejected"
+            )
             return False
-        log_applied(applied, spec["restart_needed"])
-        self.spec = spec
+        log_restart(self.events, spec["restart_needed"])
+        previous, self.spec = self.spec, spec
         self.debouncer.settle = self._settle(spec)
-        log(f"config reloaded: version {spec['config_version']} (digest {spec['digest'][:12]})")
+        self.events.event(
+            "config_reloaded",
+            message=f"config reloaded: version {spec['config_version']} "
+            f"(digest {spec['digest'][:12]}, {len(applied[1])} state resets)",
+            **change_summary(previous["config"], spec["config"]),
+        )
         return True
 
     def drain(self) -> None:
@@ -214,21 +244,21 @@ def run_until_stopped(tick: Callable[[float], object], hup: Callable[[float], ob
 def serve(sidecar: StaticSidecar, trimmer: Trimmer) -> int:
     """Serve until SIGTERM or SIGINT; reload on SIGHUP and on file changes."""
     ports = ", ".join(f"{name}={port}" for name, port in sidecar.core.ports())
-    log(f"serving {sidecar.service} on the Rust core: {ports}")
+    sidecar.events.message(f"serving {sidecar.service} on the Rust core: {ports}", "serving")
 
     def tick(now: float) -> None:
         sidecar.check_file(now)
         trimmer.tick(now)
 
     run_until_stopped(tick, sidecar.reload)
-    log("draining")
+    sidecar.events.message("draining", "draining")
     sidecar.drain()
     return 0
 
 
 USAGE = (
     "usage: python -m seawall.proxy.serve --config PATH --service NAME "
-    "--workers N --spec-fd FD (run by `seawall sidecar`)"
+    "--workers N --spec-fd FD [--log-format text|json] (run by `seawall sidecar`)"
 )
 
 
@@ -248,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with os.fdopen(spec_fd, "rb") as file:
         spec = json.loads(file.read())
     try:
-        sidecar = StaticSidecar(options["--config"], options["--service"], spec, workers=workers)
+        events = EventLog(options["--service"], options.get("--log-format", "text"))
+        sidecar = StaticSidecar(
+            options["--config"], options["--service"], spec, workers=workers, events=events
+        )
     except (OSError, ValueError) as exc:
         log(str(exc))
         return 2

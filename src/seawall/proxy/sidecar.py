@@ -27,7 +27,9 @@ from .tls import check_identity
 __all__ = ["run"]
 
 
-def run(config_path: str, service: str, workers: int | None = None) -> int:
+def run(
+    config_path: str, service: str, workers: int | None = None, *, log_format: str = "text"
+) -> int:
     """Run the sidecar of ``service``; returns the exit status (2: the config is unusable)."""
     path = Path(config_path)
     try:
@@ -44,10 +46,12 @@ def run(config_path: str, service: str, workers: int | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"{path}: {exc}\n")
         return 2
-    return _exec_serve(path, service, config, workers or config.sidecar.workers)
+    return _exec_serve(path, service, config, workers or config.sidecar.workers, log_format)
 
 
-def _exec_serve(path: Path, service: str, config: MeshConfig, workers: int) -> int:
+def _exec_serve(
+    path: Path, service: str, config: MeshConfig, workers: int, log_format: str
+) -> int:
     """Replace this process with :mod:`seawall.proxy.serve`, handing it the spec."""
     spec = json.dumps(sidecar_spec(config, service), separators=(",", ":")).encode()
     fd = os.memfd_create("seawall-spec", 0)  # no MFD_CLOEXEC: the new process reads it
@@ -58,6 +62,7 @@ def _exec_serve(path: Path, service: str, config: MeshConfig, workers: int) -> i
     argv = [
         sys.executable, "-m", "seawall.proxy.serve", "--config", os.fspath(path),
         "--service", service, "--workers", str(workers), "--spec-fd", str(fd),
+        "--log-format", log_format,
     ]
     os.execv(sys.executable, argv)
 

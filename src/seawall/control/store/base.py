@@ -135,6 +135,8 @@ class SidecarStatus:
     certificate_serial: str | None = None  # hex serial of the sidecar's current certificate
     certificate_expires: float | None = None  # its not_after, wall-clock seconds
     restart_needed: tuple[str, ...] = ()  # settings of its config that wait for a restart
+    # per destination it calls: {"breaker": state or None, "ejected": ["address:port", ...]}
+    edges: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
@@ -147,6 +149,7 @@ class SidecarStatus:
             "certificate_serial": self.certificate_serial,
             "certificate_expires": self.certificate_expires,
             "restart_needed": list(self.restart_needed),
+            "edges": {k: dict(v) for k, v in self.edges.items()},
         }
 
     @classmethod
@@ -167,6 +170,7 @@ class SidecarStatus:
                 else float(data["certificate_expires"])
             ),
             restart_needed=tuple(str(r) for r in data.get("restart_needed") or ()),
+            edges={str(k): dict(v) for k, v in (data.get("edges") or {}).items()},
         )
 
 
