@@ -276,7 +276,7 @@ fn through_the_proxy(rt: &Runtime, down: &Down, head: &RequestHead) {
         ("x-seawall-deadline-ms", deadline_text),
         ("x-seawall-attempt", attempt_text),
     ];
-    let extra = &all[..if attempt > 1 { 2 } else { 1 }];
+    let extra = &all[..];
     // forward::BodySource::take: an empty body of POST, PUT or PATCH says
     // so; a body with a length keeps it; a chunked one streams (buffered
     // whole it would go with its decoded length).
@@ -345,6 +345,15 @@ fn through_the_proxy(rt: &Runtime, down: &Down, head: &RequestHead) {
 
 /// A local answer is a response the server can write (server.rs `write_local`).
 fn answer_locally(head: &RequestHead, local: &Local) {
+    // as server.rs `write_local` writes it: the reason phrase, a line of JSON
+    let destination = head.authority.as_deref().map(String::from_utf8_lossy);
+    let body = seawall_h1::local_body(local.error(), destination.as_deref(), &local.detail);
+    let doc: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("a local body is JSON: {e}: {}", show(&body)));
+    assert_eq!(doc["reason"].as_str(), Some(local.detail.as_str()));
+    assert_eq!(doc["error"].as_str(), Some(local.error()));
+    assert_eq!(doc["destination"].as_str(), destination.as_deref());
+    assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
     let mut headers = HeaderMap::new();
     for (n, v) in &local.extra {
         headers.append(n.clone(), v.clone());
@@ -352,9 +361,9 @@ fn answer_locally(head: &RequestHead, local: &Local) {
     let mut out = BytesMut::new();
     seawall_h1::encode_response_head(
         local.status,
-        None,
+        Some(seawall_h1::canonical_reason(local.status)).filter(|r| !r.is_empty()),
         &headers,
-        ResponseFraming::Length(local.detail.len() as u64 + 1),
+        ResponseFraming::Length(body.len() as u64),
         head.keep_alive,
         Some(seawall_h1::VIA),
         &mut out,
@@ -556,7 +565,7 @@ fn same_meaning(
     let attempt_field = only("x-seawall-attempt");
     assert_eq!(
         attempt_field,
-        (attempt > 1).then_some(attempt.to_string().as_bytes()),
+        Some(attempt.to_string().as_bytes()),
         "{}",
         wire()
     );

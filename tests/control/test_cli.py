@@ -206,21 +206,31 @@ def test_diff_and_apply_dry_run(tmp_path: Path) -> None:
         proc.stop()
 
 
-def test_status_shows_a_sidecar_that_waits_for_a_restart(
-    control: ControlProcess, tmp_path: Path
-) -> None:
+def applied_and_joined(
+    control: ControlProcess, tmp_path: Path, iid: str, port: int
+) -> tuple[list[str], int, dict[str, str], str]:
+    """MESH applied and instance ``iid`` (of the service its id names) registered:
+    the CLI's state arguments, the config version, the join token's header, the lease."""
     state = ["--state-dir", str(control.state_dir)]
     good = tmp_path / "mesh.yaml"
     good.write_text(MESH)
     assert seawall("apply", "-f", str(good), *state).returncode == 0
     version = int(json.loads(seawall("status", "--json", *state).stdout)["config_version"])
-    token = seawall("certs", "token", "payments", *state).stdout.strip()
+    service = iid.partition(".")[0]
+    token = seawall("certs", "token", service, *state).stdout.strip()
     auth = {"authorization": f"Bearer {token}"}
     with httpx.Client(base_url=control.url, trust_env=False, headers=auth) as c:
-        r = c.post("/v1/instances", json={"id": "payments.r", "service": "payments",
-                                          "address": "127.0.0.1", "port": 18003})
+        r = c.post("/v1/instances", json={"id": iid, "service": service,
+                                          "address": "127.0.0.1", "port": port})
         assert r.status_code == 200, r.text
-        lease = r.json()["lease"]
+    return state, version, auth, str(r.json()["lease"])
+
+
+def test_status_shows_a_sidecar_that_waits_for_a_restart(
+    control: ControlProcess, tmp_path: Path
+) -> None:
+    state, version, auth, lease = applied_and_joined(control, tmp_path, "payments.r", 18003)
+    with httpx.Client(base_url=control.url, trust_env=False, headers=auth) as c:
         bad = c.put(f"/v1/leases/{lease}/status",
                     json={"id": "payments.r", "config_version": version, "restart_needed": "x"})
         assert bad.status_code == 422
@@ -244,21 +254,12 @@ def test_status_shows_a_sidecar_that_waits_for_a_restart(
 def test_status_shows_every_edge_and_watches(control: ControlProcess, tmp_path: Path) -> None:
     """Each caller's breaker state and ejected endpoints per destination, as the
     sidecars report them; ``--watch`` prints it again; bad reports are refused."""
-    state = ["--state-dir", str(control.state_dir)]
-    good = tmp_path / "mesh.yaml"
-    good.write_text(MESH)
-    assert seawall("apply", "-f", str(good), *state).returncode == 0
-    version = int(json.loads(seawall("status", "--json", *state).stdout)["config_version"])
-    token = seawall("certs", "token", "orders", *state).stdout.strip()
-    auth = {"authorization": f"Bearer {token}"}
+    state, version, auth, lease = applied_and_joined(control, tmp_path, "orders.e", 18002)
     edges = {
         "payments": {"breaker": "open", "ejected": ["127.0.0.1:18003"]},
         "orders": {"breaker": None, "ejected": []},
     }
     with httpx.Client(base_url=control.url, trust_env=False, headers=auth) as c:
-        r = c.post("/v1/instances", json={"id": "orders.e", "service": "orders",
-                                          "address": "127.0.0.1", "port": 18002})
-        lease = r.json()["lease"]
         for bad, field in (
             ({"payments": {"breaker": "melted"}}, "body.edges.payments.breaker"),
             ({"payments": {"ejected": "x"}}, "body.edges.payments.ejected"),

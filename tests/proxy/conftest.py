@@ -44,6 +44,20 @@ OFF = {"enabled": False}
 """A breaker or outlier section that turns the policy off."""
 
 
+def budgeted() -> dict[str, Any]:
+    """A policy that retries 5xx up to 3 attempts on a small retry budget (ratio 0.1,
+    a reserve of 0.1 retries a second over 10 s): about one retry, then none.
+    A new dict each time (tests change it)."""
+    return {
+        "retry": {
+            "attempts": 3,
+            "on": ["5xx"],
+            "backoff": {"base": "1ms", "max": "5ms"},
+            "budget": {"ratio": 0.1, "min_per_second": 0.1, "ttl": "10s"},
+        }
+    }
+
+
 class Mesh:
     """A mesh.yaml under construction, for the sidecar of service ``app``."""
 
@@ -345,18 +359,7 @@ def sidecar_main(
         [b["overloaded"]],
         {"retry": {"attempts": 3, "on": ["5xx"], "backoff": fast}},
     )
-    mesh.destination(
-        "budget",
-        [b["budget"]],
-        {
-            "retry": {
-                "attempts": 3,
-                "on": ["5xx"],
-                "backoff": fast,
-                "budget": {"ratio": 0.1, "min_per_second": 0.1, "ttl": "10s"},
-            }
-        },
-    )
+    mesh.destination("budget", [b["budget"]], budgeted())
     mesh.destination(
         "deadline",
         [b["deadline"]],

@@ -19,9 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from backends import Backend, BackendLoop, Echo, Fail, Hang, Ok, wait_until
-from conftest import Mesh, SidecarProcess
-
-FAST = {"base": "1ms", "max": "5ms"}
+from conftest import Mesh, SidecarProcess, budgeted
 
 
 class Logged:
@@ -71,18 +69,7 @@ def logged(sidecar_loop: BackendLoop, tmp_path_factory: pytest.TempPathFactory) 
             "outlier": {"consecutive_5xx": 2, "ejection": "300ms", "max_ejected": "50%"},
         },
     )
-    mesh.destination(
-        "budget",
-        [b["budget"]],
-        {
-            "retry": {
-                "attempts": 3,
-                "on": ["5xx"],
-                "backoff": FAST,
-                "budget": {"ratio": 0.1, "min_per_second": 0.1, "ttl": "10s"},
-            }
-        },
-    )
+    mesh.destination("budget", [b["budget"]], budgeted())
     mesh.destination("bulkhead", [b["bulkhead"]], {"bulkhead": {"max_in_flight": 1}})
     process = SidecarProcess(mesh, tmp_path_factory.mktemp("events"))
     process.args = ["--log-format", "json"]

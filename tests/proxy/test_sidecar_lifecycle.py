@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from backends import Backend, BackendLoop, Echo, Ok, Trickle, wait_until
+from backends import Backend, BackendLoop, Echo, Ok, RawConn, Trickle, wait_until
 from conftest import Mesh, SidecarProcess
 
 Start = Callable[[Mesh], SidecarProcess]
@@ -119,6 +119,25 @@ def test_settings_that_wait_for_a_restart_are_said_and_shown(
         assert client.get(f"http://127.0.0.1:{old_inbound}/in").status_code == 200
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", new_inbound), 1):
         pass
+
+
+def test_a_kept_alive_connection_gets_the_new_config_at_its_next_request(
+    sidecar_start: Start, sidecar_svc: Backend
+) -> None:
+    """A connection idle across a reload serves its next request with the new
+    routes (it once kept the config of the moment it went idle)."""
+    mesh = mesh_for(sidecar_svc)
+    sidecar = sidecar_start(mesh)
+    request = b"GET /new HTTP/1.1\r\nHost: svc\r\n\r\n"
+    with RawConn(sidecar.outbound, timeout=5) as conn:  # one socket throughout
+        conn.send(request)
+        assert conn.response().status == 200
+        mesh.doc["policies"]["svc"]["routes"] = [NEW_ROUTE]
+        sidecar.rewrite(mesh, keep_mtime=True)
+        sidecar.signal(signal.SIGHUP)
+        wait_until(lambda: "config reloaded" in sidecar.stderr(), timeout=3, what="the reload")
+        conn.send(request)
+        assert conn.response().status == 418
 
 
 def test_a_changed_config_file_is_reloaded(sidecar_start: Start, sidecar_svc: Backend) -> None:

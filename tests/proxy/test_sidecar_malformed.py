@@ -12,6 +12,7 @@ died with an unhandled exception.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -190,6 +191,19 @@ def send(port: int, c: Case) -> tuple[int | None, bool]:
         resp = conn.response_or_close(timeout=3)
         closed = resp is None or conn.closed(timeout=2)
     return (None if resp is None else resp.status), closed
+
+
+def test_a_refused_request_gets_a_reason_phrase_and_a_json_body(sidecar_strict: Target) -> None:
+    with RawConn(sidecar_strict.port, timeout=3) as conn:
+        conn.send(GET + b"Host: other\r\n\r\n")
+        resp = conn.response()
+    assert (resp.status, resp.reason) == (400, "Bad Request")
+    assert resp.header("content-type") == "application/json"
+    assert json.loads(resp.body) == {
+        "error": "bad_request",
+        "destination": None,
+        "reason": "duplicate Host",
+    }
 
 
 def good_request(target: Target) -> None:

@@ -346,7 +346,8 @@ def test_authorization_allows_denies_and_counts(mesh: MTLSMesh) -> None:
         r = https(client, pay.inbound, method, path)
         assert r.status_code == status, (method, path, r.text)
         if status == 403:
-            assert r.text.startswith("access denied")
+            assert r.json()["reason"].startswith("access denied")
+            assert r.json()["destination"] == "payments"
             assert r.headers["x-seawall-denied"]
     # the app saw exactly the allowed requests
     assert sorted((s.method, s.target) for s in pay.backend.seen) == [
@@ -367,7 +368,7 @@ def test_an_upgrade_is_authorized_like_any_request(mesh: MTLSMesh) -> None:
     for client, path in [(mesh.as_orders, "/refunds/secret"), (mesh.as_email, "/charge")]:
         r = https(client, pay.inbound, "GET", path, headers=upgrade)
         assert r.status_code == 403, (path, r.text)
-        assert r.text.startswith("access denied")
+        assert r.json()["reason"].startswith("access denied")
     assert pay.backend.seen == []
 
 
@@ -405,7 +406,7 @@ def test_outbound_to_a_plaintext_server_fails_the_handshake(mesh: MTLSMesh) -> N
     with httpx.Client(proxy=f"http://127.0.0.1:{orders.outbound}", timeout=5) as client:
         r = client.get("http://legacy/metrics")
     assert r.status_code == 503  # the admin page was never served: the TLS handshake failed
-    assert r.text.startswith("upstream connect")
+    assert r.json()["reason"].startswith("upstream connect")
     assert orders.metric(failures, destination="legacy", reason="handshake") == before + 1
 
 

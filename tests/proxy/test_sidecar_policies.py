@@ -76,7 +76,7 @@ def test_retries_5xx_then_succeeds(mesh: MainMesh) -> None:
     assert r.status_code == 200
     assert backend.hits == 3
     attempts = [seen.header("x-seawall-attempt") for seen in backend.seen]
-    assert attempts == [None, "2", "3"]
+    assert attempts == ["1", "2", "3"]
 
 
 def test_retry_on_connect_failure_goes_to_a_live_endpoint(mesh: MainMesh) -> None:
@@ -145,6 +145,14 @@ def test_open_breaker_answers_503_without_calling_the_backend(mesh: MainMesh) ->
         assert r.status_code == 503
         assert r.headers["x-seawall-circuit"] == "open"
         assert r.headers["x-seawall-overloaded"] == "1"
+        # every answer the sidecar makes: a reason phrase and a line of JSON
+        assert r.reason_phrase == "Service Unavailable"
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == {
+            "error": "circuit_open",
+            "destination": "breaker",
+            "reason": "circuit open for breaker",
+        }
         assert elapsed < 0.5
     assert backend.heads == 4
     assert backend.connections <= 1  # no new connection attempt either
@@ -164,6 +172,8 @@ def test_bulkhead_overflow_answers_503_at_once(mesh: MainMesh) -> None:
         assert r.status_code == 503
         assert r.headers["x-seawall-overflow"] == "in_flight"
         assert r.headers["x-seawall-overloaded"] == "1"
+        assert r.json()["error"] == "overflow"
+        assert r.json()["destination"] == "bulkhead"
         assert elapsed < 0.5
         assert backend.heads == 1
     finally:

@@ -21,9 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from backends import Backend, BackendLoop, Echo, Fail, Hang, Ok, wait_until
-from conftest import Mesh, SidecarProcess
+from conftest import Mesh, SidecarProcess, budgeted
 
-FAST = {"base": "1ms", "max": "5ms"}
 BREAKER = {
     "window": {"type": "count", "size": 10},
     "minimum_calls": 4,
@@ -81,18 +80,7 @@ def kept(sidecar_loop: BackendLoop, tmp_path_factory: pytest.TempPathFactory) ->
     mesh = Mesh(b["app"])
     for name in BREAKERS:  # one per test: each trips its own
         mesh.destination(name, [b[name]], {"circuit_breaker": BREAKER})
-    mesh.destination(
-        "budget",
-        [b["budget"]],
-        {
-            "retry": {
-                "attempts": 3,
-                "on": ["5xx"],
-                "backoff": FAST,
-                "budget": {"ratio": 0.1, "min_per_second": 0.1, "ttl": "10s"},
-            }
-        },
-    )
+    mesh.destination("budget", [b["budget"]], budgeted())
     mesh.destination(
         "outlier",
         [b["bad"], b["good"]],

@@ -179,21 +179,90 @@ pub fn encode_last_chunk(trailers: &HeaderMap, dst: &mut BytesMut) {
     dst.put_slice(b"\r\n");
 }
 
-/// The local answer to a refused request: a complete `text/plain` response
-/// that closes the connection (Python's `error_response(status, reason)`):
+/// The kind of a local answer, for its JSON body's `error`: what a program
+/// switches on (`bad_request`, `timeout`, `unavailable`...).
+pub fn error_kind(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "body_too_large",
+        414 => "target_too_long",
+        429 => "rate_limited",
+        431 => "head_too_large",
+        499 => "client_gone",
+        500 => "internal_error",
+        501 => "not_implemented",
+        502 => "bad_gateway",
+        503 => "unavailable",
+        504 => "timeout",
+        505 => "version_not_supported",
+        _ if status >= 500 => "server_error",
+        _ => "client_error",
+    }
+}
+
+/// The body of an answer the proxy makes itself: one line of JSON,
+/// `{"error": kind, "destination": name or null, "reason": text}\n`.
+pub fn local_body(error: &str, destination: Option<&str>, reason: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + reason.len());
+    out.extend_from_slice(b"{\"error\":");
+    json_string(error, &mut out);
+    out.extend_from_slice(b",\"destination\":");
+    match destination {
+        Some(d) => json_string(d, &mut out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reason\":");
+    json_string(reason, &mut out);
+    out.extend_from_slice(b"}\n");
+    out
+}
+
+/// `s` as a JSON string (RFC 8259 §7: quote, backslash and controls escaped).
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// The canonical reason phrase of `status` (empty for an unknown one).
+pub fn canonical_reason(status: u16) -> &'static str {
+    std::str::from_utf8(reason_phrase(status)).unwrap_or("")
+}
+
+/// Answer a request the codec refused, and close:
 ///
 /// ```text
 /// HTTP/1.1 400 Bad Request
-/// content-type: text/plain; charset=utf-8
-/// content-length: 15
+/// content-type: application/json
+/// content-length: 69
 /// connection: close
 ///
-/// duplicate Host
+/// {"error":"bad_request","destination":null,"reason":"duplicate Host"}
 /// ```
 ///
-/// The body is the reason (or the status's phrase when it is empty) and a
-/// newline. A 405 lists the methods the proxy forwards in Allow. A status
-/// outside 100..=999 is answered as 500.
+/// The body is [`local_body`]: the kind of error, no destination (none was
+/// chosen yet), and the reason (or the status's phrase when it is empty). A
+/// 405 lists the methods the proxy forwards in Allow. A status outside
+/// 100..=999 is answered as 500.
 pub fn error_response(err: &Error, dst: &mut BytesMut) {
     let status = if (100..=999).contains(&err.status) {
         err.status
@@ -201,30 +270,30 @@ pub fn error_response(err: &Error, dst: &mut BytesMut) {
         500
     };
     let phrase = reason_phrase(status);
-    let detail = if err.reason.is_empty() {
-        phrase
+    let reason: &str = if err.reason.is_empty() {
+        std::str::from_utf8(phrase).unwrap_or("")
     } else {
-        err.reason.as_bytes()
+        &err.reason
     };
-    dst.reserve(160 + detail.len());
+    let body = local_body(error_kind(status), None, reason);
+    dst.reserve(160 + body.len());
     dst.put_slice(b"HTTP/1.1 ");
     dst.put_slice(decimal(u64::from(status), &mut [0; 20]));
     dst.put_u8(b' ');
     dst.put_slice(phrase);
     dst.put_slice(b"\r\n");
-    put_field(dst, b"content-type", b"text/plain; charset=utf-8");
+    put_field(dst, b"content-type", b"application/json");
     put_field(
         dst,
         b"content-length",
-        decimal(detail.len() as u64 + 1, &mut [0; 20]),
+        decimal(body.len() as u64, &mut [0; 20]),
     );
     if status == 405 {
         put_field(dst, b"allow", ALLOW);
     }
     put_field(dst, b"connection", b"close");
     dst.put_slice(b"\r\n");
-    dst.put_slice(detail);
-    dst.put_u8(b'\n');
+    dst.put_slice(&body);
 }
 
 /// Remove the hop-by-hop fields from `headers` (Python's

@@ -51,8 +51,8 @@ mod target;
 
 pub use body::{BodyDecoder, BodyEvent, ChunkedDecoder, LengthDecoder};
 pub use encode::{
-    encode_chunk, encode_last_chunk, encode_response_head, error_response, strip_hop_by_hop,
-    ResponseFraming, LAST_CHUNK, VIA,
+    canonical_reason, encode_chunk, encode_last_chunk, encode_response_head, error_kind,
+    error_response, local_body, strip_hop_by_hop, ResponseFraming, LAST_CHUNK, VIA,
 };
 pub use error::Error;
 pub use head::{parse_request_head, Framing, HeadParser, RequestHead};

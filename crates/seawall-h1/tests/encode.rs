@@ -328,8 +328,9 @@ fn error_response_is_a_valid_closing_response() {
     error_response(&Error::new(431, "too many header fields"), &mut dst);
     assert_eq!(
         &dst[..],
-        &b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n\
-content-length: 23\r\nconnection: close\r\n\r\ntoo many header fields\n"[..]
+        &b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
+content-length: 80\r\nconnection: close\r\n\r\n\
+{\"error\":\"head_too_large\",\"destination\":null,\"reason\":\"too many header fields\"}\n"[..]
     );
     let mut headers = [httparse::EMPTY_HEADER; 8];
     let mut response = httparse::Response::new(&mut headers);
@@ -338,22 +339,24 @@ content-length: 23\r\nconnection: close\r\n\r\ntoo many header fields\n"[..]
         (response.code, response.reason),
         (Some(431), Some("Request Header Fields Too Large"))
     );
-    assert_eq!(&dst[n..], b"too many header fields\n");
+    assert_eq!(
+        &dst[n..],
+        &b"{\"error\":\"head_too_large\",\"destination\":null,\"reason\":\"too many header fields\"}\n"[..]
+    );
 
     let mut dst = BytesMut::new();
     error_response(&Error::new(405, "CONNECT is not supported"), &mut dst);
     assert!(dst.windows(14).any(|w| w == b"\r\nallow: GET, "));
     let mut dst = BytesMut::new();
     error_response(&Error::new(400, ""), &mut dst);
-    assert!(dst.ends_with(b"\r\n\r\nBad Request\n"));
-    // exactly what the Python sidecar sends
+    assert!(dst.ends_with(b"\"reason\":\"Bad Request\"}\n"));
     let mut dst = BytesMut::new();
     error_response(&Error::new(400, "duplicate Host"), &mut dst);
     assert_eq!(
         Bytes::from(dst.to_vec()),
         Bytes::from_static(
-            b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 15\r\n\
-connection: close\r\n\r\nduplicate Host\n"
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 69\r\n\
+connection: close\r\n\r\n{\"error\":\"bad_request\",\"destination\":null,\"reason\":\"duplicate Host\"}\n"
         )
     );
     // a status no response can have is answered as a 500
@@ -367,4 +370,17 @@ fn errors_display_reason_and_status() {
     let err = Error::new(413, "body too large");
     assert_eq!(err.to_string(), "body too large (413)");
     let _: &dyn std::error::Error = &err;
+}
+
+#[test]
+fn local_bodies_are_one_line_of_json_with_every_byte_escaped() {
+    let body = seawall_h1::local_body("unavailable", Some("pay\"ments"), "a\nb\\c\u{1}é");
+    assert_eq!(
+        std::str::from_utf8(&body).expect("utf-8"),
+        "{\"error\":\"unavailable\",\"destination\":\"pay\\\"ments\",\
+         \"reason\":\"a\\nb\\\\c\\u0001é\"}\n"
+    );
+    assert_eq!(seawall_h1::error_kind(504), "timeout");
+    assert_eq!(seawall_h1::error_kind(599), "server_error");
+    assert_eq!(seawall_h1::canonical_reason(503), "Service Unavailable");
 }

@@ -93,6 +93,8 @@ pub struct Cluster {
     pub name: String,
     /// Its endpoints are mesh sidecars (mTLS with an identity), not a local app.
     pub mesh: bool,
+    /// A host outside the mesh, reached by egress.
+    pub external: bool,
     endpoints: RwLock<Arc<Vec<Endpoint>>>,
     balancer: Mutex<Balancer>,
     /// Each policy behind its own lock, `None` while it is off; a new config
@@ -333,6 +335,7 @@ impl Cluster {
         }
         Ok(Cluster {
             mesh: spec.mesh,
+            external: spec.external,
             endpoints: RwLock::new(Arc::new(endpoints)),
             balancer: Mutex::new(balancer),
             outlier: Mutex::new(outlier),

@@ -32,7 +32,8 @@ use crate::body::ProxyBody;
 use crate::client::{self, ExchangeError, Outbound, ResponseBody};
 use crate::cluster::{Active, Cluster, Overflow};
 use crate::route::{chance, decide_fault, shadow_host, FaultDecision, Route};
-use crate::runtime::{Destination, RoutePolicy, Runtime};
+use crate::runtime::{Destination, External, RoutePolicy, Runtime};
+use crate::spec::EgressMode;
 use crate::tls::UpstreamTls;
 use crate::upstream::ConnectError;
 
@@ -86,6 +87,20 @@ pub struct Local {
 }
 
 impl Local {
+    /// Its kind, for the body's `error`: what the mesh's own fields say
+    /// (`circuit_open`, `overflow`, `fault_injected`), else the status's.
+    pub fn error(&self) -> &'static str {
+        for (name, _) in &self.extra {
+            match name.as_str() {
+                "x-seawall-circuit" => return "circuit_open",
+                "x-seawall-overflow" => return "overflow",
+                "x-seawall-fault" => return "fault_injected",
+                _ => {}
+            }
+        }
+        seawall_h1::error_kind(self.status)
+    }
+
     fn new(status: u16, detail: impl Into<String>) -> Self {
         Local {
             status,
@@ -318,8 +333,47 @@ fn destination(rt: &Runtime, down: &Down, head: &RequestHead) -> Result<Arc<Dest
     match rt.destinations.get(name.as_ref()) {
         Some(d) => Ok(d.clone()),
         None if name.is_empty() => Err(Local::new(400, "unknown destination ''")),
-        None => Err(Local::new(502, format!("unknown destination '{name}'"))),
+        None => match (&rt.external, &down.destination) {
+            // not a mesh service, through the outbound proxy: egress
+            (Some(external), None) => egress(external, head),
+            _ => Err(Local::new(502, format!("unknown destination '{name}'"))),
+        },
     }
+}
+
+/// A call to a host outside the mesh: to that host (`allow_any`), or 403
+/// (`registry_only`).
+fn egress(external: &External, head: &RequestHead) -> Result<Arc<Destination>, Local> {
+    let authority = String::from_utf8_lossy(head.authority.as_deref().unwrap_or_default());
+    let Some((host, port)) = split_authority(&authority, 80) else {
+        return Err(Local::new(400, format!("invalid host '{authority}'")));
+    };
+    if external.mode == EgressMode::RegistryOnly {
+        return Err(Local::new(
+            403,
+            format!(
+                "egress to '{host}' refused: egress.mode is registry_only \
+                 (declare the host in the mesh, or set egress.mode: allow_any)"
+            ),
+        )
+        .with(HeaderName::from_static("x-seawall-denied"), "egress"));
+    }
+    external
+        .destination(host, port)
+        .map_err(|e| Local::new(502, format!("egress to '{host}': {e}")))
+}
+
+/// `host` and `port` of an authority (`[v6]:port` too); `default` when it
+/// has no port. `None`: an empty host or a port that is not one.
+pub fn split_authority(authority: &str, default: u16) -> Option<(&str, u16)> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') && (!h.contains(':') || h.ends_with(']')) => {
+            (h, p.parse::<u16>().ok().filter(|p| *p > 0)?)
+        }
+        _ => (authority, default),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then_some((host, port))
 }
 
 /// The host part of an authority (`orders:8002` → `orders`, `[::1]:80` → `[::1]`).
@@ -806,6 +860,12 @@ async fn attempt_once(
                 return Err(overflow(Overflow(limit)));
             }
             Err(ConnectError::Failed(why)) => return Ok(Attempt::Connect(why)),
+            Err(ConnectError::Dns(why)) if cluster.external => {
+                return Err(Local::new(502, format!("upstream DNS: {why}"))
+                    .with(HeaderName::from_static("x-seawall-error"), "dns"))
+            }
+            // a mesh endpoint by a name that does not resolve: another may
+            Err(ConnectError::Dns(why)) => return Ok(Attempt::Connect(why)),
             Err(ConnectError::Timeout) => return Ok(Attempt::Timeout),
             // Waiting for a pool slot says nothing about the endpoint: no outlier signal.
             Err(ConnectError::PoolTimeout) => return Ok(Attempt::Waited),
@@ -820,16 +880,15 @@ async fn attempt_once(
         let remaining_ms = ((p.deadline - now) * 1000.0).max(0.0) as u64;
         let (mut digits, mut attempt_digits) = ([0u8; 20], [0u8; 20]);
         let deadline_text = seawall_h1::decimal(remaining_ms, &mut digits);
-        let mut extra: [(&str, &[u8]); 2] = [("x-seawall-deadline-ms", deadline_text), ("", b"")];
-        let extra = if attempt > 1 {
-            extra[1] = (
+        // every attempt says which it is, the first too (as seawall.client.httpx does)
+        let extra: [(&str, &[u8]); 2] = [
+            ("x-seawall-deadline-ms", deadline_text),
+            (
                 ATTEMPT,
                 seawall_h1::decimal(u64::from(attempt), &mut attempt_digits),
-            );
-            &extra[..]
-        } else {
-            &extra[..1]
-        };
+            ),
+        ];
+        let extra = &extra[..];
         let (outbound, framing) = body.take(&out.method, length);
         client::encode_head(
             &mut conn,
@@ -1050,5 +1109,23 @@ mod tests {
         let only_empty = head_of(b"GET / HTTP/1.1\r\nHost: p\r\nX-Forwarded-For:\r\n\r\n");
         let out = outgoing(&only_empty, &Down::default(), &[], "p").expect("forwarded");
         assert!(!out.headers.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(
+            split_authority("api.example.com", 80),
+            Some(("api.example.com", 80))
+        );
+        assert_eq!(
+            split_authority("api.example.com:8443", 80),
+            Some(("api.example.com", 8443))
+        );
+        assert_eq!(split_authority("[::1]:9000", 80), Some(("::1", 9000)));
+        assert_eq!(split_authority("[::1]", 443), Some(("::1", 443)));
+        assert_eq!(split_authority("host:0", 80), None);
+        assert_eq!(split_authority("host:http", 80), None);
+        assert_eq!(split_authority(":80", 80), None);
+        assert_eq!(split_authority("", 80), None);
     }
 }

@@ -235,6 +235,110 @@ pub struct Runtime {
     /// What the operators are told (breakers, ejections, budgets, swaps).
     pub events: Arc<Events>,
     pub clock: Clock,
+    /// Calls to hosts outside the mesh (`None`: the spec has no `egress`).
+    pub external: Option<External>,
+}
+
+/// The most external `host:port` destinations kept built at once (their
+/// pools with them); past it the set is dropped and built again as used.
+const MAX_EXTERNAL: usize = 1024;
+
+/// The label of the external hosts past `egress.metric_hosts` (not a valid
+/// service name, so it never collides with one).
+pub const OTHER_HOSTS: &str = "(other)";
+
+/// Calls to hosts outside the mesh: `egress` in mesh.yaml. Each `host:port`
+/// becomes a destination of its own, with the egress policy, the first time
+/// it is called.
+#[derive(Debug)]
+pub struct External {
+    pub mode: spec::EgressMode,
+    pub max_tunnels: usize,
+    pub tunnel_idle_timeout: f64,
+    policy: spec::Destination,
+    metric_hosts: usize,
+    limits: spec::Limits,
+    metrics: Arc<Metrics>,
+    events: Arc<Events>,
+    clock: Clock,
+    built: std::sync::Mutex<HashMap<String, Arc<Destination>>>,
+    /// Hosts with metric labels of their own, in the order first seen.
+    labelled: std::sync::Mutex<Vec<String>>,
+}
+
+impl External {
+    fn new(
+        egress: &spec::Egress,
+        limits: &spec::Limits,
+        metrics: &Arc<Metrics>,
+        events: &Arc<Events>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
+        let external = External {
+            mode: egress.mode,
+            max_tunnels: egress.max_tunnels,
+            tunnel_idle_timeout: egress.tunnel_idle_timeout,
+            policy: egress.policy.clone(),
+            metric_hosts: egress.metric_hosts,
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            events: events.clone(),
+            clock,
+            built: std::sync::Mutex::new(HashMap::new()),
+            labelled: std::sync::Mutex::new(Vec::new()),
+        };
+        // the policy is checked once, here, on a host that needs no lookup
+        external.build("127.0.0.1", 80, "egress")?;
+        Ok(external)
+    }
+
+    /// The destination of `host:port` (built the first time).
+    pub fn destination(&self, host: &str, port: u16) -> Result<Arc<Destination>, BuildError> {
+        let key = format!("{host}:{port}");
+        if let Some(d) = lock(&self.built).get(&key) {
+            return Ok(d.clone());
+        }
+        let built = Arc::new(self.build(host, port, &self.label(host))?);
+        let mut all = lock(&self.built);
+        if all.len() >= MAX_EXTERNAL {
+            all.clear();
+        }
+        Ok(all.entry(key).or_insert(built).clone())
+    }
+
+    fn build(&self, host: &str, port: u16, label: &str) -> Result<Destination, BuildError> {
+        let mut spec = self.policy.clone();
+        spec.name = label.to_owned();
+        spec.inbound = false;
+        spec.mesh = false;
+        spec.external = true;
+        spec.endpoints = vec![spec::Endpoint {
+            address: host.to_owned(),
+            port,
+            subset: None,
+            weight: 1,
+        }];
+        let cluster = Cluster::new(&spec, &self.metrics, &self.events, self.clock, &self.limits)?;
+        Destination::with_cluster(&spec, Arc::new(cluster), &self.metrics)
+    }
+
+    /// `host` as a metric label: itself for the first `metric_hosts` hosts,
+    /// [`OTHER_HOSTS`] for the rest.
+    fn label(&self, host: &str) -> String {
+        let mut labelled = lock(&self.labelled);
+        if labelled.iter().any(|h| h == host) {
+            return host.to_owned();
+        }
+        if labelled.len() < self.metric_hosts {
+            labelled.push(host.to_owned());
+            return host.to_owned();
+        }
+        OTHER_HOSTS.to_owned()
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Runtime {
@@ -304,6 +408,16 @@ impl Runtime {
         let before = prev.map(|p| &p.inbound);
         let cluster = cluster_for(&spec.inbound, before)?;
         let inbound = Arc::new(Destination::with_cluster(&spec.inbound, cluster, &metrics)?);
+        let external = match &spec.egress {
+            Some(egress) => Some(External::new(
+                egress,
+                &spec.limits,
+                &metrics,
+                &events,
+                clock,
+            )?),
+            None => None,
+        };
         // every check has passed: change the clusters kept
         for (cluster, plan) in plans {
             resets.extend(cluster.apply(plan));
@@ -337,6 +451,7 @@ impl Runtime {
             ..limits
         };
         let runtime = Runtime {
+            external,
             service: spec.service.clone(),
             authz: spec.authorization.as_ref().map(Authorizer::new),
             retry_buffer: lim.retry_buffer_bytes,

@@ -107,11 +107,15 @@ where
     let mut rng = SplitMix64::from_entropy();
     let _open = state.connection_opened();
     loop {
-        let rt = state.runtime();
-        let head = match read_head(&mut c, &rt, &state).await {
+        let read = read_head(&mut c, &state.runtime(), &state).await;
+        let head = match read {
             Ok(Some(head)) => head,
             Ok(None) | Err(Stop::Gone) | Err(Stop::Timeout) => return,
         };
+        // The config of the moment the request arrived, not of the moment the
+        // connection went idle: a keep-alive connection open across a reload
+        // serves its next request with the new routes, rules and egress.
+        let rt = state.runtime();
         let keep = serve_one(&mut c, &rt, &state, &down, head, &mut rng).await;
         if !keep || state.draining() {
             let _ = c.wr.shutdown().await;
@@ -256,7 +260,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Ok(p) => p,
             Err(local) => {
                 let ka = keep_alive && !has_body;
-                keep_alive = write_local(c, &head, &local, ka).await && ka;
+                // inbound, the destination is this service; outbound, none was found
+                let dest = down.inbound.then_some(rt.service.as_str());
+                keep_alive = write_local(c, &head, &local, dest, ka).await && ka;
                 break 'serve (local.status, None);
             }
         };
@@ -269,7 +275,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let out = match forward::outgoing(&head, down, &prepared.mesh, prepared.destination()) {
             Ok(o) => o,
             Err(local) => {
-                write_local(c, &head, &local, false).await;
+                write_local(c, &head, &local, Some(prepared.destination()), false).await;
                 keep_alive = false;
                 break 'serve (local.status, served);
             }
@@ -312,7 +318,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                             detail: e.reason.into_owned(),
                             extra: Vec::new(),
                         };
-                        write_local(c, &head, &local, false).await;
+                        write_local(c, &head, &local, Some(prepared.destination()), false).await;
                         keep_alive = false;
                         break 'serve (e.status, served);
                     }
@@ -410,7 +416,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     detail: "invalid request body".into(),
                     extra: Vec::new(),
                 };
-                write_local(c, &head, &local, false).await;
+                write_local(c, &head, &local, Some(prepared.destination()), false).await;
                 break 'serve (status, served);
             }
             // The client went away: nothing to answer; 499 as nginx counts it.
@@ -422,7 +428,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         match result {
             Err(local) => {
                 let ka = keep_alive && complete && !pump_failed;
-                keep_alive = write_local(c, &head, &local, ka).await && ka;
+                let dest = Some(prepared.destination());
+                keep_alive = write_local(c, &head, &local, dest, ka).await && ka;
                 (local.status, served)
             }
             Ok(upstream) => {
@@ -467,18 +474,21 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 }
 
 /// Write a local answer; returns whether the write succeeded.
+/// Answer a request locally: the status with its canonical reason phrase,
+/// and a line of JSON, `{"error", "destination", "reason"}`
+/// ([`seawall_h1::local_body`]); `destination`: the one chosen, if any.
 async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<S>,
     head: &RequestHead,
     local: &Local,
+    destination: Option<&str>,
     keep_alive: bool,
 ) -> bool {
-    let mut body = local.detail.clone().into_bytes();
-    body.push(b'\n');
+    let body = seawall_h1::local_body(local.error(), destination, &local.detail);
     let mut headers = http::HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("application/json"),
     );
     for (n, v) in &local.extra {
         headers.append(n.clone(), v.clone());
@@ -486,7 +496,7 @@ async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
     c.out.clear();
     if seawall_h1::encode_response_head(
         local.status,
-        None,
+        Some(seawall_h1::canonical_reason(local.status)).filter(|r| !r.is_empty()),
         &headers,
         ResponseFraming::Length(body.len() as u64),
         keep_alive,
@@ -550,7 +560,8 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             detail: format!("upstream response: {}", e.reason),
             extra: Vec::new(),
         };
-        let _ = write_local(c, head, &local, false).await;
+        let dest = Some(active.cluster().name.as_str());
+        let _ = write_local(c, head, &local, dest, false).await;
         return (502, false);
     }
     let idle = idle_timeout.map(Duration::from_secs_f64);

@@ -62,6 +62,36 @@ pub struct Spec {
     /// addresses, workers), as Python found them. Shown by `/config`.
     #[serde(default)]
     pub restart_needed: Vec<String>,
+    /// Calls to hosts outside the mesh (`None`: refused as unknown
+    /// destinations, 502).
+    #[serde(default)]
+    pub egress: Option<Egress>,
+}
+
+/// `egress` in mesh.yaml: calls through the outbound proxy to a host that is
+/// not a mesh service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Egress {
+    pub mode: EgressMode,
+    /// CONNECT tunnels open at once.
+    pub max_tunnels: usize,
+    /// Seconds a CONNECT tunnel may carry no byte either way.
+    pub tunnel_idle_timeout: f64,
+    /// External hosts with metric labels of their own; the rest are `other`.
+    pub metric_hosts: usize,
+    /// The policy of every external host (its name and endpoints are filled
+    /// in per host).
+    pub policy: Destination,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressMode {
+    /// To the host named, resolved by DNS (Istio's ALLOW_ANY).
+    AllowAny,
+    /// Refused: 403.
+    RegistryOnly,
 }
 
 impl Spec {
@@ -90,6 +120,10 @@ impl Spec {
         self.inbound.validate("inbound")?;
         for d in &self.destinations {
             d.validate(&format!("destinations.{}", d.name))?;
+        }
+        if let Some(e) = &self.egress {
+            duration("egress.tunnel_idle_timeout", e.tunnel_idle_timeout)?;
+            e.policy.validate("egress.policy")?;
         }
         Ok(())
     }
@@ -192,6 +226,10 @@ pub struct Destination {
     pub name: String,
     pub inbound: bool,
     pub mesh: bool,
+    /// A host outside the mesh (egress): a name that does not resolve is a
+    /// 502 at once, not a connect failure to retry elsewhere.
+    #[serde(default)]
+    pub external: bool,
     pub endpoints: Vec<Endpoint>,
     pub load_balancer: LoadBalancer,
     pub timeout: f64,

@@ -33,6 +33,9 @@ pub enum ConnectError {
     Overflow(&'static str),
     /// The endpoint refused, was unreachable, or failed the mTLS checks.
     Failed(String),
+    /// Its host name did not resolve (an external host): 502 with
+    /// `x-seawall-error: dns`, not retried.
+    Dns(String),
     /// No connection before the attempt's deadline: connecting took too long.
     Timeout,
     /// The deadline passed while waiting for a pool slot (no connection was tried).
@@ -44,6 +47,7 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Overflow(limit) => write!(f, "pool limit reached: {limit}"),
             ConnectError::Failed(why) => f.write_str(why),
+            ConnectError::Dns(why) => f.write_str(why),
             ConnectError::Timeout => f.write_str("connect timeout"),
             ConnectError::PoolTimeout => f.write_str("timed out waiting for a pooled connection"),
         }
@@ -317,11 +321,37 @@ impl Pool {
         guard: OpenGuard,
     ) -> Result<Conn, ConnectError> {
         let where_ = || format!("{}:{}", target.host, target.port);
-        let stream = match target.addr {
-            Some(addr) => TcpStream::connect(addr).await,
-            None => TcpStream::connect((&*target.host, target.port)).await,
+        let addrs: Vec<std::net::SocketAddr> = match target.addr {
+            Some(addr) => vec![addr],
+            // a name: resolved on its own, so that a name that does not
+            // resolve is told apart from an address that refuses
+            None => tokio::net::lookup_host((&*target.host, target.port))
+                .await
+                .map(Iterator::collect)
+                .unwrap_or_default(),
+        };
+        if addrs.is_empty() {
+            return Err(ConnectError::Dns(format!(
+                "{}: the name does not resolve",
+                target.host
+            )));
         }
-        .map_err(|e| ConnectError::Failed(format!("{}: {e}", where_())))?;
+        // each address in the order the resolver gave them, until one answers
+        let mut failure = None;
+        let mut connected = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    connected = Some(s);
+                    break;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let stream = connected.ok_or_else(|| {
+            let e = failure.map_or_else(|| "no address".to_owned(), |e| e.to_string());
+            ConnectError::Failed(format!("{}: {e}", where_()))
+        })?;
         let _ = stream.set_nodelay(true);
         let io = match tls {
             None => Io::Plain(stream),

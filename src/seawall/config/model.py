@@ -644,6 +644,25 @@ class SidecarOptions(_Section):
     """How long a config file written in place must stay unchanged before it is reloaded."""
 
 
+class EgressConfig(_Section):
+    """Calls through a sidecar's outbound proxy to hosts that are not mesh services."""
+
+    mode: Literal["allow_any", "registry_only"] = "allow_any"
+    """``allow_any``: such a call goes to its host, resolved by DNS (Istio's
+    ``ALLOW_ANY``). ``registry_only``: refused with 403."""
+    timeout: PositiveDuration = 30.0
+    """The whole external request, as a mesh destination's ``timeout``."""
+    connect_timeout: PositiveDuration = 5.0
+    """TCP connect to an external host (DNS included)."""
+    tunnel_idle_timeout: PositiveDuration = 300.0
+    """A CONNECT tunnel carrying no byte either way this long is closed."""
+    max_tunnels: Count = 1024
+    """CONNECT tunnels open at once per sidecar; beyond it 503."""
+    metric_hosts: Annotated[int, Strict(), Ge(0), Le(1000)] = 50
+    """External hosts that get their own metric labels (the first ones seen);
+    the rest are counted as ``other``, so a crawler cannot blow up /metrics."""
+
+
 # ---------------------------------------------------------------- SLOs
 
 
@@ -691,6 +710,7 @@ class MeshConfig(_Section):
     """Keyed by destination service; every service has one (the defaults if none was given)."""
     limits: LimitsConfig = LimitsConfig()
     sidecar: SidecarOptions = SidecarOptions()
+    egress: EgressConfig = EgressConfig()
     slos: dict[Name, SloConfig] = {}
 
     @_model_validator(mode="before")

@@ -28,6 +28,7 @@ from ..config import ConfigError, MeshConfig, load_mesh
 from ..config.model import (
     AuthorizationConfig,
     BackoffConfig,
+    BulkheadConfig,
     DestinationPolicy,
     EndpointConfig,
     RetryConfig,
@@ -200,6 +201,51 @@ def destination_spec(
     }
 
 
+def egress_spec(config: MeshConfig) -> dict[str, Any]:
+    """Calls to hosts outside the mesh: the mode, CONNECT's bounds, and the policy
+    every external host gets (the core fills in its name and address per host).
+
+    The policy: the egress timeouts; a connect failure retried once, for an
+    idempotent method only (a non-idempotent call is never sent twice); no
+    breaker, outlier detection or retry budget (one host, nothing to balance
+    away from, and no mesh to protect); the default pool limits.
+    """
+    e = config.egress
+    return {
+        "mode": e.mode,
+        "max_tunnels": e.max_tunnels,
+        "tunnel_idle_timeout": e.tunnel_idle_timeout,
+        "metric_hosts": e.metric_hosts,
+        "policy": {
+            "name": "egress",
+            "inbound": False,
+            "mesh": False,
+            "external": True,
+            "endpoints": [],
+            "load_balancer": "round_robin",
+            "timeout": e.timeout,
+            "per_try_timeout": None,
+            "idle_timeout": None,
+            "connect_timeout": e.connect_timeout,
+            "upgrades": ["websocket"],
+            "tunnel_idle_timeout": e.tunnel_idle_timeout,
+            "retry": {
+                "attempts": 2,
+                "statuses": [],
+                "on_reset": False,
+                "on_connect_failure": True,
+                "backoff": {"jitter": "full", "base": 0.025, "max": 0.25},
+                "methods": sorted(IDEMPOTENT),
+            },
+            "budget": None,
+            "breaker": None,
+            "outlier": None,
+            "bulkhead": BulkheadConfig().model_dump(),
+            "routes": [],
+        },
+    }
+
+
 def _authorization(auth: AuthorizationConfig, strict: bool) -> dict[str, Any] | None:
     """The inbound rules; ``None`` when nothing can be denied (the core then asks nothing)."""
     denies = any(r.action == "deny" for r in auth.rules)
@@ -270,6 +316,7 @@ def sidecar_spec(
         "destinations": [
             destination_spec(config, name, pushed=endpoints) for name in config.services
         ],
+        "egress": egress_spec(config),
         # the whole config, every default filled in, for the admin /config page
         "config": config.model_dump(mode="json"),
     }
