@@ -603,6 +603,8 @@ class RawConn:
                 break
         if method == "HEAD" or resp.status in (101, 204, 304):
             return resp
+        if method == "CONNECT" and 200 <= resp.status < 300:
+            return resp  # a tunnel follows, not a body (RFC 9110 §9.3.6)
         if resp.header("transfer-encoding"):
             resp.chunked = True
             body = bytearray()

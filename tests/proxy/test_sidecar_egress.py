@@ -14,12 +14,18 @@ and by the name ``localhost``; the unresolvable one is under ``.invalid``
 
 from __future__ import annotations
 
+import http.server
+import json
 import signal
+import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from backends import Backend, BackendLoop, Echo, wait_until
+from backends import Backend, BackendLoop, Echo, RawConn, wait_until
 from conftest import Mesh, SidecarProcess
 
 
@@ -120,3 +126,144 @@ def test_registry_only_refuses_with_403(egress: Egress) -> None:
     finally:
         mesh.doc["egress"] = {"metric_hosts": 1}
         egress.reload()
+
+
+# --------------------------------------------------------------------------- CONNECT
+
+
+class TlsServer:
+    """An HTTPS server on loopback with a self-signed certificate made by openssl,
+    for localhost and 127.0.0.1: what an external API looks like to the app."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cert, self.key = directory / "cert.pem", directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(self.key),
+             "-out", str(self.cert), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        seen: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                seen.append(self.path)
+                body = f"secret {self.path}".encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.seen = seen
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def client(self, proxy: str) -> httpx.Client:
+        """An httpx client behind HTTPS_PROXY (the sidecar) that trusts this server."""
+        return httpx.Client(proxy=proxy, verify=ssl.create_default_context(cafile=self.cert),
+                            timeout=10)  # fmt: skip
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    server = TlsServer(tmp_path_factory.mktemp("tls"))
+    yield server
+    server.close()
+
+
+def test_https_through_the_proxy_is_a_connect_tunnel(egress: Egress, tls_server: TlsServer) -> None:
+    """The sidecar opens a byte-for-byte tunnel and never reads the TLS in it: the
+    app verifies the real server's certificate end to end."""
+    before = egress.sidecar.metric("seawall_tunnel_bytes_total", to="client")
+    with tls_server.client(egress.sidecar.proxy) as client:
+        r = client.get(f"https://localhost:{tls_server.port}/account?id=7")
+        assert (r.status_code, r.text) == (200, "secret /account?id=7")
+        again = client.get(f"https://127.0.0.1:{tls_server.port}/again")
+        assert again.status_code == 200
+    assert tls_server.seen[-2:] == ["/account?id=7", "/again"]
+    # counted as tunnels: the bytes both ways (TLS records, whatever they hold)
+    wait_until(
+        lambda: egress.sidecar.metric("seawall_tunnel_bytes_total", to="client") > before + 100,
+        5,
+        "the tunnel's bytes",
+    )
+    assert egress.sidecar.metric("seawall_tunnels_closed_total") >= 2
+
+
+def test_a_connect_to_a_name_that_does_not_resolve_is_a_502(egress: Egress) -> None:
+    with RawConn(egress.sidecar.outbound, timeout=5) as conn:
+        target = b"api.example.invalid:443"
+        conn.send(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+        resp = conn.response()
+    assert (resp.status, resp.header("x-seawall-error")) == (502, "dns")
+    assert json.loads(resp.body)["error"] == "bad_gateway"
+
+
+def test_connect_is_refused_where_it_must_be(egress: Egress) -> None:
+    def connect(target: bytes, port: int | None = None) -> tuple[int, dict[str, str]]:
+        with RawConn(port or egress.sidecar.outbound, timeout=5) as conn:
+            conn.send(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+            resp = conn.response()
+        return resp.status, dict(resp.headers)
+
+    # a mesh service is called over plain HTTP (the mesh does the TLS)
+    assert connect(b"svc:443")[0] == 400
+    # no port: not the authority-form CONNECT needs
+    assert connect(b"localhost")[0] == 400
+    # the inbound listener never tunnels
+    assert connect(b"localhost:443", egress.sidecar.inbound)[0] == 405
+    mesh = egress.sidecar.mesh
+    mesh.doc["egress"] = {"mode": "registry_only", "metric_hosts": 1}
+    egress.reload()
+    try:
+        status, headers = connect(b"localhost:443")
+        assert (status, headers["x-seawall-denied"]) == (403, "egress")
+    finally:
+        mesh.doc["egress"] = {"metric_hosts": 1}
+        egress.reload()
+
+
+def test_tunnels_are_bounded_and_close_when_idle(
+    sidecar_loop: BackendLoop, tmp_path: Path, tls_server: TlsServer
+) -> None:
+    app = sidecar_loop.backend("app", Echo())
+    mesh = Mesh(app)
+    mesh.doc["egress"] = {"max_tunnels": 1, "tunnel_idle_timeout": "300ms"}
+    sidecar = SidecarProcess(mesh, tmp_path).start()
+    target = f"127.0.0.1:{tls_server.port}".encode()
+    request = b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n"
+    try:
+        with RawConn(sidecar.outbound, timeout=5) as first:
+            first.send(request)
+            assert first.response("CONNECT").status == 200
+            with RawConn(sidecar.outbound, timeout=5) as second:
+                second.send(request)
+                resp = second.response("CONNECT")
+                assert (resp.status, resp.header("x-seawall-overflow")) == (503, "tunnels")
+            # silent for longer than tunnel_idle_timeout: the sidecar closes it
+            assert first.closed(timeout=3)
+        wait_until(
+            lambda: sidecar.metric("seawall_tunnels_closed_total", closed_by="idle") == 1,
+            5,
+            "the idle close counted",
+        )
+        # the slot is free again
+        with RawConn(sidecar.outbound, timeout=5) as third:
+            third.send(request)
+            assert third.response("CONNECT").status == 200
+    finally:
+        sidecar.stop()

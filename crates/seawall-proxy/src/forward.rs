@@ -101,7 +101,7 @@ impl Local {
         seawall_h1::error_kind(self.status)
     }
 
-    fn new(status: u16, detail: impl Into<String>) -> Self {
+    pub fn new(status: u16, detail: impl Into<String>) -> Self {
         Local {
             status,
             detail: detail.into(),
@@ -109,7 +109,7 @@ impl Local {
         }
     }
 
-    fn with(mut self, name: HeaderName, value: &'static str) -> Self {
+    pub fn with(mut self, name: HeaderName, value: &'static str) -> Self {
         self.extra.push((name, HeaderValue::from_static(value)));
         self
     }
@@ -349,18 +349,23 @@ fn egress(external: &External, head: &RequestHead) -> Result<Arc<Destination>, L
         return Err(Local::new(400, format!("invalid host '{authority}'")));
     };
     if external.mode == EgressMode::RegistryOnly {
-        return Err(Local::new(
-            403,
-            format!(
-                "egress to '{host}' refused: egress.mode is registry_only \
-                 (declare the host in the mesh, or set egress.mode: allow_any)"
-            ),
-        )
-        .with(HeaderName::from_static("x-seawall-denied"), "egress"));
+        return Err(egress_refused(host));
     }
     external
         .destination(host, port)
         .map_err(|e| Local::new(502, format!("egress to '{host}': {e}")))
+}
+
+/// The answer to a call (or a CONNECT) to `host` under `registry_only`.
+pub fn egress_refused(host: &str) -> Local {
+    Local::new(
+        403,
+        format!(
+            "egress to '{host}' refused: egress.mode is registry_only \
+             (declare the host in the mesh, or set egress.mode: allow_any)"
+        ),
+    )
+    .with(HeaderName::from_static("x-seawall-denied"), "egress")
 }
 
 /// `host` and `port` of an authority (`[v6]:port` too); `default` when it

@@ -14,6 +14,7 @@ pub mod body;
 pub mod client;
 pub mod clock;
 pub mod cluster;
+pub mod connect;
 pub mod control;
 pub mod events;
 pub mod forward;

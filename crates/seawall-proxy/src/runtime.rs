@@ -10,6 +10,7 @@
 //! what the change leaves meaningful. An endpoint update changes them in place
 //! too ([`Runtime::set_endpoints`]).
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use seawall_policy::backoff::{Backoff, Jitter};
@@ -264,6 +265,18 @@ pub struct External {
     built: std::sync::Mutex<HashMap<String, Arc<Destination>>>,
     /// Hosts with metric labels of their own, in the order first seen.
     labelled: std::sync::Mutex<Vec<String>>,
+    /// CONNECT tunnels open (kept across config versions).
+    tunnels: Arc<AtomicUsize>,
+}
+
+/// A CONNECT tunnel counted against `egress.max_tunnels` until dropped.
+#[derive(Debug)]
+pub struct TunnelSlot(Arc<AtomicUsize>);
+
+impl Drop for TunnelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl External {
@@ -273,6 +286,7 @@ impl External {
         metrics: &Arc<Metrics>,
         events: &Arc<Events>,
         clock: Clock,
+        tunnels: Arc<AtomicUsize>,
     ) -> Result<Self, BuildError> {
         let external = External {
             mode: egress.mode,
@@ -286,10 +300,23 @@ impl External {
             clock,
             built: std::sync::Mutex::new(HashMap::new()),
             labelled: std::sync::Mutex::new(Vec::new()),
+            tunnels,
         };
         // the policy is checked once, here, on a host that needs no lookup
         external.build("127.0.0.1", 80, "egress")?;
         Ok(external)
+    }
+
+    /// A slot for one more CONNECT tunnel, or `None` at `max_tunnels`.
+    pub fn open_tunnel(&self) -> Option<TunnelSlot> {
+        let open = self.tunnels.fetch_add(1, Ordering::AcqRel);
+        let slot = TunnelSlot(self.tunnels.clone());
+        (open < self.max_tunnels).then_some(slot)
+    }
+
+    /// CONNECT tunnels open now.
+    pub fn tunnels(&self) -> usize {
+        self.tunnels.load(Ordering::Acquire)
     }
 
     /// The destination of `host:port` (built the first time).
@@ -415,6 +442,9 @@ impl Runtime {
                 &metrics,
                 &events,
                 clock,
+                // the tunnels open now stay counted under the new version
+                prev.and_then(|p| p.external.as_ref())
+                    .map_or_else(Arc::default, |e| e.tunnels.clone()),
             )?),
             None => None,
         };

@@ -12,17 +12,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use seawall_h1::{BodyDecoder, BodyEvent, Framing, HeadParser, RequestHead, ResponseFraming, VIA};
 use seawall_policy::rng::{Random, SplitMix64};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 
 use crate::body::{BodyError, BodySender, ProxyBody};
+use crate::connect::ConnectRequest;
 use crate::forward::{self, BodySource, Down, Local, Upstream};
-use crate::metrics::TunnelEnd;
-use crate::runtime::{RoutePolicy, Runtime};
+use crate::metrics::{TunnelEnd, TunnelMetrics};
+use crate::runtime::{Destination, RoutePolicy, Runtime, TunnelSlot};
+use crate::spec::EgressMode;
 use crate::state::State;
 use crate::tunnel::{splice, Spliced};
+use crate::upstream::{dial, ConnectError};
 
 use crate::readbuf::{room, READ_SIZE};
 
@@ -72,6 +76,16 @@ struct Conn<S> {
     /// The client may still be sending a request body that was not read (an
     /// early answer, a refused body): close with a linger, not at once.
     unread: bool,
+    /// The outbound proxy listener: CONNECT is read ([`crate::connect`]).
+    connect: bool,
+}
+
+/// What arrived on a connection.
+// The large variant is the common one: boxing it would allocate per request.
+#[allow(clippy::large_enum_variant)]
+enum Incoming {
+    Request(RequestHead),
+    Connect(ConnectRequest),
 }
 
 /// The lingering close (nginx's `lingering_time` and `lingering_timeout`):
@@ -103,13 +117,20 @@ where
         buf: BytesMut::with_capacity(READ_SIZE),
         out: BytesMut::with_capacity(READ_SIZE),
         unread: false,
+        connect: !down.inbound && down.destination.is_none(),
     };
     let mut rng = SplitMix64::from_entropy();
     let _open = state.connection_opened();
     loop {
         let read = read_head(&mut c, &state.runtime(), &state).await;
         let head = match read {
-            Ok(Some(head)) => head,
+            Ok(Some(Incoming::Request(head))) => head,
+            Ok(Some(Incoming::Connect(req))) => {
+                // the connection is the tunnel's now, or closes
+                serve_connect(&mut c, &state.runtime(), req).await;
+                let _ = c.wr.shutdown().await;
+                return;
+            }
             Ok(None) | Err(Stop::Gone) | Err(Stop::Timeout) => return,
         };
         // The config of the moment the request arrived, not of the moment the
@@ -150,15 +171,31 @@ async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<S>,
     rt: &Runtime,
     state: &State,
-) -> Result<Option<RequestHead>, Stop> {
+) -> Result<Option<Incoming>, Stop> {
     let lim = &rt.spec.limits;
     let idle = Duration::from_secs_f64(lim.idle_timeout);
     let header = Duration::from_secs_f64(lim.header_timeout);
     let mut head_by: Option<tokio::time::Instant> = None;
     loop {
-        if !c.buf.is_empty() {
+        if c.connect && crate::connect::is_connect(&c.buf) {
+            match crate::connect::parse(&c.buf, c.parser.limits()) {
+                Ok(Some(req)) => {
+                    let _ = c.buf.split_to(req.consumed);
+                    return Ok(Some(Incoming::Connect(req)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    c.out.clear();
+                    seawall_h1::error_response(&e, &mut c.out);
+                    let _ = c.wr.write_all(&c.out).await;
+                    let _ = c.wr.shutdown().await;
+                    return Err(Stop::Gone);
+                }
+            }
+            head_by.get_or_insert_with(|| tokio::time::Instant::now() + header);
+        } else if !c.buf.is_empty() {
             match c.parser.decode(&mut c.buf) {
-                Ok(Some(head)) => return Ok(Some(head)),
+                Ok(Some(head)) => return Ok(Some(Incoming::Request(head))),
                 Ok(None) => {}
                 Err(e) => {
                     c.out.clear();
@@ -484,6 +521,18 @@ async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
     destination: Option<&str>,
     keep_alive: bool,
 ) -> bool {
+    let head_request = head.method == http::Method::HEAD;
+    write_answer(c, head_request, local, destination, keep_alive).await
+}
+
+/// [`write_local`] for any request (`head_request`: no body is sent).
+async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    head_request: bool,
+    local: &Local,
+    destination: Option<&str>,
+    keep_alive: bool,
+) -> bool {
     let body = seawall_h1::local_body(local.error(), destination, &local.detail);
     let mut headers = http::HeaderMap::new();
     headers.insert(
@@ -507,7 +556,7 @@ async fn write_local<S: AsyncRead + AsyncWrite + Unpin>(
     {
         return false;
     }
-    if head.method != http::Method::HEAD {
+    if !head_request {
         c.out.extend_from_slice(&body);
     }
     c.wr.write_all(&c.out).await.is_ok()
@@ -640,16 +689,42 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &mut c.out,
     )
     .ok()?;
-    let metrics = &route.metrics.tunnels;
-    metrics.opened();
     let mut up = body.into_raw();
-    // Bytes the upstream sent after its 101, then what the client sent after its request.
-    let late = up.buf.split();
+    // Bytes the upstream sent after its 101.
+    let late = up.buf.split().freeze();
+    let idle = Duration::from_secs_f64(route.tunnel_idle_timeout);
+    let spliced = carry(c, &mut up.io, late, &route.metrics.tunnels, idle).await;
+    Some(Tunnelled {
+        protocol,
+        seconds: opened.elapsed().as_secs_f64(),
+        spliced,
+    })
+}
+
+/// Carry bytes both ways until the tunnel ends, counted in `metrics`: first
+/// `c.out` (the answer that opened it) and `late` (what the upstream sent
+/// after it) to the client, and what the client sent after its request
+/// (`c.buf`) to the upstream; then both directions at once
+/// ([`crate::tunnel::splice`]), until both sides have closed, either fails,
+/// or `idle` passes with no byte either way.
+async fn carry<S, U>(
+    c: &mut Conn<S>,
+    up: &mut U,
+    late: Bytes,
+    metrics: &TunnelMetrics,
+    idle: Duration,
+) -> Spliced
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let opened = tokio::time::Instant::now();
+    metrics.opened();
     c.out.extend_from_slice(&late);
     let early = c.buf.split().freeze();
     let carried = async {
         c.wr.write_all(&c.out).await.ok()?;
-        up.io.write_all(&early).await.ok()?;
+        up.write_all(&early).await.ok()?;
         Some(())
     };
     let mut spliced = Spliced {
@@ -660,8 +735,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     metrics.to_upstream.add(spliced.to_upstream);
     metrics.to_client.add(spliced.to_client);
     if carried.await.is_some() {
-        let (mut up_rd, mut up_wr) = tokio::io::split(&mut up.io);
-        let idle = Duration::from_secs_f64(route.tunnel_idle_timeout);
+        let (mut up_rd, mut up_wr) = tokio::io::split(up);
         let (to_upstream, to_client) = (&metrics.to_upstream, &metrics.to_client);
         let s = splice(
             &mut c.rd,
@@ -678,13 +752,77 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         spliced.end = s.end;
     }
     c.out.clear();
-    let seconds = opened.elapsed().as_secs_f64();
-    metrics.closed(spliced.end, seconds);
-    Some(Tunnelled {
-        protocol,
-        seconds,
-        spliced,
-    })
+    metrics.closed(spliced.end, opened.elapsed().as_secs_f64());
+    spliced
+}
+
+/// `CONNECT host:port` on the outbound listener: a byte-for-byte tunnel to
+/// a host outside the mesh (docs/proxy/egress.md), answered `200` once the
+/// upstream connection is open. Refused: no egress (405), `registry_only`
+/// (403), a mesh service (400), past `egress.max_tunnels` (503), a name
+/// that does not resolve (502, `x-seawall-error: dns`).
+async fn serve_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<S>,
+    rt: &Runtime,
+    req: ConnectRequest,
+) {
+    let (mut stream, dest, _slot, idle) = match open_connect(rt, &req).await {
+        Ok(opened) => opened,
+        Err(local) => {
+            write_answer(c, false, &local, None, false).await;
+            return;
+        }
+    };
+    c.out.clear();
+    c.out
+        .extend_from_slice(b"HTTP/1.1 200 Connection Established\r\n\r\n");
+    let route = dest.routes.routes().last().map(|r| r.data.metrics.clone());
+    if let Some(metrics) = route {
+        carry(c, &mut stream, Bytes::new(), &metrics.tunnels, idle).await;
+    }
+}
+
+async fn open_connect(
+    rt: &Runtime,
+    req: &ConnectRequest,
+) -> Result<(TcpStream, Arc<Destination>, TunnelSlot, Duration), Local> {
+    let Some(external) = &rt.external else {
+        return Err(Local::new(405, "CONNECT: this sidecar has no egress"));
+    };
+    if rt.destinations.contains_key(&req.host) {
+        return Err(Local::new(
+            400,
+            format!(
+                "CONNECT to mesh service '{}': call it over plain HTTP (the mesh encrypts it)",
+                req.host
+            ),
+        ));
+    }
+    if external.mode == EgressMode::RegistryOnly {
+        return Err(forward::egress_refused(&req.host));
+    }
+    let slot = external.open_tunnel().ok_or_else(|| {
+        Local::new(503, "tunnel limit reached (egress.max_tunnels)")
+            .with(HeaderName::from_static("x-seawall-overflow"), "tunnels")
+    })?;
+    let dest = external
+        .destination(&req.host, req.port)
+        .map_err(|e| Local::new(502, format!("egress to '{}': {e}", req.host)))?;
+    let ip = req.host.parse::<std::net::IpAddr>().ok();
+    let addr = ip.map(|ip| std::net::SocketAddr::new(ip, req.port));
+    let timeout = dest.cluster.pool.limits().connect_timeout;
+    let stream = match tokio::time::timeout(timeout, dial(&req.host, req.port, addr)).await {
+        Err(_) => return Err(Local::new(504, "upstream connect timeout")),
+        Ok(Err(ConnectError::Dns(why))) => {
+            return Err(Local::new(502, format!("upstream DNS: {why}"))
+                .with(HeaderName::from_static("x-seawall-error"), "dns"))
+        }
+        Ok(Err(e)) => return Err(Local::new(502, format!("upstream connect: {e}"))),
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    let idle = Duration::from_secs_f64(external.tunnel_idle_timeout);
+    Ok((stream, dest, slot, idle))
 }
 
 fn access_log(

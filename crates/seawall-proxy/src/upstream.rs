@@ -198,6 +198,38 @@ impl Drop for OpenGuard {
     }
 }
 
+/// A TCP connection to `host:port` (`addr`: already resolved). A name is
+/// resolved on its own, so that one that does not resolve
+/// ([`ConnectError::Dns`]) is told apart from an address that refuses; each
+/// address is tried in the resolver's order until one answers.
+pub async fn dial(
+    host: &str,
+    port: u16,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<TcpStream, ConnectError> {
+    let addrs: Vec<std::net::SocketAddr> = match addr {
+        Some(addr) => vec![addr],
+        None => tokio::net::lookup_host((host, port))
+            .await
+            .map(Iterator::collect)
+            .unwrap_or_default(),
+    };
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns(format!(
+            "{host}: the name does not resolve"
+        )));
+    }
+    let mut failure = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failure = Some(e),
+        }
+    }
+    let why = failure.map_or_else(|| "no address".to_owned(), |e| e.to_string());
+    Err(ConnectError::Failed(format!("{host}:{port}: {why}")))
+}
+
 impl Pool {
     pub fn new(destination: &str, limits: PoolLimits) -> Self {
         Pool {
@@ -321,37 +353,7 @@ impl Pool {
         guard: OpenGuard,
     ) -> Result<Conn, ConnectError> {
         let where_ = || format!("{}:{}", target.host, target.port);
-        let addrs: Vec<std::net::SocketAddr> = match target.addr {
-            Some(addr) => vec![addr],
-            // a name: resolved on its own, so that a name that does not
-            // resolve is told apart from an address that refuses
-            None => tokio::net::lookup_host((&*target.host, target.port))
-                .await
-                .map(Iterator::collect)
-                .unwrap_or_default(),
-        };
-        if addrs.is_empty() {
-            return Err(ConnectError::Dns(format!(
-                "{}: the name does not resolve",
-                target.host
-            )));
-        }
-        // each address in the order the resolver gave them, until one answers
-        let mut failure = None;
-        let mut connected = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    connected = Some(s);
-                    break;
-                }
-                Err(e) => failure = Some(e),
-            }
-        }
-        let stream = connected.ok_or_else(|| {
-            let e = failure.map_or_else(|| "no address".to_owned(), |e| e.to_string());
-            ConnectError::Failed(format!("{}: {e}", where_()))
-        })?;
+        let stream = dial(&target.host, target.port, target.addr).await?;
         let _ = stream.set_nodelay(true);
         let io = match tls {
             None => Io::Plain(stream),
