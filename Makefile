@@ -53,7 +53,7 @@ test: $(NATIVE) lint typecheck rust-check fuzz-smoke
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_DIFF_EXAMPLES ?= 5000
-FUZZ_TARGETS ?= request_head trace_context spec_json response_head
+FUZZ_TARGETS ?= request_head trace_context spec_json response_head connect_head
 FUZZ_TOOLCHAIN ?= nightly
 CARGO_FUZZ_ROOT ?= $(HOME)/.cargo
 CARGO_FUZZ ?= $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz

@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(request_head trace_context spec_json response_head)
+    targets=(request_head trace_context spec_json response_head connect_head)
 fi
 cargo_fuzz=${CARGO_FUZZ:-$(command -v cargo-fuzz || echo "$HOME/.cargo/bin/cargo-fuzz")}
 export RUSTUP_TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}

@@ -13,17 +13,19 @@
 //! stable, without libFuzzer.
 #![forbid(unsafe_code)]
 
+pub mod connect_head;
 pub mod request_head;
 pub mod response_head;
 pub mod spec_json;
 pub mod trace_context;
 
 /// The names of the targets, as `cargo fuzz run` knows them.
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "request_head",
     "trace_context",
     "spec_json",
     "response_head",
+    "connect_head",
 ];
 
 /// A target's check, by name.
@@ -33,6 +35,7 @@ pub fn check_of(target: &str) -> Option<fn(&[u8])> {
         "trace_context" => trace_context::check,
         "spec_json" => spec_json::check,
         "response_head" => response_head::check,
+        "connect_head" => connect_head::check,
         _ => return None,
     })
 }

@@ -27,6 +27,12 @@ pub fn is_connect(buf: &[u8]) -> bool {
 /// Refused (with the status to answer): a head past the limits (414, 431),
 /// a malformed one, a target that is not `host:port`, a body (400).
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<ConnectRequest>, Error> {
+    // The request line first, as the server looks for it: what comes before
+    // it (even empty lines, which httparse would skip) would escape the
+    // request line's limit (found by the connect_head fuzz target).
+    if !is_connect(buf) {
+        return Err(Error::new(400, "malformed CONNECT head"));
+    }
     let line_end = buf.windows(2).position(|w| w == b"\r\n");
     if line_end.map_or(buf.len(), |n| n) > limits.max_request_line {
         return Err(Error::new(414, "request line too long"));
@@ -146,6 +152,9 @@ mod tests {
             400
         );
         assert_eq!(status(b"CONNECT a:1 HTTP/2.0\r\n\r\n"), 400);
+        // empty lines first would hide a request line past the limit
+        let hidden = format!("\r\n\nCONNECT {}:1 HTTP/1.1\r\n\r\n", "a".repeat(300));
+        assert_eq!(status(hidden.as_bytes()), 400);
         let long = format!("CONNECT {}:1 HTTP/1.1\r\n\r\n", "a".repeat(100));
         assert_eq!(status(long.as_bytes()), 414);
         let many = b"CONNECT a:1 HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n";
