@@ -177,25 +177,23 @@ async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     let header = Duration::from_secs_f64(lim.header_timeout);
     let mut head_by: Option<tokio::time::Instant> = None;
     loop {
-        if c.connect && crate::connect::is_connect(&c.buf) {
-            match crate::connect::parse(&c.buf, c.parser.limits()) {
-                Ok(Some(req)) => {
-                    let _ = c.buf.split_to(req.consumed);
-                    return Ok(Some(Incoming::Connect(req)));
+        if !c.buf.is_empty() {
+            // CONNECT on the outbound listener is read apart (crate::connect)
+            let decoded = if c.connect && crate::connect::is_connect(&c.buf) {
+                match crate::connect::parse(&c.buf, c.parser.limits()) {
+                    Ok(Some(req)) => {
+                        let _ = c.buf.split_to(req.consumed);
+                        Ok(Some(Incoming::Connect(req)))
+                    }
+                    other => other.map(|_| None),
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    c.out.clear();
-                    seawall_h1::error_response(&e, &mut c.out);
-                    let _ = c.wr.write_all(&c.out).await;
-                    let _ = c.wr.shutdown().await;
-                    return Err(Stop::Gone);
-                }
-            }
-            head_by.get_or_insert_with(|| tokio::time::Instant::now() + header);
-        } else if !c.buf.is_empty() {
-            match c.parser.decode(&mut c.buf) {
-                Ok(Some(head)) => return Ok(Some(Incoming::Request(head))),
+            } else {
+                c.parser
+                    .decode(&mut c.buf)
+                    .map(|head| head.map(Incoming::Request))
+            };
+            match decoded {
+                Ok(Some(incoming)) => return Ok(Some(incoming)),
                 Ok(None) => {}
                 Err(e) => {
                     c.out.clear();
