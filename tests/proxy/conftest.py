@@ -35,6 +35,7 @@ from backends import (
     Hang,
     Ok,
     free_ports,
+    wait_until,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -258,6 +259,13 @@ class SidecarProcess:
 
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def reload(self, mesh: Mesh) -> None:
+        """Write ``mesh``, SIGHUP, and wait until the sidecar has applied it."""
+        before = self.stderr().count("config reloaded")
+        self.rewrite(mesh, keep_mtime=True)
+        self.signal(signal.SIGHUP)
+        wait_until(lambda: self.stderr().count("config reloaded") > before, 10, "the reload")
 
     def rewrite(self, mesh: Mesh, *, keep_mtime: bool = False) -> None:
         """Write a new config (``keep_mtime``: so that only SIGHUP can notice it)."""

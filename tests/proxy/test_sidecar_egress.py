@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import signal
 import ssl
 import subprocess
 import threading
@@ -37,10 +36,7 @@ class Egress:
         self.client = httpx.Client(proxy=sidecar.proxy, timeout=10)
 
     def reload(self) -> None:
-        before = self.sidecar.stderr().count("config reloaded")
-        self.sidecar.rewrite(self.sidecar.mesh, keep_mtime=True)
-        self.sidecar.signal(signal.SIGHUP)
-        wait_until(lambda: self.sidecar.stderr().count("config reloaded") > before, 10, "reload")
+        self.sidecar.reload(self.sidecar.mesh)
 
 
 @pytest.fixture(scope="module")

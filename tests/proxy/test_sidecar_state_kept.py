@@ -12,7 +12,6 @@ cannot keep is reset and logged with the reason.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Iterator
 from itertools import count
@@ -58,14 +57,7 @@ class Kept:
 
     def reload(self) -> None:
         """Apply the mesh as it now is (SIGHUP), and wait until the sidecar has."""
-        before = self.sidecar.stderr().count("config reloaded")
-        self.sidecar.rewrite(self.mesh)
-        self.sidecar.signal(signal.SIGHUP)
-        wait_until(
-            lambda: self.sidecar.stderr().count("config reloaded") > before,
-            10,
-            "the reload",
-        )
+        self.sidecar.reload(self.mesh)
 
     def unrelated_change(self) -> None:
         """Add a service nothing calls, and reload."""
