@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Peers of benchmarks/proxy_throughput.py (make bench-proxy): nginx, HAProxy, wrk
-# and taskset (to pin wrk and the servers to CPUs), Debian's packages. Caddy
+# and taskset (to pin wrk and the servers to CPUs), and for the egress row hey
+# (a load generator that can CONNECT through an HTTP proxy: wrk cannot), curl
+# (the 64 MiB body through a tunnel) and openssl (the external host's
+# self-signed certificate), Debian's packages. Caddy
 # comes from PyPI (benchmarks/requirements-proxy.txt). Idempotent: a tool already
 # on PATH is left alone, and `apt-get update` runs once, only when something has
 # to be installed.
@@ -8,9 +11,12 @@
 # instances as child processes, with their own configs, pid files and logs.
 set -euo pipefail
 
-declare -A package=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk [taskset]=util-linux)
+declare -A package=(
+    [nginx]=nginx [haproxy]=haproxy [wrk]=wrk [taskset]=util-linux
+    [hey]=hey [curl]=curl [openssl]=openssl
+)
 missing=()
-for tool in nginx haproxy wrk taskset; do
+for tool in nginx haproxy wrk taskset hey curl openssl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
 done
 
@@ -45,3 +51,7 @@ fi
 echo "nginx:   $(nginx -v 2>&1 | sed 's/^nginx version: //')"
 echo "haproxy: $(haproxy -v 2>&1 | head -n 1)"
 echo "wrk:     $(wrk -v 2>&1 | head -n 1)"
+# hey has no version flag: the package's version, if dpkg knows it
+echo "hey:     $(dpkg-query -W -f='${Version}' hey 2>/dev/null || command -v hey)"
+echo "curl:    $(curl --version | head -n 1)"
+echo "openssl: $(openssl version)"

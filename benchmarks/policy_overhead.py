@@ -205,7 +205,7 @@ def seawall_pipeline() -> Callable[[AsyncFn], AsyncFn]:
         pipeline = Pipeline(
             Retry(on=Boom, attempts=3, backoff=Constant(0.0)),
             CircuitBreaker("bench"),
-            Bulkhead(max_concurrent=64),
+            Bulkhead(max_in_flight=64),
             Timeout(1.0),
         )
         return pipeline(fn)

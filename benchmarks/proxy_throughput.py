@@ -42,12 +42,60 @@ process group and is stopped on the way out, whatever happens. If the sidecar
 cannot run, that is said plainly, ``seawall`` is null and the other targets are
 still measured.
 
+The egress row (docs/proxy/egress.md; off with ``--no-egress``, and when the
+sidecar is not measured). The backend nginx also serves, in the same process
+and worker, an "external host": the same ``hello, world`` on a port of its own
+(plain, and TLS with a self-signed certificate openssl makes in the temp dir),
+plus a 64 MiB file. Nothing in the mesh names that port: through the sidecar
+it is egress (``egress.mode: allow_any``, the default). Measured in the same
+run as the rows above, by the same sidecar:
+
+* ``egress``   - wrk through the sidecar's outbound listener (HTTP_PROXY), in
+  absolute form (``GET http://127.0.0.1:PORT/``) to the external port: the
+  passthrough, in the rounds with the other targets at both shapes;
+* ``outbound`` - wrk through the same listener to the mesh service by name
+  (``GET http://backend/``), at the loaded shape only: a mesh call on exactly
+  the egress path's listener, to tell the egress lookup from the proxy form.
+
+``direct`` is the same nginx process and worker as the external host, so it
+is the passthrough's ceiling too.
+
+The passthrough is set against ``direct`` and against the mesh call
+(``seawall``); "passthrough costs no more than a mesh call" holds when its
+req/s is at least ``EGRESS_RPS_VS_MESH_MIN`` times the mesh call's and its p99
+at most ``EGRESS_P99_VS_MESH_MAX`` times (the margins of a noisy shared 2-core
+machine). The sidecar's CPU time per request is read from /proc for each
+sidecar row: unlike req/s it does not hide behind a saturated client.
+
+Then CONNECT, after the idle RSS is read (so that figure means what it always
+did): hey (Debian's ``hey``: keep-alive, TLS inside the tunnel) at the loaded
+shape against the external TLS port directly and through a ``CONNECT`` tunnel
+of the sidecar, two rounds ABBA; and curl fetching the 64 MiB file directly and
+through a tunnel (TLS, and plain HTTP inside the tunnel), bytes/s from the
+request sent to the last byte, two rounds ABBA. Every hey and curl run is
+bounded in time (``-z``, ``--max-time`` and a subprocess timeout) and their
+number is fixed. The egress row adds about 60 s to the run (6 wrk runs, 4 hey
+runs, warm-ups, 8 fetches).
+
+``egress_passthrough`` is the passthrough's loaded-shape ``rps``, ``p50_ms``
+and ``p99_ms``, its ``c1`` figures, its ratios ``vs_direct``, ``vs_mesh`` and
+``vs_mesh_via_outbound`` (``rps``, ``p99``), the ``outbound`` row
+(``mesh_via_outbound``), the sidecar's CPU per request for each sidecar row,
+the ``tolerance`` and the verdict ``no_costlier_than_mesh``.
+``egress_connect`` is hey's ``direct`` and ``tunnel`` figures, their
+``rps_ratio`` and ``p99_ratio``, the sidecar's CPU per tunnelled request and
+``bulk``: bytes/s direct and through the tunnel, TLS and plain.
+
 The last line printed is one JSON object: ``{"direct": {"rps", "p50_ms",
 "p99_ms"}, "nginx": ..., "haproxy": ..., "aiohttp": ..., "seawall": ... or
 null, "seawall_idle_rss_mb": .. or null, "seawall_managed_idle_rss_mb": ... or null,
 "caddy": ..., "c1": {target:
-{"p50_ms", "p99_ms"}}, "targets_met": true/false}``; the top-level target
-entries are the 32-connection run.
+{"p50_ms", "p99_ms"}}, "targets_met": true/false, "egress_passthrough": {...}
+or null, "egress_passthrough_vs_mesh": ratio or null,
+"egress_passthrough_p99_vs_mesh": ratio or null,
+"egress_no_costlier_than_mesh": true/false/null, "egress_connect": {...} or
+null}``; the top-level target entries are the 32-connection run, and
+``targets_met`` stays issue 9's (the egress verdict is its own key).
 """
 
 from __future__ import annotations
@@ -88,6 +136,20 @@ ADDED_VS_NGINX_MAX = 1.5
 IDLE_RSS_MB_MAX = 20.0
 """An idle sidecar's resident memory, every process that serves counted."""
 
+# The egress row: "passthrough costs no more than a mesh call", within the
+# margins of a noisy shared 2-core machine (run-to-run spread of the same
+# target here is a few percent in req/s and far more in p99).
+EGRESS_RPS_VS_MESH_MIN = 0.95
+"""The passthrough's req/s at 32 connections, at least this times the mesh call's."""
+EGRESS_P99_VS_MESH_MAX = 1.25
+"""The passthrough's p99 at 32 connections, at most this times the mesh call's."""
+EGRESS_ROWS = ("egress", "outbound")
+"""wrk rows through the sidecar's outbound listener (HTTP_PROXY), in absolute form."""
+LOADED_ONLY = ("outbound",)
+"""Rows measured at the loaded shape only (to keep the run short)."""
+BIG_BODY = 64 * 1024 * 1024
+"""The large body fetched through a CONNECT tunnel and directly, in bytes."""
+
 
 class BenchError(Exception):
     """A peer or the harness itself failed: the run cannot continue."""
@@ -122,6 +184,27 @@ NGINX_BACKEND = """\
         location / {{
             default_type text/plain;
             return 200 "hello, world\\n";
+        }}
+    }}
+"""
+
+# The egress row's "external host": in the backend's nginx (same process, same
+# worker, so the forward target costs what the mesh call's backend costs), on
+# ports no service in mesh.yaml names. TLS 1.3 is asked for explicitly (nginx
+# 1.22's default stops at 1.2); no HTTP/2, so every client speaks HTTP/1.1.
+NGINX_EXTERNAL = """\
+    server {{
+        listen {host}:{plain};
+        listen {host}:{tls} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+            default_type text/plain;
+            return 200 "hello, world\\n";
+        }}
+        location /files/ {{
+            root {root};
         }}
     }}
 """
@@ -264,8 +347,8 @@ def mesh_config(ports: dict[str, int], backend_port: int) -> dict[str, Any]:
                 "outlier": {
                     "consecutive_5xx": 5,
                     "consecutive_gateway_errors": 5,
-                    "ejection": "30s",
-                    "max_ejected": "50%",
+                    "base_ejection": "30s",
+                    "max_ejected_percent": "50%",
                 },
                 "load_balancer": "peak_ewma",
                 "routes": [
@@ -349,8 +432,8 @@ class Placement:
         if not self.client:
             return "not pinned"
         return (
-            f"wrk on CPU {self.client}, target on CPU {self.target},"
-            f" backend on CPU {self.backend}"
+            f"wrk (and the egress row's hey and curl) on CPU {self.client},"
+            f" target on CPU {self.target}, backend on CPU {self.backend}"
         )
 
 
@@ -579,6 +662,8 @@ class Bench:
         self.ports = Ports(args.port_base)
         self.backend_port = 0
         self.seawall: Child | None = None
+        self.mesh_ports: dict[str, int] = {}  # the measured sidecar's (MESH_PORTS)
+        self.external: External | None = None
 
     def _start(self, name: str, argv: list[str], cpus: str, **kwargs: Any) -> Child:
         return self.children.start(name, self.placement.wrap(cpus, argv), **kwargs)
@@ -592,11 +677,20 @@ class Bench:
         argv = ["nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
         return self._start(name, [*argv, "-g", "daemon off;"], cpus)
 
-    def start_backend(self) -> None:
+    def start_backend(self, external: bool = False) -> None:
+        """The nginx backend; with ``external``, the egress row's external host in it too."""
         self.backend_port = self.ports.take()
         http_block = NGINX_BACKEND.format(host=HOST, port=self.backend_port)
+        if external:
+            self.external = External.make(self.tmp / "external", self.ports)
+            http_block += self.external.server_block()
         child = self._nginx("backend", http_block, self.placement.backend)
         self._serving(child, self.backend_port)
+        if self.external is not None:
+            try:
+                wait_serving(child, self.external.plain, self.args.start_timeout)
+            except TargetDown as exc:
+                raise BenchError(f"the external host does not serve: {exc}") from exc
 
     def start(self, target: str) -> int:
         """Start ``target`` and return its port, or raise TargetDown."""
@@ -653,6 +747,8 @@ class Bench:
         request through the sidecar gets the backend's body.
         """
         ports = {key: self.ports.take() for key in MESH_PORTS}
+        if name == "seawall":
+            self.mesh_ports = ports
         mesh = self.tmp / f"{name}-mesh.yaml"
         write_mesh(mesh, mesh_config(ports, self.backend_port))
         child = self._start(name, sidecar_argv(mesh), self.placement.target, cwd=REPO)
@@ -666,6 +762,28 @@ class Bench:
             self.children.stop(child)
             raise TargetDown(f"{exc}\n    (config: {mesh})") from exc
         return child, port
+
+    def egress_rows(self) -> dict[str, tuple[int, Path]]:
+        """The wrk rows through the measured sidecar's outbound listener: row -> (that
+        port, the script of its absolute-form target), each checked by one request that must
+        get the backend's body. Raises TargetDown."""
+        if self.external is None or not self.mesh_ports:
+            raise TargetDown("no external host or no sidecar")
+        outbound = self.mesh_ports["bench_outbound"]
+        urls = {"egress": self.external.url(tls=False), "outbound": "http://backend/"}
+        rows: dict[str, tuple[int, Path]] = {}
+        for row, url in urls.items():
+            try:
+                status, body = _proxied_get(outbound, url, self.args.start_timeout)
+            except (OSError, http.client.HTTPException) as exc:
+                raise TargetDown(f"{row}: GET {url} through {HOST}:{outbound}: {exc!r}") from exc
+            if status != 200 or body != BODY:
+                raise TargetDown(
+                    f"{row}: GET {url} through {HOST}:{outbound} answered {status}"
+                    f" {body[:200]!r}, expected 200 {BODY!r}"
+                )
+            rows[row] = (outbound, proxy_script(self.tmp / f"{row}.lua", url))
+        return rows
 
     def _control_call(
         self, port: int, method: str, path: str, body: bytes, token: str
@@ -779,8 +897,11 @@ def parse_wrk(out: str) -> Run:
     )
 
 
-def wrk(port: int, duration: int, connections: int, placement: Placement) -> Run:
-    """One wrk run; wrk takes whole seconds only."""
+def wrk(
+    port: int, duration: int, connections: int, placement: Placement, script: Path | None = None
+) -> Run:
+    """One wrk run; wrk takes whole seconds only. ``script``: a Lua file that sets the
+    request (the egress rows' absolute-form target and Host)."""
     argv = [
         "wrk",
         "-t", "1",
@@ -788,6 +909,7 @@ def wrk(port: int, duration: int, connections: int, placement: Placement) -> Run
         "-d", f"{duration}s",
         "--timeout", "5s",
         "--latency",
+        *(["-s", str(script)] if script is not None else []),
         f"http://{HOST}:{port}/",
     ]  # fmt: skip
     argv = placement.wrap(placement.client, argv)
@@ -800,6 +922,236 @@ def wrk(port: int, duration: int, connections: int, placement: Placement) -> Run
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     return parse_wrk(done.stdout)
+
+
+# --------------------------------------------------------------------------- egress
+
+
+@dataclass(frozen=True)
+class External:
+    """The egress row's external host, served by the backend's nginx: a plain port and a
+    TLS port that no service in mesh.yaml names, a self-signed certificate for 127.0.0.1
+    (made by openssl here) and a ``BIG_BODY`` file under ``/files/``."""
+
+    root: Path
+    plain: int
+    tls: int
+    cert: Path
+    key: Path
+
+    BIG_PATH = "/files/big.bin"
+
+    @classmethod
+    def make(cls, root: Path, ports: Ports) -> External:
+        files = root / "files"
+        files.mkdir(parents=True)
+        for folder in (root, files):
+            folder.chmod(0o755)  # nginx workers may run as another user
+        cert, key = root / "cert.pem", root / "key.pem"
+        argv = [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key),
+            "-out", str(cert), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ]  # fmt: skip
+        try:
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BenchError(f"openssl could not make the external host's certificate: {exc}")
+        chunk = os.urandom(1 << 20)
+        with (files / "big.bin").open("wb") as out:
+            for _ in range(BIG_BODY // len(chunk)):
+                out.write(chunk)
+        return cls(root, ports.take(), ports.take(), cert, key)
+
+    def server_block(self) -> str:
+        return NGINX_EXTERNAL.format(
+            host=HOST, plain=self.plain, tls=self.tls, cert=self.cert, key=self.key,
+            root=self.root,
+        )  # fmt: skip
+
+    def url(self, tls: bool, path: str = "/") -> str:
+        return f"https://{HOST}:{self.tls}{path}" if tls else f"http://{HOST}:{self.plain}{path}"
+
+
+def proxy_script(path: Path, url: str) -> Path:
+    """A wrk script: every request in absolute form to ``url``, with its authority as Host,
+    as a client behind HTTP_PROXY sends it (wrk itself connects to the proxy)."""
+    authority = url.split("/")[2]
+    path.write_text(
+        "-- proxy_throughput.py: absolute-form requests, as behind HTTP_PROXY\n"
+        f'wrk.path = "{url}"\nwrk.headers["Host"] = "{authority}"\n'
+    )
+    return path
+
+
+def _proxied_get(proxy: int, url: str, timeout: float) -> tuple[int, bytes]:
+    """``GET url`` in absolute form through the HTTP proxy on ``proxy`` (Host from ``url``)."""
+    conn = http.client.HTTPConnection(HOST, proxy, timeout=timeout)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _client_env() -> dict[str, str]:
+    """This environment without proxy variables: hey and curl use a proxy only when told."""
+    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    return {k: v for k, v in os.environ.items() if k.lower() not in proxies}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and every descendant alive, from /proc (seconds)."""
+    ticks = 0
+    for member in family(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(stat[11]) + int(stat[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def per_request_us(seconds: float, run: Run) -> float | None:
+    return seconds / run.requests * 1e6 if run.requests else None
+
+
+_HEY_RPS = re.compile(r"^\s*Requests/sec:\s+([\d.]+)", re.M)
+_HEY_PERCENTILE = re.compile(r"^\s*(50|99)% in ([\d.]+) secs", re.M)
+_HEY_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.M)
+_HEY_ERRORS = re.compile(r"^Error distribution:\n((?:[ \t]+\[\d+\].*\n?)+)", re.M)
+HEY_RESOLUTION_MS = 0.1
+"""hey prints its percentiles in seconds with four decimals."""
+
+
+def parse_hey(out: str) -> Run:
+    rps = _HEY_RPS.search(out)
+    percentiles = {p: float(v) * 1e3 for p, v in _HEY_PERCENTILE.findall(out)}
+    statuses = {int(code): int(n) for code, n in _HEY_STATUS.findall(out)}
+    if rps is None or set(percentiles) != {"50", "99"} or not statuses:
+        raise TargetDown(f"cannot parse hey output (no request answered?):\n{out[-2000:]}")
+    errors = []
+    if other := sum(n for code, n in statuses.items() if code != 200):
+        errors.append(f"{other} non-200")
+    if m := _HEY_ERRORS.search(out):
+        lines = m.group(1).strip().splitlines()
+        failed = sum(int(re.findall(r"\[(\d+)\]", line)[0]) for line in lines)
+        errors.append(f"{failed} errors, e.g. {lines[0].strip()[:120]}")
+    return Run(
+        float(rps.group(1)),
+        percentiles["50"],
+        percentiles["99"],
+        sum(statuses.values()),
+        "; ".join(errors),
+    )
+
+
+def hey(
+    url: str, duration: int, connections: int, placement: Placement, proxy: int | None = None
+) -> Run:
+    """One hey run: Go's net/http, ``connections`` keep-alive HTTP/1.1 connections for
+    ``duration`` seconds on one CPU, 5 s per request at most (as wrk's). With ``proxy`` (the
+    sidecar's outbound port) an https URL is a CONNECT tunnel per connection, TLS inside
+    (hey does not verify the certificate; curl's probe does)."""
+    argv = ["hey", "-cpus", "1", "-c", str(connections), "-z", f"{duration}s", "-t", "5"]
+    if proxy is not None:
+        argv += ["-x", f"http://{HOST}:{proxy}"]
+    argv = placement.wrap(placement.client, [*argv, url])
+    try:
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=duration + 30,
+            env=_client_env(),
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"hey did not finish: {' '.join(argv)}") from exc
+    if done.returncode != 0:
+        raise BenchError(f"hey failed ({done.returncode}): {done.stderr or done.stdout}")
+    return parse_hey(done.stdout)
+
+
+def curl(url: str, cafile: Path, proxy: int | None, placement: Placement, *extra: str) -> str:
+    """One curl request, its stdout; with ``proxy``, through a CONNECT tunnel of the
+    sidecar (``--proxytunnel``, for http URLs too). TLS is verified against ``cafile``."""
+    argv = ["curl", "-sS", "--max-time", "30", "--cacert", str(cafile), *extra]
+    if proxy is not None:
+        argv += ["--proxytunnel", "--proxy", f"http://{HOST}:{proxy}"]
+    argv = placement.wrap(placement.client, [*argv, url])
+    try:
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=40, env=_client_env()
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TargetDown(f"curl did not finish: {' '.join(argv)}") from exc
+    if done.returncode != 0:
+        how = " through a tunnel" if proxy is not None else ""
+        raise TargetDown(f"curl {url}{how} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def fetch_big(external: External, tls: bool, proxy: int | None, placement: Placement) -> float:
+    """Bytes/s of one GET of the ``BIG_BODY`` file by curl (to /dev/null), from the request
+    sent (after any CONNECT and TLS handshake) to the last byte."""
+    out = curl(
+        external.url(tls, External.BIG_PATH), external.cert, proxy, placement,
+        "-o", "/dev/null",
+        "-w", "%{http_code} %{size_download} %{time_pretransfer} %{time_total}",
+    )  # fmt: skip
+    code, size, start, end = out.split()
+    if code != "200" or int(size) != BIG_BODY:
+        raise TargetDown(f"the big body answered {code} with {size} bytes, not {BIG_BODY}")
+    return BIG_BODY / max(float(end) - float(start), 1e-6)
+
+
+@dataclass
+class ConnectRuns:
+    """The CONNECT part of the egress row: hey runs direct and through a tunnel, the
+    sidecar's CPU per tunnelled request, and the big body's bytes/s per (TLS?, way)."""
+
+    hey: dict[str, list[Run]]
+    tunnel_cpu_us: list[float]
+    bulk: dict[tuple[bool, str], list[float]]
+
+
+def measure_connect(bench: Bench, args: argparse.Namespace) -> ConnectRuns:
+    """Two rounds ABBA of hey (direct, tunnel) at the loaded shape, then two of curl's big
+    body (TLS and plain, each direct and tunnelled). TLS inside the tunnel: it is what a
+    client behind HTTPS_PROXY sends (plain HTTP behind a proxy goes in absolute form, the
+    passthrough row), what hey can tunnel at all (Go's client CONNECTs only for https), and
+    it shows the bytes cross untouched: curl verifies nginx's certificate through it.
+    Raises TargetDown when the tunnel does not work."""
+    external, sidecar = bench.external, bench.seawall
+    if external is None or sidecar is None or not bench.mesh_ports:
+        raise TargetDown("no external host or no sidecar")
+    placement, outbound = bench.placement, bench.mesh_ports["bench_outbound"]
+    body = curl(external.url(tls=True), external.cert, outbound, placement)
+    if body != BODY.decode():
+        raise TargetDown(f"through the tunnel nginx answered {body[:80]!r}, not {BODY!r}")
+    url, ways = external.url(tls=True), {"direct": None, "tunnel": outbound}
+    runs = ConnectRuns({way: [] for way in ways}, [], {})
+    for way, proxy in ways.items() if args.warmup else ():
+        hey(url, args.warmup, args.connections, placement, proxy)
+    for n in range(1, ROUNDS + 1):
+        for way in ways if n % 2 else list(ways)[::-1]:
+            before = cpu_seconds(sidecar.proc.pid)
+            run = hey(url, args.duration, args.connections, placement, ways[way])
+            spent = per_request_us(cpu_seconds(sidecar.proc.pid) - before, run)
+            if way == "tunnel" and spent is not None:
+                runs.tunnel_cpu_us.append(spent)
+            runs.hey[way].append(run)
+            note = f"  ({run.errors})" if run.errors else ""
+            print(
+                f"  round {n} c{args.connections:<3} {'connect ' + way:<14} {run.rps:>9.0f} req/s"
+                f"  p50 {run.p50_ms:.3f} ms  p99 {run.p99_ms:.3f} ms{note}"
+            )
+    fetches = [(tls, way) for tls in (True, False) for way in ways]
+    for n in range(1, ROUNDS + 1):
+        for tls, way in fetches if n % 2 else fetches[::-1]:
+            rate = fetch_big(external, tls, ways[way], placement)
+            runs.bulk.setdefault((tls, way), []).append(rate)
+            print(
+                f"  round {n} {BIG_BODY >> 20} MiB {'tls' if tls else 'plain'} {way:<6}"
+                f" {rate / 1e6:>8.0f} MB/s"
+            )
+    return runs
 
 
 # --------------------------------------------------------------------------- report
@@ -999,6 +1351,164 @@ def print_goals(found: list[Goal]) -> None:
     print(f"  targets_met: {str(all(g.met for g in found)).lower()}")
 
 
+def _fmean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _field(result: Result | None, key: str) -> float | None:
+    return None if result is None else result[key]
+
+
+def passthrough_summary(
+    c32: dict[str, Result | None], c1: dict[str, Result | None], cpu_us: dict[str, list[float]]
+) -> dict[str, Any] | None:
+    """The passthrough (``egress``) against direct, the mesh call (``seawall``) and the mesh
+    call through the same outbound listener (``outbound``); the verdict is against the mesh
+    call, req/s and p99 at the loaded shape, within the EGRESS_* margins."""
+    egress = c32.get("egress")
+    if egress is None:
+        return None
+
+    def versus(base: Result | None) -> dict[str, float | None]:
+        return {
+            "rps": _round(_ratio(egress["rps"], _field(base, "rps"))),
+            "p99": _round(_ratio(egress["p99_ms"], _field(base, "p99_ms"))),
+        }
+
+    mesh = c32.get("seawall")
+    rps = _ratio(egress["rps"], _field(mesh, "rps"))
+    p99 = _ratio(egress["p99_ms"], _field(mesh, "p99_ms"))
+    holds = None
+    if rps is not None and p99 is not None:
+        holds = rps >= EGRESS_RPS_VS_MESH_MIN and p99 <= EGRESS_P99_VS_MESH_MAX
+    single, added = c1.get("egress"), added_ms(c1, "egress")
+    return {
+        **egress,
+        "c1": None
+        if single is None
+        else {
+            "p50_ms": single["p50_ms"],
+            "p99_ms": single["p99_ms"],
+            "added_us": _round(added and added * 1000, 1),
+            "mesh_added_us": _round((a := added_ms(c1, "seawall")) and a * 1000, 1),
+        },
+        "vs_direct": versus(c32.get("direct")),
+        "vs_mesh": versus(mesh),
+        "mesh_via_outbound": c32.get("outbound"),
+        "vs_mesh_via_outbound": versus(c32.get("outbound")),
+        "sidecar_cpu_us_per_req": {
+            row: _round(_fmean(cpu_us.get(row, [])), 1) for row in ("seawall", "outbound", "egress")
+        },
+        "tolerance": {
+            "rps_vs_mesh_min": EGRESS_RPS_VS_MESH_MIN,
+            "p99_vs_mesh_max": EGRESS_P99_VS_MESH_MAX,
+        },
+        "no_costlier_than_mesh": holds,
+    }
+
+
+def connect_summary(runs: ConnectRuns | None, connections: int) -> dict[str, Any] | None:
+    if runs is None or not all(runs.hey.values()):
+        return None
+    direct, tunnel = mean(runs.hey["direct"]), mean(runs.hey["tunnel"])
+    bulk: dict[str, Any] = {"bytes": BIG_BODY, "client": "curl"}
+    for tls in (True, False):
+        there = _fmean(runs.bulk.get((tls, "direct"), []))
+        through = _fmean(runs.bulk.get((tls, "tunnel"), []))
+        bulk["tls" if tls else "plain"] = {
+            "direct_bytes_per_s": None if there is None else round(there),
+            "tunnel_bytes_per_s": None if through is None else round(through),
+            "ratio": _round(_ratio(through, there)),
+        }
+    return {
+        "client": "hey",
+        "tls": True,
+        "connections": connections,
+        "latency_resolution_ms": HEY_RESOLUTION_MS,
+        "direct": direct,
+        "tunnel": tunnel,
+        "rps_ratio": _round(_ratio(tunnel["rps"], direct["rps"])),
+        "p99_ratio": _round(_ratio(tunnel["p99_ms"], direct["p99_ms"])),
+        "sidecar_cpu_us_per_req": _round(_fmean(runs.tunnel_cpu_us), 1),
+        "bulk": bulk,
+    }
+
+
+def print_egress(
+    passthrough: dict[str, Any] | None,
+    connect: dict[str, Any] | None,
+    runs: ConnectRuns | None,
+    why: str,
+    connect_why: str,
+    connections: int,
+) -> None:
+    print(f"\negress: passthrough through the outbound listener ({connections} connections)")
+    if passthrough is None:
+        print(f"  not measured: {why}")
+    else:
+        cpu = passthrough["sidecar_cpu_us_per_req"]
+        for label, key in (("mesh call", "vs_mesh"), ("direct", "vs_direct")):
+            ratios = passthrough[key]
+            print(
+                f"  passthrough / {label:<9} req/s {_fmt_ratio(ratios['rps']):>6}"
+                f"   p99 {_fmt_ratio(ratios['p99']):>6}"
+            )
+        ratios = passthrough["vs_mesh_via_outbound"]
+        print(
+            f"  passthrough / mesh call through the same outbound listener: req/s"
+            f" {_fmt_ratio(ratios['rps'])}, p99 {_fmt_ratio(ratios['p99'])}"
+        )
+        shown = ", ".join(f"{row} {'n/a' if v is None else f'{v:.1f}'}" for row, v in cpu.items())
+        print(f"  sidecar CPU per request (us): {shown}")
+        if single := passthrough["c1"]:
+            print(
+                f"  at 1 connection the passthrough adds {single['added_us']} us over direct's"
+                f" p50 (the mesh call: {single['mesh_added_us']} us)"
+            )
+        holds = passthrough["no_costlier_than_mesh"]
+        verdict = "n/a" if holds is None else ("holds" if holds else "DOES NOT HOLD")
+        print(
+            f"  passthrough costs no more than a mesh call: {verdict}"
+            f" (req/s >= {EGRESS_RPS_VS_MESH_MIN:g}x and p99 <= {EGRESS_P99_VS_MESH_MAX:g}x"
+            " the mesh call's)"
+        )
+    print(f"\negress: CONNECT tunnel, hey, {connections} keep-alive connections, TLS inside")
+    if connect is None or runs is None:
+        print(f"  not measured: {connect_why}")
+        return
+    head = f"{'way':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/direct':>8}   runs"
+    print(head)
+    print("-" * len(head))
+    for way in ("direct", "tunnel"):
+        result = connect[way]
+        ratio = "-" if way == "direct" else _fmt_ratio(connect["rps_ratio"])
+        print(
+            f"{way:<8} {result['rps']:>9.0f} {result['p50_ms']:>8.3f} {result['p99_ms']:>8.3f}"
+            f" {ratio:>8}   {_each(runs.hey[way])}"
+        )
+        for r in runs.hey[way]:
+            if r.errors:
+                print(f"{'':<8} warning: {r.errors}")
+    print(
+        f"  tunnel/direct: req/s {_fmt_ratio(connect['rps_ratio'])},"
+        f" p99 {_fmt_ratio(connect['p99_ratio'])}; sidecar CPU per tunnelled request"
+        f" {connect['sidecar_cpu_us_per_req']} us; latencies to {HEY_RESOLUTION_MS:g} ms"
+    )
+    for kind in ("tls", "plain"):
+        bulk = connect["bulk"][kind]
+        there, through = bulk["direct_bytes_per_s"], bulk["tunnel_bytes_per_s"]
+        if there is None or through is None:
+            continue
+        print(
+            f"  one {BIG_BODY >> 20} MiB body, {kind:<5}: direct {there / 1e6:6.0f} MB/s,"
+            f" tunnel {through / 1e6:6.0f} MB/s, tunnel/direct {_fmt_ratio(bulk['ratio'])}"
+        )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1035,6 +1545,11 @@ def parse_args() -> argparse.Namespace:
         default=20.0,
         help="seconds a target may take to get ready (20)",
     )
+    parser.add_argument(
+        "--no-egress",
+        action="store_true",
+        help="skip the egress row (passthrough and CONNECT through the sidecar)",
+    )
     parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
     args = parser.parse_args()
     unknown = sorted(set(args.only) - set(TARGETS))
@@ -1048,8 +1563,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def check_tools(targets: list[str]) -> None:
+def check_tools(targets: list[str], egress: bool) -> None:
     need = {"wrk", "nginx"} | ({"haproxy"} & set(targets))
+    if egress:
+        need |= {"hey", "curl", "openssl"}
     missing = sorted(tool for tool in need if shutil.which(tool) is None)
     if missing:
         raise BenchError(
@@ -1147,8 +1664,9 @@ def terminate_as_exit() -> Iterator[None]:
 def main() -> int:
     args = parse_args()
     targets: list[str] = args.only
+    egress = "seawall" in targets and not args.no_egress
     try:
-        check_tools(targets)
+        check_tools(targets, egress)
     except BenchError as exc:
         print(f"bench-proxy: {exc}", file=sys.stderr)
         return 1
@@ -1159,9 +1677,20 @@ def main() -> int:
         f" {ROUNDS} rounds, interleaved (the second in reverse order); warm-up"
         f" {args.warmup:g}s; targets: {', '.join(targets)}"
     )
+    if egress:
+        print(
+            f"egress row: wrk as above through the sidecar's outbound listener, then hey"
+            f" -c {args.connections} -z {args.duration}s (CONNECT, TLS inside) and curl"
+            f" ({BIG_BODY >> 20} MiB), {ROUNDS} rounds ABBA"
+        )
     print(f"placement: {placement.describe()}; load average at start: {load_average()}")
 
     runs: dict[int, dict[str, list[Run]]] = {c: {t: [] for t in targets} for c in shapes}
+    sidecar_rows = ("seawall", *EGRESS_ROWS)
+    cpu_us: dict[str, list[float]] = {}  # the sidecar's CPU per request, loaded shape
+    why = "--no-egress" if args.no_egress else "the sidecar is not measured"
+    connect_why = why
+    connect_runs: ConnectRuns | None = None
     down: dict[str, str] = {}
     memory: list[ProcMemory] | None = None
     managed: list[ProcMemory] | None = None
@@ -1171,7 +1700,7 @@ def main() -> int:
     bench = Bench(args, tmp, placement)
     try:
         with terminate_as_exit():
-            bench.start_backend()
+            bench.start_backend(external=egress)
             ports: dict[str, int] = {}
             for target in targets:
                 try:
@@ -1184,16 +1713,40 @@ def main() -> int:
                     continue
                 print(f"  {target:<8} ready on {HOST}:{ports[target]}")
 
-            live = [t for t in targets if t in ports]
+            # row -> (port, wrk script): the targets, then the egress rows through the
+            # sidecar's outbound listener, measured in the same rounds
+            rows: dict[str, tuple[int, Path | None]] = {
+                t: (ports[t], None) for t in targets if t in ports
+            }
+            if egress and bench.seawall is not None:
+                try:
+                    rows |= bench.egress_rows()
+                except TargetDown as exc:
+                    why = f"the passthrough does not work: {exc}"
+                    print(f"\negress: NOT MEASURED - {why}\n")
+                else:
+                    for row in EGRESS_ROWS:
+                        print(f"  {row:<8} ready through {HOST}:{rows[row][0]}")
+            live = list(rows)
             foreign = ForeignLoad(bench.children)
             for target in live if args.warmup else ():
-                wrk(ports[target], args.warmup, args.connections, placement)
+                port, script = rows[target]
+                wrk(port, args.warmup, args.connections, placement, script)
             for n in range(1, ROUNDS + 1):
                 order = live if n % 2 else live[::-1]
                 for connections in shapes:
                     for target in order:
-                        run = wrk(ports[target], args.duration, connections, placement)
-                        runs[connections][target].append(run)
+                        if connections == 1 and target in LOADED_ONLY:
+                            continue
+                        port, script = rows[target]
+                        sidecar = bench.seawall if target in sidecar_rows else None
+                        before = cpu_seconds(sidecar.proc.pid) if sidecar else 0.0
+                        run = wrk(port, args.duration, connections, placement, script)
+                        if sidecar is not None and connections == args.connections:
+                            spent = per_request_us(cpu_seconds(sidecar.proc.pid) - before, run)
+                            if spent is not None:
+                                cpu_us.setdefault(target, []).append(spent)
+                        runs[connections].setdefault(target, []).append(run)
                         note = f"  ({run.errors})" if run.errors else ""
                         print(
                             f"  round {n} c{connections:<3} {target:<8} {run.rps:>9.0f} req/s"
@@ -1214,6 +1767,20 @@ def main() -> int:
                     memory = bench.sidecar_memory(args.idle)
                 except TargetDown as exc:
                     print(f"\nseawall idle RSS: NOT MEASURED:\n{exc}\n")
+                # After the idle RSS, so that its figure means what it always did.
+                if egress and bench.seawall.proc.poll() is None:
+                    print("\negress: CONNECT")
+                    foreign = ForeignLoad(bench.children)
+                    try:
+                        connect_runs = measure_connect(bench, args)
+                    except TargetDown as exc:
+                        connect_why = f"the tunnel does not work: {exc}"
+                        print(f"\negress: CONNECT NOT MEASURED - {connect_why}\n")
+                    other = foreign.share()
+                    print(
+                        f"  other processes used {other:.0%} of the CPUs during CONNECT"
+                        f"{' - the figures are skewed' if other > 0.05 else ''}"
+                    )
                 bench.children.stop(bench.seawall)
                 try:
                     managed, managed_served = bench.managed_memory(args.idle)
@@ -1234,16 +1801,22 @@ def main() -> int:
 
     loaded, single = runs[args.connections], runs[1]
     c32: dict[str, Result | None] = {
-        t: mean(loaded[t]) if loaded.get(t) else None for t in TARGETS
+        t: mean(loaded[t]) if loaded.get(t) else None for t in (*TARGETS, *EGRESS_ROWS)
     }
     c1: dict[str, Result | None] = {
-        t: mean(single[t], digits=4) if single.get(t) else None for t in TARGETS
+        t: mean(single[t], digits=4) if single.get(t) else None for t in (*TARGETS, *EGRESS_ROWS)
     }
     rss = round(sum(m.rss_kb for m in memory) / 1024, 1) if memory else None
-    print_c32(targets, loaded, c32, down, args.connections)
-    print_c1(targets, single, c1, down)
+    measured = [*targets, *(row for row in EGRESS_ROWS if row in loaded)]
+    print_c32(measured, loaded, c32, down, args.connections)
+    print_c1([t for t in measured if t in single or t in targets], single, c1, down)
+    passthrough = passthrough_summary(c32, c1, cpu_us)
+    connect = connect_summary(connect_runs, args.connections)
+    print_egress(passthrough, connect, connect_runs, why, connect_why, args.connections)
     if memory:
-        served = sum(r.requests for shape in runs.values() for r in shape.get("seawall", []))
+        served = sum(
+            r.requests for shape in runs.values() for t in sidecar_rows for r in shape.get(t, [])
+        )
         print_memory(memory, args.idle, served)
     if managed:
         print_memory(managed, args.idle, managed_served, "managed seawall (--control)")
@@ -1254,9 +1827,16 @@ def main() -> int:
     summary |= {"seawall": c32["seawall"], "seawall_idle_rss_mb": rss, "caddy": c32["caddy"]}
     summary["seawall_managed_idle_rss_mb"] = managed_rss
     summary["c1"] = {
-        t: {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} if r else None for t, r in c1.items()
+        t: {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} if r else None
+        for t, r in c1.items()
+        if t in TARGETS
     }
     summary["targets_met"] = all(g.met for g in found)
+    summary["egress_passthrough"] = passthrough
+    summary["egress_passthrough_vs_mesh"] = passthrough and passthrough["vs_mesh"]["rps"]
+    summary["egress_passthrough_p99_vs_mesh"] = passthrough and passthrough["vs_mesh"]["p99"]
+    summary["egress_no_costlier_than_mesh"] = passthrough and passthrough["no_costlier_than_mesh"]
+    summary["egress_connect"] = connect
     print(json.dumps(summary))
     return 0
 

@@ -84,8 +84,8 @@ async def act_breaker(server: FlakyServer, http: httpx.AsyncClient) -> None:
         "payments",
         window_size=10,
         minimum_calls=5,
-        failure_rate_threshold=50,
-        wait_in_open=1.0,
+        failure_rate=50,
+        open_for=1.0,
         half_open_calls=2,
         failure_on_result=failed,
         listeners=[timeline],
@@ -235,9 +235,9 @@ async def act_bulkhead(server: FlakyServer, http: httpx.AsyncClient) -> None:
             f"search {search_done} ok / {search_rejected} rejected or timed out"
         )
 
-    shared = Bulkhead(max_concurrent=4, name="shared")
+    shared = Bulkhead(max_in_flight=4, name="shared")
     await scenario("one shared pool of 4  ", shared, shared)
-    keyed = KeyedBulkhead(max_concurrent=4)
+    keyed = KeyedBulkhead(max_in_flight=4)
     await scenario("a pool per downstream ", keyed["search"], keyed["login"])
     say("with a pool per downstream, the hung search only fills its own slots")
 

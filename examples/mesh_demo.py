@@ -1,11 +1,14 @@
-"""The shop behind its service mesh: a canary, then break email and payments; the mesh holds.
+"""The shop behind its service mesh: a canary, then break email, the card network and
+payments; the mesh holds.
 
 ``python -m examples.mesh_demo [--config examples/shop/mesh.yaml]`` starts a
 control plane (``seawall control``), applies ``mesh.yaml`` to it (``seawall
 apply``) and starts the shop of ``examples/shop`` on loopback, every service as
-its own process next to its own ``seawall sidecar --control`` process::
+its own process next to its own ``seawall sidecar --control`` process, and a
+stand-in for CardNet, the card network payments charges cards on: a host
+outside the mesh, over HTTPS, with a certificate from a throwaway CA::
 
-    client ──► gateway ──► orders v1 ──► payments
+    client ──► gateway ──► orders v1 ──► payments ══TLS══► cardnet (external)
                   │    └─► orders v2 ─┘   email
                   └──────► login
 
@@ -17,11 +20,17 @@ the gateway through its sidecar's inbound listener (the mesh's edge: plaintext
 from outside); every service calls the others only through its own sidecar's
 outbound listener, so the policies of ``mesh.yaml`` apply to every hop. Orders
 runs twice: v1, and v2 beside it, which gets no traffic until a canary.
+Payments calls ``http://cardnet/charges`` through its sidecar too, in plain
+HTTP: mesh.yaml declares ``cardnet`` under ``external:``, and the sidecar
+originates the TLS to the stand-in and checks its certificate. The demo
+writes the CA into its scratch directory and applies a copy of mesh.yaml
+whose ``external.cardnet.ca_file`` names it (the committed file leaves it
+out: the system's roots, as for a real provider).
 
 After the start it shows the registry (``seawall services``) and the mTLS side:
 every sidecar's certificate (``seawall certs``), a plaintext request to orders
 refused, a caller that is not allowed refused (403). Then it drives about 40
-requests/s, half ``POST /checkout``, half ``POST /login``, through six phases:
+requests/s, half ``POST /checkout``, half ``POST /login``, through seven phases:
 
 1. healthy;
 2. canary: ``seawall apply`` of a copy of mesh.yaml whose place-order route
@@ -33,17 +42,25 @@ requests/s, half ``POST /checkout``, half ``POST /login``, through six phases:
 4. email hangs: orders waits for it at most 500 ms and at most 4 calls at
    once (timeout + bulkhead), so checkouts still complete ("email deferred")
    and login is untouched;
-5. payments fails (503): the breaker of orders' sidecar opens, and checkouts
+5. cardnet down (every charge answers 503): the breaker on ``cardnet`` in
+   payments' sidecar opens, so payments fails the charges at once (402 "card
+   network unavailable") without calling CardNet, which sees few of them;
+   checkouts fail fast, orders' breaker on payments stays closed (payments
+   answers), and login is untouched;
+6. payments fails (503): the breaker of orders' sidecar opens, and checkouts
    fail fast instead of waiting on payments;
-6. recovery: the faults are cleared; once the breaker has closed again,
+7. recovery: the faults are cleared; once both breakers have closed again,
    everything succeeds.
 
 After each phase it prints, per route, the requests, success rate and p50/p99
 latency (from the client, and from each app's view of its calls through its
 sidecar), which orders version answered the checkouts, and what orders'
 sidecar reports on its ``/metrics`` and ``/clusters`` (breaker, retries,
-overflows). It ends by itself in under a minute and stops every process it
-started (the control plane too), also on Ctrl-C or an error.
+overflows), what payments' sidecar reports of its calls to cardnet (breaker,
+TLS failures) and what the stand-in saw (requests, TLS version, SNI, Host),
+with the breaker events of payments' sidecar log. It ends by itself in under
+a minute and stops every process it started (the control plane and the
+stand-in too), also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -52,11 +69,13 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import math
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -72,9 +91,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from seawall.config import MeshConfig, load_mesh
 
+from .shop import cardnet
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("examples/shop/mesh.yaml")
 SERVICES = ("payments", "email", "login", "orders", "gateway")  # leaves first
+EXTERNAL = "cardnet"  # the card network: external.cardnet, a stand-in started here
+# Each breaker the demo watches: its destination, and the sidecar that holds it.
+BREAKERS = (("payments", "orders"), (EXTERNAL, "payments"))
 CONTROL_PORT = 7600  # seawall control's default
 CANARY_PORTS = (8012, 18012, 15012, 19012)  # orders v2: app, inbound, outbound, admin
 RATE = 40.0  # requests per second, alternating /checkout and /login
@@ -83,7 +107,7 @@ MAX_OUTSTANDING = 200  # the load loop never has more requests in flight than th
 START_TIMEOUT = 30.0  # every sidecar /ready and app /health, all together
 ROLLOUT_TIMEOUT = 10.0  # after `seawall apply`, for every sidecar to run the new version
 CLI_TIMEOUT = 20.0  # one `seawall apply|status|certs|services` command
-SETTLE_TIMEOUT = 8.0  # after the faults are cleared, for the payments breaker to close
+SETTLE_TIMEOUT = 8.0  # after the faults are cleared, for both breakers to close
 STOP_GRACE = 8.0  # SIGTERM, then SIGKILL after this many seconds
 
 
@@ -101,6 +125,7 @@ PHASES = (
     Phase("canary", 8.0, {}, "10% of the orders go to v2", split={"v1": 90, "v2": 10}),
     Phase("shift back", 4.0, {}, "every order goes to v1 again", split={"v1": 100, "v2": 0}),
     Phase("email hangs", 5.0, {"email": "hang"}, "email accepts calls and never answers"),
+    Phase("cardnet down", 4.0, {EXTERNAL: "fail"}, "the card network answers 503 to every charge"),
     Phase("payments fails", 5.0, {"payments": "fail"}, "every charge answers 503 at once"),
     Phase("recovery", 4.0, {}, "faults cleared, breakers closed again"),
 )
@@ -336,6 +361,30 @@ def write_split(source: Path, split: dict[str, int], dest: Path) -> Path:
     return dest
 
 
+def write_ca_file(source: Path, name: str, ca_file: Path, dest: Path) -> Path:
+    """A copy of ``source`` whose external service ``name`` trusts ``ca_file``.
+
+    ``external.<name>`` must be written on one line, as a flow mapping with no
+    ``ca_file`` (``cardnet: {host: localhost, port: 9443, tls: true}``).
+    """
+    text = source.read_text()
+    line = re.compile(rf"^([ \t]+{re.escape(name)}:[ \t]*\{{(?:(?!ca_file)[^}}\n])*)\}}", re.M)
+    new, count = line.subn(lambda m: f"{m.group(1)}, ca_file: {json_string(ca_file)}}}", text)
+    if count != 1:
+        raise RuntimeError(
+            f"{source}: expected external.{name} on one line ({{host: ..., port: ...}},"
+            f" no ca_file), found {count}"
+        )
+    dest.write_text(new)
+    assert load_mesh(dest).external[name].ca_file == str(ca_file), dest
+    return dest
+
+
+def json_string(path: Path) -> str:
+    """``path`` as a YAML scalar whatever it holds (a JSON string is one)."""
+    return json.dumps(str(path))
+
+
 # --------------------------------------------------------------------------- statistics
 
 
@@ -373,19 +422,20 @@ ROWS = (
     ("gateway → login /login", "gateway", "login /login"),
     ("orders → payments /charge", "orders", "payments /charge"),
     ("orders → email /send", "orders", "email /send"),
+    ("payments → cardnet /charges", "payments", "cardnet /charges"),
 )
 
 
 def table(stats: dict[tuple[str, str], RouteStats]) -> list[str]:
-    lines = [f"  {'route':<28} {'requests':>8} {'success':>8} {'p50 ms':>9} {'p99 ms':>9}"]
+    lines = [f"  {'route':<29} {'requests':>8} {'success':>8} {'p50 ms':>9} {'p99 ms':>9}"]
     for label, who, key in ROWS:
         rs = stats.get((who, key), RouteStats())
         ms = [t * 1000 for t in rs.latencies]
         if not ms:
-            lines.append(f"  {label:<28} {0:>8} {'-':>8} {'-':>9} {'-':>9}")
+            lines.append(f"  {label:<29} {0:>8} {'-':>8} {'-':>9} {'-':>9}")
             continue
         lines.append(
-            f"  {label:<28} {len(ms):>8} {rs.success:>7.1f}% "
+            f"  {label:<29} {len(ms):>8} {rs.success:>7.1f}% "
             f"{percentile(ms, 50):>9.1f} {percentile(ms, 99):>9.1f}"
         )
     return lines
@@ -396,8 +446,10 @@ Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 @dataclass(frozen=True)
 class Observation:
-    metrics: Metrics
-    refused: int  # calls the payments breaker refused at once, so far
+    metrics: dict[str, Metrics]  # sidecar (orders, payments) -> its /metrics
+    refused: dict[str, int]  # destination -> the calls its breaker refused at once, so far
+    cardnet: dict[str, Any]  # the stand-in's /_stats: what it served, so far
+    events: tuple[str, ...]  # the cardnet breaker's events in payments' sidecar log, so far
 
 
 def parse_metrics(text: str) -> Metrics:
@@ -412,6 +464,21 @@ def metric(m: Metrics, name: str, **labels: str) -> float:
     return m.get((name, frozenset(labels.items())), 0.0)
 
 
+def metric_sum(m: Metrics, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` that have ``labels`` (and any others)."""
+    want = set(labels.items())
+    return sum(v for (n, have), v in m.items() if n == name and want <= have)
+
+
+def counted(stats: dict[str, Any], key: str) -> Counter[str]:
+    return Counter({k: int(v) for k, v in (stats.get(key) or {}).items()})
+
+
+def counts_text(counts: Counter[str]) -> str:
+    """``TLSv1.3 57`` or ``200 40, 503 5``; ``-`` when empty."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v) or "-"
+
+
 def versions_text(seen: Counter[str]) -> str:
     """``orders v1 183 (90.6%), v2 19 (9.4%) of 202 checkouts``."""
     total = sum(seen.values())
@@ -420,12 +487,23 @@ def versions_text(seen: Counter[str]) -> str:
     return f"orders {', '.join(parts)} of {total} checkouts"
 
 
+def show_events(events: tuple[str, ...], most: int = 4) -> None:
+    """Breaker events of cardnet from payments' sidecar log: the first ``most``."""
+    if events:
+        say(f"  payments' sidecar log ({EXTERNAL} breaker events):")
+        for line in events[:most]:
+            say(f"    {line}")
+        if len(events) > most:
+            say(f"    ... and {len(events) - most} more")
+
+
 # --------------------------------------------------------------------------- the demo
 
 
 class Demo:
     def __init__(self, config_path: Path, config: MeshConfig, sup: Supervisor, scratch: Path):
-        self.config_path = config_path
+        self.source = config_path  # mesh.yaml as committed
+        self.config_path = config_path  # what is applied: a copy with cardnet's ca_file
         self.config = config
         self.sup = sup
         self.scratch = scratch
@@ -435,12 +513,18 @@ class Demo:
         self.phase = "starting"
         self.client_stats: dict[str, dict[str, RouteStats]] = {}
         self.versions: dict[str, Counter[str]] = {}  # phase -> orders version -> checkouts
-        self.breaker_seen: dict[str, Counter[str]] = {}
+        # phase -> destination (payments, cardnet) -> breaker states sampled
+        self.breaker_seen: dict[str, dict[str, Counter[str]]] = {}
         self.outstanding: dict[str, set[asyncio.Task[None]]] = {}
         self.connections: dict[str, tuple[int, int]] = {}  # sidecar -> inbound (mtls, plaintext)
         self.dropped = 0
         self.started: dict[str, float] = {}
         self.http = httpx.AsyncClient(trust_env=False, timeout=2.0)
+        external = config.external[EXTERNAL]
+        self.cardnet_host, self.cardnet_port = external.host, external.effective_port()
+        self.cardnet_url = f"https://{self.cardnet_host}:{self.cardnet_port}"
+        self.cardnet_http: httpx.AsyncClient | None = None  # trusts the stand-in's CA
+        self.observed: dict[str, tuple[Observation, Observation, Any]] = {}  # phase -> report
 
     def admin(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.instances[name].admin}{path}"
@@ -466,13 +550,17 @@ class Demo:
 
     async def start(self) -> None:
         python = sys.executable
+        await self.start_cardnet()
         argv = ["control", "--state-dir", str(self.state), "--listen", f"127.0.0.1:{CONTROL_PORT}"]
         control = self.sup.start("control", [python, "-m", "seawall", *argv], stop_first=True)
         pid = control.process.pid
         say(f"  {'control':<9} pid {pid:<7} {self.control_url}, state in {self.state}")
         await wait_ready(self.sup, self.http, {"control": f"{self.control_url}/v1/health"})
         applied = await self.seawall("apply", "-f", str(self.config_path))
-        say(f"{stamp()} control plane up; seawall apply -f {self.config_path}:")
+        say(
+            f"{stamp()} control plane up; seawall apply -f {self.config_path}"
+            f"   ({self.source}, external.{EXTERNAL}.ca_file set to the stand-in's CA):"
+        )
         say(indent(applied))
         # One join token per service (orders v1 and v2 share orders'): it lets a
         # sidecar register an instance of that service and get its certificate.
@@ -514,6 +602,29 @@ class Demo:
             f"{stamp()} all {len(self.sup.children)} processes ready;"
             f" {len(self.instances)} of {len(self.instances)} sidecars registered with the"
             f" control plane, each running config version {version} from it"
+        )
+
+    async def start_cardnet(self) -> None:
+        """CardNet's stand-in: a throwaway CA and its certificate, the HTTPS server, and the
+        copy of mesh.yaml (the one applied) whose ``external.cardnet.ca_file`` is that CA."""
+        certs = cardnet.write_certificates(self.scratch / EXTERNAL, self.cardnet_host)
+        source = self.source if self.source.is_absolute() else ROOT / self.source
+        self.config_path = write_ca_file(source, EXTERNAL, certs.ca, self.scratch / source.name)
+        self.config = load_mesh(self.config_path)
+        self.cardnet_http = httpx.AsyncClient(
+            trust_env=False,
+            timeout=2.0,
+            verify=ssl.create_default_context(cafile=str(certs.ca)),
+        )
+        argv = ["--port", str(self.cardnet_port), "--cert", str(certs.cert)]
+        argv += ["--key", str(certs.key)]
+        child = self.sup.start(
+            f"external:{EXTERNAL}", [sys.executable, "-m", "examples.shop.cardnet", *argv]
+        )
+        await wait_ready(self.sup, self.cardnet_http, {EXTERNAL: f"{self.cardnet_url}/health"})
+        say(
+            f"  {EXTERNAL:<9} pid {child.process.pid:<7} {self.cardnet_url}, the card network's"
+            f" stand-in (outside the mesh); its certificate from a throwaway CA: {certs.ca}"
         )
 
     async def wait_mesh(self, version: int) -> int:
@@ -652,20 +763,26 @@ class Demo:
     # -- observing ---------------------------------------------------------
 
     async def control(self, modes: dict[str, str]) -> None:
+        """Every app's mode, and the stand-in's, for the next phase (``ok`` unless given)."""
         for name, inst in self.instances.items():
             mode = modes.get(inst.service, "ok")
             r = await self.http.get(self.app(name, "/_control"), params={"mode": mode})
             r.raise_for_status()
+        assert self.cardnet_http is not None
+        params = {"mode": modes.get(EXTERNAL, "ok")}
+        r = await self.cardnet_http.get(f"{self.cardnet_url}/_control", params=params)
+        r.raise_for_status()
 
     def begin(self, phase: str) -> None:
         self.started[phase] = time.monotonic()
         self.phase = phase
 
     async def app_stats(self, start: float, end: float) -> dict[tuple[str, str], RouteStats]:
-        """What gateway and orders (both versions) saw of their calls in ``start``..``end``."""
+        """What gateway, orders (both versions) and payments saw of their calls in
+        ``start``..``end``."""
         out: dict[tuple[str, str], RouteStats] = {}
         for name, inst in self.instances.items():
-            if inst.service not in ("gateway", "orders"):
+            if inst.service not in ("gateway", "orders", "payments"):
                 continue
             doc = (await self.http.get(self.app(name, "/_stats"))).json()
             for key, calls in doc.items():
@@ -676,24 +793,45 @@ class Demo:
         return out
 
     async def observe(self) -> Observation:
-        """Orders' (v1) sidecar now: its /metrics, and its payments breaker from /clusters."""
-        metrics = parse_metrics((await self.http.get(self.admin("orders", "/metrics"))).text)
-        breaker = (await self.clusters("orders"))["payments"]["breaker"] or {}
-        return Observation(metrics, breaker.get("not_permitted_calls", 0))
+        """Now: the /metrics of orders' (v1) and payments' sidecars, each watched breaker's
+        refusals from its sidecar's /clusters, and what the stand-in served."""
+        metrics, refused = {}, {}
+        for dest, sidecar in BREAKERS:
+            text = (await self.http.get(self.admin(sidecar, "/metrics"))).text
+            metrics[sidecar] = parse_metrics(text)
+            breaker = (await self.clusters(sidecar))[dest]["breaker"] or {}
+            refused[dest] = breaker.get("not_permitted_calls", 0)
+        assert self.cardnet_http is not None
+        served = (await self.cardnet_http.get(f"{self.cardnet_url}/_stats")).json()
+        return Observation(metrics, refused, served, self.breaker_events("payments", EXTERNAL))
 
     async def clusters(self, sidecar: str) -> dict[str, Any]:
         doc = (await self.http.get(self.admin(sidecar, "/clusters"))).json()
         return {c["name"]: c for c in doc["clusters"]}
 
     async def watch_breaker(self, stop: asyncio.Event) -> None:
-        """Sample the payments breaker of orders' sidecar, to report the states seen."""
+        """Sample the payments breaker of orders' sidecar and the cardnet breaker of
+        payments' sidecar, to report the states seen."""
         while not stop.is_set():
-            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-                breaker = (await self.clusters("orders"))["payments"]["breaker"]
-                if breaker is not None:
-                    self.breaker_seen.setdefault(self.phase, Counter())[breaker["state"]] += 1
+            for dest, sidecar in BREAKERS:
+                with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                    breaker = (await self.clusters(sidecar))[dest]["breaker"]
+                    if breaker is not None:
+                        seen = self.breaker_seen.setdefault(self.phase, {})
+                        seen.setdefault(dest, Counter())[breaker["state"]] += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
+
+    def breaker_events(self, sidecar: str, destination: str) -> tuple[str, ...]:
+        """The events of ``destination``'s breaker in ``sidecar``'s log so far
+        (``... payments breaker_opened destination=cardnet from=closed ...``)."""
+        log = self.sup.log_dir / f"sidecar-{sidecar}.log"
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ()
+        mark = re.compile(rf" breaker_\w+ destination={re.escape(destination)}(?:\s|$)")
+        return tuple(line.strip() for line in lines if mark.search(line))
 
     async def count_connections(self) -> None:
         """Every sidecar's inbound connections so far, by transport (its /metrics)."""
@@ -707,61 +845,82 @@ class Demo:
     def sidecar_lines(
         self, phase: str, first: Observation, last: Observation, hops: Any
     ) -> list[str]:
-        def delta(name: str, **labels: str) -> int:
-            return round(
-                metric(last.metrics, name, **labels) - metric(first.metrics, name, **labels)
-            )
+        def delta(sidecar: str, name: str, **labels: str) -> int:
+            now, then = last.metrics[sidecar], first.metrics[sidecar]
+            return round(metric_sum(now, name, **labels) - metric_sum(then, name, **labels))
 
-        opened = delta(
-            "seawall_breaker_transitions_total",
-            destination="payments",
-            from_state="closed",
-            to_state="open",
-        ) + delta(
-            "seawall_breaker_transitions_total",
-            destination="payments",
-            from_state="half_open",
-            to_state="open",
-        )
-        closed = delta(
-            "seawall_breaker_transitions_total",
-            destination="payments",
-            from_state="half_open",
-            to_state="closed",
-        )
-        seen = self.breaker_seen.get(phase, Counter())
-        seen_text = ", ".join(s for s in ("closed", "open", "half_open") if seen[s]) or "-"
+        def breaker(dest: str, sidecar: str) -> str:
+            """``opened 1x, closed 0x, seen closed, open``, from /metrics and /clusters."""
+            moved = "seawall_breaker_transitions_total"
+            opened = delta(sidecar, moved, destination=dest, to_state="open")
+            closed = delta(sidecar, moved, destination=dest, to_state="closed")
+            seen = self.breaker_seen.get(phase, {}).get(dest, Counter())
+            seen_text = ", ".join(s for s in ("closed", "open", "half_open") if seen[s]) or "-"
+            return f"opened {opened}x, closed {closed}x, seen {seen_text}"
+
+        requests = "seawall_requests_total"
         failed = delta(
-            "seawall_requests_total",
+            "orders",
+            requests,
             direction="outbound",
             destination="payments",
             route="charge",
             status_class="5xx",
         )
-        refused = last.refused - first.refused
-        exhausted = "seawall_retry_budget_exhausted_total"
+        retries, exhausted = "seawall_retries_total", "seawall_retry_budget_exhausted_total"
         email = hops.get(("orders", "email /send"), RouteStats())
         timed_out = sum(1 for s in email.statuses if s == 504)
         overflow = {
-            limit: delta("seawall_overflow_total", destination="email", limit=limit)
+            limit: delta("orders", "seawall_overflow_total", destination="email", limit=limit)
             for limit in ("in_flight", "pending", "connections")
         }
         bh = self.config.policy_for("email").bulkhead
+        # payments' sidecar, of its calls to CardNet; and what CardNet served
+        calls = delta("payments", requests, direction="outbound", destination=EXTERNAL)
+        calls_failed = delta(
+            "payments", requests, direction="outbound", destination=EXTERNAL, status_class="5xx"
+        )
+        tls_failures = delta(
+            "payments", "seawall_upstream_tls_failures_total", destination=EXTERNAL, reason="origin"
+        )
+        served = {
+            key: counted(last.cardnet, key) - counted(first.cardnet, key)
+            for key in ("statuses", "tls", "sni", "hosts")
+        }
+        handshakes = last.cardnet["handshake_failures"] - first.cardnet["handshake_failures"]
         return [
             "  orders' sidecar (/metrics, /clusters):",
-            f"    payments breaker: opened {opened}x, closed {closed}x, seen {seen_text};"
-            f" {failed} charges failed, {refused} attempts refused at once while open",
-            f"    payments retries {delta('seawall_retries_total', destination='payments')},"
-            f" not retried for want of budget {delta(exhausted, destination='payments')}",
+            f"    payments breaker: {breaker('payments', 'orders')};"
+            f" {failed} charges failed,"
+            f" {last.refused['payments'] - first.refused['payments']} attempts refused at once"
+            " while open",
+            f"    payments retries {delta('orders', retries, destination='payments')},"
+            f" not retried for want of budget {delta('orders', exhausted, destination='payments')}",
             f"    email overflow {sum(overflow.values())} (in_flight {overflow['in_flight']},"
             f" pending {overflow['pending']}; limits {bh.max_in_flight} in flight,"
             f" {bh.max_pending} pending), timed out {timed_out}"
             f" (after {self.config.policy_for('email').timeout * 1000:.0f} ms)",
+            f"  payments' sidecar → {EXTERNAL} (external, TLS to"
+            f" {self.cardnet_host}:{self.cardnet_port}):",
+            f"    {EXTERNAL} breaker: {breaker(EXTERNAL, 'payments')}; {calls} calls,"
+            f" {calls_failed} failed,"
+            f" {last.refused[EXTERNAL] - first.refused[EXTERNAL]} refused at once while open;"
+            f" TLS failures {tls_failures}",
+            f"  {EXTERNAL} (the stand-in) served {sum(served['statuses'].values())} requests"
+            + (
+                f" ({counts_text(served['statuses'])}), every one over TLS:"
+                f" {counts_text(served['tls'])}; SNI {counts_text(served['sni'])};"
+                f" Host {counts_text(served['hosts'])}"
+                if sum(served["statuses"].values())
+                else ""
+            )
+            + f"; handshakes failed {handshakes}",
         ]
 
     def report(
         self, index: int, phase: Phase, hops: Any, before: Observation, after: Observation
     ) -> None:
+        self.observed[phase.title] = (before, after, hops)
         stats = dict(hops)
         for path, rs in self.client_stats.get(phase.title, {}).items():
             stats[("client", path)] = rs
@@ -774,6 +933,7 @@ class Demo:
             say(f"  checkouts answered by {versions_text(seen)}")
         for line in self.sidecar_lines(phase.title, before, after, hops):
             say(line)
+        show_events(after.events[len(before.events) :])
 
     # -- the story --------------------------------------------------------
 
@@ -856,26 +1016,32 @@ class Demo:
             say(indent(await self.seawall("status")))
 
     async def settle(self) -> None:
-        """Clear the faults, keep the load on, and wait for the payments breaker to close."""
+        """Clear the faults, keep the load on, and wait for both breakers to close: payments
+        in orders' sidecar, cardnet in payments' sidecar."""
         await self.control({})
         self.begin("settling")
         start = time.monotonic()
-        state = "?"
+        states = {dest: "?" for dest, _ in BREAKERS}
         while time.monotonic() - start < SETTLE_TIMEOUT:
-            with contextlib.suppress(httpx.HTTPError, KeyError):
-                state = (await self.clusters("orders"))["payments"]["breaker"]["state"]
-                if state == "closed":
-                    break
+            for dest, sidecar in BREAKERS:
+                with contextlib.suppress(httpx.HTTPError, KeyError, TypeError):
+                    states[dest] = (await self.clusters(sidecar))[dest]["breaker"]["state"]
+            if all(state == "closed" for state in states.values()):
+                break
             await asyncio.sleep(0.1)
         took = time.monotonic() - start
         await self.finish("settling")
         checkouts = self.client_stats.get("settling", {}).get("/checkout", RouteStats())
         failed = sum(1 for s in checkouts.statuses if not 200 <= s < 300)
+        breakers = ", ".join(f"{dest} breaker {states[dest]}" for dest, _ in BREAKERS)
         say()
         say(
-            f"{stamp()} faults cleared: payments breaker {state} after {took:.1f} s "
+            f"{stamp()} faults cleared: {breakers} after {took:.1f} s "
             f"({failed} of {len(checkouts.statuses)} checkouts failed meanwhile)"
         )
+        last = list(self.observed.values())[-1][1] if self.observed else None
+        events = self.breaker_events("payments", EXTERNAL)
+        show_events(events[len(last.events) if last else 0 :])
         self.begin("recovery")
 
     def summary(self) -> None:
@@ -885,7 +1051,7 @@ class Demo:
         slow_checkout = email_phase.get("/checkout", RouteStats())
         checkout = pay_phase.get("/checkout", RouteStats())
         fails = [t * 1000 for t in checkout.failures_fast()]
-        seen = self.breaker_seen.get("payments fails", Counter())
+        seen = self.breaker_seen.get("payments fails", {}).get("payments", Counter())
         rec = RouteStats()
         for rs in self.client_stats.get("recovery", {}).values():
             rec.latencies += rs.latencies
@@ -928,9 +1094,49 @@ class Demo:
             f" {percentile(fails, 50):.1f} ms; payments breaker seen open:"
             f" {'yes' if seen['open'] else 'no'} (orders failed fast)"
         )
+        for line in self.cardnet_summary():
+            say(line)
         say(f"  after recovery:  {rec.success:.1f}% ok of {len(rec.statuses)} requests")
         if self.dropped:
             say(f"  (the load loop skipped {self.dropped} requests: too many in flight)")
+
+    def cardnet_summary(self) -> list[str]:
+        """While CardNet was down, and over the whole run: its breaker, and TLS."""
+        down = self.client_stats.get("cardnet down", {})
+        checkout, login = down.get("/checkout", RouteStats()), down.get("/login", RouteStats())
+        fails = [t * 1000 for t in checkout.failures_fast()]
+        seen = self.breaker_seen.get("cardnet down", {})
+        states = seen.get("payments", Counter())
+        payments = ", ".join(s for s in ("closed", "open", "half_open") if states[s]) or "-"
+        lines = []
+        if "cardnet down" in self.observed:
+            before, after, hops = self.observed["cardnet down"]
+            tried = len(hops.get(("payments", f"{EXTERNAL} /charges"), RouteStats()).statuses)
+            got = after.cardnet["requests"] - before.cardnet["requests"]
+            lines.append(
+                f"  while cardnet was down:  checkout {checkout.success:.1f}% ok, failures p50"
+                f" {percentile(fails, 50):.1f} ms; cardnet breaker (payments' sidecar) seen"
+                f" open: {'yes' if seen.get(EXTERNAL, Counter())['open'] else 'no'};"
+                f" payments tried {tried} charges, CardNet got {got} (the rest refused at once);"
+                f" orders' breaker on payments seen {payments} (payments answered);"
+                f" login {login.success:.1f}% ok"
+            )
+        if self.observed:
+            last = list(self.observed.values())[-1][1]
+            tls = counted(last.cardnet, "tls")
+            failures = metric_sum(
+                last.metrics["payments"],
+                "seawall_upstream_tls_failures_total",
+                destination=EXTERNAL,
+                reason="origin",
+            )
+            lines.append(
+                f"  cardnet over TLS: the stand-in served {last.cardnet['requests']} requests"
+                f" in all, {counts_text(tls)} (SNI {counts_text(counted(last.cardnet, 'sni'))},"
+                f" Host {counts_text(counted(last.cardnet, 'hosts'))}); TLS failures of"
+                f" payments' sidecar to it: {failures:.0f}"
+            )
+        return lines
 
 
 def main() -> int:
@@ -942,7 +1148,10 @@ def main() -> int:
     args = parser.parse_args()
     config_path: Path = args.config
     config = load_mesh(ROOT / config_path if not config_path.is_absolute() else config_path)
-    ports = [CONTROL_PORT] + [
+    if EXTERNAL not in config.external:
+        say(f"{config_path}: no external.{EXTERNAL} (the card network payments calls)")
+        return 1
+    ports = [CONTROL_PORT, config.external[EXTERNAL].effective_port()] + [
         port
         for inst in shop_instances(config).values()
         for port in (inst.port, inst.inbound, inst.outbound, inst.admin)

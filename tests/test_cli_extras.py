@@ -156,3 +156,22 @@ def test_with_no_site_packages_at_all(command: str, tmp_path: Path) -> None:
     assert out.stderr.startswith(f"seawall {command}: needs ")
     assert out.stderr.endswith(", which is not installed: pip install 'seawall[mesh]'\n")
     assert out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--inbound-port", "28999"], ["--admin-port", "28998", "--subset", "v2"], ["--label", "a=b"]],
+)
+def test_a_static_sidecar_refuses_the_flags_of_a_managed_one(
+    flags: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ports, address and subset of a static sidecar are the file's: a flag that
+    would be ignored is an error that says so, and nothing starts."""
+    from seawall.cli import main  # noqa: PLC0415 - the module tests a light import
+
+    with pytest.raises(SystemExit) as done:
+        main(["sidecar", "--config", str(tmp_path / "mesh.yaml"), "--service", "a", *flags])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flags[0]}" in err
+    assert "only with --control" in err

@@ -2,14 +2,20 @@
 
 ``python -m examples.mesh_demo`` starts a control plane, six apps (orders twice:
 v1 and v2) and six sidecars on loopback, each sidecar managed by the control
-plane (config, endpoints, certificate), drives load through the gateway's
-sidecar, canaries orders v2 and shifts back, then breaks email, then payments.
-Its output must show: every sidecar on the control plane's config, mTLS
-enforced (a plaintext caller refused, a caller not allowed denied, no
-plaintext connection between sidecars), about 10% of the checkouts answered by
-v2 during the canary and none after the shift back, login healthy while email
-hangs (bulkhead and timeout), checkout failing fast while payments is down
-(breaker), everything recovered at the end, and no process left behind.
+plane (config, endpoints, certificate), and an HTTPS stand-in for CardNet, the
+card network payments calls as the external service ``cardnet``; it drives
+load through the gateway's sidecar, canaries orders v2 and shifts back, then
+breaks email, then CardNet, then payments. Its output must show: every
+sidecar on the control plane's config, mTLS enforced (a plaintext caller
+refused, a caller not allowed denied, no plaintext connection between
+sidecars), every charge reaching CardNet over TLS that payments' sidecar
+originated (SNI and Host the real host's, no TLS failure), about 10% of the
+checkouts answered by v2 during the canary and none after the shift back,
+login healthy while email hangs (bulkhead and timeout), the breaker on
+cardnet opening while CardNet is down (payments fails fast, CardNet sees few
+of the charges, orders' breaker on payments stays closed), checkout failing
+fast while payments is down (breaker), both breakers closed and everything
+recovered at the end, and no process left behind.
 """
 
 from __future__ import annotations
@@ -24,10 +30,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL_TIMEOUT_MS = 500  # policies.email.timeout in examples/shop/mesh.yaml
-PROCESSES = 13  # the control plane, and 6 apps and 6 sidecars (orders v1 and v2)
+PROCESSES = 14  # the control plane, CardNet's stand-in, 6 apps and 6 sidecars (orders v1, v2)
 SIDECARS = 6
 CANARY_SHARE = 0.10  # the canary's split: {v1: 90, v2: 10}
-PHASES = ["healthy", "canary", "shift back", "email hangs", "payments fails", "recovery"]
+PHASES = [
+    "healthy",
+    "canary",
+    "shift back",
+    "email hangs",
+    "cardnet down",
+    "payments fails",
+    "recovery",
+]
+CARDNET = "localhost:9443"  # external.cardnet in examples/shop/mesh.yaml
 VERSIONS = re.compile(r"orders v1 (\d+) \([\d.]+%\), v2 (\d+) \([\d.]+%\) of (\d+) checkouts")
 
 ROW = re.compile(
@@ -94,7 +109,17 @@ def test_mesh_demo_story() -> None:
     # The control plane started first, took mesh.yaml as version 1, and every
     # sidecar runs that config, from it.
     assert re.search(r"^  control +pid \d+ +http://127\.0\.0\.1:7600", out, re.M), report
-    assert "applied examples/shop/mesh.yaml as version 1" in out, report
+    # The stand-in started first, with a CA of its own; the config applied is a
+    # copy of mesh.yaml whose external.cardnet.ca_file is that CA.
+    assert re.search(
+        rf"^  cardnet +pid \d+ +https://{CARDNET}, .* throwaway CA: \S+/cardnet/ca\.pem$", out, re.M
+    ), report
+    assert re.search(
+        r"seawall apply -f (\S+)/mesh\.yaml +\(examples/shop/mesh\.yaml,"
+        r" external\.cardnet\.ca_file set to the stand-in's CA\)",
+        out,
+    ), report
+    assert re.search(r"applied \S+/mesh\.yaml as version 1 ", out), report
     assert re.search(
         rf"processes ready; {SIDECARS} of {SIDECARS} sidecars registered with the control plane,"
         r" each running config version 1 from it",
@@ -125,9 +150,26 @@ def test_mesh_demo_story() -> None:
 
     phases = _phases(out)
     assert list(phases) == PHASES, report
-    healthy, canary, back, hang, broken, recovery = (_rows(phases[t]) for t in PHASES)
-    for rows in (healthy, canary, back, hang, broken, recovery):
-        assert len(rows) >= 5, report  # orders → email is empty while payments fails
+    healthy, canary, back, hang, down, broken, recovery = (_rows(phases[t]) for t in PHASES)
+    for rows in (healthy, canary, back, hang, down, broken, recovery):
+        assert len(rows) >= 5, report  # orders → email is empty while a charge fails
+
+    # Every charge went to CardNet over TLS that payments' sidecar originated:
+    # the stand-in saw TLS, SNI "localhost" and Host "localhost:9443"; no TLS failure.
+    assert healthy["payments → cardnet /charges"]["n"] >= 20, report
+    tls = re.search(
+        r"cardnet over TLS: the stand-in served (\d+) requests in all, (.*?) \(SNI localhost"
+        rf" (\d+), Host {CARDNET} (\d+)\); TLS failures of payments' sidecar to it: 0$",
+        out,
+        re.M,
+    )
+    assert tls, report
+    served = int(tls.group(1))
+    versions = dict(v.split() for v in tls.group(2).split(", "))
+    assert served >= 200, report
+    assert set(versions) <= {"TLSv1.2", "TLSv1.3"}, report
+    assert sum(int(n) for n in versions.values()) == served, report
+    assert int(tls.group(3)) == int(tls.group(4)) == served, report
 
     # 1. Healthy: everything succeeds, and v1 answers every checkout.
     for route, row in healthy.items():
@@ -154,7 +196,7 @@ def test_mesh_demo_story() -> None:
     assert v2 >= 1, report
 
     # 3. Shift back: the original split again; v2 answers nothing.
-    assert "applied examples/shop/mesh.yaml as version 3 " in out, report
+    assert re.search(r"applied \S+/mesh\.yaml as version 3 ", out), report
     for route, row in back.items():
         assert row["ok"] >= 95, (route, report)
     v1, v2 = _versions(phases["shift back"])
@@ -175,7 +217,38 @@ def test_mesh_demo_story() -> None:
     assert overflow, report
     assert int(overflow.group(1)) > 0, report
 
-    # 5. Payments fails: checkouts fail, fast (the breaker answers for payments),
+    # 5. CardNet down: the breaker on cardnet in payments' sidecar opens, so
+    #    payments fails the charges at once without calling (CardNet sees few of
+    #    them); checkouts fail fast, login is untouched, and orders' breaker on
+    #    payments stays closed (payments answers: the charge failed, 402).
+    section = phases["cardnet down"]
+    checkout = down["client → gateway /checkout"]
+    assert checkout["n"] >= 40, report
+    assert checkout["ok"] <= 10, report
+    assert checkout["p50"] < 50, report
+    assert down["client → gateway /login"]["ok"] >= 95, report
+    assert down["orders → payments /charge"]["p50"] < 50, report
+    external = re.search(
+        r"cardnet breaker: opened (\d+)x, closed \d+x, seen ([a-z_, ]+); \d+ calls, \d+ failed,"
+        r" (\d+) refused at once while open; TLS failures 0",
+        section,
+    )
+    assert external, report
+    assert int(external.group(1)) >= 1, report
+    assert "open" in external.group(2).split(", "), report
+    assert int(external.group(3)) > 0, report
+    assert re.search(r"payments breaker: opened 0x, closed 0x, seen closed;", section), report
+    assert re.search(r" payments breaker_opened destination=cardnet from=closed ", section), report
+    fewer = re.search(
+        r"while cardnet was down: .* seen open: yes; payments tried (\d+) charges,"
+        r" CardNet got (\d+) ",
+        out,
+    )
+    assert fewer, report
+    assert int(fewer.group(1)) >= 40, report
+    assert int(fewer.group(2)) <= int(fewer.group(1)) // 2, report
+
+    # 6. Payments fails: checkouts fail, fast (the breaker answers for payments),
     #    while login is untouched; the breaker was seen open.
     checkout = broken["client → gateway /checkout"]
     assert checkout["n"] >= 50, report
@@ -192,7 +265,9 @@ def test_mesh_demo_story() -> None:
     assert fast, report
     assert float(fast.group(1)) < 50, report
 
-    # 6. Recovery: every route succeeds again.
+    # 7. Recovery: both breakers closed again, and every route succeeds.
+    cleared = r"faults cleared: payments breaker closed, cardnet breaker closed after"
+    assert re.search(cleared, out), report
     for route, row in recovery.items():
         assert row["n"] >= 50, (route, report)
         assert row["ok"] >= 95, (route, report)

@@ -46,7 +46,7 @@ import httpx
 
 from seawall.config import load_mesh
 
-__all__ = ["Reply", "Request", "ShopApp", "main"]
+__all__ = ["Reply", "Request", "ShopApp", "main", "mesh_verdict"]
 
 MODES = ("ok", "hang", "fail")
 HANG_SECONDS = 60.0
@@ -61,6 +61,7 @@ _REASONS = {
     200: "OK",
     201: "Created",
     400: "Bad Request",
+    402: "Payment Required",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
@@ -92,6 +93,14 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+
+
+def mesh_verdict(headers: httpx.Headers) -> str | None:
+    """Whether the caller's sidecar answered for the callee: circuit open, overflow."""
+    if headers.get("x-seawall-circuit") == "open":
+        return "circuit open"
+    overflow = headers.get("x-seawall-overflow")
+    return f"overflow ({overflow})" if overflow else None
 
 
 class _BadRequest(Exception):

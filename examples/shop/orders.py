@@ -3,7 +3,8 @@
 ``POST /orders``:
 
 * ``POST http://payments/charge`` must succeed, or the order fails with 503
-  (and says whether the mesh answered for payments: circuit open, overflow);
+  (and says why: payments' answer, e.g. "card network unavailable", and
+  whether the mesh answered for payments: circuit open, overflow);
 * ``POST http://email/send`` is best effort: when email is down or slow, the
   order still succeeds, with ``"email": "deferred"``. The mesh bounds how long
   orders waits for it (a short timeout) and how many calls may wait at once
@@ -13,16 +14,8 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
-from .app import Reply, Request, ShopApp, main
-
-
-def _mesh_verdict(headers: Any) -> str | None:
-    if headers.get("x-seawall-circuit") == "open":
-        return "circuit open"
-    overflow = headers.get("x-seawall-overflow")
-    return f"overflow ({overflow})" if overflow else None
+from .app import Reply, Request, ShopApp, main, mesh_verdict
 
 
 def build(app: ShopApp) -> None:
@@ -47,7 +40,8 @@ def build(app: ShopApp) -> None:
                 {
                     "error": "payment unavailable",
                     "payments_status": status,
-                    "mesh": _mesh_verdict(headers),
+                    "reason": body.get("error") if isinstance(body, dict) else None,
+                    "mesh": mesh_verdict(headers),
                 },
             )
         status, _, headers = await app.call(

@@ -255,7 +255,14 @@ fn through_the_proxy(rt: &Runtime, down: &Down, head: &RequestHead) {
         }
     };
     check_prepared(down, head, &prepared);
-    let out = match forward::outgoing(head, down, &prepared.mesh, prepared.destination()) {
+    let authority = prepared.dest.authority.as_ref();
+    let out = match forward::outgoing(
+        head,
+        down,
+        &prepared.mesh,
+        prepared.destination(),
+        authority,
+    ) {
         Ok(out) => out,
         Err(local) => {
             // only for a path `http::Uri` refuses

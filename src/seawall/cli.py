@@ -266,6 +266,27 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not args.config and not args.control:
             parser.error("give --config mesh.yaml, --control URL, or both")
         if not args.control:
+            # a static sidecar's ports, address and subset are the file's: say so
+            # rather than serve on other ports than asked
+            managed_only = [
+                flag
+                for flag, value in (
+                    ("--app-port", args.app_port),
+                    ("--inbound-port", args.inbound_port),
+                    ("--outbound-port", args.outbound_port),
+                    ("--admin-port", args.admin_port),
+                    ("--address", args.address),
+                    ("--subset", args.subset),
+                    ("--join-token", args.join_token),
+                    ("--state-dir", args.state_dir),
+                )
+                if value is not None
+            ] + (["--label"] if args.label else [])
+            if managed_only:
+                parser.error(
+                    f"{', '.join(managed_only)}: only with --control (a static sidecar "
+                    f"takes its ports, address and subset from {args.config})"
+                )
             return run(args.config, args.service, args.workers, log_format=args.log_format)
         token = args.join_token or os.environ.get("SEAWALL_JOIN_TOKEN")
         if not token:

@@ -290,13 +290,13 @@ CASES = [
     ),
     (
         "policies.orders.outlier",
-        {"max_ejected": "120%"},
-        "policies.orders.outlier.max_ejected: must be <= 100%, got '120%'",
+        {"max_ejected_percent": "120%"},
+        "policies.orders.outlier.max_ejected_percent: must be <= 100%, got '120%'",
     ),
     (
         "policies.orders.outlier",
-        {"ejection": "1m", "max_ejection": "30s"},
-        "policies.orders.outlier.max_ejection: must be >= ejection (1m), got '30s'",
+        {"base_ejection": "1m", "max_ejection": "30s"},
+        "policies.orders.outlier.max_ejection: must be >= base_ejection (1m), got '30s'",
     ),
     (
         "policies.orders.outlier",

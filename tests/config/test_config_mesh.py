@@ -108,7 +108,7 @@ def test_defaults() -> None:
     assert policy.circuit_breaker.window.size == 100
     assert policy.load_balancer == "peak_ewma"
     assert policy.bulkhead.max_connections == 1024
-    assert policy.outlier.max_ejected == 50.0
+    assert policy.outlier.max_ejected_percent == 50.0
     mesh = parse_mesh(
         {"mesh": "m", "services": {"a": {"port": 1, "sidecar": SIDECAR}}}
     )

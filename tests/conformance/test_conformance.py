@@ -488,7 +488,7 @@ class PyBulkhead(_BulkheadDriver):
     def metrics(self) -> Obs:
         m = self.b.metrics()
         return {
-            "max_concurrent": m.max_concurrent,
+            "max_in_flight": m.max_in_flight,
             "in_flight": m.in_flight,
             "waiting": m.waiting,
             "rejected_queue_full": m.rejected_queue_full,
@@ -704,10 +704,21 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def run(policy: str, config: dict[str, Any], steps: list[Step], where: str = "") -> int:
-    """Run ``steps`` on both runtimes; return how many steps were done."""
+def run(
+    policy: str,
+    config: dict[str, Any],
+    steps: list[Step],
+    where: str = "",
+    rust_config: dict[str, Any] | None = None,
+) -> int:
+    """Run ``steps`` on both runtimes; return how many steps were done.
+
+    ``rust_config``: the Rust twin's own config when it was derived apart (the
+    mesh scenarios: from the sidecar's spec); by default ``config``.
+    """
     make_py, make_rs = DRIVERS[policy]
-    py, rs = make_py(dict(config)), make_rs(dict(config))
+    py = make_py(dict(config))
+    rs = make_rs(dict(config if rust_config is None else rust_config))
     now = 0.0
     done = 0
     for index, step in enumerate(steps):
@@ -780,12 +791,12 @@ def _breaker_swap(draw: st.DrawFn) -> dict[str, Any]:
     invalid value, which both runtimes must refuse)."""
     options: dict[str, st.SearchStrategy[Any]] = {
         "minimum_calls": st.integers(1, 10),
-        "failure_rate_threshold": st.sampled_from([10.0, 50.0, 100.0, 0.0]),
+        "failure_rate": st.sampled_from([10.0, 50.0, 100.0, 0.0]),
         "slow_call_duration": st.sampled_from([None, 0.1, 1.0]),
-        "slow_call_rate_threshold": st.sampled_from([25.0, 100.0]),
-        "wait_in_open": st.sampled_from([0.5, 3.0, 100.0]),
-        "wait_multiplier": st.sampled_from([1.0, 2.0]),
-        "max_wait_in_open": st.sampled_from([3.0, 30.0]),
+        "slow_call_rate": st.sampled_from([25.0, 100.0]),
+        "open_for": st.sampled_from([0.5, 3.0, 100.0]),
+        "open_multiplier": st.sampled_from([1.0, 2.0]),
+        "max_open_for": st.sampled_from([3.0, 30.0]),
         "half_open_calls": st.integers(1, 4),
         "max_half_open_time": st.sampled_from([None, 0.5]),
         "automatic_transition": st.booleans(),
@@ -801,18 +812,24 @@ def _breaker_swap(draw: st.DrawFn) -> dict[str, Any]:
 def breaker_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
     config: dict[str, Any] = _window(draw)
     config["minimum_calls"] = draw(st.integers(1, 10))
-    config["failure_rate_threshold"] = draw(st.sampled_from([10.0, 33.3, 50.0, 66.7, 100.0]))
+    config["failure_rate"] = draw(st.sampled_from([10.0, 33.3, 50.0, 66.7, 100.0]))
     if draw(st.booleans()):
         config["slow_call_duration"] = draw(st.sampled_from([0.1, 0.5, 1.0]))
-        config["slow_call_rate_threshold"] = draw(st.sampled_from([25.0, 50.0, 100.0]))
+        config["slow_call_rate"] = draw(st.sampled_from([25.0, 50.0, 100.0]))
     wait = draw(st.sampled_from([0.5, 1.0, 3.0]))
-    config["wait_in_open"] = wait
-    config["wait_multiplier"] = draw(st.sampled_from([1.0, 1.5, 2.0, 3.0]))
-    config["max_wait_in_open"] = wait * draw(st.sampled_from([1.0, 2.0, 10.0]))
+    config["open_for"] = wait
+    config["open_multiplier"] = draw(st.sampled_from([1.0, 1.5, 2.0, 3.0]))
+    config["max_open_for"] = wait * draw(st.sampled_from([1.0, 2.0, 10.0]))
     config["half_open_calls"] = draw(st.integers(1, 4))
     if draw(st.booleans()):
         config["max_half_open_time"] = draw(st.sampled_from([0.5, 2.0]))
     config["automatic_transition"] = draw(st.booleans())
+    return config, draw(breaker_steps())
+
+
+@st.composite
+def breaker_steps(draw: st.DrawFn) -> list[Step]:
+    """Random breaker steps: calls, permits held and reported, reads, operator moves, swaps."""
     names = ["a", "b", "c", "d"]
     steps: list[Step] = []
     for _ in range(draw(st.integers(1, 60))):
@@ -840,7 +857,7 @@ def breaker_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
         else:
             step["op"] = kind
         steps.append(step)
-    return config, steps
+    return steps
 
 
 FOUND = Path(os.environ.get("SEAWALL_CONFORMANCE_FOUND", CORPUS))
@@ -978,10 +995,17 @@ def test_backoffs_agree_on_random_runs(
 def bulkhead_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
     waits = st.sampled_from([0.0, 0.5, 1.0, 3.0, math.inf])
     config: dict[str, Any] = {
-        "max_concurrent": draw(st.integers(1, 4)),
+        "max_in_flight": draw(st.integers(1, 4)),
         "max_waiting": draw(st.integers(0, 4)),
         "max_wait": draw(waits),
     }
+    return config, draw(bulkhead_steps())
+
+
+@st.composite
+def bulkhead_steps(draw: st.DrawFn) -> list[Step]:
+    """Random bulkhead steps: acquisitions (some with a deadline), releases, waits, swaps."""
+    waits = st.sampled_from([0.0, 0.5, 1.0, 3.0, math.inf])
     ops = ["acquire"] * 4 + ["release"] * 3 + ["expire"] * 2 + ["claim"] * 2
     ops += ["try_acquire", "cancel", "reconfigure", "metrics"]
     steps: list[Step] = []
@@ -997,14 +1021,14 @@ def bulkhead_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
                 st.fixed_dictionaries(
                     {},
                     optional={
-                        "max_concurrent": st.integers(0, 5),  # 0: refused by both
+                        "max_in_flight": st.integers(0, 5),  # 0: refused by both
                         "max_waiting": st.integers(0, 4),
                         "max_wait": waits,
                     },
                 )
             )
         steps.append(step)
-    return config, steps
+    return steps
 
 
 @RANDOM_SETTINGS
@@ -1033,6 +1057,13 @@ def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
     }
     if draw(st.booleans()):
         config["max_ejection"] = config["base_ejection"] * draw(st.sampled_from([1, 2.5, 4]))
+    return config, draw(outlier_steps(ENDPOINTS))
+
+
+@st.composite
+def outlier_steps(draw: st.DrawFn, names: list[str]) -> list[Step]:
+    """Random outlier steps over endpoints named ``names``: results, membership
+    changes, queries, snapshots, swaps."""
     steps: list[Step] = []
     for _ in range(draw(st.integers(1, 80))):
         step: Step = {"tick": draw(st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10)))}
@@ -1042,12 +1073,12 @@ def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
         if kind == "result":
             step.update(
                 op="result",
-                endpoint=draw(st.sampled_from([*ENDPOINTS, "unknown"])),
+                endpoint=draw(st.sampled_from([*names, "unknown"])),
                 status=draw(st.sampled_from(STATUSES)),
                 gateway_error=draw(st.booleans()),
             )
         elif kind == "update":
-            endpoints = draw(st.lists(st.sampled_from(ENDPOINTS), max_size=6))
+            endpoints = draw(st.lists(st.sampled_from(names), max_size=6))
             step.update(op="update", endpoints=endpoints)
         elif kind == "reconfigure":
             options = {
@@ -1068,13 +1099,13 @@ def outlier_runs(draw: st.DrawFn) -> tuple[dict[str, Any], list[Step]]:
             op = draw(st.sampled_from(QUERIES))
             step["op"] = op
             if op == "is_ejected":
-                step["endpoint"] = draw(st.sampled_from(ENDPOINTS))
+                step["endpoint"] = draw(st.sampled_from(names))
             elif op == "eligible":
-                step["endpoints"] = draw(st.lists(st.sampled_from(ENDPOINTS), max_size=5))
+                step["endpoints"] = draw(st.lists(st.sampled_from(names), max_size=5))
         else:
             step["op"] = "snapshot"
         steps.append(step)
-    return config, steps
+    return steps
 
 
 @RANDOM_SETTINGS

@@ -63,7 +63,9 @@ def mesh_doc(ports: dict[str, int], backend_app: int, **policy: Any) -> dict[str
                 "retry": {"attempts": 3, "on": ["gateway-error", "connect-failure", "reset"],
                           "backoff": {"base": "5ms", "max": "20ms"}},
                 "circuit_breaker": {"enabled": False},
-                "outlier": {"consecutive_5xx": 3, "ejection": "30s", "max_ejected": "50%"},
+                "outlier": {
+                    "consecutive_5xx": 3, "base_ejection": "30s", "max_ejected_percent": "50%",
+                },
             }
             | policy
         },

@@ -67,8 +67,8 @@ def make(clock: FakeClock, **overrides: Any) -> CircuitBreaker:
     config: dict[str, Any] = {
         "window_size": 4,
         "minimum_calls": 4,
-        "failure_rate_threshold": 50.0,
-        "wait_in_open": 10.0,
+        "failure_rate": 50.0,
+        "open_for": 10.0,
         "half_open_calls": 2,
         "ignore_on": Ignored,
         "clock": clock,
@@ -191,7 +191,7 @@ def test_does_not_open_before_minimum_calls_even_at_100_percent() -> None:
 
 def test_opens_exactly_at_the_threshold() -> None:
     clock = FakeClock()
-    breaker = make(clock, failure_rate_threshold=50.0)
+    breaker = make(clock, failure_rate=50.0)
     for kind in ("ok", "ok", "fail"):
         attempt(breaker, kind)
     assert breaker.state is CLOSED
@@ -201,7 +201,7 @@ def test_opens_exactly_at_the_threshold() -> None:
 
 def test_stays_closed_just_below_the_threshold() -> None:
     clock = FakeClock()
-    breaker = make(clock, window_size=3, minimum_calls=3, failure_rate_threshold=67.0)
+    breaker = make(clock, window_size=3, minimum_calls=3, failure_rate=67.0)
     for kind in ("ok", "fail", "fail"):  # 66.67% < 67%
         attempt(breaker, kind)
     assert breaker.state is CLOSED
@@ -212,7 +212,7 @@ def test_stays_closed_just_below_the_threshold() -> None:
 
 def test_count_window_slides_failures_out() -> None:
     clock = FakeClock()
-    breaker = make(clock, failure_rate_threshold=75.0)
+    breaker = make(clock, failure_rate=75.0)
     for kind in ("fail", "fail", "ok", "ok", "fail", "ok", "fail", "ok"):
         attempt(breaker, kind)
         assert breaker.state is CLOSED
@@ -227,7 +227,7 @@ def test_count_window_slides_failures_out() -> None:
 
 def test_threshold_of_100_needs_every_call_to_fail() -> None:
     clock = FakeClock()
-    breaker = make(clock, failure_rate_threshold=100)
+    breaker = make(clock, failure_rate=100)
     for kind in ("fail", "fail", "fail", "ok", "fail", "fail", "fail"):
         attempt(breaker, kind)
     assert breaker.state is CLOSED
@@ -260,7 +260,7 @@ def test_minimum_calls_larger_than_count_window_is_capped_or_rejected() -> None:
 
 def test_slow_call_rate_opens_the_breaker() -> None:
     clock = FakeClock()
-    breaker = make(clock, slow_call_duration=1.0, slow_call_rate_threshold=50.0)
+    breaker = make(clock, slow_call_duration=1.0, slow_call_rate=50.0)
     assert attempt(breaker, clock=clock, duration=0.999) == "ok"  # just under: fast
     assert attempt(breaker, clock=clock, duration=0.25) == "ok"
     assert attempt(breaker, clock=clock, duration=1.0) == "ok"  # exactly the duration: slow
@@ -276,7 +276,7 @@ def test_slow_call_rate_opens_the_breaker() -> None:
 
 def test_slow_failures_count_as_failed_and_slow() -> None:
     clock = FakeClock()
-    breaker = make(clock, window_size=10, slow_call_duration=2.0, slow_call_rate_threshold=100)
+    breaker = make(clock, window_size=10, slow_call_duration=2.0, slow_call_rate=100)
     attempt(breaker, "fail", clock=clock, duration=3.0)
     attempt(breaker, "ok", clock=clock, duration=3.0)
     metrics = breaker.metrics()
@@ -297,7 +297,7 @@ def test_slow_call_detection_is_off_by_default() -> None:
 
 def test_slow_probes_reopen_the_breaker() -> None:
     clock = FakeClock()
-    breaker = make(clock, slow_call_duration=1.0, slow_call_rate_threshold=50.0)
+    breaker = make(clock, slow_call_duration=1.0, slow_call_rate=50.0)
     trip(breaker)
     clock.advance(10.0)
     assert attempt(breaker, clock=clock, duration=1.5) == "ok"
@@ -335,7 +335,7 @@ def test_open_rejects_with_circuit_open_error() -> None:
 
 def test_open_rejects_until_the_wait_is_over_then_probes() -> None:
     clock = FakeClock()
-    breaker = make(clock, wait_in_open=10.0)
+    breaker = make(clock, open_for=10.0)
     trip(breaker)
     clock.advance(9.75)
     assert attempt(breaker) == "rejected"
@@ -470,7 +470,7 @@ def test_half_open_metrics_are_over_the_probes() -> None:
 def test_wait_grows_with_consecutive_openings_up_to_the_cap() -> None:
     clock = FakeClock()
     breaker = make(
-        clock, wait_in_open=1.0, wait_multiplier=2.0, max_wait_in_open=5.0, half_open_calls=1
+        clock, open_for=1.0, open_multiplier=2.0, max_open_for=5.0, half_open_calls=1
     )
     trip(breaker)
     waits = []
@@ -492,7 +492,7 @@ def test_wait_grows_with_consecutive_openings_up_to_the_cap() -> None:
 
 def test_fixed_wait_by_default() -> None:
     clock = FakeClock()
-    breaker = make(clock, wait_in_open=3.0, half_open_calls=1)
+    breaker = make(clock, open_for=3.0, half_open_calls=1)
     trip(breaker)
     for _ in range(4):
         assert breaker.metrics().next_probe_at == clock() + 3.0
@@ -503,15 +503,15 @@ def test_fixed_wait_by_default() -> None:
 def test_a_long_outage_does_not_overflow_the_growing_wait() -> None:
     # wait * multiplier ** openings overflows a float after ~1024 openings with
     # multiplier 2: at the capped 60 s that is a 17-hour outage. The breaker
-    # must keep waiting max_wait_in_open, not raise OverflowError from a call.
+    # must keep waiting max_open_for, not raise OverflowError from a call.
     clock = FakeClock()
     breaker = CircuitBreaker(
         minimum_calls=1,
         window_size=1,
         half_open_calls=1,
-        wait_in_open=1.0,
-        wait_multiplier=2.0,
-        max_wait_in_open=60.0,
+        open_for=1.0,
+        open_multiplier=2.0,
+        max_open_for=60.0,
         clock=clock,
     )
     breaker.record_failure(breaker.admit(clock()), clock())
@@ -680,7 +680,7 @@ def test_metrics_only_records_but_never_changes_state() -> None:
 
 def test_transition_to_closed_clears_window_and_openings() -> None:
     clock = FakeClock()
-    breaker = make(clock, wait_multiplier=2.0)
+    breaker = make(clock, open_multiplier=2.0)
     trip(breaker)
     breaker.transition_to_closed()
     metrics = breaker.metrics()
@@ -703,7 +703,7 @@ def test_transition_to_open_opens_now() -> None:
 
 def test_reset_returns_to_a_fresh_breaker() -> None:
     clock = FakeClock()
-    breaker = make(clock, wait_multiplier=2.0)
+    breaker = make(clock, open_multiplier=2.0)
     trip(breaker)
     attempt(breaker)
     breaker.reset()
@@ -770,7 +770,7 @@ def test_record_on_predicate() -> None:
         return isinstance(exc, Boom) and exc.args[0] >= 500
 
     breaker = make(
-        clock, record_on=server_error, window_size=2, minimum_calls=2, failure_rate_threshold=100
+        clock, record_on=server_error, window_size=2, minimum_calls=2, failure_rate=100
     )
 
     def raise_status(status: int) -> None:
@@ -904,7 +904,7 @@ def test_failure_on_result_through_acall() -> None:
 def test_result_classified_opening_uses_the_current_time() -> None:
     # With failure_on_result on a count window (and no slow-call detection) the
     # result path records outcomes at time 0.0 instead of reading the clock: the
-    # breaker opens "at 0", next_probe_at = wait_in_open is long past on a real
+    # breaker opens "at 0", next_probe_at = open_for is long past on a real
     # monotonic clock, and the very next call is let through as a probe.
     clock = FakeClock(1000.0)
     recorder = Recorder()
@@ -913,7 +913,7 @@ def test_result_classified_opening_uses_the_current_time() -> None:
         failure_on_result=_is_503,
         window_size=2,
         minimum_calls=2,
-        wait_in_open=10.0,
+        open_for=10.0,
         listeners=[recorder],
     )
     assert attempt(breaker, result=503) == "ok"
@@ -1127,7 +1127,7 @@ def test_call_admitted_before_opening_does_not_count_as_probe_sans_io() -> None:
 
 def test_slow_call_admitted_in_closed_finishing_in_half_open_is_not_a_probe() -> None:
     clock = FakeClock()
-    breaker = make(clock, half_open_calls=1, wait_in_open=1.0)
+    breaker = make(clock, half_open_calls=1, open_for=1.0)
 
     async def main() -> None:
         release_early = asyncio.Event()
@@ -1206,7 +1206,7 @@ def test_admit_fast_path_race_cannot_mint_a_probe_permit() -> None:
     # probe is still in flight. (The sync adapter reads the epoch first.)
     clock = FakeClock()
     breaker = _RacyBreaker(
-        "race", window_size=1, minimum_calls=1, half_open_calls=1, wait_in_open=1.0, clock=clock
+        "race", window_size=1, minimum_calls=1, half_open_calls=1, open_for=1.0, clock=clock
     )
     probes = []
 
@@ -1235,7 +1235,7 @@ def test_time_window_judges_only_recent_calls() -> None:
         window_size=10.0,
         window_buckets=5,
         minimum_calls=2,
-        failure_rate_threshold=60.0,
+        failure_rate=60.0,
     )
     attempt(breaker)
     attempt(breaker)
@@ -1284,7 +1284,7 @@ def test_time_window_slow_calls() -> None:
         window_size=10.0,
         minimum_calls=2,
         slow_call_duration=0.5,
-        slow_call_rate_threshold=100.0,
+        slow_call_rate=100.0,
     )
     attempt(breaker, clock=clock, duration=0.5)
     attempt(breaker, clock=clock, duration=0.5)
@@ -1575,22 +1575,22 @@ BAD_CONFIG = [
     ({"minimum_calls": 0}, "minimum_calls", "0"),
     ({"minimum_calls": -3}, "minimum_calls", "-3"),
     ({"minimum_calls": 2.0}, "minimum_calls", "2.0"),
-    ({"failure_rate_threshold": 0}, "failure_rate_threshold", "0"),
-    ({"failure_rate_threshold": -10.0}, "failure_rate_threshold", "-10.0"),
-    ({"failure_rate_threshold": 100.5}, "failure_rate_threshold", "100.5"),
-    ({"failure_rate_threshold": float("nan")}, "failure_rate_threshold", "nan"),
-    ({"slow_call_rate_threshold": 0.0}, "slow_call_rate_threshold", "0.0"),
-    ({"slow_call_rate_threshold": 101}, "slow_call_rate_threshold", "101"),
+    ({"failure_rate": 0}, "failure_rate", "0"),
+    ({"failure_rate": -10.0}, "failure_rate", "-10.0"),
+    ({"failure_rate": 100.5}, "failure_rate", "100.5"),
+    ({"failure_rate": float("nan")}, "failure_rate", "nan"),
+    ({"slow_call_rate": 0.0}, "slow_call_rate", "0.0"),
+    ({"slow_call_rate": 101}, "slow_call_rate", "101"),
     ({"slow_call_duration": -1.0}, "slow_call_duration", "-1.0"),
     ({"slow_call_duration": 0}, "slow_call_duration", "0"),
-    ({"wait_in_open": -1.0}, "wait_in_open", "-1.0"),
-    ({"wait_in_open": 0}, "wait_in_open", "0"),
-    ({"wait_in_open": float("nan")}, "wait_in_open", "nan"),
-    ({"wait_in_open": 5.0, "max_wait_in_open": 1.0}, "max_wait_in_open", "1.0"),
-    ({"max_wait_in_open": -60.0}, "max_wait_in_open", "-60.0"),
-    ({"wait_multiplier": 0.5}, "wait_multiplier", "0.5"),
-    ({"wait_multiplier": 0}, "wait_multiplier", "0"),
-    ({"wait_multiplier": float("nan")}, "wait_multiplier", "nan"),
+    ({"open_for": -1.0}, "open_for", "-1.0"),
+    ({"open_for": 0}, "open_for", "0"),
+    ({"open_for": float("nan")}, "open_for", "nan"),
+    ({"open_for": 5.0, "max_open_for": 1.0}, "max_open_for", "1.0"),
+    ({"max_open_for": -60.0}, "max_open_for", "-60.0"),
+    ({"open_multiplier": 0.5}, "open_multiplier", "0.5"),
+    ({"open_multiplier": 0}, "open_multiplier", "0"),
+    ({"open_multiplier": float("nan")}, "open_multiplier", "nan"),
     ({"half_open_calls": 0}, "half_open_calls", "0"),
     ({"half_open_calls": -1}, "half_open_calls", "-1"),
     ({"max_half_open_time": -1.0}, "max_half_open_time", "-1.0"),
@@ -1616,15 +1616,45 @@ def test_bad_configuration_names_parameter_and_value(
     assert value in message
 
 
+RENAMED = [
+    ("failure_rate_threshold", "failure_rate"),
+    ("slow_call_rate_threshold", "slow_call_rate"),
+    ("wait_in_open", "open_for"),
+    ("wait_multiplier", "open_multiplier"),
+    ("max_wait_in_open", "max_open_for"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), RENAMED)
+def test_old_keywords_name_their_mesh_yaml_names(old: str, new: str) -> None:
+    # One vocabulary with mesh.yaml (issue 14): an old name is neither accepted
+    # nor a bare "unexpected keyword", in the constructor as in reconfigure.
+    message = f"CircuitBreaker: '{old}' is now '{new}' (one vocabulary with mesh.yaml)"
+    with pytest.raises(TypeError) as info:
+        CircuitBreaker(**{old: 2.0})
+    assert str(info.value) == message
+    breaker = CircuitBreaker(open_for=1.0)
+    with pytest.raises(TypeError) as info:
+        breaker.reconfigure(**{old: 2.0})
+    assert str(info.value) == message
+    breaker.reconfigure(**{"max_open_for": 60.0, new: 2.0})  # the new name is taken
+    assert new in inspect.signature(CircuitBreaker).parameters
+
+
+def test_an_unknown_keyword_is_still_a_plain_type_error() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'wait'"):
+        CircuitBreaker(wait=1.0)  # type: ignore[call-arg]
+
+
 def test_boundary_configurations_are_accepted() -> None:
     CircuitBreaker(
         window_size=1,
         minimum_calls=1,
-        failure_rate_threshold=100,
-        slow_call_rate_threshold=0.001,
-        wait_in_open=1.0,
-        max_wait_in_open=1.0,
-        wait_multiplier=1,
+        failure_rate=100,
+        slow_call_rate=0.001,
+        open_for=1.0,
+        max_open_for=1.0,
+        open_multiplier=1,
         half_open_calls=1,
         slow_call_duration=0.001,
         max_half_open_time=0.001,
@@ -1642,7 +1672,7 @@ def test_defaults() -> None:
         attempt(breaker, "fail")
     assert breaker.state is CLOSED
     attempt(breaker, "fail")
-    assert breaker.metrics().next_probe_at == 5.0  # default wait_in_open
+    assert breaker.metrics().next_probe_at == 5.0  # default open_for
     clock.advance(5.0)
     permits = [breaker.admit(clock()) for _ in range(3)]  # default half_open_calls
     with pytest.raises(CircuitOpenError):
@@ -1688,8 +1718,8 @@ def test_lifetime_counters_are_exact_under_threads(window_type: str) -> None:
         window_size=20 if window_type == "count" else 0.5,
         window_buckets=2,
         minimum_calls=10,
-        failure_rate_threshold=50.0,
-        wait_in_open=1.0,
+        failure_rate=50.0,
+        open_for=1.0,
         half_open_calls=3,
         record_on=Boom,
         ignore_on=Ignored,
@@ -1759,7 +1789,7 @@ def test_half_open_never_runs_more_than_half_open_calls_concurrently() -> None:
         window_size=2,
         minimum_calls=2,
         half_open_calls=half_open_calls,
-        wait_in_open=1.0,
+        open_for=1.0,
         record_on=Boom,
         clock=clock,
     )

@@ -64,12 +64,12 @@ class Config:
     window_size: float
     window_buckets: int
     minimum_calls: int
-    failure_rate_threshold: int
+    failure_rate: int
     slow_call_duration: float | None
-    slow_call_rate_threshold: int
-    wait_in_open: float
-    wait_multiplier: float
-    max_wait_in_open: float
+    slow_call_rate: int
+    open_for: float
+    open_multiplier: float
+    max_open_for: float
     half_open_calls: int
     max_half_open_time: float | None
     automatic_transition: bool
@@ -81,12 +81,12 @@ class Config:
             "window_size": self.window_size,
             "window_buckets": self.window_buckets,
             "minimum_calls": self.minimum_calls,
-            "failure_rate_threshold": self.failure_rate_threshold,
+            "failure_rate": self.failure_rate,
             "slow_call_duration": self.slow_call_duration,
-            "slow_call_rate_threshold": self.slow_call_rate_threshold,
-            "wait_in_open": self.wait_in_open,
-            "wait_multiplier": self.wait_multiplier,
-            "max_wait_in_open": self.max_wait_in_open,
+            "slow_call_rate": self.slow_call_rate,
+            "open_for": self.open_for,
+            "open_multiplier": self.open_multiplier,
+            "max_open_for": self.max_open_for,
             "half_open_calls": self.half_open_calls,
             "max_half_open_time": self.max_half_open_time,
             "automatic_transition": self.automatic_transition,
@@ -114,12 +114,12 @@ def configs(draw: st.DrawFn, window_type: str) -> Config:
         window_size=size,
         window_buckets=buckets,
         minimum_calls=minimum,
-        failure_rate_threshold=draw(st.sampled_from([1, 25, 34, 50, 66, 67, 100])),
+        failure_rate=draw(st.sampled_from([1, 25, 34, 50, 66, 67, 100])),
         slow_call_duration=draw(st.sampled_from([None, 0.5, 1.0, 2.0])),
-        slow_call_rate_threshold=draw(st.sampled_from([1, 50, 67, 100])),
-        wait_in_open=wait,
-        wait_multiplier=draw(st.sampled_from([1.0, 1.5, 2.0])),
-        max_wait_in_open=wait * draw(st.sampled_from([1, 2, 4])),
+        slow_call_rate=draw(st.sampled_from([1, 50, 67, 100])),
+        open_for=wait,
+        open_multiplier=draw(st.sampled_from([1.0, 1.5, 2.0])),
+        max_open_for=wait * draw(st.sampled_from([1, 2, 4])),
         half_open_calls=draw(st.integers(1, 3)),
         max_half_open_time=draw(st.sampled_from([None, 1.0, 2.0, 3.0])),
         automatic_transition=draw(st.booleans()),
@@ -161,8 +161,8 @@ class Model:
     def _over(self, calls: int, failed: int, slow: int) -> bool:
         config = self.config
         return (
-            Fraction(100 * failed, calls) >= config.failure_rate_threshold
-            or Fraction(100 * slow, calls) >= config.slow_call_rate_threshold
+            Fraction(100 * failed, calls) >= config.failure_rate
+            or Fraction(100 * slow, calls) >= config.slow_call_rate
         )
 
     # -- transitions
@@ -179,9 +179,9 @@ class Model:
             self.next_probe_at = None
 
     def _open(self, now: float) -> None:
-        wait = self.config.wait_in_open
+        wait = self.config.open_for
         for _ in range(self.openings):
-            wait = min(self.config.max_wait_in_open, wait * self.config.wait_multiplier)
+            wait = min(self.config.max_open_for, wait * self.config.open_multiplier)
         self.openings += 1
         self._enter(OPEN, now)
         self.next_probe_at = now + wait

@@ -24,12 +24,12 @@ from seawall.policy.errors import BulkheadFullError
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_concurrent": 0}, "Bulkhead: max_concurrent must be an int >= 1, got 0"),
-        ({"max_concurrent": 2.5}, "Bulkhead: max_concurrent must be an int >= 1, got 2.5"),
-        ({"max_concurrent": True}, "Bulkhead: max_concurrent must be an int >= 1, got True"),
-        ({"max_concurrent": 1, "max_waiting": -1}, "max_waiting must be an int >= 0, got -1"),
-        ({"max_concurrent": 1, "max_wait": -0.1}, "max_wait must be a number >= 0, got -0.1"),
-        ({"max_concurrent": 1, "max_wait": math.nan}, "max_wait must be a number >= 0, got nan"),
+        ({"max_in_flight": 0}, "Bulkhead: max_in_flight must be an int >= 1, got 0"),
+        ({"max_in_flight": 2.5}, "Bulkhead: max_in_flight must be an int >= 1, got 2.5"),
+        ({"max_in_flight": True}, "Bulkhead: max_in_flight must be an int >= 1, got True"),
+        ({"max_in_flight": 1, "max_waiting": -1}, "max_waiting must be an int >= 0, got -1"),
+        ({"max_in_flight": 1, "max_wait": -0.1}, "max_wait must be a number >= 0, got -0.1"),
+        ({"max_in_flight": 1, "max_wait": math.nan}, "max_wait must be a number >= 0, got nan"),
     ],
 )
 def test_config_validation(kwargs: dict[str, Any], message: str) -> None:
@@ -37,6 +37,22 @@ def test_config_validation(kwargs: dict[str, Any], message: str) -> None:
         Bulkhead(**kwargs)
     with pytest.raises(ValueError, match=message):
         KeyedBulkhead(**kwargs)
+
+
+def test_max_concurrent_is_now_max_in_flight() -> None:
+    # One vocabulary with mesh.yaml (issue 14): bulkhead.max_in_flight.
+    with pytest.raises(TypeError, match=r"^Bulkhead: 'max_concurrent' is now 'max_in_flight' "):
+        Bulkhead(max_concurrent=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^KeyedBulkhead: 'max_concurrent' is now 'max_in_flight'"):
+        KeyedBulkhead(max_concurrent=2)  # type: ignore[call-arg]
+    bulkhead = Bulkhead(max_in_flight=2)
+    with pytest.raises(TypeError, match="'max_concurrent' is now 'max_in_flight'"):
+        bulkhead.reconfigure(max_concurrent=3)  # type: ignore[call-arg]
+    assert bulkhead.metrics().max_in_flight == 2
+    full = Bulkhead(1, name="full")
+    with full, pytest.raises(BulkheadFullError) as info:
+        full.call(lambda: None)
+    assert str(info.value) == "bulkhead 'full' is full (1 calls in flight; queue_full)"
 
 
 def test_defaults() -> None:
@@ -55,7 +71,7 @@ def test_try_acquire_and_release() -> None:
     assert bulkhead.try_acquire()
     assert not bulkhead.try_acquire()
     m = bulkhead.metrics()
-    assert (m.name, m.max_concurrent, m.in_flight, m.waiting) == ("db", 2, 2, 0)
+    assert (m.name, m.max_in_flight, m.in_flight, m.waiting) == ("db", 2, 2, 0)
     bulkhead.release()
     assert bulkhead.metrics().in_flight == 1
     assert bulkhead.try_acquire()
@@ -69,7 +85,7 @@ def test_full_without_queue_rejects_at_once() -> None:
     with bulkhead:
         with pytest.raises(BulkheadFullError) as info:
             bulkhead.call(lambda: None)
-        assert (info.value.name, info.value.max_concurrent, info.value.reason) == (
+        assert (info.value.name, info.value.max_in_flight, info.value.reason) == (
             "db",
             1,
             "queue_full",

@@ -28,7 +28,7 @@ from seawall.policy import (
 
 
 def test_breaker_opens_and_recovers_on_the_real_clock() -> None:
-    breaker = CircuitBreaker("real", window_size=2, minimum_calls=2, wait_in_open=0.05,
+    breaker = CircuitBreaker("real", window_size=2, minimum_calls=2, open_for=0.05,
                              half_open_calls=1)
 
     def fail() -> None:
@@ -80,7 +80,7 @@ def test_async_timeout_cancels_the_work() -> None:
 
 
 def test_bulkhead_with_real_threads() -> None:
-    bulkhead = Bulkhead(max_concurrent=1, max_waiting=0)
+    bulkhead = Bulkhead(max_in_flight=1, max_waiting=0)
     inside = threading.Event()
     release = threading.Event()
 

@@ -402,7 +402,7 @@ def sidecar_main(
         [b["outlier_bad"], b["outlier_good"]],
         {
             "load_balancer": "round_robin",
-            "outlier": {"consecutive_5xx": 3, "ejection": "30s", "max_ejected": "50%"},
+            "outlier": {"consecutive_5xx": 3, "base_ejection": "30s", "max_ejected_percent": "50%"},
         },
     )
     mesh.destination(

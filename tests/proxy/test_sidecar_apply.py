@@ -32,7 +32,7 @@ policies:
     retry: {{attempts: 1}}
     load_balancer: round_robin
     circuit_breaker: {{minimum_calls: {minimum_calls}}}
-    outlier: {{consecutive_5xx: 2, ejection: 30s, max_ejected: 100%}}
+    outlier: {{consecutive_5xx: 2, base_ejection: 30s, max_ejected_percent: 100%}}
 """
 
 

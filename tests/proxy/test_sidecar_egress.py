@@ -101,6 +101,14 @@ def test_a_non_idempotent_call_is_never_sent_twice(egress: Egress) -> None:
     assert egress.sidecar.metric("seawall_retries_total") == after_get  # not retried
 
 
+def test_a_call_to_the_sidecar_itself_is_refused_not_looped(egress: Egress) -> None:
+    for port in (egress.sidecar.outbound, egress.sidecar.admin):
+        r = egress.client.get(f"http://127.0.0.1:{port}/x")
+        assert (r.status_code, r.reason_phrase) == (508, "Loop Detected")
+        assert "this sidecar's own listener" in r.json()["reason"]
+    assert egress.client.get(f"http://localhost:{egress.sidecar.outbound}/x").status_code == 508
+
+
 def test_registry_only_refuses_with_403(egress: Egress) -> None:
     mesh = egress.sidecar.mesh
     mesh.doc["egress"] = {"mode": "registry_only", "metric_hosts": 1}
@@ -216,8 +224,12 @@ def test_connect_is_refused_where_it_must_be(egress: Egress) -> None:
             resp = conn.response()
         return resp.status, dict(resp.headers)
 
-    # a mesh service is called over plain HTTP (the mesh does the TLS)
+    # a mesh service is called over plain HTTP (the mesh does the TLS), by any of its names
     assert connect(b"svc:443")[0] == 400
+    assert connect(b"svc.svc:443")[0] == 400
+    # the sidecar's own listeners: a loop, refused
+    own = f"127.0.0.1:{egress.sidecar.outbound}".encode()
+    assert connect(own)[0] == 508
     # no port: not the authority-form CONNECT needs
     assert connect(b"localhost")[0] == 400
     # the inbound listener never tunnels

@@ -66,7 +66,9 @@ def logged(sidecar_loop: BackendLoop, tmp_path_factory: pytest.TempPathFactory) 
         [b["bad"], b["good"]],
         {
             "load_balancer": "round_robin",
-            "outlier": {"consecutive_5xx": 2, "ejection": "300ms", "max_ejected": "50%"},
+            "outlier": {
+                "consecutive_5xx": 2, "base_ejection": "300ms", "max_ejected_percent": "50%",
+            },
         },
     )
     mesh.destination("budget", [b["budget"]], budgeted())
@@ -106,6 +108,37 @@ def test_a_breaker_opens_goes_half_open_and_closes(logged: Logged) -> None:
     (closed,) = logged.wait_for("breaker_closed", "breaker")
     assert closed["from"] == "half_open"
     assert half["time"] <= closed["time"]
+
+
+def test_a_breaker_seen_half_open_by_the_admin_page_says_so(logged: Logged) -> None:
+    """Reading /clusters after open_for moves the breaker to half open (it shows
+    what is due): that move is an event and a counted transition like any other."""
+    before = len(logged.events("breaker_half_open", "breaker"))
+    counted = logged.sidecar.metric(
+        "seawall_breaker_transitions_total", destination="breaker", to_state="half_open"
+    )
+    opened = len(logged.events("breaker_opened", "breaker"))
+    backend = logged.b["breaker"].script(Fail(500))
+    for i in range(4):
+        logged.client.get(f"http://breaker/again{i}")
+    logged.wait_for("breaker_opened", "breaker", opened + 1)
+    backend.script(Ok(b"back"))
+
+    def half_open_on_the_page() -> bool:
+        clusters = logged.sidecar.admin_get("/clusters").json()["clusters"]
+        (breaker,) = [c for c in clusters if c["name"] == "breaker"]
+        return bool(breaker["breaker"]["state"] == "half_open")
+
+    wait_until(half_open_on_the_page, 5, "half open on /clusters")
+    logged.wait_for("breaker_half_open", "breaker", before + 1)
+    assert (
+        logged.sidecar.metric(
+            "seawall_breaker_transitions_total", destination="breaker", to_state="half_open"
+        )
+        == counted + 1
+    )
+    # the probe closes it, as before
+    wait_until(lambda: logged.client.get("http://breaker/p").status_code == 200, 5, "probe")
 
 
 def test_an_endpoint_is_ejected_and_returns(logged: Logged) -> None:

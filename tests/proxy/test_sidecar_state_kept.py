@@ -78,7 +78,7 @@ def kept(sidecar_loop: BackendLoop, tmp_path_factory: pytest.TempPathFactory) ->
         [b["bad"], b["good"]],
         {
             "load_balancer": "round_robin",
-            "outlier": {"consecutive_5xx": 3, "ejection": "60s", "max_ejected": "50%"},
+            "outlier": {"consecutive_5xx": 3, "base_ejection": "60s", "max_ejected_percent": "50%"},
         },
     )
     mesh.destination("pooled", [b["pooled"]])
@@ -165,8 +165,8 @@ def test_an_ejected_endpoint_stays_ejected(kept: Kept) -> None:
     # a change to the detector's thresholds keeps its ejections too
     kept.policy("outlier")["outlier"] = {
         "consecutive_5xx": 5,
-        "ejection": "60s",
-        "max_ejected": "50%",
+        "base_ejection": "60s",
+        "max_ejected_percent": "50%",
     }
     kept.reload()
     bad.script(Ok(b"bad but fine now"))

@@ -14,7 +14,7 @@ from typing import Any, assert_type
 from seawall.policy import Bulkhead, CircuitBreaker, Pipeline, Retry, Timeout
 
 breaker = CircuitBreaker("typing")
-pipeline = Pipeline(Retry(on=OSError), breaker, Bulkhead(max_concurrent=2), Timeout(1.0))
+pipeline = Pipeline(Retry(on=OSError), breaker, Bulkhead(max_in_flight=2), Timeout(1.0))
 
 
 @breaker
@@ -38,3 +38,6 @@ assert_type(pipeline.call(add, 1), int)
 add("one")  # type: ignore[arg-type]
 add(1, z=2)  # type: ignore[call-arg]
 _bad = fetch("u", retries="x")  # type: ignore[arg-type]
+# Names renamed to mesh.yaml's (issue 14) are type errors, not just runtime ones.
+CircuitBreaker(wait_in_open=5.0)  # type: ignore[call-arg]
+Bulkhead(max_concurrent=2)  # type: ignore[call-arg]

@@ -12,7 +12,7 @@
 //!   `reset(now)`; transitions are returned as `(from, to)` state names and
 //!   counted (`transition_count`, `transitions_between`, `last_transition`).
 //! * `RetryBudget(ratio=0.2, min_per_second=10.0, ttl=10.0, *, buckets=10)`.
-//! * `Bulkhead(max_concurrent, *, max_waiting=0, max_wait=1.0)`: the state
+//! * `Bulkhead(max_in_flight, *, max_waiting=0, max_wait=1.0)`: the state
 //!   machine of `seawall.policy.Bulkhead` (tickets for queued calls; waiting
 //!   is the caller's): `acquire(now, deadline=None)`, `release()`,
 //!   `expired(now)`, `settle(ticket, timed_out)`, `reconfigure(...)`, `metrics()`.
@@ -144,12 +144,12 @@ fn current_settings<'py>(py: Python<'py>, c: &BreakerConfig) -> PyResult<Bound<'
         }
     }
     d.set_item("minimum_calls", c.minimum_calls)?;
-    d.set_item("failure_rate_threshold", c.failure_rate_threshold)?;
+    d.set_item("failure_rate", c.failure_rate)?;
     d.set_item("slow_call_duration", c.slow_call_duration)?;
-    d.set_item("slow_call_rate_threshold", c.slow_call_rate_threshold)?;
-    d.set_item("wait_in_open", c.wait_in_open)?;
-    d.set_item("wait_multiplier", c.wait_multiplier)?;
-    d.set_item("max_wait_in_open", c.max_wait_in_open)?;
+    d.set_item("slow_call_rate", c.slow_call_rate)?;
+    d.set_item("open_for", c.open_for)?;
+    d.set_item("open_multiplier", c.open_multiplier)?;
+    d.set_item("max_open_for", c.max_open_for)?;
     d.set_item("half_open_calls", c.half_open_calls)?;
     d.set_item("max_half_open_time", c.max_half_open_time)?;
     d.set_item("automatic_transition", c.automatic_transition)?;
@@ -173,12 +173,12 @@ impl PyCircuitBreaker {
         window_size = None,
         window_buckets = 10,
         minimum_calls = 20,
-        failure_rate_threshold = 50.0,
+        failure_rate = 50.0,
         slow_call_duration = None,
-        slow_call_rate_threshold = 100.0,
-        wait_in_open = 5.0,
-        wait_multiplier = 1.0,
-        max_wait_in_open = 60.0,
+        slow_call_rate = 100.0,
+        open_for = 5.0,
+        open_multiplier = 1.0,
+        max_open_for = 60.0,
         half_open_calls = 3,
         max_half_open_time = None,
         automatic_transition = false,
@@ -190,12 +190,12 @@ impl PyCircuitBreaker {
         window_size: Option<&Bound<'_, PyAny>>,
         window_buckets: i64,
         minimum_calls: i64,
-        failure_rate_threshold: f64,
+        failure_rate: f64,
         slow_call_duration: Option<f64>,
-        slow_call_rate_threshold: f64,
-        wait_in_open: f64,
-        wait_multiplier: f64,
-        max_wait_in_open: f64,
+        slow_call_rate: f64,
+        open_for: f64,
+        open_multiplier: f64,
+        max_open_for: f64,
         half_open_calls: i64,
         max_half_open_time: Option<f64>,
         automatic_transition: bool,
@@ -249,12 +249,12 @@ impl PyCircuitBreaker {
         let config = BreakerConfig {
             window,
             minimum_calls: narrow("minimum_calls", minimum_calls)?,
-            failure_rate_threshold,
+            failure_rate,
             slow_call_duration,
-            slow_call_rate_threshold,
-            wait_in_open,
-            wait_multiplier,
-            max_wait_in_open,
+            slow_call_rate,
+            open_for,
+            open_multiplier,
+            max_open_for,
             half_open_calls: narrow("half_open_calls", half_open_calls)?,
             max_half_open_time,
             automatic_transition,
@@ -292,6 +292,13 @@ impl PyCircuitBreaker {
             .cast_into::<PyCircuitBreaker>()?;
         let config = fresh.borrow().inner.config().clone();
         self.inner.reconfigure(&config).map_err(value_error)
+    }
+
+    /// The settings, as the constructor's keywords from `window_type` to
+    /// `automatic_transition` (the Python breaker's `settings`).
+    #[getter]
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        current_settings(py, self.inner.config())
     }
 
     /// The breaker's name (shown in `CircuitOpenError`).
@@ -504,6 +511,18 @@ impl PyRetryBudget {
             .map_err(value_error)
     }
 
+    /// The settings, as the constructor's keywords.
+    #[getter]
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.config();
+        let d = PyDict::new(py);
+        d.set_item("ratio", c.ratio)?;
+        d.set_item("min_per_second", c.min_per_second)?;
+        d.set_item("ttl", c.ttl)?;
+        d.set_item("buckets", self.inner.buckets())?;
+        Ok(d)
+    }
+
     /// Record that a request was made.
     fn deposit(&mut self, now: f64) {
         self.inner.deposit(now);
@@ -534,7 +553,7 @@ struct PyBulkhead {
 }
 
 fn bulkhead_config(
-    max_concurrent: i64,
+    max_in_flight: i64,
     max_waiting: i64,
     max_wait: f64,
 ) -> PyResult<BulkheadConfig> {
@@ -549,7 +568,9 @@ fn bulkhead_config(
             })
     };
     Ok(BulkheadConfig {
-        max_concurrent: count("max_concurrent", max_concurrent, 1)?,
+        // `max_in_flight` in Python and mesh.yaml; the Rust field keeps its old name
+        // until the sidecar's cluster.rs follows (issue 14)
+        max_in_flight: count("max_in_flight", max_in_flight, 1)?,
         max_waiting: count("max_waiting", max_waiting, 0)?,
         max_wait,
     })
@@ -558,12 +579,23 @@ fn bulkhead_config(
 #[pymethods]
 impl PyBulkhead {
     #[new]
-    #[pyo3(signature = (max_concurrent, *, max_waiting = 0, max_wait = 1.0))]
-    fn new(max_concurrent: i64, max_waiting: i64, max_wait: f64) -> PyResult<Self> {
-        let config = bulkhead_config(max_concurrent, max_waiting, max_wait)?;
+    #[pyo3(signature = (max_in_flight, *, max_waiting = 0, max_wait = 1.0))]
+    fn new(max_in_flight: i64, max_waiting: i64, max_wait: f64) -> PyResult<Self> {
+        let config = bulkhead_config(max_in_flight, max_waiting, max_wait)?;
         Ok(Self {
             inner: Bulkhead::new(&config).map_err(value_error)?,
         })
+    }
+
+    /// The settings, as the constructor's keywords.
+    #[getter]
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.config();
+        let d = PyDict::new(py);
+        d.set_item("max_in_flight", c.max_in_flight)?;
+        d.set_item("max_waiting", c.max_waiting)?;
+        d.set_item("max_wait", c.max_wait)?;
+        Ok(d)
     }
 
     /// A slot if one is free and nobody is queued (counts nothing).
@@ -606,17 +638,17 @@ impl PyBulkhead {
     }
 
     /// New limits (`None` keeps a setting); the calls in flight and queued carry over.
-    #[pyo3(signature = (max_concurrent = None, *, max_waiting = None, max_wait = None))]
+    #[pyo3(signature = (max_in_flight = None, *, max_waiting = None, max_wait = None))]
     fn reconfigure(
         &mut self,
-        max_concurrent: Option<i64>,
+        max_in_flight: Option<i64>,
         max_waiting: Option<i64>,
         max_wait: Option<f64>,
     ) -> PyResult<Vec<u64>> {
         let c = *self.inner.config();
         let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let config = bulkhead_config(
-            max_concurrent.unwrap_or(as_i64(c.max_concurrent)),
+            max_in_flight.unwrap_or(as_i64(c.max_in_flight)),
             max_waiting.unwrap_or(as_i64(c.max_waiting)),
             max_wait.unwrap_or(c.max_wait),
         )?;
@@ -626,7 +658,7 @@ impl PyBulkhead {
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let m = self.inner.metrics();
         let d = PyDict::new(py);
-        d.set_item("max_concurrent", m.max_concurrent)?;
+        d.set_item("max_in_flight", m.max_in_flight)?;
         d.set_item("in_flight", m.in_flight)?;
         d.set_item("waiting", m.waiting)?;
         d.set_item("rejected_queue_full", m.rejected_queue_full)?;
@@ -787,6 +819,25 @@ impl PyOutlierDetector {
         })
     }
 
+    /// The settings, as the constructor's keywords (without `endpoints`).
+    #[getter]
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.config();
+        let d = PyDict::new(py);
+        d.set_item("consecutive_5xx", c.consecutive_5xx)?;
+        d.set_item("consecutive_gateway_errors", c.consecutive_gateway_errors)?;
+        d.set_item("base_ejection", c.base_ejection)?;
+        d.set_item("max_ejection", c.max_ejection)?;
+        d.set_item("max_ejected_percent", c.max_ejected_percent)?;
+        d.set_item("always_eject_one", c.always_eject_one)?;
+        d.set_item("interval", c.interval)?;
+        d.set_item(
+            "consecutive_local_origin_failures",
+            c.consecutive_local_origin_failures,
+        )?;
+        Ok(d)
+    }
+
     /// New settings, as the constructor's keywords (the ones left out keep
     /// their value); every endpoint's state carries over.
     #[pyo3(signature = (**settings))]
@@ -795,19 +846,7 @@ impl PyOutlierDetector {
         py: Python<'_>,
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let c = self.inner.config();
-        let merged = PyDict::new(py);
-        merged.set_item("consecutive_5xx", c.consecutive_5xx)?;
-        merged.set_item("consecutive_gateway_errors", c.consecutive_gateway_errors)?;
-        merged.set_item("base_ejection", c.base_ejection)?;
-        merged.set_item("max_ejection", c.max_ejection)?;
-        merged.set_item("max_ejected_percent", c.max_ejected_percent)?;
-        merged.set_item("always_eject_one", c.always_eject_one)?;
-        merged.set_item("interval", c.interval)?;
-        merged.set_item(
-            "consecutive_local_origin_failures",
-            c.consecutive_local_origin_failures,
-        )?;
+        let merged = self.settings(py)?;
         if let Some(settings) = settings {
             for (key, value) in settings.iter() {
                 let name: String = key.extract()?;

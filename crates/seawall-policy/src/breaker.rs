@@ -4,11 +4,11 @@
 //!
 //! * `Closed`: calls pass; outcomes go into a sliding window. When at least
 //!   `minimum_calls` are in the window and the failure rate reaches
-//!   `failure_rate_threshold` (or the slow-call rate reaches
-//!   `slow_call_rate_threshold`), the breaker opens.
+//!   `failure_rate` (or the slow-call rate reaches
+//!   `slow_call_rate`), the breaker opens.
 //! * `Open`: calls are rejected with [`CircuitOpen`] until the wait is over
-//!   (`wait_in_open`, multiplied by `wait_multiplier` per consecutive opening,
-//!   capped by `max_wait_in_open`). Then the next admission (or, with
+//!   (`open_for`, multiplied by `open_multiplier` per consecutive opening,
+//!   capped by `max_open_for`). Then the next admission (or, with
 //!   `automatic_transition`, the first observation of any kind) moves it to
 //!   `HalfOpen`.
 //! * `HalfOpen`: exactly `half_open_calls` probes are admitted. When all have
@@ -148,17 +148,17 @@ pub struct BreakerConfig {
     /// Calls in the window before it is judged (>= 1; capped at a count window's size). Default 20.
     pub minimum_calls: u32,
     /// Failure percentage that opens, in `(0, 100]`. Default 50.
-    pub failure_rate_threshold: f64,
+    pub failure_rate: f64,
     /// Calls at least this long are slow (seconds, > 0); `None` (default): no slow calls.
     pub slow_call_duration: Option<f64>,
     /// Slow-call percentage that opens, in `(0, 100]`. Default 100.
-    pub slow_call_rate_threshold: f64,
+    pub slow_call_rate: f64,
     /// Seconds spent open before probing (> 0). Default 5.
-    pub wait_in_open: f64,
+    pub open_for: f64,
     /// Growth of the wait per consecutive opening (>= 1). Default 1 (fixed).
-    pub wait_multiplier: f64,
-    /// Cap on the growing wait (>= `wait_in_open`). Default 60.
-    pub max_wait_in_open: f64,
+    pub open_multiplier: f64,
+    /// Cap on the growing wait (>= `open_for`). Default 60.
+    pub max_open_for: f64,
     /// Probes admitted in half-open (>= 1). Default 3.
     pub half_open_calls: u32,
     /// Seconds half-open may wait for its probes; `None` (default): however long.
@@ -172,12 +172,12 @@ impl Default for BreakerConfig {
         Self {
             window: WindowConfig::Count { size: 100 },
             minimum_calls: 20,
-            failure_rate_threshold: 50.0,
+            failure_rate: 50.0,
             slow_call_duration: None,
-            slow_call_rate_threshold: 100.0,
-            wait_in_open: 5.0,
-            wait_multiplier: 1.0,
-            max_wait_in_open: 60.0,
+            slow_call_rate: 100.0,
+            open_for: 5.0,
+            open_multiplier: 1.0,
+            max_open_for: 60.0,
             half_open_calls: 3,
             max_half_open_time: None,
             automatic_transition: false,
@@ -188,7 +188,7 @@ impl Default for BreakerConfig {
 /// A setting of a [`BreakerConfig`] is out of range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerError {
-    /// The setting, named as in the Python breaker (`"failure_rate_threshold"`).
+    /// The setting, named as in the Python breaker (`"failure_rate"`).
     pub field: &'static str,
     /// What it must be (`"in (0, 100]"`).
     pub rule: &'static str,
@@ -311,7 +311,7 @@ pub struct CircuitBreaker {
     slow_duration: Option<f64>,
     slow_threshold: f64,
     wait: f64,
-    wait_multiplier: f64,
+    open_multiplier: f64,
     max_wait: f64,
     half_open_calls: u64,
     max_half_open: Option<f64>,
@@ -384,26 +384,22 @@ impl BreakerConfig {
         if self.minimum_calls < 1 {
             return Err(invalid("minimum_calls", "an int >= 1", self.minimum_calls));
         }
-        check_rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        check_rate("failure_rate", self.failure_rate)?;
         if let Some(slow) = self.slow_call_duration {
             check_seconds("slow_call_duration", slow)?;
         }
-        check_rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
-        check_seconds("wait_in_open", self.wait_in_open)?;
-        if !(self.wait_multiplier.is_finite() && self.wait_multiplier >= 1.0) {
+        check_rate("slow_call_rate", self.slow_call_rate)?;
+        check_seconds("open_for", self.open_for)?;
+        if !(self.open_multiplier.is_finite() && self.open_multiplier >= 1.0) {
             return Err(invalid(
-                "wait_multiplier",
+                "open_multiplier",
                 "a finite number >= 1",
-                self.wait_multiplier,
+                self.open_multiplier,
             ));
         }
-        check_seconds("max_wait_in_open", self.max_wait_in_open)?;
-        if self.max_wait_in_open < self.wait_in_open {
-            return Err(invalid(
-                "max_wait_in_open",
-                ">= wait_in_open",
-                self.max_wait_in_open,
-            ));
+        check_seconds("max_open_for", self.max_open_for)?;
+        if self.max_open_for < self.open_for {
+            return Err(invalid("max_open_for", ">= open_for", self.max_open_for));
         }
         if self.half_open_calls < 1 {
             return Err(invalid(
@@ -433,12 +429,12 @@ impl CircuitBreaker {
             config: config.clone(),
             window,
             min_calls,
-            fail_threshold: config.failure_rate_threshold,
+            fail_threshold: config.failure_rate,
             slow_duration: config.slow_call_duration,
-            slow_threshold: config.slow_call_rate_threshold,
-            wait: config.wait_in_open,
-            wait_multiplier: config.wait_multiplier,
-            max_wait: config.max_wait_in_open,
+            slow_threshold: config.slow_call_rate,
+            wait: config.open_for,
+            open_multiplier: config.open_multiplier,
+            max_wait: config.max_open_for,
             half_open_calls: u64::from(config.half_open_calls),
             max_half_open: config.max_half_open_time,
             automatic_transition: config.automatic_transition,
@@ -672,7 +668,7 @@ impl CircuitBreaker {
         // wait no longer changes gives the same value as the Python loop.
         let mut wait = self.wait;
         for _ in 0..self.consecutive_openings {
-            let grown = wait * self.wait_multiplier;
+            let grown = wait * self.open_multiplier;
             if grown >= self.max_wait {
                 wait = self.max_wait;
                 break;
@@ -863,7 +859,7 @@ mod tests {
         let c = BreakerConfig::default();
         assert_eq!(c.window, WindowConfig::Count { size: 100 });
         assert_eq!((c.minimum_calls, c.half_open_calls), (20, 3));
-        assert_eq!((c.wait_in_open, c.max_wait_in_open), (5.0, 60.0));
+        assert_eq!((c.open_for, c.max_open_for), (5.0, 60.0));
         assert!(c.validate().is_ok());
     }
 
@@ -935,9 +931,9 @@ mod tests {
     #[test]
     fn wait_grows_and_is_capped() {
         let mut b = breaker(BreakerConfig {
-            wait_in_open: 1.0,
-            wait_multiplier: 2.0,
-            max_wait_in_open: 5.0,
+            open_for: 1.0,
+            open_multiplier: 2.0,
+            max_open_for: 5.0,
             half_open_calls: 1,
             ..small()
         });
@@ -977,7 +973,7 @@ mod tests {
     fn slow_calls_open_and_are_counted() {
         let mut b = breaker(BreakerConfig {
             slow_call_duration: Some(1.0),
-            slow_call_rate_threshold: 50.0,
+            slow_call_rate: 50.0,
             ..small()
         });
         for elapsed in [0.5, 1.0, 0.1] {
@@ -1103,17 +1099,17 @@ mod tests {
             ),
             (
                 BreakerConfig {
-                    failure_rate_threshold: 0.0,
+                    failure_rate: 0.0,
                     ..small()
                 },
-                "failure_rate_threshold",
+                "failure_rate",
             ),
             (
                 BreakerConfig {
-                    failure_rate_threshold: f64::NAN,
+                    failure_rate: f64::NAN,
                     ..small()
                 },
-                "failure_rate_threshold",
+                "failure_rate",
             ),
             (
                 BreakerConfig {
@@ -1124,31 +1120,31 @@ mod tests {
             ),
             (
                 BreakerConfig {
-                    slow_call_rate_threshold: 101.0,
+                    slow_call_rate: 101.0,
                     ..small()
                 },
-                "slow_call_rate_threshold",
+                "slow_call_rate",
             ),
             (
                 BreakerConfig {
-                    wait_in_open: -1.0,
+                    open_for: -1.0,
                     ..small()
                 },
-                "wait_in_open",
+                "open_for",
             ),
             (
                 BreakerConfig {
-                    wait_multiplier: 0.5,
+                    open_multiplier: 0.5,
                     ..small()
                 },
-                "wait_multiplier",
+                "open_multiplier",
             ),
             (
                 BreakerConfig {
-                    max_wait_in_open: 1.0,
+                    max_open_for: 1.0,
                     ..small()
                 },
-                "max_wait_in_open",
+                "max_open_for",
             ),
             (
                 BreakerConfig {

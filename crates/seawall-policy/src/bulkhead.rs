@@ -1,4 +1,4 @@
-//! Bulkheads: at most `max_concurrent` calls in flight, and a bounded FIFO
+//! Bulkheads: at most `max_in_flight` calls in flight, and a bounded FIFO
 //! queue for the calls that arrive while it is full. The twin of
 //! `seawall.policy.bulkhead.Bulkhead`'s state machine.
 //!
@@ -18,6 +18,9 @@
 //! in flight and the queue carry over. Under a lower limit the calls over it
 //! finish normally, and a slot is free again only once in flight is under the
 //! new limit; a higher limit grants queued calls at once.
+//!
+//! Names: `max_in_flight`, as in the Python twin, `seawall._native` and
+//! mesh.yaml (one vocabulary).
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -25,7 +28,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BulkheadConfig {
     /// Calls in flight at once (>= 1).
-    pub max_concurrent: usize,
+    pub max_in_flight: usize,
     /// Calls queued for a slot (0: reject at once when full).
     pub max_waiting: usize,
     /// Longest a queued call waits, seconds (>= 0, `inf` allowed).
@@ -36,7 +39,7 @@ impl Default for BulkheadConfig {
     /// The Python defaults (with one slot).
     fn default() -> Self {
         Self {
-            max_concurrent: 1,
+            max_in_flight: 1,
             max_waiting: 0,
             max_wait: 1.0,
         }
@@ -46,7 +49,7 @@ impl Default for BulkheadConfig {
 /// A setting of a [`BulkheadConfig`] is out of range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BulkheadError {
-    /// `"max_concurrent"` or `"max_wait"`.
+    /// `"max_in_flight"` or `"max_wait"`.
     pub field: &'static str,
     pub reason: &'static str,
 }
@@ -61,9 +64,9 @@ impl std::error::Error for BulkheadError {}
 
 impl BulkheadConfig {
     pub fn validate(&self) -> Result<(), BulkheadError> {
-        if self.max_concurrent < 1 {
+        if self.max_in_flight < 1 {
             return Err(BulkheadError {
-                field: "max_concurrent",
+                field: "max_in_flight",
                 reason: "must be >= 1",
             });
         }
@@ -107,7 +110,7 @@ pub enum Admission {
 /// Calls in flight and queued, and the rejections so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkheadMetrics {
-    pub max_concurrent: usize,
+    pub max_in_flight: usize,
     /// Slots taken: calls running, or granted a slot and not claimed yet.
     pub in_flight: usize,
     pub waiting: usize,
@@ -154,7 +157,7 @@ impl Bulkhead {
     }
 
     fn free(&self) -> bool {
-        self.in_flight < self.config.max_concurrent
+        self.in_flight < self.config.max_in_flight
     }
 
     /// Take a slot if one is free and nobody is queued; never queues, counts nothing.
@@ -252,7 +255,7 @@ impl Bulkhead {
 
     pub fn metrics(&self) -> BulkheadMetrics {
         BulkheadMetrics {
-            max_concurrent: self.config.max_concurrent,
+            max_in_flight: self.config.max_in_flight,
             in_flight: self.in_flight,
             waiting: self.waiters.len(),
             rejected_queue_full: self.rejected_queue_full,
@@ -265,9 +268,9 @@ impl Bulkhead {
 mod tests {
     use super::*;
 
-    fn bulkhead(max_concurrent: usize, max_waiting: usize, max_wait: f64) -> Bulkhead {
+    fn bulkhead(max_in_flight: usize, max_waiting: usize, max_wait: f64) -> Bulkhead {
         let config = BulkheadConfig {
-            max_concurrent,
+            max_in_flight,
             max_waiting,
             max_wait,
         };
@@ -316,7 +319,7 @@ mod tests {
         }
         assert_eq!(b.acquire(0.0, None), Ok(Admission::Queued(0)));
         let lower = BulkheadConfig {
-            max_concurrent: 1,
+            max_in_flight: 1,
             max_waiting: 4,
             max_wait: 10.0,
         };
@@ -327,21 +330,21 @@ mod tests {
         assert!(b.release().is_empty());
         assert_eq!(b.release(), vec![0]);
         let higher = BulkheadConfig {
-            max_concurrent: 5,
+            max_in_flight: 5,
             ..lower
         };
         assert_eq!(b.acquire(1.0, None), Ok(Admission::Queued(1)));
         assert_eq!(b.reconfigure(&higher).expect("valid"), vec![1]);
         let bad = BulkheadConfig {
-            max_concurrent: 0,
+            max_in_flight: 0,
             ..lower
         };
         assert_eq!(
             b.reconfigure(&bad).expect_err("invalid").field,
-            "max_concurrent"
+            "max_in_flight"
         );
         assert_eq!(
-            b.config().max_concurrent,
+            b.config().max_in_flight,
             5,
             "an invalid config changes nothing"
         );

@@ -24,8 +24,10 @@ use seawall_policy::rng::Random;
 use crate::clock::Clock;
 use crate::events::Events;
 use crate::metrics::{Counter, Metrics};
+use crate::ratelimit::Limiter;
 use crate::runtime::BuildError;
 use crate::spec;
+use crate::tls::{OriginTls, Secure, UpstreamTls};
 use crate::upstream::{Pool, PoolLimits, Target};
 
 /// A pool limit was reached; the `x-seawall-overflow` value names it.
@@ -88,6 +90,39 @@ impl Drop for Active {
     }
 }
 
+/// The latencies of the last [`LATENCY_SAMPLES`] answered attempts.
+#[derive(Debug, Default)]
+struct Latencies {
+    ring: Vec<f64>,
+    next: usize,
+}
+
+/// How many latencies the hedge's percentile is taken over (`seawall.policy.Hedge`'s `samples`).
+const LATENCY_SAMPLES: usize = 100;
+
+impl Latencies {
+    fn push(&mut self, seconds: f64) {
+        if self.ring.len() < LATENCY_SAMPLES {
+            self.ring.push(seconds);
+        } else {
+            self.ring[self.next] = seconds;
+        }
+        self.next = (self.next + 1) % LATENCY_SAMPLES;
+    }
+
+    /// The nearest-rank percentile `p`, once at least `min` were seen.
+    fn percentile(&self, p: f64, min: usize) -> Option<f64> {
+        let n = self.ring.len();
+        if n < min.max(1) {
+            return None;
+        }
+        let mut sorted = self.ring.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((p * n as f64 / 100.0).ceil() as usize).clamp(1, n);
+        Some(sorted[rank - 1])
+    }
+}
+
 /// One destination service: endpoints, policies and pooled connections.
 pub struct Cluster {
     pub name: String,
@@ -95,6 +130,14 @@ pub struct Cluster {
     pub mesh: bool,
     /// A host outside the mesh, reached by egress.
     pub external: bool,
+    /// The local app (inbound): its rate limit is per caller.
+    inbound: bool,
+    /// TLS originated to its endpoints (an `external:` service with `tls: true`).
+    origin: Option<OriginTls>,
+    /// Rate limit: outbound one bucket, inbound one per caller (`None`: off).
+    limiter: Mutex<Option<Limiter>>,
+    /// Recent latencies of answered attempts (the hedge's percentile).
+    latencies: Mutex<Latencies>,
     endpoints: RwLock<Arc<Vec<Endpoint>>>,
     balancer: Mutex<Balancer>,
     /// Each policy behind its own lock, `None` while it is off; a new config
@@ -164,6 +207,9 @@ struct Settings {
     in_flight: BulkheadConfig,
     max_retries: usize,
     pool: PoolLimits,
+    tls: Option<spec::OriginTls>,
+    rate_limit: Option<spec::RateLimit>,
+    hedge: Option<spec::Hedge>,
 }
 
 impl Settings {
@@ -197,12 +243,12 @@ impl Settings {
                 },
             },
             minimum_calls: b.minimum_calls,
-            failure_rate_threshold: b.failure_rate,
+            failure_rate: b.failure_rate,
             slow_call_duration: b.slow_call_duration,
-            slow_call_rate_threshold: b.slow_call_rate,
-            wait_in_open: b.open_for,
-            wait_multiplier: b.open_multiplier,
-            max_wait_in_open: b.max_open_for,
+            slow_call_rate: b.slow_call_rate,
+            open_for: b.open_for,
+            open_multiplier: b.open_multiplier,
+            max_open_for: b.max_open_for,
             half_open_calls: b.half_open_calls,
             max_half_open_time: None,
             // /clusters and /metrics show HALF_OPEN when it is due
@@ -223,7 +269,7 @@ impl Settings {
         }
         let bh = &spec.bulkhead;
         let in_flight = BulkheadConfig {
-            max_concurrent: bh.max_in_flight,
+            max_in_flight: bh.max_in_flight,
             max_waiting: 0,
             max_wait: 0.0,
         };
@@ -241,6 +287,9 @@ impl Settings {
             budget,
             in_flight,
             max_retries: bh.max_retries,
+            tls: spec.tls.clone(),
+            rate_limit: spec.rate_limit.clone(),
+            hedge: spec.hedge.clone(),
             pool: PoolLimits {
                 max_connections: bh.max_connections,
                 max_pending: bh.max_pending,
@@ -328,6 +377,14 @@ impl Cluster {
         let in_flight = Bulkhead::new(&settings.in_flight)
             .map_err(|e| BuildError(format!("{name}: bulkhead: {e}")))?;
         let pool = Pool::new(&spec.name, settings.pool);
+        let origin = match &spec.tls {
+            Some(tls) => Some(OriginTls::new(&name, tls, metrics)?),
+            None => None,
+        };
+        let limiter = spec
+            .rate_limit
+            .as_ref()
+            .map(|r| Limiter::new(r, spec.inbound));
         let m_breaker_state =
             State::ALL.map(|s| metrics.breaker_state.labels(&[&name, s.as_str()]));
         if breaker.is_some() {
@@ -336,6 +393,10 @@ impl Cluster {
         Ok(Cluster {
             mesh: spec.mesh,
             external: spec.external,
+            inbound: spec.inbound,
+            origin,
+            limiter: Mutex::new(limiter),
+            latencies: Mutex::new(Latencies::default()),
             endpoints: RwLock::new(Arc::new(endpoints)),
             balancer: Mutex::new(balancer),
             outlier: Mutex::new(outlier),
@@ -363,14 +424,15 @@ impl Cluster {
     // -- a new config -----------------------------------------------------
 
     /// Check a new config for this cluster without changing anything: an
-    /// error leaves the cluster as it is. `None`: it cannot be applied in
-    /// place (its endpoints became, or stopped being, mesh sidecars), and a
-    /// new cluster is built instead.
+    /// error leaves the cluster as it is. `Err(why)` inside: it cannot be
+    /// applied in place (its endpoints became, or stopped being, mesh
+    /// sidecars; its TLS origination changed), and a new cluster is built
+    /// instead.
     pub fn plan(
         &self,
         spec: &spec::Destination,
         limits: &spec::Limits,
-    ) -> Result<Option<Plan>, BuildError> {
+    ) -> Result<Result<Plan, String>, BuildError> {
         let settings = Settings::of(&self.name, spec, limits)?;
         // the endpoint set is checked as Cluster::new checks it
         let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
@@ -381,9 +443,20 @@ impl Cluster {
         )
         .map_err(|e| BuildError(format!("{}: endpoints: {e}", self.name)))?;
         if spec.mesh != self.mesh {
-            return Ok(None);
+            return Ok(Err(if spec.mesh {
+                "its endpoints are now mesh sidecars (mTLS)".into()
+            } else {
+                "its endpoints are no longer mesh sidecars".into()
+            }));
         }
-        Ok(Some(Plan {
+        if spec.tls != lock(&self.settings).tls {
+            if let Some(tls) = &spec.tls {
+                // the new roots are read now, so that an unreadable bundle is an error
+                OriginTls::new(&self.name, tls, &self.metrics)?;
+            }
+            return Ok(Err("its TLS origination (tls, ca_file) changed".into()));
+        }
+        Ok(Ok(Plan {
             settings,
             endpoints: spec.endpoints.clone(),
         }))
@@ -530,6 +603,15 @@ impl Cluster {
             let _ = lock(&self.in_flight).reconfigure(&new.in_flight);
         }
         self.max_retries.store(new.max_retries, Ordering::Release);
+        if new.rate_limit != old.rate_limit {
+            let mut limiter = lock(&self.limiter);
+            match (limiter.as_mut(), &new.rate_limit) {
+                // the tokens saved carry over, up to the new burst
+                (Some(l), Some(spec)) => l.set(spec, self.clock.now()),
+                (_, Some(spec)) => *limiter = Some(Limiter::new(spec, self.inbound)),
+                (_, None) => *limiter = None,
+            }
+        }
         if new.pool != old.pool {
             self.pool.set_limits(new.pool);
         }
@@ -552,6 +634,53 @@ impl Cluster {
 
     // -- admission --------------------------------------------------------
 
+    /// How a connection to its endpoints is secured: mTLS when they are
+    /// sidecars (and this sidecar has an identity), TLS when it originates
+    /// TLS to an external host, else nothing.
+    pub fn secure<'a>(&'a self, mesh: Option<&'a UpstreamTls>) -> Option<Secure<'a>> {
+        if self.mesh {
+            mesh.map(Secure::Mesh)
+        } else {
+            self.origin.as_ref().map(Secure::Origin)
+        }
+    }
+
+    /// The rate limit: `Err(seconds)` until `caller` may send again.
+    pub fn rate_limit(&self, caller: Option<&str>, now: f64) -> Result<(), f64> {
+        match lock(&self.limiter).as_mut() {
+            Some(limiter) => limiter.admit(caller, now),
+            None => Ok(()),
+        }
+    }
+
+    /// The clock its policies are told the time by.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The hedge policy of the moment (`None`: no hedging).
+    pub fn hedge(&self) -> Option<spec::Hedge> {
+        lock(&self.settings).hedge.clone()
+    }
+
+    /// How long to wait for an answer before sending a copy: the hedge's
+    /// `delay`, or the latency at its `percentile` over the last 100
+    /// answered attempts once `min_samples` were seen (nearest rank, as
+    /// `seawall.policy.Hedge`).
+    pub fn hedge_delay(&self, hedge: &spec::Hedge) -> f64 {
+        match hedge.percentile {
+            None => hedge.delay,
+            Some(p) => lock(&self.latencies)
+                .percentile(p, hedge.min_samples as usize)
+                .unwrap_or(hedge.delay),
+        }
+    }
+
+    /// Count the latency of an answered attempt (for the hedge's percentile).
+    pub fn record_latency(&self, seconds: f64) {
+        lock(&self.latencies).push(seconds);
+    }
+
     /// Count an overflow of `limit`.
     pub fn overflowed(&self, limit: &'static str) {
         if let Some(i) = LIMITS.iter().position(|l| *l == limit) {
@@ -561,7 +690,7 @@ impl Cluster {
         let max = match limit {
             "connections" => settings.pool.max_connections,
             "pending" => settings.pool.max_pending,
-            "in_flight" => settings.in_flight.max_concurrent,
+            "in_flight" => settings.in_flight.max_in_flight,
             _ => settings.max_retries,
         };
         self.events.emit(
@@ -646,11 +775,12 @@ impl Cluster {
         drop(guard);
         if let (Some(t), Some(m)) = (t, seen) {
             self.transitioned(t);
-            let mut figures = vec![
-                ("from", t.from.as_str().into()),
-                ("failure_rate", m.failure_rate.into()),
-                ("slow_call_rate", m.slow_call_rate.into()),
-            ];
+            let mut figures = vec![("from", t.from.as_str().into())];
+            // the rates of the window; a breaker just closed has none yet (-1)
+            if m.failure_rate >= 0.0 {
+                figures.push(("failure_rate", m.failure_rate.into()));
+                figures.push(("slow_call_rate", m.slow_call_rate.into()));
+            }
             if let (State::Open, Some(at)) = (t.to, m.next_probe_at) {
                 figures.push(("open_for", millis((at - now).max(0.0)).into()));
             }
@@ -920,8 +1050,14 @@ impl Cluster {
                 "overflows": snap.overflows,
             });
         }
+        let mut moved = None;
         let breaker = lock(&self.breaker).as_mut().map(|b| {
+            // reading it may move it (open -> half-open when due): said like any move
+            let before = b.transition_count();
             let m = b.metrics(now);
+            if b.transition_count() != before {
+                moved = Some(m.state);
+            }
             serde_json::json!({
                 "state": m.state.as_str(),
                 "failure_rate": m.failure_rate,
@@ -930,6 +1066,10 @@ impl Cluster {
                 "next_probe_at": m.next_probe_at,
             })
         });
+        if let Some(state) = moved {
+            self.breaker_moved(state);
+            self.breaker_event(state, &[]);
+        }
         let loads: Vec<_> = {
             let balancer = lock(&self.balancer);
             endpoints

@@ -84,6 +84,9 @@ pub struct Local {
     pub status: u16,
     pub detail: String,
     pub extra: Vec<(HeaderName, HeaderValue)>,
+    /// The destination it is about, when the answer came before the request
+    /// was prepared whole (an outbound rate limit).
+    pub destination: Option<String>,
 }
 
 impl Local {
@@ -95,6 +98,7 @@ impl Local {
                 "x-seawall-circuit" => return "circuit_open",
                 "x-seawall-overflow" => return "overflow",
                 "x-seawall-fault" => return "fault_injected",
+                "x-seawall-ratelimit" => return "rate_limited",
                 _ => {}
             }
         }
@@ -106,6 +110,7 @@ impl Local {
             status,
             detail: detail.into(),
             extra: Vec::new(),
+            destination: None,
         }
     }
 
@@ -230,6 +235,25 @@ pub fn prepare(
             }
         }
     }
+    // 1b. the rate limit: inbound per caller, outbound one for the destination
+    let caller = down.peer_service.as_deref().filter(|_| down.inbound);
+    if let Err(wait) = dest.cluster.rate_limit(caller, now) {
+        let direction = if down.inbound { "inbound" } else { "outbound" };
+        rt.metrics
+            .rate_limited
+            .labels(&[&dest.name, direction])
+            .inc();
+        // logged like every repeated event: a few, then a count of those dropped
+        rt.events.emit(
+            "rate_limited",
+            &dest.name,
+            &[
+                ("direction", direction.into()),
+                ("caller", caller.unwrap_or("unauthenticated").into()),
+            ],
+        );
+        return Err(rate_limited(&dest, down.inbound, caller, wait));
+    }
     // 2. route
     let route = dest
         .routes
@@ -314,6 +338,28 @@ pub fn prepare(
     })
 }
 
+/// 429 over a rate limit: `retry-after` in whole seconds, marked "do not retry".
+fn rate_limited(dest: &Destination, inbound: bool, caller: Option<&str>, wait: f64) -> Local {
+    let detail = if inbound {
+        let who = caller.map_or("unauthenticated callers".to_owned(), |c| format!("'{c}'"));
+        format!("rate limit of '{}' reached for {who}", dest.name)
+    } else {
+        format!("rate limit for calls to '{}' reached", dest.name)
+    };
+    let mut local = Local::new(429, detail)
+        .with(
+            HeaderName::from_static("x-seawall-ratelimit"),
+            if inbound { "inbound" } else { "outbound" },
+        )
+        .overloaded();
+    local.destination = Some(dest.name.clone());
+    let seconds = crate::ratelimit::retry_after(wait);
+    local
+        .extra
+        .push((http::header::RETRY_AFTER, HeaderValue::from(seconds)));
+    local
+}
+
 fn destination(rt: &Runtime, down: &Down, head: &RequestHead) -> Result<Arc<Destination>, Local> {
     if down.inbound {
         return Ok(rt.inbound.clone());
@@ -324,10 +370,7 @@ fn destination(rt: &Runtime, down: &Down, head: &RequestHead) -> Result<Arc<Dest
             let host = head.authority.as_deref().unwrap_or_default();
             let host = String::from_utf8_lossy(host);
             let host = strip_port(&host).to_owned();
-            match host.strip_suffix(".svc") {
-                Some(svc) => svc.to_owned().into(),
-                None => host.into(),
-            }
+            mesh_name(&host).to_owned().into()
         }
     };
     match rt.destinations.get(name.as_ref()) {
@@ -335,19 +378,58 @@ fn destination(rt: &Runtime, down: &Down, head: &RequestHead) -> Result<Arc<Dest
         None if name.is_empty() => Err(Local::new(400, "unknown destination ''")),
         None => match (&rt.external, &down.destination) {
             // not a mesh service, through the outbound proxy: egress
-            (Some(external), None) => egress(external, head),
+            (Some(external), None) => egress(rt, external, head),
             _ => Err(Local::new(502, format!("unknown destination '{name}'"))),
         },
     }
 }
 
+/// Whether `host:port` is one of this sidecar's own listeners (on a
+/// loopback or wildcard address): egress there would loop through the
+/// sidecar until a header limit stopped it.
+pub fn is_own_listener(rt: &Runtime, host: &str, port: u16) -> bool {
+    let l = &rt.spec.listeners;
+    let ours = [&l.inbound, &l.outbound, &l.admin]
+        .into_iter()
+        .chain(l.upstreams.values())
+        .any(|(_, p)| *p == port);
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        || [&l.inbound, &l.outbound, &l.admin]
+            .iter()
+            .any(|(a, _)| a.eq_ignore_ascii_case(host));
+    ours && local
+}
+
+/// 508 for a call that would come back to this sidecar.
+pub fn loop_refused(host: &str, port: u16) -> Local {
+    Local::new(
+        508,
+        format!("egress to {host}:{port} refused: it is this sidecar's own listener (a loop)"),
+    )
+}
+
+/// The mesh name a host stands for: `orders.svc` is `orders`.
+pub fn mesh_name(host: &str) -> &str {
+    host.strip_suffix(".svc").unwrap_or(host)
+}
+
 /// A call to a host outside the mesh: to that host (`allow_any`), or 403
 /// (`registry_only`).
-fn egress(external: &External, head: &RequestHead) -> Result<Arc<Destination>, Local> {
+fn egress(
+    rt: &Runtime,
+    external: &External,
+    head: &RequestHead,
+) -> Result<Arc<Destination>, Local> {
     let authority = String::from_utf8_lossy(head.authority.as_deref().unwrap_or_default());
     let Some((host, port)) = split_authority(&authority, 80) else {
         return Err(Local::new(400, format!("invalid host '{authority}'")));
     };
+    if is_own_listener(rt, host, port) {
+        return Err(loop_refused(host, port));
+    }
     if external.mode == EgressMode::RegistryOnly {
         return Err(egress_refused(host));
     }
@@ -497,6 +579,7 @@ pub fn outgoing(
     down: &Down,
     mesh: &[(HeaderName, HeaderValue)],
     default_host: &str,
+    authority: Option<&HeaderValue>,
 ) -> Result<Outgoing, Local> {
     if http::Uri::from_maybe_shared(head.path.clone()).is_err() {
         return Err(Local::new(400, "invalid request target"));
@@ -536,7 +619,9 @@ pub fn outgoing(
             }
         }
     }
-    if !headers.contains_key(http::header::HOST) {
+    if let Some(authority) = authority {
+        headers.insert(http::header::HOST, authority.clone());
+    } else if !headers.contains_key(http::header::HOST) {
         let host = HeaderValue::from_str(default_host)
             .map_err(|_| Local::new(400, "missing Host, and no name to send as one"))?;
         headers.insert(http::header::HOST, host);
@@ -677,78 +762,52 @@ pub async fn forward(
             }
         }
     }
-    // 7. attempts
+    // 7. attempts (each one copy, or a race of hedged copies)
     let shared = p.dest.cluster.clone();
     let cluster: &Cluster = &shared;
     let retry = &policy.retry;
     let may_retry = p.may_retry && body.replayable();
     cluster.deposit(p.start);
     let active = shared.start_request().map_err(overflow)?;
-    // the endpoints already tried (attempts are at most 10: mesh.yaml's limit)
-    let mut tried = [0u64; 16];
-    let mut tries = 0;
+    // hedging: idempotent requests with a whole body, no protocol switch
+    let hedge = cluster
+        .hedge()
+        .filter(|_| out.idempotent && out.upgrade.is_none() && body.replayable());
+    let mut tried = Tried::default();
     let mut attempt: u32 = 0;
+    // a retry holds one of `max_retries` from its backoff to its outcome
+    let mut retrying = None;
     loop {
         attempt += 1;
         let now = clock.now();
         if now >= p.deadline {
             return Err(Local::new(504, "request timeout"));
         }
-        // breaker: 503 at once while open, with no upstream attempt
-        let permit = cluster.admit(now).map_err(|_| {
-            Local::new(503, format!("circuit open for {}", cluster.name))
-                .with(HeaderName::from_static("x-seawall-circuit"), "open")
-                .overloaded()
-        })?;
-        let Some(target) = cluster.pick(now, &tried[..tries], subset, rng) else {
-            cluster.release(permit);
-            return Err(Local::new(503, format!("no endpoint for {}", cluster.name)));
-        };
-        if let Some(slot) = tried.get_mut(tries) {
-            *slot = target.key;
-            tries += 1;
-        }
-        let mut try_deadline = p.deadline;
-        if let Some(per_try) = policy.per_try_timeout {
-            try_deadline = try_deadline.min(now + per_try);
-        }
-        if let Some(idle) = policy.idle_timeout {
-            try_deadline = try_deadline.min(now + idle); // silence until the head is idle too
-        }
         let can_retry = may_retry && attempt < retry.attempts;
-        let outcome = attempt_once(
+        let copy = Copies {
             rt,
             cluster,
             p,
             out,
-            &mut body,
             length,
-            attempt,
-            try_deadline,
-            &target,
+            subset,
             can_retry,
             tls,
-        )
-        .await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(local) => {
-                cluster.release(permit);
-                return Err(local);
+        };
+        let outcome = match (&hedge, &body) {
+            (Some(h), BodySource::Whole(payload)) => {
+                let (outcome, sent) = copy.race(h, payload, attempt, &mut tried, rng).await?;
+                // the copies beyond the first took the attempt numbers after this one
+                attempt += sent - 1;
+                outcome
+            }
+            _ => {
+                let (admitted, target) = copy.admit(now, &mut tried, rng)?;
+                let outcome = copy.send(&mut body, attempt, &target, now).await;
+                admitted.settle(&target, now, outcome)?
             }
         };
         let ended = clock.now();
-        let elapsed = ended - now;
-        let (status, local_origin) = match &outcome {
-            Attempt::Response(h, _) => (Some(h.status), false),
-            Attempt::Status(s, _, _) => (Some(*s), false),
-            Attempt::Connect(_) | Attempt::Reset(_) | Attempt::Timeout => (None, true),
-            Attempt::Protocol(_) | Attempt::Waited => (None, false),
-        };
-        let failed = status.is_none_or(|s| s >= 500);
-        let gateway = local_origin || matches!(status, Some(502..=504));
-        cluster.record(target.key, ended, status, gateway);
-        cluster.record_breaker(permit, ended, elapsed, failed);
         let (kind_retryable, last) = match outcome {
             Attempt::Response(head, body) => {
                 return Ok(Upstream {
@@ -808,9 +867,261 @@ pub async fn forward(
         }
         drop(last); // a response that will not be forwarded: its connection closes
         cluster.count_retry();
-        let _retrying = cluster.retry_started();
+        drop(retrying.take()); // the retry before this one has its outcome
+        retrying = Some(cluster.retry_started());
         if delay > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+        }
+    }
+}
+
+/// The endpoints a request has tried (attempts and hedges are at most 10
+/// and 6: room for all).
+#[derive(Default)]
+struct Tried {
+    keys: [u64; 16],
+    len: usize,
+}
+
+impl Tried {
+    fn keys(&self) -> &[u64] {
+        &self.keys[..self.len]
+    }
+
+    fn push(&mut self, key: u64) {
+        if let Some(slot) = self.keys.get_mut(self.len) {
+            *slot = key;
+            self.len += 1;
+        }
+    }
+}
+
+/// A copy admitted by the breaker, its permit given back if the copy is
+/// dropped before its outcome is known (a hedge that lost).
+struct Admitted<'c> {
+    cluster: &'c Cluster,
+    permit: Option<Option<seawall_policy::breaker::Permit>>,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.cluster.release(permit);
+        }
+    }
+}
+
+impl Admitted<'_> {
+    /// Record what the copy sent at `began` came to, with the outlier
+    /// detector and the breaker; a local answer instead gives the permit back.
+    fn settle(
+        mut self,
+        target: &crate::upstream::Target,
+        began: f64,
+        outcome: Result<Attempt, Local>,
+    ) -> Result<Attempt, Local> {
+        let outcome = outcome?;
+        let cluster = self.cluster;
+        let ended = cluster.clock().now();
+        let (status, local_origin) = match &outcome {
+            Attempt::Response(h, _) => (Some(h.status), false),
+            Attempt::Status(s, _, _) => (Some(*s), false),
+            Attempt::Connect(_) | Attempt::Reset(_) | Attempt::Timeout => (None, true),
+            Attempt::Protocol(_) | Attempt::Waited => (None, false),
+        };
+        let failed = status.is_none_or(|s| s >= 500);
+        let gateway = local_origin || matches!(status, Some(502..=504));
+        cluster.record(target.key, ended, status, gateway);
+        if let Some(permit) = self.permit.take() {
+            cluster.record_breaker(permit, ended, ended - began, failed);
+        }
+        Ok(outcome)
+    }
+}
+
+/// What every copy of one request shares.
+struct Copies<'a> {
+    rt: &'a Runtime,
+    cluster: &'a Cluster,
+    p: &'a Prepared,
+    out: &'a Outgoing,
+    length: Option<u64>,
+    subset: Option<&'a str>,
+    can_retry: bool,
+    tls: Option<&'a UpstreamTls>,
+}
+
+impl<'a> Copies<'a> {
+    /// The breaker's admission and an endpoint for one copy: 503 at once
+    /// while the breaker is open (no upstream attempt), or with no endpoint.
+    fn admit(
+        &self,
+        now: f64,
+        tried: &mut Tried,
+        rng: &mut (dyn Random + Send),
+    ) -> Result<(Admitted<'a>, crate::upstream::Target), Local> {
+        let cluster = self.cluster;
+        let permit = cluster.admit(now).map_err(|_| {
+            Local::new(503, format!("circuit open for {}", cluster.name))
+                .with(HeaderName::from_static("x-seawall-circuit"), "open")
+                .overloaded()
+        })?;
+        let admitted = Admitted {
+            cluster,
+            permit: Some(permit),
+        };
+        let Some(target) = cluster.pick(now, tried.keys(), self.subset, rng) else {
+            return Err(Local::new(503, format!("no endpoint for {}", cluster.name)));
+        };
+        tried.push(target.key);
+        Ok((admitted, target))
+    }
+
+    /// Send one copy, attempt number `attempt`, begun at `now`.
+    async fn send(
+        &self,
+        body: &mut BodySource,
+        attempt: u32,
+        target: &crate::upstream::Target,
+        now: f64,
+    ) -> Result<Attempt, Local> {
+        let policy = &self.p.route.data;
+        let mut try_deadline = self.p.deadline;
+        if let Some(per_try) = policy.per_try_timeout {
+            try_deadline = try_deadline.min(now + per_try);
+        }
+        if let Some(idle) = policy.idle_timeout {
+            try_deadline = try_deadline.min(now + idle); // silence until the head is idle too
+        }
+        attempt_once(
+            self.rt,
+            self.cluster,
+            self.p,
+            self.out,
+            body,
+            self.length,
+            attempt,
+            try_deadline,
+            target,
+            self.can_retry,
+            self.tls,
+        )
+        .await
+    }
+
+    /// Hedged copies of one idempotent request: the first now, another each
+    /// time `hedge`'s delay passes with no answer (or at once when a copy
+    /// fails), up to `max_hedges` more, each drawing on the retry budget.
+    /// The first answer that is not a failure wins, and the copies still in
+    /// flight are dropped: their connections close, so the upstream sees
+    /// them cancelled. Returns the outcome and how many copies were sent.
+    async fn race(
+        &self,
+        hedge: &crate::spec::Hedge,
+        payload: &Bytes,
+        first: u32,
+        tried: &mut Tried,
+        rng: &mut (dyn Random + Send),
+    ) -> Result<(Attempt, u32), Local> {
+        type Flight<'f> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = (Result<Attempt, Local>, u32)> + Send + 'f>,
+        >;
+        let cluster = self.cluster;
+        let clock = self.rt.clock;
+        let delay = Duration::from_secs_f64(cluster.hedge_delay(hedge));
+        let most = 1 + hedge.max_hedges;
+        let hedges = &self.rt.metrics.hedges;
+        // the copies in flight, and what settles each: (admission, endpoint,
+        // sent at, and for a hedge its slot in `max_retries`)
+        let mut flights: Vec<Flight<'_>> = Vec::with_capacity(most as usize);
+        let mut settles = Vec::with_capacity(most as usize);
+        let mut sent: u32 = 0;
+        let mut more = true;
+        let mut last: Option<Result<Attempt, Local>> = None;
+        let launch = |n: u32, target: crate::upstream::Target, now: f64| -> Flight<'_> {
+            let mut body = BodySource::Whole(payload.clone());
+            Box::pin(async move {
+                let outcome = self.send(&mut body, first + n, &target, now).await;
+                (outcome, n)
+            })
+        };
+        let now = clock.now();
+        let (admitted, target) = self.admit(now, tried, rng)?;
+        flights.push(launch(0, target.clone(), now));
+        settles.push(Some((admitted, target, now, None)));
+        sent += 1;
+        let mut timer = Box::pin(tokio::time::sleep(delay));
+        loop {
+            let hedge_due = more && sent < most;
+            let event = std::future::poll_fn(|cx| {
+                for (i, f) in flights.iter_mut().enumerate() {
+                    if let std::task::Poll::Ready(done) = f.as_mut().poll(cx) {
+                        return std::task::Poll::Ready(Some((i, done)));
+                    }
+                }
+                if hedge_due && std::future::Future::poll(timer.as_mut(), cx).is_ready() {
+                    return std::task::Poll::Ready(None);
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            // the delay passed with no answer, or a copy failed: the next copy goes now
+            let mut send_now = event.is_none();
+            if let Some((i, (outcome, n))) = event {
+                drop(flights.swap_remove(i));
+                let Some((admitted, target, began, _slot)) = settles[n as usize].take() else {
+                    continue;
+                };
+                let outcome = admitted.settle(&target, began, outcome);
+                // an answer wins; a 5xx only when no other copy can do better (below)
+                let won = matches!(&outcome, Ok(Attempt::Response(h, _)) if h.status < 500);
+                if n > 0 {
+                    let how = if won { "won" } else { "failed" };
+                    hedges.labels(&[&cluster.name, how]).inc();
+                }
+                if won {
+                    let lost = settles
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, s)| *k > 0 && s.is_some())
+                        .count();
+                    if lost > 0 {
+                        hedges.labels(&[&cluster.name, "lost"]).add(lost as u64);
+                    }
+                    // dropping the other copies cancels them on the wire
+                    return outcome.map(|o| (o, sent));
+                }
+                last = Some(outcome);
+                send_now = true;
+            }
+            if send_now && more && sent < most {
+                let now = clock.now();
+                if now >= self.p.deadline {
+                    more = false;
+                } else if cluster.retries_in_flight() >= cluster.max_retries()
+                    || !cluster.withdraw(now)
+                {
+                    // no room in the budget: no more copies
+                    hedges.labels(&[&cluster.name, "refused_budget"]).inc();
+                    more = false;
+                } else {
+                    match self.admit(now, tried, rng) {
+                        Ok((admitted, target)) => {
+                            flights.push(launch(sent, target.clone(), now));
+                            let slot = cluster.retry_started();
+                            settles.push(Some((admitted, target, now, Some(slot))));
+                            sent += 1;
+                            timer.as_mut().reset(tokio::time::Instant::now() + delay);
+                        }
+                        // the breaker opened, or no endpoint: no more copies
+                        Err(_) => more = false,
+                    }
+                }
+            }
+            if flights.is_empty() && !(more && sent < most) {
+                let outcome = last.take().unwrap_or_else(|| Ok(Attempt::Waited));
+                return outcome.map(|o| (o, sent));
+            }
         }
     }
 }
@@ -848,15 +1159,18 @@ async fn attempt_once(
     let until = clock.instant(try_deadline);
     let begun = clock.now();
     let wait = Duration::from_secs_f64((try_deadline - begun).max(0.0));
-    let tls = if cluster.mesh { tls } else { None };
+    let secure = cluster.secure(tls);
     let mut stale_tries = 0;
-    let mut first_send: Option<f64> = None;
+    let mut balancer = Sent {
+        cluster,
+        key: target.key,
+        at: None,
+    };
     loop {
-        let acquired = cluster.pool.acquire(target, wait, tls).await;
-        if let (Err(_), Some(first)) = (&acquired, first_send) {
+        let acquired = cluster.pool.acquire(target, wait, secure).await;
+        if acquired.is_err() {
             // no new connection after a stale one: the attempt the balancer saw ends here
-            let ended = clock.now();
-            cluster.on_finish(target.key, ended, ended - first, false);
+            balancer.finish(clock.now(), false);
         }
         let mut conn = match acquired {
             Ok(conn) => conn,
@@ -878,10 +1192,7 @@ async fn attempt_once(
         let now = clock.now();
         // The balancer sees one request per attempt, from its first send: a send
         // again after a stale pooled connection is the same request.
-        let started = *first_send.get_or_insert_with(|| {
-            cluster.on_start(target.key, now);
-            now
-        });
+        balancer.start(now);
         let remaining_ms = ((p.deadline - now) * 1000.0).max(0.0) as u64;
         let (mut digits, mut attempt_digits) = ([0u8; 20], [0u8; 20]);
         let deadline_text = seawall_h1::decimal(remaining_ms, &mut digits);
@@ -913,7 +1224,7 @@ async fn attempt_once(
         let ended = clock.now();
         return Ok(match sent {
             Err(_) => {
-                cluster.on_finish(target.key, ended, ended - started, false);
+                balancer.finish(ended, false);
                 Attempt::Timeout
             }
             Ok(Err(ExchangeError::Stale(why))) => {
@@ -923,15 +1234,15 @@ async fn attempt_once(
                     stale_tries += 1;
                     continue;
                 }
-                cluster.on_finish(target.key, ended, ended - started, false);
+                balancer.finish(ended, false);
                 Attempt::Reset(why)
             }
             Ok(Err(ExchangeError::Reset(why))) => {
-                cluster.on_finish(target.key, ended, ended - started, false);
+                balancer.finish(ended, false);
                 Attempt::Reset(why)
             }
             Ok(Err(ExchangeError::Protocol(why))) => {
-                cluster.on_finish(target.key, ended, ended - started, false);
+                balancer.finish(ended, false);
                 Attempt::Protocol(why)
             }
             Ok(Ok(head))
@@ -942,12 +1253,17 @@ async fn attempt_once(
                         .is_some_and(|offered| switched_to_offered(&head, offered)) =>
             {
                 // A tunnel opens only to a protocol the request offered.
-                cluster.on_finish(target.key, ended, ended - started, false);
+                balancer.finish(ended, false);
                 Attempt::Protocol("101 Switching Protocols to a protocol not offered".into())
             }
             Ok(Ok(head)) => {
                 let status = head.status;
-                cluster.on_finish(target.key, ended, ended - started, status < 500);
+                if let Some(took) = balancer
+                    .finish(ended, status < 500)
+                    .filter(|_| status < 500)
+                {
+                    cluster.record_latency(took);
+                }
                 let overloaded = head.headers.contains_key(&OVERLOADED);
                 let body = ResponseBody::new(conn, &head);
                 if status >= 500 && can_retry && !overloaded {
@@ -957,6 +1273,41 @@ async fn attempt_once(
                 }
             }
         });
+    }
+}
+
+/// The balancer's view of one attempt: started at its first send, finished
+/// once, and finished as failed when the attempt is dropped on the way (a
+/// hedged copy that lost), so that no request stays counted in flight.
+struct Sent<'c> {
+    cluster: &'c Cluster,
+    key: u64,
+    at: Option<f64>,
+}
+
+impl Sent<'_> {
+    /// The first send (a send again after a stale pooled connection is the same request).
+    fn start(&mut self, now: f64) {
+        if self.at.is_none() {
+            self.cluster.on_start(self.key, now);
+            self.at = Some(now);
+        }
+    }
+
+    /// The attempt ended; how long it took, if it was started.
+    fn finish(&mut self, ended: f64, ok: bool) -> Option<f64> {
+        let at = self.at.take()?;
+        self.cluster.on_finish(self.key, ended, ended - at, ok);
+        Some(ended - at)
+    }
+}
+
+impl Drop for Sent<'_> {
+    fn drop(&mut self) {
+        if self.at.is_some() {
+            let now = self.cluster.clock().now();
+            self.finish(now, false);
+        }
     }
 }
 
@@ -984,11 +1335,7 @@ fn spawn_mirror(
     let method = out.method.clone();
     let target_bytes = out.target.clone();
     let head_request = out.method == http::Method::HEAD;
-    let tls = if dest.cluster.mesh {
-        tls.cloned()
-    } else {
-        None
-    };
+    let tls = tls.cloned();
     let mut rng = seawall_policy::rng::SplitMix64::from_entropy();
     tokio::spawn(async move {
         let cluster = &dest.cluster;
@@ -997,7 +1344,7 @@ fn spawn_mirror(
         };
         let Ok(mut conn) = cluster
             .pool
-            .acquire(&target, MIRROR_CONNECT, tls.as_ref())
+            .acquire(&target, MIRROR_CONNECT, cluster.secure(tls.as_ref()))
             .await
         else {
             return;
@@ -1087,10 +1434,10 @@ mod tests {
     #[test]
     fn an_http10_request_without_host_gets_the_destination_name() {
         let head = head_of(b"GET /x HTTP/1.0\r\n\r\n");
-        let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
+        let out = outgoing(&head, &Down::default(), &[], "payments", None).expect("forwarded");
         assert_eq!(out.headers.get("host").expect("a Host"), "payments");
         let head = head_of(b"GET /x HTTP/1.0\r\nHost: shop:8080\r\n\r\n");
-        let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
+        let out = outgoing(&head, &Down::default(), &[], "payments", None).expect("forwarded");
         assert_eq!(out.headers.get_all("host").iter().count(), 1);
         assert_eq!(out.headers.get("host").expect("a Host"), "shop:8080");
     }
@@ -1100,19 +1447,19 @@ mod tests {
         let raw = b"GET / HTTP/1.1\r\nHost: payments\r\nX-Forwarded-For: 10.0.0.1\r\n\
                     X-Forwarded-For:\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-For: \r\n\r\n";
         let head = head_of(raw);
-        let out = outgoing(&head, &Down::default(), &[], "payments").expect("forwarded");
+        let out = outgoing(&head, &Down::default(), &[], "payments", None).expect("forwarded");
         assert_eq!(out.headers["x-forwarded-for"], "10.0.0.1, 10.0.0.2");
         let peer = Down {
             peer_text: Some(HeaderValue::from_static("10.9.9.9")),
             ..Down::default()
         };
-        let out = outgoing(&head, &peer, &[], "payments").expect("forwarded");
+        let out = outgoing(&head, &peer, &[], "payments", None).expect("forwarded");
         assert_eq!(
             out.headers["x-forwarded-for"],
             "10.0.0.1, 10.0.0.2, 10.9.9.9"
         );
         let only_empty = head_of(b"GET / HTTP/1.1\r\nHost: p\r\nX-Forwarded-For:\r\n\r\n");
-        let out = outgoing(&only_empty, &Down::default(), &[], "p").expect("forwarded");
+        let out = outgoing(&only_empty, &Down::default(), &[], "p", None).expect("forwarded");
         assert!(!out.headers.contains_key("x-forwarded-for"));
     }
 

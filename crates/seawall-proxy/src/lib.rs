@@ -3,7 +3,8 @@
 //! The folders follow the request path: `listener` accepts, `server` reads
 //! requests with the strict codec and writes responses, `forward` is the
 //! pipeline (read it top to bottom), `cluster` and `upstream` hold the
-//! per-destination policies and pooled connections, `tls` the mesh's mTLS.
+//! per-destination policies and pooled connections, `ratelimit` the token
+//! buckets, `tls` the mesh's mTLS and TLS to external hosts.
 //! `spec` is the config as Python hands it over; `runtime` builds what
 //! serves from it; `sidecar` is the handle Python drives.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod events;
 pub mod forward;
 pub mod listener;
 pub mod metrics;
+pub mod ratelimit;
 pub mod readbuf;
 pub mod route;
 pub mod runtime;

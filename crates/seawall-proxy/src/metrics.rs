@@ -220,6 +220,8 @@ pub struct Metrics {
     pub inbound_connections: Family,
     pub denied: Family,
     pub upstream_tls_failures: Family,
+    pub hedges: Family,
+    pub rate_limited: Family,
 }
 
 impl Default for Metrics {
@@ -292,9 +294,25 @@ impl Metrics {
             upstream_tls_failures: Family::new(
                 "seawall_upstream_tls_failures",
                 Kind::Counter,
-                "Connections to other sidecars that failed mTLS: the handshake, or a certificate \
-                 that is not the destination's.",
+                "Upstream connections that failed TLS: mTLS to another sidecar (the handshake, \
+                 or a certificate that is not the destination's), or TLS to an external host \
+                 (origin).",
                 &["destination", "reason"],
+            ),
+            hedges: Family::new(
+                "seawall_hedges",
+                Kind::Counter,
+                "Hedged copies of slow idempotent requests, by what became of them: won (its \
+                 answer was used), lost (cancelled on the wire when another answered first) or \
+                 failed; refused_budget counts copies the retry budget did not allow.",
+                &["destination", "outcome"],
+            ),
+            rate_limited: Family::new(
+                "seawall_rate_limited",
+                Kind::Counter,
+                "Requests refused with 429 by a rate limit: outbound (this caller's limit on a \
+                 destination) or inbound (the service's limit per caller).",
+                &["destination", "direction"],
             ),
         }
     }
@@ -321,7 +339,7 @@ impl Metrics {
         made
     }
 
-    fn families(&self) -> [&Family; 10] {
+    fn families(&self) -> [&Family; 12] {
         [
             &self.retries,
             &self.budget_exhausted,
@@ -333,6 +351,8 @@ impl Metrics {
             &self.inbound_connections,
             &self.denied,
             &self.upstream_tls_failures,
+            &self.hedges,
+            &self.rate_limited,
         ]
     }
 

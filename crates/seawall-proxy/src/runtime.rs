@@ -177,6 +177,8 @@ pub struct Destination {
     pub name: String,
     pub cluster: Arc<Cluster>,
     pub routes: RouteTable<RoutePolicy>,
+    /// The Host its requests carry, whatever the app sent (an external service).
+    pub authority: Option<http::HeaderValue>,
 }
 
 impl Destination {
@@ -196,8 +198,18 @@ impl Destination {
         let default_name = if spec.inbound { "inbound" } else { "default" };
         let m = metrics.route(direction, &spec.name, default_name);
         let default = Route::any(RoutePolicy::new(spec, None, m)?);
+        let authority = match &spec.authority {
+            None => None,
+            Some(a) => Some(http::HeaderValue::from_str(a).map_err(|_| {
+                BuildError(format!(
+                    "{}: authority {a:?} is not a Host value",
+                    spec.name
+                ))
+            })?),
+        };
         Ok(Destination {
             name: spec.name.clone(),
+            authority,
             cluster,
             routes: RouteTable::new(routes, default),
         })
@@ -303,7 +315,8 @@ impl External {
             tunnels,
         };
         // the policy is checked once, here, on a host that needs no lookup
-        external.build("127.0.0.1", 80, "egress")?;
+        // (counted in metrics of its own, thrown away: no series for it)
+        external.build_in(&Arc::new(Metrics::new()), "127.0.0.1", 80, "egress")?;
         Ok(external)
     }
 
@@ -334,6 +347,16 @@ impl External {
     }
 
     fn build(&self, host: &str, port: u16, label: &str) -> Result<Destination, BuildError> {
+        self.build_in(&self.metrics, host, port, label)
+    }
+
+    fn build_in(
+        &self,
+        metrics: &Arc<Metrics>,
+        host: &str,
+        port: u16,
+        label: &str,
+    ) -> Result<Destination, BuildError> {
         let mut spec = self.policy.clone();
         spec.name = label.to_owned();
         spec.inbound = false;
@@ -345,8 +368,8 @@ impl External {
             subset: None,
             weight: 1,
         }];
-        let cluster = Cluster::new(&spec, &self.metrics, &self.events, self.clock, &self.limits)?;
-        Destination::with_cluster(&spec, Arc::new(cluster), &self.metrics)
+        let cluster = Cluster::new(&spec, metrics, &self.events, self.clock, &self.limits)?;
+        Destination::with_cluster(&spec, Arc::new(cluster), metrics)
     }
 
     /// `host` as a metric label: itself for the first `metric_hosts` hosts,
@@ -402,18 +425,14 @@ impl Runtime {
          -> Result<Arc<Cluster>, BuildError> {
             if let Some(before) = before {
                 match before.cluster.plan(d, &spec.limits)? {
-                    Some(plan) => {
+                    Ok(plan) => {
                         plans.push((before.cluster.clone(), plan));
                         return Ok(before.cluster.clone());
                     }
-                    None => resets.push(Reset {
+                    Err(reason) => resets.push(Reset {
                         cluster: before.cluster.name.clone(),
                         what: "everything",
-                        reason: if d.mesh {
-                            "its endpoints are now mesh sidecars (mTLS)".into()
-                        } else {
-                            "its endpoints are no longer mesh sidecars".into()
-                        },
+                        reason,
                     }),
                 }
             }
@@ -498,9 +517,13 @@ impl Runtime {
     }
 
     /// Replace the endpoint sets in place (a control-plane push with the same config):
-    /// a destination missing from `endpoints` has none.
+    /// a destination missing from `endpoints` has none. An external service's
+    /// endpoint is its declared host, never pushed: it is left as it is.
     pub fn set_endpoints(&self, endpoints: &HashMap<String, Vec<spec::Endpoint>>) {
         for (name, dest) in &self.destinations {
+            if dest.cluster.external {
+                continue;
+            }
             let set = endpoints.get(name).map(Vec::as_slice).unwrap_or(&[]);
             dest.cluster.set_endpoints(set);
         }

@@ -296,7 +296,10 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Err(local) => {
                 let ka = keep_alive && !has_body;
                 // inbound, the destination is this service; outbound, none was found
-                let dest = down.inbound.then_some(rt.service.as_str());
+                let dest = match &local.destination {
+                    Some(d) => Some(d.as_str()),
+                    None => down.inbound.then_some(rt.service.as_str()),
+                };
                 keep_alive = write_local(c, &head, &local, dest, ka).await && ka;
                 break 'serve (local.status, None);
             }
@@ -307,7 +310,13 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             .find(|(n, _)| n == "x-request-id")
             .map(|(_, v)| v.clone());
         let served = Some((prepared.dest.clone(), prepared.route.clone()));
-        let out = match forward::outgoing(&head, down, &prepared.mesh, prepared.destination()) {
+        let out = match forward::outgoing(
+            &head,
+            down,
+            &prepared.mesh,
+            prepared.destination(),
+            prepared.dest.authority.as_ref(),
+        ) {
             Ok(o) => o,
             Err(local) => {
                 write_local(c, &head, &local, Some(prepared.destination()), false).await;
@@ -348,11 +357,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        let local = Local {
-                            status: e.status,
-                            detail: e.reason.into_owned(),
-                            extra: Vec::new(),
-                        };
+                        let local = Local::new(e.status, e.reason.into_owned());
                         write_local(c, &head, &local, Some(prepared.destination()), false).await;
                         keep_alive = false;
                         break 'serve (e.status, served);
@@ -446,11 +451,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             if status >= 400 {
                 // A body that could not be read: the upstream request is abandoned
                 // (never completed) and the client told why.
-                let local = Local {
-                    status,
-                    detail: "invalid request body".into(),
-                    extra: Vec::new(),
-                };
+                let local = Local::new(status, "invalid request body");
                 write_local(c, &head, &local, Some(prepared.destination()), false).await;
                 break 'serve (status, served);
             }
@@ -602,11 +603,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &mut c.out,
     ) {
         // An upstream answer that cannot be sent as it is (a bad status or reason): a 502.
-        let local = Local {
-            status: 502,
-            detail: format!("upstream response: {}", e.reason),
-            extra: Vec::new(),
-        };
+        let local = Local::new(502, format!("upstream response: {}", e.reason));
         let dest = Some(active.cluster().name.as_str());
         let _ = write_local(c, head, &local, dest, false).await;
         return (502, false);
@@ -787,7 +784,11 @@ async fn open_connect(
     let Some(external) = &rt.external else {
         return Err(Local::new(405, "CONNECT: this sidecar has no egress"));
     };
-    if rt.destinations.contains_key(&req.host) {
+    // a mesh service by any of its names (`orders`, `orders.svc`)
+    if rt
+        .destinations
+        .contains_key(forward::mesh_name(&req.host.to_ascii_lowercase()))
+    {
         return Err(Local::new(
             400,
             format!(
@@ -798,6 +799,9 @@ async fn open_connect(
     }
     if external.mode == EgressMode::RegistryOnly {
         return Err(forward::egress_refused(&req.host));
+    }
+    if forward::is_own_listener(rt, &req.host, req.port) {
+        return Err(forward::loop_refused(&req.host, req.port));
     }
     let slot = external.open_tunnel().ok_or_else(|| {
         Local::new(503, "tunnel limit reached (egress.max_tunnels)")

@@ -250,6 +250,49 @@ pub struct Destination {
     pub outlier: Option<Outlier>,
     pub bulkhead: Bulkhead,
     pub routes: Vec<Route>,
+    /// TLS originated to the endpoints (an `external:` service with `tls: true`).
+    #[serde(default)]
+    pub tls: Option<OriginTls>,
+    /// The Host every request to it carries (an external service: its real
+    /// host, not the mesh's name for it).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Copies of a slow idempotent request (`policies.X.hedge`).
+    #[serde(default)]
+    pub hedge: Option<Hedge>,
+    /// Outbound: one bucket for the calls to this destination; inbound: a
+    /// bucket per caller identity (`services.X.rate_limit`).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// TLS to an external host: its certificate must name `server_name` and
+/// chain to the roots in `ca_file` (`None`: the system's).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginTls {
+    pub server_name: String,
+    pub ca_file: Option<String>,
+}
+
+/// `policies.X.hedge`: after `delay` (or the latency at `percentile` once
+/// `min_samples` requests were measured) with no answer, another copy, up to
+/// `max_hedges` copies beyond the first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hedge {
+    pub delay: f64,
+    pub percentile: Option<f64>,
+    pub max_hedges: u32,
+    pub min_samples: u32,
+}
+
+/// A token bucket: `rate` per second, `burst` at most saved up.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rate: f64,
+    pub burst: f64,
 }
 
 impl Destination {
@@ -276,6 +319,26 @@ impl Destination {
             )?;
             duration(&format!("{at}.breaker.open_for"), b.open_for)?;
             duration(&format!("{at}.breaker.max_open_for"), b.max_open_for)?;
+        }
+        if let Some(h) = &self.hedge {
+            duration(&format!("{at}.hedge.delay"), h.delay)?;
+            if !h.percentile.is_none_or(|p| p > 0.0 && p < 100.0) {
+                return Err(SpecError(format!(
+                    "{at}.hedge.percentile: must be in (0, 100)"
+                )));
+            }
+            if !(1..=5).contains(&h.max_hedges) || h.min_samples == 0 {
+                return Err(SpecError(format!(
+                    "{at}.hedge: max_hedges must be 1..5 and min_samples >= 1"
+                )));
+            }
+        }
+        if let Some(r) = &self.rate_limit {
+            if !(r.rate.is_finite() && r.rate > 0.0 && r.burst.is_finite() && r.burst >= 1.0) {
+                return Err(SpecError(format!(
+                    "{at}.rate_limit: rate must be > 0 and burst >= 1"
+                )));
+            }
         }
         if let Some(o) = &self.outlier {
             duration(&format!("{at}.outlier.interval"), o.interval)?;

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::client::TlsStream;
 
-use crate::tls::UpstreamTls;
+use crate::tls::Secure;
 
 /// Why no connection could be had.
 #[derive(Debug)]
@@ -302,7 +302,7 @@ impl Pool {
         &self,
         target: &Target,
         timeout: Duration,
-        tls: Option<&UpstreamTls>,
+        tls: Option<Secure<'_>>,
     ) -> Result<Conn, ConnectError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -349,7 +349,7 @@ impl Pool {
     async fn connect(
         &self,
         target: &Target,
-        tls: Option<&UpstreamTls>,
+        tls: Option<Secure<'_>>,
         guard: OpenGuard,
     ) -> Result<Conn, ConnectError> {
         let where_ = || format!("{}:{}", target.host, target.port);
@@ -357,10 +357,15 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let io = match tls {
             None => Io::Plain(stream),
-            Some(tls) => Io::Tls(Box::new(
+            Some(Secure::Mesh(tls)) => Io::Tls(Box::new(
                 tls.connect(stream, &target.host, &self.destination)
                     .await
                     .map_err(|e| ConnectError::Failed(format!("{}: {e}", where_())))?,
+            )),
+            Some(Secure::Origin(tls)) => Io::Tls(Box::new(
+                tls.connect(stream, &self.destination)
+                    .await
+                    .map_err(|e| ConnectError::Failed(format!("{}: TLS: {e}", where_())))?,
             )),
         };
         Ok(Conn {

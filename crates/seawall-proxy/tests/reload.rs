@@ -167,3 +167,45 @@ fn a_spec_that_cannot_be_built_changes_nothing() {
     assert_eq!(breaker_state(&rt), "open");
     assert!(orders(&rt).admit(2.0).is_err());
 }
+
+#[test]
+fn a_rate_limit_keeps_its_tokens_and_an_unreadable_ca_file_changes_nothing() {
+    let mut d = doc();
+    d["destinations"][1]["rate_limit"] = json!({"rate": 0.001, "burst": 2.0});
+    let rt = next(&first(), &d).expect("builds").0;
+    let c = orders(&rt);
+    assert!(c.rate_limit(None, 1.0).is_ok());
+    // a new burst: the one token left carries over, not a full bucket
+    d["destinations"][1]["rate_limit"] = json!({"rate": 0.001, "burst": 5.0});
+    let (after, resets) = next(&rt, &d).expect("builds");
+    assert!(resets.is_empty(), "{resets:?}");
+    assert!(Arc::ptr_eq(orders(&after), c));
+    assert!(orders(&after).rate_limit(None, 1.0).is_ok());
+    assert!(orders(&after).rate_limit(None, 1.0).is_err());
+    // orders becomes a host reached over TLS the sidecar originates, with a CA file it cannot read
+    d["destinations"][1]["mesh"] = json!(false);
+    let (plain, _) = next(&after, &d).expect("builds");
+    let dir = std::env::temp_dir().join(format!("seawall-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let missing = dir.join("missing.pem");
+    d["destinations"][1]["tls"] = json!({"server_name": "orders.example", "ca_file": missing});
+    let err = next(&plain, &d).expect_err("an unreadable CA file is refused");
+    assert!(err.contains("cannot read the CA bundle"), "{err}");
+    assert!(err.starts_with("orders: tls: "), "{err}");
+}
+
+#[test]
+fn an_endpoint_push_never_empties_an_external_service() {
+    let mut d = doc();
+    d["destinations"][1]["mesh"] = json!(false);
+    d["destinations"][1]["external"] = json!(true);
+    let rt = next(&first(), &d).expect("builds").0;
+    let before = orders(&rt).snapshot()["endpoints"].clone();
+    assert!(before.as_array().is_some_and(|e| !e.is_empty()), "{before}");
+    // a push that names none of them (the control plane knows only services)
+    rt.set_endpoints(&std::collections::HashMap::new());
+    assert_eq!(orders(&rt).snapshot()["endpoints"], before);
+    assert!(rt.destinations["payments"].cluster.snapshot()["endpoints"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+}

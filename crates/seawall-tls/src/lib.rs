@@ -16,6 +16,9 @@
 //! | `UpstreamTLS.check`                       | [`check_server`]                       |
 //! | `REFUSALS`, the `reason` labels           | [`TlsError::reason`], [`REFUSALS`]     |
 //!
+//! And one thing Python has no twin of: TLS originated to a host outside the
+//! mesh (an `external:` service), checked against public roots ([`origin_config`]).
+//!
 //! One difference in where, not what: Python lets a peer finish the
 //! handshake and then closes the connection when its certificate names no
 //! service of the trust domain; here the verifiers refuse such a peer in the
@@ -31,6 +34,7 @@ mod config;
 mod error;
 mod identity;
 mod inbound;
+mod origin;
 mod peer;
 mod spiffe;
 mod store;
@@ -40,6 +44,9 @@ pub use config::{client_config, server_config, ALPN_HTTP1};
 pub use error::{TlsError, REFUSALS};
 pub use identity::{Identity, IdentityError};
 pub use inbound::{admit, looks_like_tls, MtlsMode, Transport, TLS_HANDSHAKE};
+pub use origin::{
+    origin_config, read_roots, roots_of, server_name, system_roots, OriginError, SYSTEM_BUNDLES,
+};
 pub use peer::{check_client, check_server, Peer};
 pub use spiffe::{peer_spiffe_id, service_of, spiffe_id};
 pub use store::TlsStore;

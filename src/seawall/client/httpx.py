@@ -22,6 +22,11 @@ unless your factory returns the same object to both. The default factory is
 when it is not the scheme's default), so two services on one machine get two
 breakers.
 
+:func:`from_mesh` (and :func:`async_from_mesh`) builds a client whose
+transport, :class:`MeshTransport`, takes its policies from mesh.yaml instead:
+per destination service and route, exactly what the caller's sidecar would
+apply (``docs/client/httpx.md`` says what a sidecar does that it cannot).
+
 What one request goes through, top to bottom:
 
 1. **Replay safety** picks the pipeline: the full one, or the same pipeline
@@ -110,11 +115,12 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import math
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import httpx
 
@@ -138,14 +144,23 @@ from seawall.telemetry.tracecontext import (
     new_request_id,
 )
 
+if TYPE_CHECKING:
+    from seawall.config import MeshConfig
+
+    from ._mesh import AsyncMeshTransport, MeshTransport
+
 __all__ = [
     "CONNECT_ERRORS",
     "IDEMPOTENT_METHODS",
     "RETRY_EXTENSION",
+    "AsyncMeshTransport",
     "AsyncSeawallTransport",
+    "MeshTransport",
     "PolicyFactory",
     "SeawallTransport",
+    "async_from_mesh",
     "default_policies",
+    "from_mesh",
     "is_failure_response",
     "is_retryable_error",
     "is_retryable_response",
@@ -621,7 +636,27 @@ def _check_options(policies: object, retry_non_idempotent: object, clock: object
         raise ValueError(f"clock must be a callable returning monotonic seconds, got {clock!r}")
 
 
-class SeawallTransport(httpx.BaseTransport):
+class _Dispatch:
+    """What both transports decide before a request's policy runs (the mesh transports
+    of :func:`from_mesh` override these)."""
+
+    _clock: Clock
+    _retry_non_idempotent: bool
+
+    def _key(self, request: httpx.Request) -> str:
+        """Which policy ``request`` goes through: its host's (``host[:port]``)."""
+        return _host(request)
+
+    def _retryable(self, request: httpx.Request, key: str) -> bool:
+        """Whether ``request`` may be sent more than once."""
+        return _may_retry(request, self._retry_non_idempotent)
+
+    def _call(self, request: httpx.Request, key: str, drain: bool) -> _Call:
+        """What the attempts of ``request`` share."""
+        return _Call(request, key, self._clock, drain)
+
+
+class SeawallTransport(_Dispatch, httpx.BaseTransport):
     """A sync httpx transport applying a per-host seawall policy to every request.
 
     Args:
@@ -672,10 +707,10 @@ class SeawallTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through its host's policy; see the module documentation."""
-        host = _host(request)
-        route = self._routes.get(host)
-        retry = _may_retry(request, self._retry_non_idempotent)
-        call = _Call(request, host, self._clock, drain=retry and route.drain)
+        key = self._key(request)
+        route = self._routes.get(key)
+        retry = self._retryable(request, key)
+        call = self._call(request, key, drain=retry and route.drain)
         send = route.retrying if retry else route.single
         try:
             response = send(call)
@@ -701,7 +736,7 @@ class SeawallTransport(httpx.BaseTransport):
         self._transport.close()
 
 
-class AsyncSeawallTransport(httpx.AsyncBaseTransport):
+class AsyncSeawallTransport(_Dispatch, httpx.AsyncBaseTransport):
     """An asyncio httpx transport applying a per-host seawall policy to every request.
 
     Args:
@@ -743,10 +778,10 @@ class AsyncSeawallTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through its host's policy; see the module documentation."""
-        host = _host(request)
-        route = self._routes.get(host)
-        retry = _may_retry(request, self._retry_non_idempotent)
-        call = _Call(request, host, self._clock, drain=retry and route.drain)
+        key = self._key(request)
+        route = self._routes.get(key)
+        retry = self._retryable(request, key)
+        call = self._call(request, key, drain=retry and route.drain)
         send = route.retrying if retry else route.single
         try:
             response = await send(call)
@@ -770,3 +805,81 @@ class AsyncSeawallTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the inner transport."""
         await self._transport.aclose()
+
+
+# --- from mesh.yaml -------------------------------------------------------------------
+#
+# The mesh transports live in ._mesh (they subclass the transports above); they need
+# the mesh.yaml model (pydantic, the `mesh` extra), so they are imported on first use.
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MeshTransport", "AsyncMeshTransport"):
+        from . import _mesh  # noqa: PLC0415 - it needs the mesh extra (pydantic)
+
+        return getattr(_mesh, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def from_mesh(
+    config: str | os.PathLike[str] | MeshConfig,
+    *,
+    service: str,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock = MONOTONIC,
+    **client_options: Any,
+) -> httpx.Client:
+    """An ``httpx.Client`` applying mesh.yaml's policies as ``service``'s sidecar would.
+
+    Requests name their destination by service: ``client.get("http://payments/v1/x")``
+    (``payments.svc`` and any port too; another host is egress, as for the
+    sidecar). Each request goes to one of the destination's ``endpoints`` (or
+    to its app at ``host:port``) through the policy mesh.yaml gives it, derived
+    by :mod:`seawall.config.effective` as the sidecar's spec is: the matching
+    route's timeout and retries (conditions, methods, backoff, the destination's
+    retry budget), hedges, the circuit breaker, ``bulkhead.max_in_flight``, the
+    outbound rate limit, ``per_try_timeout`` and ``connect_timeout``, outlier
+    detection among the endpoints, a route's split. What a sidecar does and this
+    client does not (mTLS, peak-EWMA balancing, pool limits, mirrors, faults)
+    is listed in ``docs/client/httpx.md``.
+
+    A decision of a policy is raised as seawall's error where the sidecar would
+    answer: :class:`~seawall.policy.errors.CircuitOpenError` (sidecar: 503),
+    ``BulkheadFullError`` (503), ``RateLimitedError`` (429),
+    :class:`~seawall.policy.errors.DeadlineExceeded` (504).
+
+    Args:
+        config: a path to mesh.yaml, or a loaded :class:`~seawall.config.MeshConfig`.
+        service: the calling service, one of the mesh's.
+        transport: the transport that does the I/O. Default ``httpx.HTTPTransport()``.
+        clock: the monotonic clock of the deadlines and policies.
+        client_options: passed to ``httpx.Client`` (``headers``, ``limits``...);
+            ``timeout`` defaults to ``None``: mesh.yaml's timeouts bound each request.
+
+    Needs the ``mesh`` extra (the mesh.yaml model) as well as httpx.
+    """
+    from ._mesh import MeshTransport  # noqa: PLC0415 - it needs the mesh extra (pydantic)
+
+    client_options.setdefault("timeout", None)
+    return httpx.Client(
+        transport=MeshTransport(config, service=service, transport=transport, clock=clock),
+        **client_options,
+    )
+
+
+def async_from_mesh(
+    config: str | os.PathLike[str] | MeshConfig,
+    *,
+    service: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = MONOTONIC,
+    **client_options: Any,
+) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` twin of :func:`from_mesh` (same arguments)."""
+    from ._mesh import AsyncMeshTransport  # noqa: PLC0415 - it needs the mesh extra
+
+    client_options.setdefault("timeout", None)
+    return httpx.AsyncClient(
+        transport=AsyncMeshTransport(config, service=service, transport=transport, clock=clock),
+        **client_options,
+    )

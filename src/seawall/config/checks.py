@@ -31,6 +31,7 @@ def cross_check(data: dict[Any, Any]) -> list[Found]:
     services = _dict(data.get("services"))
     found: list[Found] = []
     found += _known_services(data, services)
+    found += _external(data, services)
     found += _routes(data, services)
     found += _endpoints(services)
     found += _ports(services)
@@ -77,16 +78,30 @@ def _no_subset(loc: Loc, name: str, service: str, subsets: dict[Any, Any]) -> Fo
 def _known_services(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[Found]:
     if not services:
         return
-    for section in ("policies", "slos"):
+    # a policy may be for a declared external service too
+    destinations = {**_dict(data.get("external")), **services}
+    for section, known in (("policies", destinations), ("slos", services)):
         for name in _dict(data.get(section)):
-            if is_name(name) and name not in services:
-                yield _no_service((section, name), name, services)
+            if is_name(name) and name not in known:
+                yield _no_service((section, name), name, known)
     for name, service in services.items():
         sidecar = _dict(_dict(service).get("sidecar"))
         for dest in _dict(sidecar.get("upstreams")):
             if is_name(dest) and dest not in services:
                 loc = ("services", name, "sidecar", "upstreams", dest)
                 yield _no_service(loc, dest, services)
+
+
+def _external(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[Found]:
+    """An external service's name is a destination name: not a service's too."""
+    for name in _dict(data.get("external")):
+        if name in services:
+            yield (
+                ("external", name),
+                f"{name!r} is a service of the mesh already; give the external service "
+                "another name",
+                None,
+            )
 
 
 def _routes(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[Found]:

@@ -68,6 +68,7 @@ _LISTENER = re.compile(r"services\.([^.]+)\.sidecar\.(inbound|outbound|admin|ups
 _RUN = re.compile(r"services\.([^.]+)\.run$")
 _POLICY = re.compile(r"policies\.([^.]+)(?:\.(.*))?$")
 _SERVICE = re.compile(r"services\.([^.]+)$")
+_EXTERNAL = re.compile(r"external\.([^.]+)(?:\.(tls|ca_file|server_name))?$")
 
 
 def _restart(path: str) -> str | None:
@@ -87,6 +88,12 @@ def _enabled(section: Any) -> bool:
 def _resets(path: str, before: Any, after: Any) -> tuple[str, ...]:
     if (m := _SERVICE.match(path)) and after is MISSING:
         return (f"{m.group(1)}: everything (it leaves the mesh)",)
+    if m := _EXTERNAL.match(path):
+        if m.group(2) is None and after is MISSING:
+            return (f"{m.group(1)}: everything (no longer declared)",)
+        if m.group(2) is not None:
+            return (f"{m.group(1)}: everything (its TLS origination changed)",)
+        return ()
     m = _POLICY.match(path)
     if m is None or m.group(2) is None:
         return ()
@@ -114,7 +121,8 @@ def diff(before: MeshConfig, after: MeshConfig) -> list[Change]:
     changes = []
     for path, b, a in changed_settings(old, new):
         resets = _resets(path, b, a)
-        if (m := _POLICY.match(path)) and m.group(1) not in new["services"]:
+        destinations = {*new["services"], *new.get("external", {})}
+        if (m := _POLICY.match(path)) and m.group(1) not in destinations:
             resets = ()  # a removed service's policy: said once, with the service
         changes.append(Change(path, b, a, _restart(path), resets))
     return changes

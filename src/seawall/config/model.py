@@ -75,7 +75,9 @@ __all__ = [
     "DelayFault",
     "DestinationPolicy",
     "EndpointConfig",
+    "ExternalService",
     "FaultConfig",
+    "HedgeConfig",
     "HeaderMatch",
     "LatencyObjective",
     "LimitsConfig",
@@ -83,6 +85,7 @@ __all__ = [
     "MeshConfig",
     "MirrorConfig",
     "OutlierConfig",
+    "RateLimitConfig",
     "RetryConfig",
     "RouteConfig",
     "RouteRetry",
@@ -255,12 +258,96 @@ class ServiceConfig(_Section):
     max_instances: Count = 1000
     """How many instances may register under a control plane at once (more get 429): a
     leaked or stolen join token cannot flood the registry and every sidecar's endpoints."""
+    rate_limit: RateLimitConfig | None = None
+    """Inbound: requests per second its sidecar lets in from each caller (a bucket per
+    caller identity, one shared by callers without one); beyond it 429 with ``retry-after``."""
 
     def effective_endpoints(self) -> tuple[EndpointConfig, ...]:
         """The endpoints callers use: the static ones, or this service's inbound sidecar."""
         if self.endpoints:
             return self.endpoints
         return (EndpointConfig(address=self.host, port=self.sidecar.inbound),)
+
+
+# ---------------------------------------------------------------- external services
+
+
+class ExternalService(_Section):
+    """A host outside the mesh that apps call by a name of the mesh (Istio's
+    ServiceEntry, simpler): ``http://stripe/...`` through the sidecar goes to
+    ``host:port``, over TLS the sidecar originates when ``tls`` is on, under
+    ``policies.<name>`` like any destination."""
+
+    host: Host
+    """The real host: a DNS name (resolved at each new connection) or an address."""
+    port: Port | None = None
+    """Default 443 with ``tls``, else 80."""
+    tls: Flag = True
+    """The sidecar speaks TLS to the host and checks its certificate (the app speaks
+    plain HTTP to its sidecar)."""
+    ca_file: Text | None = None
+    """A PEM bundle to check the host's certificate against instead of the system's
+    roots (a private CA). The system's: ``SSL_CERT_FILE`` if set, else the OS bundle."""
+    server_name: Host | None = None
+    """The name the certificate must carry (and the SNI sent); default ``host``."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_needs_tls(cls, ca_file: str | None, info: ValidationInfo) -> str | None:
+        if ca_file is not None and _earlier(info, "tls") is False:
+            invalid("ca_file needs tls: true")
+        return ca_file
+
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 443 if self.tls else 80
+
+
+# ---------------------------------------------------------------- rate limits and hedging
+
+
+class RateLimitConfig(_Section):
+    """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up; a request
+    takes one. Over the limit a request is refused at once: 429 with ``retry-after``,
+    ``x-seawall-ratelimit`` and ``x-seawall-overloaded: 1`` (callers and their sidecars
+    do not retry it).
+    The same names as :class:`seawall.policy.RateLimiter`."""
+
+    rate: Annotated[Number, Field(gt=0, le=1_000_000)]
+    """Requests per second, sustained."""
+    burst: Annotated[Number, Field(ge=1, le=10_000_000)] | None = None
+    """Requests that may come at once after a quiet spell; default ``max(1, rate)``."""
+
+
+class HedgeConfig(_Section):
+    """Send another copy of a slow idempotent request; the first answer wins and the
+    others are cancelled. Every copy after the first draws on the retry budget. The
+    same names as :class:`seawall.policy.Hedge`."""
+
+    delay: PositiveDuration = 0.05
+    """Wait this long for an answer before sending a copy (and between copies)."""
+    percentile: Annotated[Number, Field(gt=0, lt=100)] | None = None
+    """Instead of ``delay``: wait the destination's latency at this percentile of its
+    recent requests (``delay`` until ``min_samples`` requests were measured)."""
+    max_hedges: Annotated[int, Strict(), Ge(1), Le(5)] = 1
+    """Copies sent beyond the first, at most."""
+    min_samples: Annotated[int, Strict(), Ge(1), Le(10_000)] = 20
+    """Measured requests before ``percentile`` is used."""
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _percentile_shorthand(cls, data: Any) -> Any:
+        # ``delay: p95`` is short for ``percentile: 95`` (with the default delay until
+        # enough requests were measured)
+        if isinstance(data, dict) and isinstance(data.get("delay"), str):
+            text = data["delay"].strip()
+            if text[:1] in ("p", "P") and text[1:].replace(".", "", 1).isdigit():
+                if "percentile" in data:
+                    invalid("give the percentile once: delay: pNN or percentile: NN")
+                data = {k: v for k, v in data.items() if k != "delay"}
+                data["percentile"] = float(text[1:])
+        return data
 
 
 # ---------------------------------------------------------------- retries
@@ -424,19 +511,21 @@ class OutlierConfig(_Section):
     failures count as gateway errors. With ``consecutive_5xx`` and
     ``consecutive_gateway_errors`` set to ``None``, an app's own 503s never eject."""
     interval: PositiveDuration | None = None
-    """How often ejections are reviewed; ``None``: when the next request needs it."""
-    ejection: PositiveDuration = 30.0
-    """Base ejection time, multiplied by the number of times the endpoint was ejected."""
+    """How fast an endpoint's ejection multiplier decays: by one per ``interval`` it
+    stays in service (default 10 s, as ``seawall.policy.OutlierDetector``)."""
+    base_ejection: PositiveDuration = 30.0
+    """The first ejection's time, multiplied by the number of times the endpoint was
+    ejected (less the decay); the same name as ``seawall.policy.OutlierDetector``'s."""
     max_ejection: Annotated[PositiveDuration, Field(validate_default=True)] = 300.0
-    max_ejected: Percent = 50.0
+    max_ejected_percent: Percent = 50.0
     """At most this share of the destination's endpoints is ejected at once."""
 
     @field_validator("max_ejection")
     @classmethod
     def _max_at_least_base(cls, cap: float, info: ValidationInfo) -> float:
-        base = _earlier(info, "ejection")
+        base = _earlier(info, "base_ejection")
         if base is not None and cap < base:
-            invalid(f"must be >= ejection ({_show(base)})")
+            invalid(f"must be >= base_ejection ({_show(base)})")
         return cap
 
 
@@ -581,6 +670,12 @@ class DestinationPolicy(_Section):
     bulkhead: BulkheadConfig = BulkheadConfig()
     outlier: OutlierConfig = OutlierConfig()
     load_balancer: Literal["round_robin", "least_request", "peak_ewma"] = "peak_ewma"
+    hedge: HedgeConfig | None = None
+    """Off by default: hedging sends more requests to a destination that may be slow
+    because it is overloaded. Only idempotent requests are hedged."""
+    rate_limit: RateLimitConfig | None = None
+    """Outbound: requests per second this caller's sidecar sends to the destination;
+    beyond it 429 at once (the request is not sent)."""
     routes: tuple[RouteConfig, ...] = ()
     """Checked in order; the first match wins; requests no route matches use the defaults."""
 
@@ -711,6 +806,8 @@ class MeshConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
     sidecar: SidecarOptions = SidecarOptions()
     egress: EgressConfig = EgressConfig()
+    external: dict[Name, ExternalService] = {}
+    """Hosts outside the mesh called by a name of their own, with a policy."""
     slos: dict[Name, SloConfig] = {}
 
     @_model_validator(mode="before")
@@ -724,10 +821,12 @@ class MeshConfig(_Section):
             # An invalid mesh name is reported there; do not report it twice.
             data["trust_domain"] = f"{mesh}.local" if is_name(mesh) else "invalid.local"
         services, policies = data.get("services"), data.get("policies") or {}
+        external = data.get("external") or {}
         if isinstance(services, dict) and isinstance(policies, dict):
-            # Every service gets its effective policy, so that /config shows it and a
+            # Every destination gets its effective policy, so that /config shows it and a
             # default written out or left out makes the same config (and digest).
-            missing = [name for name in services if is_name(name) and name not in policies]
+            names = [*services, *(external if isinstance(external, dict) else ())]
+            missing = [name for name in names if is_name(name) and name not in policies]
             data["policies"] = {**policies, **{name: {} for name in missing}}
         return data
 
@@ -736,7 +835,7 @@ class MeshConfig(_Section):
 
         Raises :class:`KeyError` if the mesh has no such service.
         """
-        if service not in self.services:
+        if service not in self.services and service not in self.external:
             raise KeyError(f"no service {service!r} in mesh {self.mesh!r}")
         return self.policies.get(service, DEFAULT_POLICY)
 

@@ -10,15 +10,22 @@ Rules, the same for every parameter of every policy:
   the offending value, so a bad line of config is found at once.
 * A number is an ``int`` or ``float`` that is not a ``bool`` (``True`` is not
   1 second) and not NaN. Unless said otherwise it must be finite.
+* A keyword renamed to share mesh.yaml's vocabulary (issue 14) is refused with
+  a ``TypeError`` naming its new name (:func:`renamed_keywords`), never
+  silently accepted.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeGuard, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NoReturn, ParamSpec, TypeGuard, TypeVar, cast
 
 ExceptionTypes = tuple[type[BaseException], ...]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _fail(owner: str, name: str, rule: str, value: object) -> NoReturn:
@@ -130,3 +137,32 @@ def require_exception_matcher(
         if not (isinstance(kind, type) and issubclass(kind, base)):
             _fail(owner, name, f"{base.__name__} subclasses or a predicate", kind)
     return cast(ExceptionTypes, types), None
+
+
+def reject_renamed(owner: str, renames: Mapping[str, str], given: Iterable[str]) -> None:
+    """Raise ``TypeError`` if one of the keywords ``given`` was renamed (``old -> new``)."""
+    for name in given:
+        new = renames.get(name)
+        if new is not None:
+            raise TypeError(f"{owner}: {name!r} is now {new!r} (one vocabulary with mesh.yaml)")
+
+
+def renamed_keywords(
+    owner: str, renames: Mapping[str, str]
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate an ``__init__`` so that a renamed keyword gets a ``TypeError`` naming the
+    new one, instead of Python's bare "unexpected keyword argument".
+
+    The signature that type checkers and ``inspect.signature`` see is the
+    function's own, so an old keyword is a type error too.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+            reject_renamed(owner, renames, kwargs)
+            return fn(*args, **kwargs)
+
+        return checked
+
+    return decorate

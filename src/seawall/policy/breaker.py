@@ -4,11 +4,11 @@ States (resilience4j's set):
 
 * ``CLOSED`` — calls pass; outcomes go into a sliding window. When at least
   ``minimum_calls`` are in the window and the failure rate reaches
-  ``failure_rate_threshold`` (or the slow-call rate reaches
-  ``slow_call_rate_threshold``), the breaker opens.
+  ``failure_rate`` (or the slow-call rate reaches ``slow_call_rate``), the
+  breaker opens.
 * ``OPEN`` — calls are rejected with :class:`CircuitOpenError` until the wait
-  is over (``wait_in_open``, growing with consecutive openings when
-  ``wait_multiplier`` > 1, capped by ``max_wait_in_open``). Then the next call
+  is over (``open_for``, growing with consecutive openings when
+  ``open_multiplier`` > 1, capped by ``max_open_for``). Then the next call
   (or, with ``automatic_transition``, the first observation of any kind) moves
   it to HALF_OPEN.
 * ``HALF_OPEN`` — exactly ``half_open_calls`` probes are admitted; other
@@ -30,6 +30,12 @@ Outcomes of calls admitted before a state change (a slow call that started
 while CLOSED and ends after the breaker opened) still count in the lifetime
 totals, but not towards the decision of the newer state: each admission
 carries the epoch of the state that admitted it.
+
+The settings have mesh.yaml's names (``circuit_breaker:`` of a destination),
+flattened: ``slow_call: {duration, rate}`` is ``slow_call_duration`` and
+``slow_call_rate``, ``window: {type, size}`` is ``window_type`` and
+``window_size``. The names this breaker had before (``failure_rate_threshold``,
+``wait_in_open``...) raise a ``TypeError`` naming the new one.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar
 
 from ._policy import Policy
 from ._validate import (
+    reject_renamed,
+    renamed_keywords,
     require_at_least,
     require_exception_matcher,
     require_int,
@@ -100,6 +108,15 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _METRICS_ONLY = BreakerState.METRICS_ONLY
 
 _NO_RECORD: Permit = -1
+
+RENAMED = {
+    "failure_rate_threshold": "failure_rate",
+    "slow_call_rate_threshold": "slow_call_rate",
+    "wait_in_open": "open_for",
+    "wait_multiplier": "open_multiplier",
+    "max_wait_in_open": "max_open_for",
+}
+"""The breaker's keywords renamed to mesh.yaml's (issue 14): old name -> new name."""
 
 
 class BreakerListener(Protocol):
@@ -171,19 +188,19 @@ class CircuitBreaker(Policy):
             tenth of the window: finer costs memory, coarser expires in jumps).
         minimum_calls: no rate is judged before this many calls are in the
             window. Default 20: below that a 50% rate is noise (3 of 5 calls).
-        failure_rate_threshold: percentage in (0, 100]; at or above it the
-            breaker opens. Default 50 (resilience4j's default).
+        failure_rate: the failure rate, a percentage in (0, 100], at or above
+            which the breaker opens. Default 50 (resilience4j's default).
         slow_call_duration: seconds from which a call counts as slow; ``None``
             (the default) turns slow-call detection off, because "slow" only
             means something against the caller's latency objective.
-        slow_call_rate_threshold: percentage in (0, 100] of slow calls at or
+        slow_call_rate: the slow-call rate, a percentage in (0, 100], at or
             above which the breaker opens. Default 100 (resilience4j's default).
-        wait_in_open: seconds spent OPEN before probing. Default 5 s: long
+        open_for: seconds spent OPEN before probing. Default 5 s: long
             enough for a restarting instance, short enough to notice recovery.
-        wait_multiplier: each consecutive opening (HALF_OPEN back to OPEN)
-            multiplies the wait by this. Default 1.0 (fixed wait); 2.0 gives
-            exponential growth.
-        max_wait_in_open: cap on the growing wait. Default 60 s.
+        open_multiplier: each consecutive opening (HALF_OPEN back to OPEN)
+            multiplies ``open_for`` by this. Default 1.0 (fixed wait); 2.0
+            gives exponential growth.
+        max_open_for: cap on the growing wait (>= ``open_for``). Default 60 s.
         half_open_calls: probes admitted in HALF_OPEN. Default 3: one probe is
             fooled by luck, ten keep a struggling service busy.
         max_half_open_time: seconds HALF_OPEN may wait for its probes before
@@ -201,6 +218,9 @@ class CircuitBreaker(Policy):
             as a failure (e.g. an HTTP 503 response). Default: none.
         listeners: :class:`BreakerListener` objects to notify.
         clock: monotonic clock. Default :func:`time.monotonic`.
+
+    The names are mesh.yaml's (see the module docs); an old name
+    (``wait_in_open``...) raises ``TypeError`` naming its new one.
     """
 
     __slots__ = (
@@ -226,6 +246,7 @@ class CircuitBreaker(Policy):
         "_min_calls",
         "_needs_now",
         "_next_probe_at",
+        "_open_multiplier",
         "_record_predicate",
         "_record_types",
         "_release",
@@ -235,7 +256,6 @@ class CircuitBreaker(Policy):
         "_state",
         "_state_since",
         "_wait",
-        "_wait_multiplier",
         "_window",
         "_window_success",
         "automatic_transition",
@@ -243,6 +263,7 @@ class CircuitBreaker(Policy):
         "name",
     )
 
+    @renamed_keywords("CircuitBreaker", RENAMED)
     def __init__(
         self,
         name: str = "breaker",
@@ -251,12 +272,12 @@ class CircuitBreaker(Policy):
         window_size: float = 100,
         window_buckets: int = 10,
         minimum_calls: int = 20,
-        failure_rate_threshold: float = 50.0,
+        failure_rate: float = 50.0,
         slow_call_duration: float | None = None,
-        slow_call_rate_threshold: float = 100.0,
-        wait_in_open: float = 5.0,
-        wait_multiplier: float = 1.0,
-        max_wait_in_open: float = 60.0,
+        slow_call_rate: float = 100.0,
+        open_for: float = 5.0,
+        open_multiplier: float = 1.0,
+        max_open_for: float = 60.0,
         half_open_calls: int = 3,
         max_half_open_time: float | None = None,
         automatic_transition: bool = False,
@@ -273,12 +294,12 @@ class CircuitBreaker(Policy):
             # a count window has no buckets: a switch to a time window gets the default
             "window_buckets": window_buckets if window_type == "time" else 10,
             "minimum_calls": minimum_calls,
-            "failure_rate_threshold": failure_rate_threshold,
+            "failure_rate": failure_rate,
             "slow_call_duration": slow_call_duration,
-            "slow_call_rate_threshold": slow_call_rate_threshold,
-            "wait_in_open": wait_in_open,
-            "wait_multiplier": wait_multiplier,
-            "max_wait_in_open": max_wait_in_open,
+            "slow_call_rate": slow_call_rate,
+            "open_for": open_for,
+            "open_multiplier": open_multiplier,
+            "max_open_for": max_open_for,
             "half_open_calls": half_open_calls,
             "max_half_open_time": max_half_open_time,
             "automatic_transition": automatic_transition,
@@ -301,24 +322,24 @@ class CircuitBreaker(Policy):
         counted = isinstance(self._window, CountWindow)
         self._min_calls = min(minimum_calls, int(window_size)) if counted else minimum_calls
         require_number(
-            "CircuitBreaker", "failure_rate_threshold", failure_rate_threshold, gt=0, le=100
+            "CircuitBreaker", "failure_rate", failure_rate, gt=0, le=100
         )
-        self._fail_threshold = float(failure_rate_threshold)
+        self._fail_threshold = float(failure_rate)
         require_seconds("CircuitBreaker", "slow_call_duration", slow_call_duration, allow_none=True)
         self._slow_duration = slow_call_duration
         require_number(
-            "CircuitBreaker", "slow_call_rate_threshold", slow_call_rate_threshold, gt=0, le=100
+            "CircuitBreaker", "slow_call_rate", slow_call_rate, gt=0, le=100
         )
-        self._slow_threshold = float(slow_call_rate_threshold)
-        require_seconds("CircuitBreaker", "wait_in_open", wait_in_open)
-        self._wait = float(wait_in_open)
-        require_number("CircuitBreaker", "wait_multiplier", wait_multiplier, ge=1)
-        self._wait_multiplier = float(wait_multiplier)
-        require_seconds("CircuitBreaker", "max_wait_in_open", max_wait_in_open)
+        self._slow_threshold = float(slow_call_rate)
+        require_seconds("CircuitBreaker", "open_for", open_for)
+        self._wait = float(open_for)
+        require_number("CircuitBreaker", "open_multiplier", open_multiplier, ge=1)
+        self._open_multiplier = float(open_multiplier)
+        require_seconds("CircuitBreaker", "max_open_for", max_open_for)
         require_at_least(
-            "CircuitBreaker", "max_wait_in_open", max_wait_in_open, "wait_in_open", wait_in_open
+            "CircuitBreaker", "max_open_for", max_open_for, "open_for", open_for
         )
-        self._max_wait = float(max_wait_in_open)
+        self._max_wait = float(max_open_for)
         require_int("CircuitBreaker", "half_open_calls", half_open_calls, minimum=1)
         self._half_open_calls = half_open_calls
         require_seconds("CircuitBreaker", "max_half_open_time", max_half_open_time, allow_none=True)
@@ -362,6 +383,16 @@ class CircuitBreaker(Policy):
 
     # ------------------------------------------------------------------ new settings
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings from ``window_type`` to ``automatic_transition``, as the
+        constructor's keywords (mesh.yaml's names, flattened); a copy.
+
+        >>> CircuitBreaker(open_for=30).settings["open_for"]
+        30
+        """
+        return dict(self._settings)
+
     def reconfigure(self, **settings: Any) -> None:
         """New settings for this live breaker (a new config version), as the
         constructor's keywords from ``window_type`` to ``automatic_transition``;
@@ -372,18 +403,20 @@ class CircuitBreaker(Policy):
         size, buckets) changed, in which case it starts empty. The new
         thresholds judge the next outcome; nothing is judged at the swap itself,
         and an open breaker stays open until the probe time it was given.
-        Invalid settings raise ``ValueError`` and change nothing. The Rust
-        core's breaker does the same (``CircuitBreaker::reconfigure``).
+        Invalid settings raise ``ValueError`` and change nothing; an old
+        name (``wait_in_open``...) raises ``TypeError`` naming its new one.
+        The Rust core's breaker does the same (``CircuitBreaker::reconfigure``).
 
         >>> from seawall.policy.clock import FakeClock
         >>> clock = FakeClock()
-        >>> breaker = CircuitBreaker(minimum_calls=2, wait_in_open=30, clock=clock)
+        >>> breaker = CircuitBreaker(minimum_calls=2, open_for=30, clock=clock)
         >>> breaker.transition_to_open()
-        >>> breaker.reconfigure(failure_rate_threshold=80, wait_in_open=1)
+        >>> breaker.reconfigure(failure_rate=80, open_for=1)
         >>> clock.advance(5)
         >>> breaker.state.value  # still open: it was given 30 s
         'open'
         """
+        reject_renamed("CircuitBreaker", RENAMED, settings)
         unknown = sorted(set(settings) - set(self._settings))
         if unknown:
             raise ValueError(f"CircuitBreaker: cannot reconfigure {unknown[0]!r}")
@@ -404,7 +437,7 @@ class CircuitBreaker(Policy):
                 "_slow_duration",
                 "_slow_threshold",
                 "_wait",
-                "_wait_multiplier",
+                "_open_multiplier",
                 "_max_wait",
                 "_half_open_calls",
                 "_max_half_open",
@@ -621,7 +654,7 @@ class CircuitBreaker(Policy):
         # overflow a float power); the cap stops the growth.
         wait = self._wait
         for _ in range(self._consecutive_openings):
-            wait *= self._wait_multiplier
+            wait *= self._open_multiplier
             if wait >= self._max_wait:
                 wait = self._max_wait
                 break

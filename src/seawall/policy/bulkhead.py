@@ -33,8 +33,11 @@ How it works (the rules every method below keeps):
   and hands them to queued calls.
 
 The state machine is the same as the Rust core's (``seawall-policy``'s
-``bulkhead.rs``), which the sidecar uses for ``max_in_flight``; the
-differential tests in ``tests/conformance`` drive both with the same events.
+``bulkhead.rs``), which the sidecar uses for a destination's
+``bulkhead.max_in_flight`` in mesh.yaml (with no queue); the differential
+tests in ``tests/conformance`` drive both with the same events. The limit has
+mesh.yaml's name, ``max_in_flight`` (it was ``max_concurrent``: that keyword
+raises a ``TypeError`` naming the new one).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from ._policy import Policy
-from ._validate import require_int, require_seconds
+from ._validate import renamed_keywords, require_int, require_seconds
 from .clock import MONOTONIC, Clock
 from .deadline import current_deadline
 from .errors import BulkheadFullError
@@ -58,6 +61,9 @@ __all__ = ["Bulkhead", "BulkheadConfig", "BulkheadMetrics", "KeyedBulkhead"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+RENAMED = {"max_concurrent": "max_in_flight"}
+"""Keywords renamed to mesh.yaml's (issue 14): old name -> new name."""
 
 # A waiter's life (changes only under the bulkhead's lock):
 #   WAITING --grant--> GRANTED --the waiter sees it--> CLAIMED
@@ -74,20 +80,20 @@ class BulkheadConfig:
     """Validated settings of a :class:`Bulkhead` (and of each bulkhead of a :class:`KeyedBulkhead`).
 
     Attributes:
-        max_concurrent: calls allowed in flight at once (>= 1).
+        max_in_flight: calls allowed in flight at once (>= 1).
         max_waiting: calls allowed to queue for a slot (>= 0; 0 rejects at once when full).
         max_wait: longest time a queued call waits, in seconds (>= 0; ``math.inf``
             to be bounded only by the deadline in force).
         name: shown in errors and metrics.
     """
 
-    max_concurrent: int
+    max_in_flight: int
     max_waiting: int = 0
     max_wait: float = 1.0
     name: str = "bulkhead"
 
     def __post_init__(self) -> None:
-        require_int("Bulkhead", "max_concurrent", self.max_concurrent, minimum=1)
+        require_int("Bulkhead", "max_in_flight", self.max_in_flight, minimum=1)
         require_int("Bulkhead", "max_waiting", self.max_waiting, minimum=0)
         require_seconds("Bulkhead", "max_wait", self.max_wait, allow_zero=True, allow_inf=True)
 
@@ -98,7 +104,7 @@ class BulkheadMetrics:
 
     Attributes:
         name: the bulkhead's name.
-        max_concurrent: its limit.
+        max_in_flight: its limit.
         in_flight: slots taken (calls running, or handed a slot and about to run).
         waiting: calls queued for a slot.
         rejected_queue_full: calls rejected because the queue was full.
@@ -106,7 +112,7 @@ class BulkheadMetrics:
     """
 
     name: str
-    max_concurrent: int
+    max_in_flight: int
     in_flight: int
     waiting: int
     rejected_queue_full: int
@@ -142,7 +148,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class Bulkhead(Policy):
-    """Limit the calls in flight to ``max_concurrent``; queue up to ``max_waiting`` more.
+    """Limit the calls in flight to ``max_in_flight``; queue up to ``max_waiting`` more.
 
     One instance may be shared by threads and asyncio tasks (of one or several
     loops) at once. Use it as a decorator, with :meth:`call` / :meth:`acall`,
@@ -173,20 +179,21 @@ class Bulkhead(Policy):
         "config",
     )
 
+    @renamed_keywords("Bulkhead", RENAMED)
     def __init__(
         self,
-        max_concurrent: int,
+        max_in_flight: int,
         *,
         max_waiting: int = 0,
         max_wait: float = 1.0,
         name: str = "bulkhead",
         clock: Clock = MONOTONIC,
     ) -> None:
-        self.config = BulkheadConfig(max_concurrent, max_waiting, max_wait, name)
+        self.config = BulkheadConfig(max_in_flight, max_waiting, max_wait, name)
         """The validated settings."""
         self._clock = clock
         self._lock = threading.Lock()
-        self._free: deque[None] = deque([None] * max_concurrent)
+        self._free: deque[None] = deque([None] * max_in_flight)
         self._debt = 0  # slots over a lowered limit, still to be absorbed by releases
         self._waiters: deque[_Waiter] = deque()
         self._rejected_queue_full = 0
@@ -196,7 +203,7 @@ class Bulkhead(Policy):
     def from_config(cls, config: BulkheadConfig, *, clock: Clock = MONOTONIC) -> Bulkhead:
         """A bulkhead with these (already validated) settings."""
         return cls(
-            config.max_concurrent,
+            config.max_in_flight,
             max_waiting=config.max_waiting,
             max_wait=config.max_wait,
             name=config.name,
@@ -206,7 +213,7 @@ class Bulkhead(Policy):
     def __repr__(self) -> str:
         c = self.config
         return (
-            f"Bulkhead({c.max_concurrent}, max_waiting={c.max_waiting}, "
+            f"Bulkhead({c.max_in_flight}, max_waiting={c.max_waiting}, "
             f"max_wait={c.max_wait!r}, name={c.name!r})"
         )
 
@@ -238,9 +245,10 @@ class Bulkhead(Policy):
                 return True
         return False
 
+    @renamed_keywords("Bulkhead", RENAMED)
     def reconfigure(
         self,
-        max_concurrent: int | None = None,
+        max_in_flight: int | None = None,
         *,
         max_waiting: int | None = None,
         max_wait: float | None = None,
@@ -248,7 +256,7 @@ class Bulkhead(Policy):
         """New limits for this live bulkhead; ``None`` keeps a setting as it is.
 
         The calls in flight and queued carry over. Under a lower
-        ``max_concurrent`` the calls over it finish normally, and a slot is free
+        ``max_in_flight`` the calls over it finish normally, and a slot is free
         again only once the calls in flight are under the new limit; a higher
         one hands the new slots to queued calls at once. A queued call keeps the
         wait it was given. Invalid settings raise ``ValueError`` and change
@@ -264,13 +272,13 @@ class Bulkhead(Policy):
         """
         c = self.config
         new = BulkheadConfig(
-            c.max_concurrent if max_concurrent is None else max_concurrent,
+            c.max_in_flight if max_in_flight is None else max_in_flight,
             c.max_waiting if max_waiting is None else max_waiting,
             c.max_wait if max_wait is None else max_wait,
             c.name,
         )
         with self._lock:
-            change = new.max_concurrent - c.max_concurrent
+            change = new.max_in_flight - c.max_in_flight
             for _ in range(-change):  # fewer slots: take free ones away, owe the rest
                 try:
                     self._free.pop()
@@ -292,15 +300,15 @@ class Bulkhead(Policy):
             c = self.config
             return BulkheadMetrics(
                 c.name,
-                c.max_concurrent,
-                c.max_concurrent - len(self._free) + self._debt,
+                c.max_in_flight,
+                c.max_in_flight - len(self._free) + self._debt,
                 len(self._waiters),
                 self._rejected_queue_full,
                 self._rejected_wait_timeout,
             )
 
     def _full(self, reason: str) -> BulkheadFullError:
-        return BulkheadFullError(self.config.name, self.config.max_concurrent, reason)
+        return BulkheadFullError(self.config.name, self.config.max_in_flight, reason)
 
     def _budget(self, now: float) -> float:
         """How long a call arriving at ``now`` may wait: ``max_wait``, cut at the deadline."""
@@ -546,16 +554,17 @@ class KeyedBulkhead:
 
     __slots__ = ("_by_key", "_clock", "_lock", "config")
 
+    @renamed_keywords("KeyedBulkhead", RENAMED)
     def __init__(
         self,
-        max_concurrent: int,
+        max_in_flight: int,
         *,
         max_waiting: int = 0,
         max_wait: float = 1.0,
         name: str = "bulkhead",
         clock: Clock = MONOTONIC,
     ) -> None:
-        self.config = BulkheadConfig(max_concurrent, max_waiting, max_wait, name)
+        self.config = BulkheadConfig(max_in_flight, max_waiting, max_wait, name)
         """The validated settings each key's bulkhead gets (its name gains ``[key]``)."""
         self._clock = clock
         self._lock = threading.Lock()
@@ -570,7 +579,7 @@ class KeyedBulkhead:
                 if bulkhead is None:
                     c = self.config
                     bulkhead = Bulkhead(
-                        c.max_concurrent,
+                        c.max_in_flight,
                         max_waiting=c.max_waiting,
                         max_wait=c.max_wait,
                         name=f"{c.name}[{key}]",

@@ -50,16 +50,16 @@ class BulkheadFullError(SeawallError):
 
     Attributes:
         name: the bulkhead's (or keyed pool's) name.
-        max_concurrent: the concurrency limit that was reached.
+        max_in_flight: the limit of calls in flight that was reached.
         reason: ``"queue_full"`` or ``"wait_timeout"``.
     """
 
-    def __init__(self, name: str, max_concurrent: int, reason: str) -> None:
+    def __init__(self, name: str, max_in_flight: int, reason: str) -> None:
         self.name = name
-        self.max_concurrent = max_concurrent
+        self.max_in_flight = max_in_flight
         self.reason = reason
         super().__init__(
-            f"bulkhead {name!r} is full ({max_concurrent} concurrent calls; {reason})"
+            f"bulkhead {name!r} is full ({max_in_flight} calls in flight; {reason})"
         )
 
 

@@ -25,13 +25,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import ConfigError, MeshConfig, load_mesh
+from ..config.effective import (
+    IDEMPOTENT,
+    breaker_settings,
+    budget_settings,
+    hedge_settings,
+    outlier_settings,
+    rate_limit_settings,
+    retry_settings,
+)
 from ..config.model import (
     AuthorizationConfig,
-    BackoffConfig,
     BulkheadConfig,
     DestinationPolicy,
     EndpointConfig,
-    RetryConfig,
     RouteConfig,
 )
 
@@ -40,39 +47,8 @@ __all__ = ["SPEC_VERSION", "EndpointSpec", "destination_spec", "main", "sidecar_
 SPEC_VERSION = 1
 """Bumped when the document's shape changes; the core refuses another version."""
 
-IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
-GATEWAY_STATUSES = (502, 503, 504)
-
 EndpointSpec = dict[str, Any]
 """``{"address", "port", "subset", "weight"}``: one instance of a destination."""
-
-
-def _backoff(conf: BackoffConfig) -> dict[str, Any]:
-    return {"jitter": conf.jitter, "base": conf.base, "max": conf.max}
-
-
-def _retry(retry: RetryConfig, *, single: bool = False) -> dict[str, Any]:
-    """A route's effective retry policy: the conditions as sets the core tests directly."""
-    statuses: set[int] = set()
-    for cond in retry.on:
-        if cond == "5xx":
-            statuses.update(range(500, 600))
-        elif cond == "gateway-error":
-            statuses.update(GATEWAY_STATUSES)
-        elif isinstance(cond, int):
-            statuses.add(cond)
-    broad = "gateway-error" in retry.on or "5xx" in retry.on
-    methods = sorted({*IDEMPOTENT, *(m.upper() for m in retry.methods)})
-    return {
-        "attempts": 1 if single else retry.attempts,
-        "statuses": [] if single else sorted(statuses),
-        # the connection failed after it was made, before a response head
-        "on_reset": not single and ("reset" in retry.on or broad),
-        # no connection could be made
-        "on_connect_failure": not single and ("connect-failure" in retry.on or broad),
-        "backoff": _backoff(retry.backoff),
-        "methods": methods,
-    }
 
 
 def _route(index: int, policy: DestinationPolicy, rc: RouteConfig) -> dict[str, Any]:
@@ -101,7 +77,7 @@ def _route(index: int, policy: DestinationPolicy, rc: RouteConfig) -> dict[str, 
             ],
         },
         "timeout": policy.timeout_for(rc),
-        "retry": _retry(policy.retry_for(rc)),
+        "retry": retry_settings(policy.retry_for(rc)),
         "split": None if rc.split is None else [[k, v] for k, v in rc.split.items()],
         "mirror": None
         if rc.mirror is None
@@ -131,8 +107,20 @@ def destination_spec(
     Inbound (the local app), the caller's sidecar has retried already: one
     attempt, no breaker, budget or outlier detection.
     """
-    svc = config.services[name]
     policy = config.policy_for(name)
+    ext = config.external.get(name)
+    tls = None
+    if ext is not None:  # a host outside the mesh, by its own name: never pushed
+        endpoints = [_endpoint(ext.host, ext.effective_port())]
+        if ext.tls:
+            tls = {"server_name": ext.server_name or ext.host, "ca_file": ext.ca_file}
+        spec = _destination(name, policy, endpoints, inbound=False, external=True, tls=tls)
+        # the real host's name goes upstream (virtual hosting, the certificate's name)
+        default_port = 443 if ext.tls else 80
+        port = ext.effective_port()
+        spec["authority"] = ext.host if port == default_port else f"{ext.host}:{port}"
+        return spec
+    svc = config.services[name]
     if inbound:
         endpoints = [_endpoint(svc.host, svc.port)]
     elif pushed is not None:  # the control plane's registry is the truth, even when empty
@@ -141,39 +129,36 @@ def destination_spec(
         endpoints = _config_endpoints(svc.endpoints)
     else:  # the destination's inbound sidecar on the same host
         endpoints = [_endpoint(svc.host, svc.sidecar.inbound)]
-    cb, o, b, bh = policy.circuit_breaker, policy.outlier, policy.retry.budget, policy.bulkhead
-    breaker = None
-    if cb.enabled and not inbound:
-        breaker = {
-            "window_type": cb.window.type,
-            "window_size": cb.window.size,
-            "minimum_calls": cb.minimum_calls,
-            "failure_rate": cb.failure_rate,
-            "slow_call_duration": cb.slow_call.duration if cb.slow_call else None,
-            "slow_call_rate": cb.slow_call.rate if cb.slow_call else 100.0,
-            "open_for": cb.open_for,
-            "open_multiplier": cb.open_multiplier,
-            "max_open_for": max(cb.max_open_for, cb.open_for),
-            "half_open_calls": cb.half_open_calls,
-        }
-    outlier = None
-    if o.enabled and not inbound:
-        outlier = {
-            "consecutive_5xx": o.consecutive_5xx,
-            "consecutive_gateway_errors": o.consecutive_gateway_errors,
-            "consecutive_local_origin_failures": getattr(
-                o, "consecutive_local_origin_failures", None
-            ),
-            "interval": o.interval or 10.0,
-            "ejection": o.ejection,
-            "max_ejection": o.max_ejection,
-            "max_ejected": o.max_ejected,
-        }
+    spec = _destination(name, policy, endpoints, inbound=inbound)
+    if inbound and svc.rate_limit is not None:  # the service's own limit, per caller
+        spec["rate_limit"] = rate_limit_settings(svc.rate_limit)
+    return spec
+
+
+def _destination(
+    name: str,
+    policy: DestinationPolicy,
+    endpoints: list[EndpointSpec],
+    *,
+    inbound: bool,
+    external: bool = False,
+    tls: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A destination's spec from its policy: the caller's side of it (breaker, budget,
+    outlier, routes, hedging, rate limit) only outbound."""
+    bh = policy.bulkhead
+    # the caller's side of a policy, outbound only: the caller's sidecar has
+    # retried already when a request reaches the app
+    outbound = not inbound
     return {
         "name": name,
         "inbound": inbound,
         # its endpoints are sidecars: mTLS to them when this sidecar has an identity
-        "mesh": not inbound,
+        "mesh": not inbound and not external,
+        "external": external,
+        "tls": tls,
+        "hedge": hedge_settings(policy.hedge) if outbound else None,
+        "rate_limit": rate_limit_settings(policy.rate_limit) if outbound else None,
         "endpoints": endpoints,
         "load_balancer": policy.load_balancer,
         # the request timeout covers every attempt; each attempt may have a shorter one
@@ -183,12 +168,10 @@ def destination_spec(
         "connect_timeout": policy.connect_timeout,
         "upgrades": list(policy.upgrades),
         "tunnel_idle_timeout": policy.tunnel_idle_timeout,
-        "retry": _retry(policy.retry, single=inbound),
-        "budget": None
-        if inbound
-        else {"ratio": b.ratio, "min_per_second": b.min_per_second, "ttl": b.ttl},
-        "breaker": breaker,
-        "outlier": outlier,
+        "retry": retry_settings(policy.retry, single=inbound),
+        "budget": budget_settings(policy.retry.budget) if outbound else None,
+        "breaker": breaker_settings(policy.circuit_breaker) if outbound else None,
+        "outlier": outlier_settings(policy.outlier) if outbound else None,
         "bulkhead": {
             "max_connections": bh.max_connections,
             "max_pending": bh.max_pending,
@@ -314,7 +297,8 @@ def sidecar_spec(
         "authorization": _authorization(svc.authorization, svc.mtls == "strict"),
         "inbound": destination_spec(config, service, inbound=True),
         "destinations": [
-            destination_spec(config, name, pushed=endpoints) for name in config.services
+            destination_spec(config, name, pushed=endpoints)
+            for name in (*config.services, *config.external)
         ],
         "egress": egress_spec(config),
         # the whole config, every default filled in, for the admin /config page
