@@ -133,3 +133,13 @@ def test_diff_says_what_a_tls_change_resets() -> None:
     assert [c.resets for c in diff(before, gone) if c.path == "external.stripe"] == [
         ("stripe: everything (no longer declared)",)
     ]
+
+
+def test_a_renamed_key_says_its_new_name() -> None:
+    found = errors(doc(policies={"orders": {"outlier": {"ejection": "10s", "max_ejected": 20}}}))
+    assert found == [
+        ("policies.orders.outlier.ejection",
+         "unknown key (renamed 'base_ejection': the name seawall.policy uses too)"),
+        ("policies.orders.outlier.max_ejected",
+         "unknown key (renamed 'max_ejected_percent': the name seawall.policy uses too)"),
+    ]  # fmt: skip

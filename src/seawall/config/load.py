@@ -348,7 +348,17 @@ def _issue(error: ErrorDetails, loc: tuple[Any, ...], raw: object, parsed: Parse
     return ConfigIssue(path, message, got, parsed.line_of(loc))
 
 
+# Keys renamed so that mesh.yaml and seawall.policy say the same thing (issue 14):
+# (section, old key) -> new key.
+_RENAMED = {
+    ("outlier", "ejection"): "base_ejection",
+    ("outlier", "max_ejected"): "max_ejected_percent",
+}
+
+
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    if len(loc) >= 2 and (new := _RENAMED.get((str(loc[-2]), str(loc[-1])))):
+        return f" (renamed {new!r}: the name seawall.policy uses too)"
     fields = _fields_at(loc[:-1])
     close = difflib.get_close_matches(str(loc[-1]), fields, n=1) if fields else []
     return f" (did you mean {close[0]!r}?)" if close else ""
