@@ -54,10 +54,11 @@ from seawall.policy.bulkhead import _GRANTED, _WAITING, Bulkhead, _Waiter
 from seawall.policy.deadline import _DEADLINE
 from seawall.policy.errors import BulkheadFullError, CircuitOpenError
 from seawall.policy.outlier import OutlierDetector
+from seawall.policy.ratelimit import RateLimiter
 from seawall.policy.split import WeightedSplit, choose_subset
 
 CORPUS = Path(__file__).parent / "corpus"
-POLICIES = ("breaker", "budget", "bulkhead", "backoff", "outlier", "split")
+POLICIES = ("breaker", "budget", "bulkhead", "backoff", "outlier", "split", "ratelimit")
 
 Obs = dict[str, Any]
 Step = dict[str, Any]
@@ -350,6 +351,35 @@ def _budget_step(b: Any, step: Step, now: float) -> Obs:
     if op == "reconfigure":
         return _refused(step, lambda: b.reconfigure(**step["settings"]))
     raise AssertionError(f"unknown budget op {op!r}")
+
+
+class PyRateLimit:
+    """``seawall.policy.RateLimiter`` as the sidecar uses it (``max_wait=0``)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.r = RateLimiter(**config, max_wait=0.0)
+
+    def step(self, step: Step, now: float) -> Obs:
+        return _ratelimit_step(self.r, step, now)
+
+
+class RsRateLimit:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.r = _native.RateLimiter(**config)
+
+    def step(self, step: Step, now: float) -> Obs:
+        return _ratelimit_step(self.r, step, now)
+
+
+def _ratelimit_step(r: Any, step: Step, now: float) -> Obs:
+    op = step["op"]
+    if op == "try_acquire":
+        return {"allowed": r.try_acquire(now)}
+    if op == "retry_after":
+        return {"value": r.retry_after(now)}
+    if op == "available":
+        return {"value": r.available(now)}
+    raise AssertionError(f"unknown ratelimit op {op!r}")
 
 
 class _BulkheadDriver:
@@ -662,6 +692,7 @@ DRIVERS: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[dict[str, An
     "backoff": (PyBackoff, RsBackoff),
     "outlier": (PyOutlier, RsOutlier),
     "split": (PySplit, RsSplit),
+    "ratelimit": (PyRateLimit, RsRateLimit),
 }
 
 
@@ -1129,3 +1160,23 @@ def test_outlier_detectors_agree_on_random_runs(run_: tuple[dict[str, Any], list
 def test_splits_agree_on_random_draws(weights: list[float], draws: list[float]) -> None:
     config = {"weights": [[f"v{i}", w] for i, w in enumerate(weights)]}
     _run_random("split", config, [{"op": "choose", "draw": d} for d in [*draws, 0.0, 1 - 2**-53]])
+
+
+@RANDOM_SETTINGS
+@given(
+    rate=st.sampled_from([0.1, 0.3, 1.0, 2.5, 7.0, 100.0]),
+    burst=st.one_of(st.none(), st.sampled_from([1.0, 1.5, 2.0, 5.0, 40.0])),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["try_acquire", "try_acquire", "try_acquire", "retry_after",
+                             "available"]),
+            st.one_of(st.just(0.0), TIMES.map(lambda t: t / 10), TIMES.map(lambda t: -t / 20)),
+        ),
+        max_size=80,
+    ),
+)  # fmt: skip
+def test_rate_limiters_agree_on_random_runs(
+    rate: float, burst: float | None, ops: list[tuple[str, float]]
+) -> None:
+    config: dict[str, Any] = {"rate": rate} if burst is None else {"rate": rate, "burst": burst}
+    _run_random("ratelimit", config, [{"op": op, "tick": tick} for op, tick in ops])

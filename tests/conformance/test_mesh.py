@@ -65,7 +65,7 @@ from seawall.policy.retry import Retry
 from seawall.proxy.spec import destination_spec
 
 MESH = CORPUS / "mesh"
-TWINS = ("breaker", "budget", "bulkhead", "backoff", "outlier", "split")
+TWINS = ("breaker", "budget", "bulkhead", "backoff", "outlier", "split", "ratelimit")
 JITTERS = {
     Exponential: "none",
     ExponentialFullJitter: "full",
@@ -118,6 +118,10 @@ def python_side(mesh: MeshConfig, route: int | None) -> dict[str, dict[str, Any]
                 "ttl": b.ttl,
                 "buckets": b.buckets,
             }
+        if dest.rate_limiter is not None:
+            rl = dest.rate_limiter.config
+            assert rl.max_wait == 0.0  # refused at once, as the sidecar does
+            twins["ratelimit"] = {"rate": rl.rate, "burst": rl.burst}
         c = dest.bulkhead.config
         twins["bulkhead"] = {
             "max_in_flight": c.max_in_flight,
@@ -165,6 +169,8 @@ def rust_side(mesh: MeshConfig, route: int | None) -> dict[str, dict[str, Any]]:
         twins["breaker"] = dict(breaker.settings)
     if spec["budget"] is not None:
         twins["budget"] = dict(_native.RetryBudget(**spec["budget"]).settings)
+    if spec["rate_limit"] is not None:
+        twins["ratelimit"] = dict(_native.RateLimiter(**spec["rate_limit"]).settings)
     in_flight = _native.Bulkhead(spec["bulkhead"]["max_in_flight"], max_waiting=0, max_wait=0.0)
     twins["bulkhead"] = dict(in_flight.settings)
     retry = spec["retry"] if route is None else spec["routes"][route]["retry"]

@@ -21,6 +21,9 @@
 //!   `WeightedSplit.choose`, in order (then the last again); `drawn` counts them.
 //! * `OutlierDetector(endpoints=(), *, consecutive_5xx=5, ...)` keyed by `str`.
 //! * `WeightedSplit(weights)`: `pick(draw)`, `choose(rng)`.
+//! * `RateLimiter(rate, burst=None)`: the token bucket of
+//!   `seawall.policy.RateLimiter`, told the time: `try_acquire(now)`,
+//!   `retry_after(now)`, `available(now)`.
 //!
 //! Invalid settings raise `ValueError` naming the setting, as in Python.
 use std::num::NonZeroU32;
@@ -37,6 +40,7 @@ use seawall_policy::breaker::{
 use seawall_policy::budget::{BudgetConfig, RetryBudget};
 use seawall_policy::bulkhead::{Admission, Bulkhead, BulkheadConfig};
 use seawall_policy::outlier::{OutlierConfig, OutlierDetector, OutlierSnapshot, ReasonCounts};
+use seawall_policy::ratelimit::TokenBucket;
 use seawall_policy::rng::{Random, Sequence};
 use seawall_policy::split::WeightedSplit;
 
@@ -50,6 +54,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyScriptedRandom>()?;
     m.add_class::<PyOutlierDetector>()?;
     m.add_class::<PyWeightedSplit>()?;
+    m.add_class::<PyRateLimiter>()?;
     Ok(())
 }
 
@@ -996,5 +1001,51 @@ impl PyWeightedSplit {
     /// A subset, drawing once from `rng`.
     fn choose(&self, mut rng: PyRefMut<'_, PyScriptedRandom>) -> String {
         self.inner.choose(&mut *rng).to_owned()
+    }
+}
+
+// ---------------------------------------------------------------- rate limiter
+
+/// `seawall_policy::ratelimit::TokenBucket`, with `seawall.policy.RateLimiter`'s
+/// constructor (`burst` defaults to `max(1, rate)`).
+#[pyclass(module = "seawall._native", name = "RateLimiter")]
+struct PyRateLimiter {
+    inner: TokenBucket,
+}
+
+#[pymethods]
+impl PyRateLimiter {
+    #[new]
+    #[pyo3(signature = (rate, burst = None))]
+    fn new(rate: f64, burst: Option<f64>) -> PyResult<Self> {
+        let burst = burst.unwrap_or(rate.max(1.0));
+        Ok(Self {
+            inner: TokenBucket::new(rate, burst).map_err(value_error)?,
+        })
+    }
+
+    /// The settings, as the constructor's keywords.
+    #[getter]
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (rate, burst) = self.inner.settings();
+        let d = PyDict::new(py);
+        d.set_item("rate", rate)?;
+        d.set_item("burst", burst)?;
+        Ok(d)
+    }
+
+    /// Take one token if there is one at `now`.
+    fn try_acquire(&mut self, now: f64) -> bool {
+        self.inner.try_acquire(now)
+    }
+
+    /// Seconds from `now` until a token is there (0 if one is).
+    fn retry_after(&mut self, now: f64) -> f64 {
+        self.inner.retry_after(now)
+    }
+
+    /// Tokens in the bucket at `now`.
+    fn available(&mut self, now: f64) -> f64 {
+        self.inner.available(now)
     }
 }

@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
 pub mod outlier;
+pub mod ratelimit;
 pub mod rng;
 pub mod split;
 pub mod window;

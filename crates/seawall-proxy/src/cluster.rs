@@ -381,10 +381,13 @@ impl Cluster {
             Some(tls) => Some(OriginTls::new(&name, tls, metrics)?),
             None => None,
         };
-        let limiter = spec
-            .rate_limit
-            .as_ref()
-            .map(|r| Limiter::new(r, spec.inbound));
+        let limiter = match &spec.rate_limit {
+            None => None,
+            Some(r) => Some(
+                Limiter::new(r, spec.inbound)
+                    .map_err(|e| BuildError(format!("{name}: rate_limit: {e}")))?,
+            ),
+        };
         let m_breaker_state =
             State::ALL.map(|s| metrics.breaker_state.labels(&[&name, s.as_str()]));
         if breaker.is_some() {
@@ -607,8 +610,11 @@ impl Cluster {
             let mut limiter = lock(&self.limiter);
             match (limiter.as_mut(), &new.rate_limit) {
                 // the tokens saved carry over, up to the new burst
-                (Some(l), Some(spec)) => l.set(spec, self.clock.now()),
-                (_, Some(spec)) => *limiter = Some(Limiter::new(spec, self.inbound)),
+                // (the spec's bounds were checked: these cannot fail)
+                (Some(l), Some(spec)) => {
+                    let _ = l.set(spec, self.clock.now());
+                }
+                (_, Some(spec)) => *limiter = Limiter::new(spec, self.inbound).ok(),
                 (_, None) => *limiter = None,
             }
         }

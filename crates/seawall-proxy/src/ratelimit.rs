@@ -1,6 +1,8 @@
-//! Rate limits on the wire (`rate_limit` in mesh.yaml): token buckets, as
-//! `seawall.policy.RateLimiter` with `max_wait=0` (a request over the limit is
-//! refused at once, never queued).
+//! Rate limits on the wire (`rate_limit` in mesh.yaml): token buckets
+//! (`seawall_policy::ratelimit::TokenBucket`, the twin of
+//! `seawall.policy.RateLimiter`, held equal by the conformance corpus), used
+//! as `RateLimiter(max_wait=0)` is: a request over the limit is refused at
+//! once, never queued.
 //!
 //! Outbound (`policies.X.rate_limit`), one bucket for every call this sidecar
 //! makes to X. Inbound (`services.X.rate_limit`), one bucket per caller
@@ -9,6 +11,8 @@
 //!
 //! Sans-I/O: told the time, never reads a clock.
 use std::collections::HashMap;
+
+use seawall_policy::ratelimit::{RateLimitError, TokenBucket};
 
 use crate::spec;
 
@@ -20,62 +24,6 @@ const MAX_CALLERS: usize = 4096;
 /// The key of the callers without an identity.
 pub const UNAUTHENTICATED: &str = "";
 
-/// One token bucket: `rate` tokens a second, at most `burst` saved up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    updated: Option<f64>,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Bucket {
-            rate,
-            burst,
-            tokens: burst,
-            updated: None,
-        }
-    }
-
-    fn refill(&mut self, now: f64) {
-        if let Some(then) = self.updated {
-            let earned = (now - then).max(0.0) * self.rate;
-            self.tokens = (self.tokens + earned).min(self.burst);
-        }
-        self.updated = Some(match self.updated {
-            Some(then) => then.max(now),
-            None => now,
-        });
-    }
-
-    /// Take one token at `now`; `Err(seconds)`: none there, and one will be
-    /// after that long.
-    pub fn take(&mut self, now: f64) -> Result<(), f64> {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
-        }
-        Err((1.0 - self.tokens) / self.rate)
-    }
-
-    fn is_full(&mut self, now: f64) -> bool {
-        self.refill(now);
-        self.tokens >= self.burst
-    }
-
-    /// New settings: the tokens saved stay, up to the new burst.
-    fn set(&mut self, rate: f64, burst: f64, now: f64) {
-        self.refill(now);
-        self.rate = rate;
-        self.burst = burst;
-        self.tokens = self.tokens.min(burst);
-    }
-}
-
 /// The rate limit of one destination (outbound) or of the local service
 /// (inbound, `per_caller`).
 #[derive(Debug)]
@@ -83,17 +31,18 @@ pub struct Limiter {
     rate: f64,
     burst: f64,
     per_caller: bool,
-    buckets: HashMap<String, Bucket>,
+    buckets: HashMap<String, TokenBucket>,
 }
 
 impl Limiter {
-    pub fn new(spec: &spec::RateLimit, per_caller: bool) -> Self {
-        Limiter {
+    pub fn new(spec: &spec::RateLimit, per_caller: bool) -> Result<Self, RateLimitError> {
+        TokenBucket::new(spec.rate, spec.burst)?; // the settings, checked once
+        Ok(Limiter {
             rate: spec.rate,
             burst: spec.burst,
             per_caller,
             buckets: HashMap::new(),
-        }
+        })
     }
 
     /// Admit one request from `caller` at `now`; `Err(seconds)` until a
@@ -104,26 +53,35 @@ impl Limiter {
         } else {
             UNAUTHENTICATED
         };
-        if let Some(bucket) = self.buckets.get_mut(key) {
-            return bucket.take(now);
+        if !self.buckets.contains_key(key) {
+            if self.buckets.len() >= MAX_CALLERS {
+                self.buckets.retain(|_, b| !b.is_full(now));
+            }
+            let Ok(bucket) = TokenBucket::new(self.rate, self.burst) else {
+                return Ok(()); // checked in new() and set(): cannot happen
+            };
+            self.buckets.insert(key.to_owned(), bucket);
         }
-        if self.buckets.len() >= MAX_CALLERS {
-            self.buckets.retain(|_, b| !b.is_full(now));
+        let Some(bucket) = self.buckets.get_mut(key) else {
+            return Ok(());
+        };
+        if bucket.try_acquire(now) {
+            Ok(())
+        } else {
+            Err(bucket.retry_after(now))
         }
-        let mut bucket = Bucket::new(self.rate, self.burst);
-        let taken = bucket.take(now);
-        self.buckets.insert(key.to_owned(), bucket);
-        taken
     }
 
     /// New settings (a new config): every caller keeps what it has saved, up
     /// to the new burst.
-    pub fn set(&mut self, spec: &spec::RateLimit, now: f64) {
+    pub fn set(&mut self, spec: &spec::RateLimit, now: f64) -> Result<(), RateLimitError> {
+        TokenBucket::new(spec.rate, spec.burst)?;
         self.rate = spec.rate;
         self.burst = spec.burst;
         for b in self.buckets.values_mut() {
-            b.set(spec.rate, spec.burst, now);
+            b.reconfigure(spec.rate, spec.burst, now)?;
         }
+        Ok(())
     }
 }
 
@@ -142,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate() {
-        let mut l = Limiter::new(&limit(2.0, 3.0), false);
+        let mut l = Limiter::new(&limit(2.0, 3.0), false).expect("valid");
         for _ in 0..3 {
             assert_eq!(l.admit(None, 10.0), Ok(()));
         }
@@ -160,7 +118,7 @@ mod tests {
 
     #[test]
     fn inbound_each_caller_has_its_own_bucket() {
-        let mut l = Limiter::new(&limit(1.0, 1.0), true);
+        let mut l = Limiter::new(&limit(1.0, 1.0), true).expect("valid");
         assert_eq!(l.admit(Some("orders"), 0.0), Ok(()));
         assert!(l.admit(Some("orders"), 0.0).is_err());
         assert_eq!(l.admit(Some("gateway"), 0.0), Ok(()));
@@ -170,32 +128,32 @@ mod tests {
             "callers without an identity share one"
         );
         // outbound: one bucket whoever calls
-        let mut one = Limiter::new(&limit(1.0, 1.0), false);
+        let mut one = Limiter::new(&limit(1.0, 1.0), false).expect("valid");
         assert_eq!(one.admit(Some("a"), 0.0), Ok(()));
         assert!(one.admit(Some("b"), 0.0).is_err());
     }
 
     #[test]
     fn a_new_limit_keeps_what_was_saved_up_to_the_new_burst() {
-        let mut l = Limiter::new(&limit(1.0, 10.0), false);
+        let mut l = Limiter::new(&limit(1.0, 10.0), false).expect("valid");
         for _ in 0..9 {
             assert_eq!(l.admit(None, 0.0), Ok(()));
         }
-        l.set(&limit(1.0, 5.0), 0.0);
+        l.set(&limit(1.0, 5.0), 0.0).expect("valid");
         assert_eq!(l.admit(None, 0.0), Ok(()), "one token was left");
         assert!(l.admit(None, 0.0).is_err(), "not a fresh bucket");
-        l.set(&limit(100.0, 5.0), 0.0);
+        l.set(&limit(100.0, 5.0), 0.0).expect("valid");
         assert_eq!(l.admit(None, 0.01), Ok(()), "the new rate refills");
     }
 
     #[test]
     fn the_callers_kept_are_bounded() {
-        let mut l = Limiter::new(&limit(1.0, 1.0), true);
+        let mut l = Limiter::new(&limit(1.0, 1.0), true).expect("valid");
         for i in 0..(MAX_CALLERS + 10) {
             let _ = l.admit(Some(&format!("c{i}")), i as f64 * 0.001);
         }
         assert!(l.buckets.len() <= MAX_CALLERS + 1);
-        let mut l = Limiter::new(&limit(1.0, 1.0), true);
+        let mut l = Limiter::new(&limit(1.0, 1.0), true).expect("valid");
         for i in 0..MAX_CALLERS {
             let _ = l.admit(Some(&format!("c{i}")), 0.0);
         }
