@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,6 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "proxy"))
+from backends import free_ports  # noqa: E402 - tests/proxy's helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "first-mesh.md"
@@ -84,18 +86,6 @@ class Step:
     status: int | None = None
     failures: list[tuple[int, str]] = field(default_factory=list)  # (status, command)
 
-
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _substitute(text: str, ports: dict[int, int]) -> str:
@@ -349,7 +339,7 @@ def shell(tmp_path: Path) -> Iterator[tuple[Shell, Path]]:
 def test_the_first_mesh_guide_runs_as_written(shell: tuple[Shell, Path]) -> None:
     sh, cwd = shell
     PORT_MAP.clear()
-    PORT_MAP.update(zip(PORTS, _free_ports(len(PORTS)), strict=True))
+    PORT_MAP.update(zip(PORTS, free_ports(len(PORTS)), strict=True))
     steps = _steps(GUIDE.read_text(), PORT_MAP)
     showing = [step for step in steps if step.shown is not None]
     assert len(showing) == len(EXPECT), "a shown output without its check, or the reverse"

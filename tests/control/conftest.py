@@ -23,14 +23,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from etcd_server import EtcdServer
-from store_backends import Backend, EtcdBackend, SqliteBackend
 
-from seawall.control.store import Store
-
-# The mesh tests reuse the sidecar tests' scripted backends (tests/proxy/backends.py).
+# The mesh tests reuse the sidecar tests' scripted backends and free_ports
+# (tests/proxy/backends.py), etcd_server too: on the path before it is imported.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 
+from etcd_server import EtcdServer  # noqa: E402
+from store_backends import Backend, EtcdBackend, SqliteBackend  # noqa: E402
+
+from seawall.control.store import Store  # noqa: E402
 
 
 @pytest.fixture

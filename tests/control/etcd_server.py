@@ -18,12 +18,13 @@ import contextlib
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from backends import free_ports  # tests/proxy, on sys.path (conftest)
 
 INSTALL_HINT = "install it with `bash scripts/install_etcd.sh` (`make test` does)"
 
@@ -34,20 +35,6 @@ def etcd_executable() -> str:
     if found is None:
         raise RuntimeError(f"etcd is not on PATH: {INSTALL_HINT}")
     return found
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 right now (bound to 0, then released)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class EtcdServer:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.server
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -644,3 +647,17 @@ class RawConn:
             return self.response(timeout=timeout)
         except (EOFError, ConnectionError):
             return None
+
+
+def serve_https(
+    handler: type[http.server.BaseHTTPRequestHandler], cert: Path, key: Path
+) -> http.server.ThreadingHTTPServer:
+    """An HTTPS server on 127.0.0.1 (a free port: ``server_address[1]``) with this
+    certificate, serving ``handler`` on a thread of its own until ``shutdown()``:
+    what a host outside the mesh looks like to an app."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -25,10 +25,8 @@ import http.server
 import itertools
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from backends import (
     Ok,
     _Context,
     free_ports,
+    serve_https,
     wait_until,
 )
 from conftest import OFF, Mesh, SidecarProcess
@@ -115,12 +114,8 @@ class PaymentProvider:
                 pass
 
         self.seen = seen
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_https(Handler, cert, key)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -18,13 +18,12 @@ import http.server
 import json
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from backends import Backend, BackendLoop, Echo, RawConn, wait_until
+from backends import Backend, BackendLoop, Echo, RawConn, serve_https, wait_until
 from conftest import Mesh, SidecarProcess
 
 
@@ -164,13 +163,8 @@ class TlsServer:
                 pass
 
         self.seen = seen
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, self.key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_https(Handler, self.cert, self.key)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def client(self, proxy: str) -> httpx.Client:
         """An httpx client behind HTTPS_PROXY (the sidecar) that trusts this server."""
