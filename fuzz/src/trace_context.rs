@@ -11,10 +11,11 @@
 //!   version rules of §3.2.4), with the same fields; a value it accepts is
 //!   written back byte for byte (version 00) or as its four fields (a
 //!   higher version), and that parses to the same value; a child keeps the
-//!   trace, changes the span, and clears the reserved flags;
+//!   trace, changes the span, keeps the `sampled` and `random` flags and
+//!   clears the reserved ones (Level 2);
 //! - `TraceState::parse_fields` accepts exactly what the reference does
-//!   (the key and value grammars of §3.3.1 as regular expressions, 32
-//!   members, no duplicate key), with the same entries in order; its text is
+//!   (Level 2's key grammar and the value grammar as regular expressions,
+//!   32 members, a repeated key kept), with the same entries in order; its text is
 //!   canonical and parses to itself; `with_entry` and `truncated` keep the
 //!   bounds they promise and re-parse;
 //! - `continue_trace` continues exactly one valid `traceparent` (several
@@ -62,7 +63,7 @@ pub fn check(data: &[u8]) {
             let child = p.child(&mut rng);
             assert_eq!(child.trace_id(), p.trace_id());
             assert_ne!(child.parent_id(), p.parent_id());
-            assert_eq!((child.version(), child.flags()), (0, p.flags() & 1));
+            assert_eq!((child.version(), child.flags()), (0, p.flags() & 3));
             assert_eq!(TraceParent::parse(&child.encode()), Some(child));
         }
         (None, None) => {}
@@ -129,6 +130,10 @@ pub fn check(data: &[u8]) {
         } else {
             assert_eq!(continued.tracestate, None);
             assert!(continued.traceparent.sampled());
+            assert!(
+                continued.traceparent.random_trace_id(),
+                "a trace this hop starts is random"
+            );
         }
         assert_eq!(continued.traceparent.version(), 0);
         assert!(TraceParent::parse(&continued.traceparent.encode()).is_some());
@@ -154,6 +159,8 @@ fn mutations(s: &TraceState, size: usize) {
     );
     assert_eq!(TraceState::parse(added.as_str()).as_ref(), Some(&added));
     assert!(added.iter().skip(1).all(|e| s.iter().any(|f| f == e)));
+    // a repeated key received is replaced whole by this hop's entry
+    assert_eq!(added.iter().filter(|(k, _)| *k == "seawall").count(), 1);
     let cut = s.truncated(max);
     assert!(cut.as_str().len() <= max || cut.as_str() == s.as_str() && s.as_str().len() <= max);
     assert_eq!(TraceState::parse(cut.as_str()).as_ref(), Some(&cut));
@@ -205,11 +212,11 @@ fn reference_traceparent(value: &[u8]) -> Option<(u8, &[u8], &[u8], u8)> {
     Some((byte(fields[0])?, trace, span, byte(fields[3])?))
 }
 
-/// The key and value grammars of §3.3.1, as Python's `re` patterns.
+/// Level 2's key grammar and the value grammar, as Python's `re` patterns.
 fn grammar() -> &'static (Regex, Regex) {
     static GRAMMAR: OnceLock<(Regex, Regex)> = OnceLock::new();
     GRAMMAR.get_or_init(|| {
-        let key = r"^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})$";
+        let key = r"^[a-z0-9][a-z0-9_\-*/@]{0,255}$";
         let value = r"^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$";
         let build = |p: &str| {
             regex::bytes::RegexBuilder::new(p)
@@ -221,9 +228,9 @@ fn grammar() -> &'static (Regex, Regex) {
     })
 }
 
-/// `tracestate` fields as one list (§3.3: several fields are one list):
-/// members split on `,`, OWS trimmed, empty ones skipped; each `key=value`
-/// (split at the first `=`) in the grammar; no key twice; at most 32.
+/// `tracestate` fields as one list (several fields are one list): members
+/// split on `,`, OWS trimmed, empty ones skipped; each `key=value` (split at
+/// the first `=`) in the grammar; a key may repeat (Level 2); at most 32.
 fn reference_tracestate<'a>(fields: &[&'a [u8]]) -> Option<Vec<(&'a [u8], &'a [u8])>> {
     let (key_re, value_re) = grammar();
     let mut entries: Vec<(&[u8], &[u8])> = Vec::new();
@@ -237,7 +244,7 @@ fn reference_tracestate<'a>(fields: &[&'a [u8]]) -> Option<Vec<(&'a [u8], &'a [u
             if !key_re.is_match(key) || !value_re.is_match(value) {
                 return None;
             }
-            if entries.iter().any(|(k, _)| *k == key) || entries.len() == MAX_TRACESTATE_MEMBERS {
+            if entries.len() == MAX_TRACESTATE_MEMBERS {
                 return None;
             }
             entries.push((key, value));

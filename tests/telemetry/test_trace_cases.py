@@ -86,4 +86,5 @@ def test_continue_trace(case: dict[str, Any]) -> None:
     else:
         assert incoming is None or tp.trace_id != incoming.trace_id
     assert tp.version == 0
+    assert tp.flags == case["flags"]
     assert (ts.format() if ts is not None else None) == case["tracestate"]

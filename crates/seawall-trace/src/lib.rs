@@ -1,4 +1,4 @@
-//! seawall-trace: W3C Trace Context (Level 1) and correlation ids for the
+//! seawall-trace: W3C Trace Context (Level 2) and correlation ids for the
 //! Rust sidecar (see the workspace Cargo.toml for what each crate is for).
 //!
 //! The twin of `seawall.telemetry.tracecontext` and of step 3 of the Python
@@ -36,7 +36,7 @@ use http::HeaderName;
 pub use id::{SpanId, TraceId};
 pub use inbound::{continue_trace, Continued};
 pub use request_id::{new_request_id, REQUEST_ID_LEN};
-pub use traceparent::{TraceParent, FLAG_SAMPLED, TRACEPARENT_LEN};
+pub use traceparent::{TraceParent, FLAG_RANDOM, FLAG_SAMPLED, TRACEPARENT_LEN};
 pub use tracestate::{TraceState, TraceStateError, MAX_TRACESTATE_LENGTH, MAX_TRACESTATE_MEMBERS};
 
 /// The W3C `traceparent` header (sent in lower case, as the spec asks).

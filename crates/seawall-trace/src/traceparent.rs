@@ -1,8 +1,10 @@
 //! The `traceparent` header: which trace a request belongs to and its parent span.
 //!
 //! The twin of `seawall.telemetry.tracecontext.TraceParent`: the same parsing
-//! rules (W3C Trace Context Level 1, §3.2.2 "traceparent Header Field Values"
-//! and §3.2.4 "Versioning of traceparent"), the same `new` and `child`. The
+//! rules (W3C Trace Context, "traceparent Header Field Values" and
+//! "Versioning of traceparent"), the same `new` and `child`. Level 2's
+//! `random` flag is set on the traces this hop starts (their ids are drawn at
+//! random) and kept on the ones it continues. The
 //! parser is a few comparisons at fixed offsets and table lookups on the
 //! bytes; formatting writes 55 bytes into an array or a buffer, no allocation.
 
@@ -13,8 +15,16 @@ use seawall_policy::rng::Random;
 
 use crate::id::{hex_byte, hex_pair, SpanId, TraceId};
 
-/// The `sampled` bit of `trace-flags`; the only flag defined by version `00`.
+/// The `sampled` bit of `trace-flags`.
 pub const FLAG_SAMPLED: u8 = 0x01;
+
+/// The `random` bit of `trace-flags` (Trace Context Level 2): at least the
+/// right-most 7 bytes of the trace-id were drawn at random, so a hop may
+/// sample or shard on them.
+pub const FLAG_RANDOM: u8 = 0x02;
+
+/// The flags a hop propagates; the others are reserved and cleared.
+const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 
 /// Length of a version-`00` `traceparent` value: `vv-<32 hex>-<16 hex>-ff`.
 pub const TRACEPARENT_LEN: usize = 55;
@@ -95,8 +105,9 @@ impl TraceParent {
         parse(value.as_ref())
     }
 
-    /// Starts a trace: a new random trace-id and parent-id, version `00`, and
-    /// the `sampled` flag set to `sampled` (the recording decision).
+    /// Starts a trace: a new random trace-id and parent-id, version `00`, the
+    /// `random` flag set (the trace-id was drawn at random) and the `sampled`
+    /// flag set to `sampled` (the recording decision).
     pub fn new<R: Random + ?Sized>(rng: &mut R, sampled: bool) -> Self {
         let trace_id = TraceId::random(rng);
         let parent_id = SpanId::random(rng);
@@ -104,29 +115,36 @@ impl TraceParent {
             version: VERSION,
             trace_id,
             parent_id,
-            flags: if sampled { FLAG_SAMPLED } else { 0 },
+            flags: FLAG_RANDOM | if sampled { FLAG_SAMPLED } else { 0 },
         }
+    }
+
+    /// Whether the trace-id is random (the Level 2 `random` flag).
+    pub const fn random_trace_id(&self) -> bool {
+        self.flags & FLAG_RANDOM != 0
     }
 
     /// Continues this trace from a new span: the same trace-id, a new
     /// parent-id (never all zero, never this one), version `00`, and the
-    /// `sampled` flag kept.
+    /// `sampled` and `random` flags kept.
     ///
-    /// The other flag bits are reserved in version `00` and are cleared, as
-    /// the spec requires of the vendor that writes them (§3.2.2.5, "Other
-    /// Flags": vendors MUST set those to zero) and as the Python twin does.
+    /// The other flag bits are reserved and are cleared, as the spec requires
+    /// of the vendor that writes them ("Other Flags": vendors MUST set those
+    /// to zero) and as the Python twin does.
     pub fn child<R: Random + ?Sized>(&self, rng: &mut R) -> Self {
         self.child_with_sampled(rng, self.sampled())
     }
 
     /// Like [`TraceParent::child`] with the `sampled` flag set to `sampled`
-    /// (the spec allows changing it only together with the parent-id).
+    /// (the spec allows changing it only together with the parent-id); the
+    /// `random` flag is kept: the trace-id is the same.
     pub fn child_with_sampled<R: Random + ?Sized>(&self, rng: &mut R, sampled: bool) -> Self {
+        let random = self.flags & KNOWN_FLAGS & FLAG_RANDOM;
         Self {
             version: VERSION,
             trace_id: self.trace_id,
             parent_id: SpanId::random_other_than(rng, Some(self.parent_id)),
-            flags: if sampled { FLAG_SAMPLED } else { 0 },
+            flags: random | if sampled { FLAG_SAMPLED } else { 0 },
         }
     }
 

@@ -1,12 +1,18 @@
 //! The `tracestate` header: vendor entries, most recently updated first.
 //!
 //! The twin of `seawall.telemetry.tracecontext.TraceState`, with the same
-//! rules (W3C Trace Context Level 1, §3.3 "Tracestate Header" and §3.5
-//! "Mutating the tracestate Field"): at most 32 `key=value` members; a
-//! malformed member, a duplicate key or a 33rd member discards the whole
-//! header; spaces and tabs around members and empty members are ignored; a
-//! mutated key moves to the front; truncation removes whole entries, the
-//! ones longer than 128 characters first.
+//! rules (W3C Trace Context Level 2, "Tracestate Header" and "Mutating the
+//! tracestate Field"): at most 32 `key=value` members; a malformed member or
+//! a 33rd member discards the whole header; a key that appears twice is kept
+//! as received (Level 1 discarded the header; Level 2 forwards what it was
+//! given), and a key this hop mutates replaces every entry of that key;
+//! spaces and tabs around members and empty members are ignored; a mutated
+//! key moves to the front; truncation removes whole entries, the ones longer
+//! than 128 characters first.
+//!
+//! Keys follow Level 2's grammar: a lowercase letter or a digit, then up to
+//! 255 of `a-z 0-9 _ - * / @` (Level 1's `tenant@system` split, with its
+//! 241 + 14 character limits, is gone).
 //!
 //! A [`TraceState`] is its canonical header value (`k=v,k=v`, no whitespace),
 //! one `String`: parsing validates the members in place and allocates only
@@ -35,13 +41,11 @@ const LARGE_ENTRY: usize = 128;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum TraceStateError {
-    /// The key is not a lowercase `vendor` or `tenant@system` key.
+    /// The key does not follow the Level 2 grammar.
     InvalidKey,
     /// The value is not 1-256 printable ASCII characters without `,` or `=`,
     /// not ending in a space.
     InvalidValue,
-    /// The same key appears twice.
-    DuplicateKey,
     /// More than [`MAX_TRACESTATE_MEMBERS`] entries.
     TooManyMembers,
 }
@@ -50,14 +54,13 @@ impl fmt::Display for TraceStateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::InvalidKey => {
-                "tracestate key must be lowercase 'vendor' or 'tenant@system' per W3C \
-                 Trace Context (at most 256 characters)"
+                "tracestate key must be a lowercase letter or a digit, then up to 255 of \
+                 a-z 0-9 _ - * / @ (W3C Trace Context Level 2)"
             }
             Self::InvalidValue => {
                 "tracestate value must be 1-256 printable ASCII characters, without ',' \
                  or '=', not ending in a space"
             }
-            Self::DuplicateKey => "tracestate entries: duplicate key",
             Self::TooManyMembers => "tracestate entries: at most 32 members",
         })
     }
@@ -67,7 +70,8 @@ impl std::error::Error for TraceStateError {}
 
 /// A `tracestate` value: `(key, value)` entries in order, left to right.
 ///
-/// Keys are unique and follow the spec's grammar; values are 1 to 256
+/// Keys follow the spec's grammar (a key may appear more than once, as
+/// received; the first is the one [`TraceState::get`] reads); values are 1 to 256
 /// printable ASCII characters other than `,` and `=`, not ending in a space;
 /// at most 32 entries. Immutable: [`TraceState::with_entry`] and
 /// [`TraceState::without`] return new values. The default is empty.
@@ -95,10 +99,6 @@ impl<'a> Members<'a> {
 
     fn as_slice(&self) -> &[(&'a [u8], &'a [u8])] {
         self.items.get(..self.len).unwrap_or(&[])
-    }
-
-    fn contains_key(&self, key: &[u8]) -> bool {
-        self.as_slice().iter().any(|(k, _)| *k == key)
     }
 
     /// Appends an entry; `false` (and nothing added) when full.
@@ -167,44 +167,21 @@ fn formatted_len(entries: &[(&[u8], &[u8])]) -> usize {
     entries.iter().map(entry_len).sum::<usize>() + entries.len().saturating_sub(1)
 }
 
-/// `lcalpha / DIGIT / "_" / "-" / "*" / "/"`: the characters after a key's first.
+/// `lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`: Level 2's `keychar`.
 fn is_key_char(b: u8) -> bool {
-    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
-/// Level 1 key grammar, as Python's `_KEY`: a simple key
-/// (`[a-z][a-z0-9_\-*/]{0,255}`) or a multi-tenant key
-/// (`[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13}`).
+/// Level 2 key grammar, as Python's `_KEY`:
+/// `key = ( lcalpha / DIGIT ) 0*255( keychar )`.
 fn is_valid_key(key: &[u8]) -> bool {
-    match key.iter().position(|&b| b == b'@') {
-        None => match key {
-            [first, rest @ ..] => {
-                first.is_ascii_lowercase()
-                    && rest.len() <= 255
-                    && rest.iter().all(|&b| is_key_char(b))
-            }
-            [] => false,
-        },
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            let tenant_ok = match tenant {
-                [first, rest @ ..] => {
-                    matches!(first, b'a'..=b'z' | b'0'..=b'9')
-                        && rest.len() <= 240
-                        && rest.iter().all(|&b| is_key_char(b))
-                }
-                [] => false,
-            };
-            let system_ok = match system {
-                [first, rest @ ..] => {
-                    first.is_ascii_lowercase()
-                        && rest.len() <= 13
-                        && rest.iter().all(|&b| is_key_char(b))
-                }
-                [] => false,
-            };
-            tenant_ok && system_ok
+    match key {
+        [first, rest @ ..] => {
+            matches!(first, b'a'..=b'z' | b'0'..=b'9')
+                && rest.len() <= 255
+                && rest.iter().all(|&b| is_key_char(b))
         }
+        [] => false,
     }
 }
 
@@ -236,8 +213,9 @@ impl TraceState {
     ///
     /// Members are separated by commas; spaces and tabs around a member are
     /// ignored, and empty members are skipped. Invalid: a member that is not
-    /// `key=value` with a valid key and value, a key that appears twice, or
-    /// more than 32 members. The empty string gives an empty `TraceState`.
+    /// `key=value` with a valid key and value, or more than 32 members. A key
+    /// that appears twice is kept, both entries in place (Level 2). The empty
+    /// string gives an empty `TraceState`.
     pub fn parse<V: AsRef<[u8]> + ?Sized>(value: &V) -> Option<Self> {
         Self::parse_fields([value.as_ref()])
     }
@@ -261,7 +239,7 @@ impl TraceState {
                 if !is_valid_key(key) || !is_valid_value(value) {
                     return None;
                 }
-                if members.contains_key(key) || members.len == MAX_TRACESTATE_MEMBERS {
+                if members.len == MAX_TRACESTATE_MEMBERS {
                     return None;
                 }
                 members.push(key, value);
@@ -271,7 +249,7 @@ impl TraceState {
     }
 
     /// A state holding `entries` in order; an error names the first problem
-    /// (invalid key or value, duplicate key, more than 32 entries).
+    /// (invalid key or value, more than 32 entries).
     pub fn from_entries<'a, I>(entries: I) -> Result<Self, TraceStateError>
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
@@ -282,9 +260,6 @@ impl TraceState {
                 return Err(TraceStateError::TooManyMembers);
             }
             check_entry(key, value)?;
-            if members.contains_key(key.as_bytes()) {
-                return Err(TraceStateError::DuplicateKey);
-            }
             members.push(key.as_bytes(), value.as_bytes());
         }
         Ok(members.to_state())
@@ -329,7 +304,8 @@ impl TraceState {
     }
 
     /// Adds or updates `key`, moving it to the front (left) as the spec
-    /// requires; the other entries keep their order.
+    /// requires (every entry of `key` is replaced by the one); the other
+    /// entries keep their order.
     ///
     /// If the result would have more than 32 entries or be longer than
     /// `max_length` characters (normally [`MAX_TRACESTATE_LENGTH`]), whole
@@ -397,31 +373,23 @@ mod tests {
     fn keys() {
         for ok in [
             "a",
+            "0",
             "a0_-*/",
             "0@a",
             "a@b",
-            "abc@d-e_f*g/h",
-            &"a".repeat(256),
-            &format!("{}@{}", "t".repeat(241), "v".repeat(14)),
-        ] {
-            assert!(is_valid_key(ok.as_bytes()), "{ok}");
-        }
-        for bad in [
-            "",
-            "A",
-            "0",
-            "_a",
-            "a.b",
-            "@a",
-            "a@",
             "a@0",
             "a@b@c",
             "a@@b",
-            "a b",
-            &"a".repeat(257),
+            "a@",
+            "abc@d-e_f*g/h",
+            &"a".repeat(256),
+            &format!("{}@{}", "t".repeat(241), "v".repeat(14)),
             &format!("{}@v", "t".repeat(242)),
             &format!("t@{}", "v".repeat(15)),
         ] {
+            assert!(is_valid_key(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "A", "_a", "a.b", "@a", "aB", "a b", &"a".repeat(257)] {
             assert!(!is_valid_key(bad.as_bytes()), "{bad}");
         }
     }

@@ -159,6 +159,8 @@ fn continue_trace_cases() {
             case["tracestate"].as_str(),
             "{name}"
         );
+        let flags = case["flags"].as_u64().expect("flags");
+        assert_eq!(u64::from(got.traceparent.flags()), flags, "{name}");
         match case["request_id"].as_str() {
             Some(kept) => assert_eq!(&got.request_id[..], kept.as_bytes(), "{name}"),
             None => assert_eq!(got.request_id.len(), REQUEST_ID_LEN, "{name}"),

@@ -7,8 +7,9 @@
 
 use seawall_policy::rng::{Sequence, SplitMix64};
 use seawall_trace::{
-    SpanId, TraceId, TraceParent, TraceState, TraceStateError, FLAG_SAMPLED, MAX_TRACESTATE_LENGTH,
-    MAX_TRACESTATE_MEMBERS, REQUEST_ID_HEADER, TRACEPARENT, TRACEPARENT_LEN, TRACESTATE,
+    SpanId, TraceId, TraceParent, TraceState, TraceStateError, FLAG_RANDOM, FLAG_SAMPLED,
+    MAX_TRACESTATE_LENGTH, MAX_TRACESTATE_MEMBERS, REQUEST_ID_HEADER, TRACEPARENT, TRACEPARENT_LEN,
+    TRACESTATE,
 };
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -273,8 +274,10 @@ fn new_starts_a_trace() {
     assert!(is_lower_hex(&value.trace_id().to_hex()));
     assert!(is_lower_hex(&value.parent_id().to_hex()));
     assert!(value.sampled());
-    assert_eq!(value.flags(), FLAG_SAMPLED);
-    assert_eq!(TraceParent::new(&mut rng, false).flags(), 0);
+    // Level 2: the trace-id was drawn at random, and says so
+    assert!(value.random_trace_id());
+    assert_eq!(value.flags(), FLAG_SAMPLED | FLAG_RANDOM);
+    assert_eq!(TraceParent::new(&mut rng, false).flags(), FLAG_RANDOM);
     let ids: std::collections::HashSet<TraceId> = (0..1000)
         .map(|_| TraceParent::new(&mut rng, true).trace_id())
         .collect();
@@ -322,13 +325,14 @@ fn child_keeps_trace_id_and_changes_parent_id() {
 }
 
 #[test]
-fn child_keeps_the_sampled_flag_and_clears_reserved_bits() {
+fn child_keeps_the_sampled_and_random_flags_and_clears_reserved_bits() {
     let mut rng = SplitMix64::new(6);
     let unsampled = TraceParent::parse(SPEC_NOT_SAMPLED).expect("spec example");
     assert_eq!(unsampled.child(&mut rng).flags(), 0);
     assert_eq!(tp(0, 0x09).child(&mut rng).flags(), 0x01);
-    assert_eq!(tp(0, 0xfe).child(&mut rng).flags(), 0x00);
-    assert_eq!(tp(0, 0xff).child(&mut rng).flags(), 0x01);
+    assert_eq!(tp(0, 0xfe).child(&mut rng).flags(), 0x02);
+    assert_eq!(tp(0, 0xff).child(&mut rng).flags(), 0x03);
+    assert_eq!(tp(0, 0x02).child(&mut rng).flags(), FLAG_RANDOM);
 }
 
 #[test]
@@ -336,6 +340,11 @@ fn child_can_change_the_sampled_flag() {
     let mut rng = SplitMix64::new(6);
     assert_eq!(tp(0, 1).child_with_sampled(&mut rng, false).flags(), 0);
     assert_eq!(tp(0, 1).child_with_sampled(&mut rng, true).flags(), 1);
+    // the random flag stays with the trace-id it describes
+    assert_eq!(
+        tp(0, 3).child_with_sampled(&mut rng, false).flags(),
+        FLAG_RANDOM
+    );
     assert!(tp(0, 0).child_with_sampled(&mut rng, true).sampled());
 }
 
@@ -627,10 +636,25 @@ fn truncated_and_without() {
 }
 
 #[test]
+fn tracestate_keeps_duplicate_keys_and_a_mutation_replaces_them_all() {
+    // Level 2: a key received twice is forwarded as received
+    let ts = TraceState::from_entries([("a", "1"), ("b", "2"), ("a", "3")]).expect("valid");
+    assert_eq!(ts.as_str(), "a=1,b=2,a=3");
+    assert_eq!(ts.get("a"), Some("1"));
+    let parsed = TraceState::parse("a=1, b=2,a=3").expect("valid");
+    assert_eq!(parsed, ts);
+    // this hop's own entry replaces every entry of its key, in front
+    let mutated = ts
+        .with_entry("a", "9", MAX_TRACESTATE_LENGTH)
+        .expect("valid");
+    assert_eq!(mutated.as_str(), "a=9,b=2");
+    assert_eq!(ts.without("a").as_str(), "b=2");
+}
+
+#[test]
 fn tracestate_constructor_validates() {
     let too_many: Vec<String> = (0..33).map(|i| format!("k{i}")).collect();
     for (entries, error) in [
-        (vec![("a", "1"), ("a", "2")], TraceStateError::DuplicateKey),
         (vec![("A", "1")], TraceStateError::InvalidKey),
         (vec![("a", "1,2")], TraceStateError::InvalidValue),
         (

@@ -6,6 +6,7 @@ client integration and the sidecar proxy share it. See
 """
 
 from .tracecontext import (
+    FLAG_RANDOM,
     FLAG_SAMPLED,
     MAX_TRACESTATE_LENGTH,
     MAX_TRACESTATE_MEMBERS,
@@ -24,6 +25,7 @@ from .tracecontext import (
 )
 
 __all__ = [
+    "FLAG_RANDOM",
     "FLAG_SAMPLED",
     "MAX_TRACESTATE_LENGTH",
     "MAX_TRACESTATE_MEMBERS",

@@ -1,7 +1,8 @@
-"""W3C Trace Context (Level 1) and correlation ids, sans-I/O and stdlib only.
+"""W3C Trace Context (Level 2) and correlation ids, sans-I/O and stdlib only.
 
-This module is a codec plus the few mutations the recommendation allows
-(https://www.w3.org/TR/trace-context-1/):
+This module is a codec plus the few mutations the specification allows
+(https://www.w3.org/TR/trace-context-2/; what Level 2 changed from Level 1:
+the ``random`` flag, a simpler key grammar, repeated tracestate keys kept):
 
 * :class:`TraceParent` parses and formats the ``traceparent`` header and makes
   children (same trace-id, new parent-id). Parsing never raises: an invalid
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from typing import cast
 
 __all__ = [
+    "FLAG_RANDOM",
     "FLAG_SAMPLED",
     "MAX_TRACESTATE_LENGTH",
     "MAX_TRACESTATE_MEMBERS",
@@ -70,7 +72,14 @@ REQUEST_ID_HEADER = "x-request-id"
 """Name of the correlation-id header: created when absent, always forwarded."""
 
 FLAG_SAMPLED = 0x01
-"""The ``sampled`` bit of ``trace-flags``; the only flag defined by version ``00``."""
+"""The ``sampled`` bit of ``trace-flags``."""
+
+FLAG_RANDOM = 0x02
+"""The ``random`` bit of ``trace-flags`` (Trace Context Level 2): at least the right-most
+7 bytes of the trace-id were drawn at random, so a hop may sample or shard on them.
+Set on the traces this process starts, kept on the ones it continues."""
+
+_KNOWN_FLAGS = FLAG_SAMPLED | FLAG_RANDOM
 
 MAX_TRACESTATE_MEMBERS = 32
 """Most list-members a ``tracestate`` may hold; a header with more is invalid."""
@@ -221,7 +230,8 @@ class TraceParent:
 
     @classmethod
     def new(cls, sampled: bool = True, rng: random.Random | None = None) -> TraceParent:
-        """Start a trace: a new random trace-id and parent-id, version ``00``.
+        """Start a trace: a new random trace-id and parent-id, version ``00``, with the
+        ``random`` flag set (Level 2: the trace-id was drawn at random).
 
         Args:
             sampled: the recording decision to announce in the ``sampled`` flag.
@@ -231,7 +241,12 @@ class TraceParent:
         """
         trace_id = _random_bits(rng, 128).to_bytes(16).hex()
         parent_id = _random_bits(rng, 64).to_bytes(8).hex()
-        return _traceparent(0, trace_id, parent_id, FLAG_SAMPLED if sampled else 0)
+        return _traceparent(0, trace_id, parent_id, FLAG_RANDOM | (FLAG_SAMPLED if sampled else 0))
+
+    @property
+    def random_trace_id(self) -> bool:
+        """Whether the trace-id is random (the Level 2 ``random`` flag)."""
+        return bool(self.flags & FLAG_RANDOM)
 
     def child(
         self, rng: random.Random | None = None, *, sampled: bool | None = None
@@ -239,9 +254,10 @@ class TraceParent:
         """Continue this trace from a new span: same trace-id, a new parent-id, version ``00``.
 
         The ``sampled`` flag is kept unless ``sampled`` is given (the spec allows
-        changing it only together with the parent-id, which this does). The
-        other flag bits are reserved in version ``00`` and are cleared, as the
-        spec requires of the vendor that sets them. The new parent-id is never
+        changing it only together with the parent-id, which this does); the
+        ``random`` flag is kept (the trace-id is the same). The other flag bits
+        are reserved and are cleared, as the spec requires of the vendor that
+        sets them. The new parent-id is never
         all zeros and never equal to this one.
         """
         getrandbits = _getrandbits if rng is None else rng.getrandbits
@@ -250,9 +266,9 @@ class TraceParent:
         while not bits or parent_id == self.parent_id:
             bits = getrandbits(64)
             parent_id = bits.to_bytes(8).hex()
-        flags = self.flags & FLAG_SAMPLED
+        flags = self.flags & _KNOWN_FLAGS
         if sampled is not None:
-            flags = FLAG_SAMPLED if sampled else 0
+            flags = (flags & FLAG_RANDOM) | (FLAG_SAMPLED if sampled else 0)
         tp: TraceParent = _new_object(TraceParent)  # _traceparent(), inlined
         _set_version(tp, 0)
         _set_trace_id(tp, self.trace_id)
@@ -282,11 +298,9 @@ def _traceparent(version: int, trace_id: str, parent_id: str, flags: int) -> Tra
 
 # ------------------------------------------------------------------- tracestate
 
-# Level 1 key grammar: simple-key / multi-tenant-key (tenant-id "@" system-id).
-_KEY = (
-    r"(?:[a-z][a-z0-9_\-*/]{0,255}"
-    r"|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})"
-)
+# Level 2 key grammar: key = ( lcalpha / DIGIT ) 0*255( keychar ), where keychar is
+# lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@" (Level 1's tenant@system split is gone).
+_KEY = r"[a-z0-9][a-z0-9_\-*/@]{0,255}"
 # value = 0*255(chr) nblk-chr; chr is printable ASCII except "," and "=".
 _VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 _MEMBER_RE = re.compile(f"({_KEY})=({_VALUE})")
@@ -326,10 +340,12 @@ class TraceState:
     """A ``tracestate`` value: vendor entries in order, most recently updated first.
 
     Attributes:
-        entries: ``(key, value)`` pairs, left to right as on the wire. Keys are
-            unique and follow the spec's grammar (``vendor`` or
-            ``tenant@system``); values are 1 to 256 printable ASCII characters
-            other than ``,`` and ``=``, not ending in a space. At most 32.
+        entries: ``(key, value)`` pairs, left to right as on the wire. Keys
+            follow the spec's Level 2 grammar (a lowercase letter or a digit,
+            then up to 255 of ``a-z 0-9 _ - * / @``); a key may appear more than
+            once, as received (:meth:`get` reads the first); values are 1 to 256
+            printable ASCII characters other than ``,`` and ``=``, not ending in
+            a space. At most 32.
 
     Instances are immutable: :meth:`with_entry` and :meth:`without` return new
     ones and leave the order of untouched entries as it was. Entries this
@@ -347,15 +363,11 @@ class TraceState:
             raise ValueError(
                 f"entries: at most {MAX_TRACESTATE_MEMBERS} members, got {len(self.entries)}"
             )
-        seen: set[str] = set()
         for entry in self.entries:
             if not isinstance(entry, tuple) or len(entry) != 2:
                 raise ValueError(f"entries: each entry must be a (key, value) pair: {entry!r}")
             key, value = entry
             _check_entry(key, value)
-            if key in seen:
-                raise ValueError(f"entries: duplicate key {key!r}")
-            seen.add(key)
 
     def __len__(self) -> int:
         """Number of entries."""
@@ -383,36 +395,36 @@ class TraceState:
         Members are separated by commas; spaces and tabs around a member are
         ignored, and empty members are skipped (they arise when several header
         fields are combined). Invalid, all discarding the whole header: a member
-        that is not ``key=value`` with a valid key and value, a key that appears
-        twice, or more than 32 members. The empty string gives an empty
-        ``TraceState``.
+        that is not ``key=value`` with a valid key and value, or more than 32
+        members. A key that appears twice is kept, both entries in place (Level
+        2 forwards what it received; Level 1 discarded the header). The empty
+        string gives an empty ``TraceState``.
 
         Several ``tracestate`` header fields are one list: join them with ``,``
         in the order received before parsing.
         """
-        found: dict[str, str] = {}
+        found: list[tuple[str, str]] = []
         for raw_member in value.split(","):
             member = raw_member.strip(_OWS)
             if not member:
                 continue
             match = _MEMBER_RE.fullmatch(member)
-            if match is None:
+            if match is None or len(found) == MAX_TRACESTATE_MEMBERS:
                 return None
             key, val = match.groups()
-            if key in found or len(found) == MAX_TRACESTATE_MEMBERS:
-                return None
-            found[key] = val
-        return _tracestate(tuple(found.items()))
+            found.append((key, val))
+        return _tracestate(tuple(found))
 
     def with_entry(
         self, key: str, value: str, *, max_length: int = MAX_TRACESTATE_LENGTH
     ) -> TraceState:
         """Add or update ``key``, moving it to the front (left) as the spec requires.
 
-        The other entries keep their order. If the result would have more than
-        32 entries or format longer than ``max_length`` characters, whole
-        entries are removed, never the new one: first entries longer than 128
-        characters, then entries from the end (the spec's truncation guidance).
+        Every entry of ``key`` is replaced by the one. The other entries keep
+        their order. If the result would have more than 32 entries or format
+        longer than ``max_length`` characters, whole entries are removed, never
+        the new one: first entries longer than 128 characters, then entries from
+        the end (the spec's truncation guidance).
 
         Raises:
             ValueError: ``key`` or ``value`` does not follow the spec's grammar.
@@ -442,8 +454,8 @@ class TraceState:
 def _check_entry(key: object, value: object) -> None:
     if not isinstance(key, str) or _KEY_RE.fullmatch(key) is None:
         raise ValueError(
-            "tracestate key must be lowercase 'vendor' or 'tenant@system' per W3C "
-            f"Trace Context (at most 256 characters): {key!r}"
+            "tracestate key must be a lowercase letter or a digit, then up to 255 of "
+            f"a-z 0-9 _ - * / @ (W3C Trace Context Level 2): {key!r}"
         )
     if not isinstance(value, str) or _VALUE_RE.fullmatch(value) is None:
         raise ValueError(
