@@ -8,7 +8,7 @@
 //! lock, never held across an await or any I/O.
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -123,6 +123,11 @@ impl Latencies {
     }
 }
 
+/// Whether a destination's hedge waits on a percentile of its latencies.
+fn wants_latencies(hedge: Option<&spec::Hedge>) -> bool {
+    hedge.is_some_and(|h| h.percentile.is_some())
+}
+
 /// One destination service: endpoints, policies and pooled connections.
 pub struct Cluster {
     pub name: String,
@@ -136,8 +141,12 @@ pub struct Cluster {
     origin: Option<OriginTls>,
     /// Rate limit: outbound one bucket, inbound one per caller (`None`: off).
     limiter: Mutex<Option<Limiter>>,
+    /// Whether there is a rate limit (read on every request without the lock).
+    limited: AtomicBool,
     /// Recent latencies of answered attempts (the hedge's percentile).
     latencies: Mutex<Latencies>,
+    /// Whether they are wanted (a hedge on a percentile): recorded only then.
+    timed: AtomicBool,
     endpoints: RwLock<Arc<Vec<Endpoint>>>,
     balancer: Mutex<Balancer>,
     /// Each policy behind its own lock, `None` while it is off; a new config
@@ -398,8 +407,10 @@ impl Cluster {
             external: spec.external,
             inbound: spec.inbound,
             origin,
+            limited: AtomicBool::new(limiter.is_some()),
             limiter: Mutex::new(limiter),
             latencies: Mutex::new(Latencies::default()),
+            timed: AtomicBool::new(wants_latencies(spec.hedge.as_ref())),
             endpoints: RwLock::new(Arc::new(endpoints)),
             balancer: Mutex::new(balancer),
             outlier: Mutex::new(outlier),
@@ -617,7 +628,10 @@ impl Cluster {
                 (_, Some(spec)) => *limiter = Limiter::new(spec, self.inbound).ok(),
                 (_, None) => *limiter = None,
             }
+            self.limited.store(limiter.is_some(), Ordering::Release);
         }
+        self.timed
+            .store(wants_latencies(new.hedge.as_ref()), Ordering::Release);
         if new.pool != old.pool {
             self.pool.set_limits(new.pool);
         }
@@ -653,6 +667,9 @@ impl Cluster {
 
     /// The rate limit: `Err(seconds)` until `caller` may send again.
     pub fn rate_limit(&self, caller: Option<&str>, now: f64) -> Result<(), f64> {
+        if !self.limited.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match lock(&self.limiter).as_mut() {
             Some(limiter) => limiter.admit(caller, now),
             None => Ok(()),
@@ -662,11 +679,6 @@ impl Cluster {
     /// The clock its policies are told the time by.
     pub fn clock(&self) -> Clock {
         self.clock
-    }
-
-    /// The hedge policy of the moment (`None`: no hedging).
-    pub fn hedge(&self) -> Option<spec::Hedge> {
-        lock(&self.settings).hedge.clone()
     }
 
     /// How long to wait for an answer before sending a copy: the hedge's
@@ -682,8 +694,12 @@ impl Cluster {
         }
     }
 
-    /// Count the latency of an answered attempt (for the hedge's percentile).
+    /// Count the latency of an answered attempt, when a hedge's percentile
+    /// wants it (otherwise nothing is kept).
     pub fn record_latency(&self, seconds: f64) {
+        if !self.timed.load(Ordering::Acquire) {
+            return;
+        }
         lock(&self.latencies).push(seconds);
     }
 
@@ -1103,5 +1119,42 @@ impl Cluster {
             "in_flight": self.in_flight(),
             "retries_in_flight": self.retries_in_flight(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hedge_percentile_is_the_nearest_rank_over_the_last_hundred() {
+        let mut l = Latencies::default();
+        assert_eq!(l.percentile(95.0, 1), None);
+        for ms in 1..=19 {
+            l.push(f64::from(ms) / 1000.0);
+        }
+        assert_eq!(l.percentile(95.0, 20), None, "fewer than min_samples");
+        l.push(0.020);
+        // 20 samples: rank ceil(0.95 * 20) = 19
+        assert_eq!(l.percentile(95.0, 20), Some(0.019));
+        assert_eq!(l.percentile(50.0, 20), Some(0.010));
+        for _ in 0..100 {
+            l.push(1.0); // the oldest are overwritten: the ring holds 100
+        }
+        assert_eq!(l.ring.len(), LATENCY_SAMPLES);
+        assert_eq!(l.percentile(1.0, 20), Some(1.0));
+    }
+
+    #[test]
+    fn latencies_are_kept_only_for_a_percentile_hedge() {
+        let hedge = |percentile| spec::Hedge {
+            delay: 0.05,
+            percentile,
+            max_hedges: 1,
+            min_samples: 20,
+        };
+        assert!(!wants_latencies(None));
+        assert!(!wants_latencies(Some(&hedge(None))));
+        assert!(wants_latencies(Some(&hedge(Some(95.0)))));
     }
 }

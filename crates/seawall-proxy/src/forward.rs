@@ -770,8 +770,9 @@ pub async fn forward(
     cluster.deposit(p.start);
     let active = shared.start_request().map_err(overflow)?;
     // hedging: idempotent requests with a whole body, no protocol switch
-    let hedge = cluster
-        .hedge()
+    let hedge = policy
+        .hedge
+        .as_ref()
         .filter(|_| out.idempotent && out.upgrade.is_none() && body.replayable());
     let mut tried = Tried::default();
     let mut attempt: u32 = 0;
@@ -794,7 +795,7 @@ pub async fn forward(
             can_retry,
             tls,
         };
-        let outcome = match (&hedge, &body) {
+        let outcome = match (hedge, &body) {
             (Some(h), BodySource::Whole(payload)) => {
                 let (outcome, sent) = copy.race(h, payload, attempt, &mut tried, rng).await?;
                 // the copies beyond the first took the attempt numbers after this one

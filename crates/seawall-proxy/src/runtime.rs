@@ -123,6 +123,8 @@ pub struct RoutePolicy {
     pub upgrades: Vec<String>,
     /// Longest a tunnel may carry no byte either way.
     pub tunnel_idle_timeout: f64,
+    /// Copies of a slow idempotent request (`None`: not hedged).
+    pub hedge: Option<spec::Hedge>,
     /// Where this route's finished requests are counted.
     pub metrics: Arc<RouteMetrics>,
 }
@@ -166,6 +168,8 @@ impl RoutePolicy {
                 .collect(),
             // ... and how long a tunnel may stay silent
             tunnel_idle_timeout: dest.tunnel_idle_timeout,
+            // 6. hedged copies of a slow request (on the destination's budget)
+            hedge: dest.hedge.clone(),
             metrics,
         })
     }
