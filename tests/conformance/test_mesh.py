@@ -180,18 +180,7 @@ def rust_side(mesh: MeshConfig, route: int | None) -> dict[str, dict[str, Any]]:
     o = spec["outlier"]
     if o is not None:
         keys = [f"{e['address']}:{e['port']}" for e in spec["endpoints"]]
-        detector = _native.OutlierDetector(
-            keys,
-            # unset: the rule is off
-            consecutive_5xx=o["consecutive_5xx"] or 0,
-            consecutive_gateway_errors=o["consecutive_gateway_errors"] or 0,
-            consecutive_local_origin_failures=o["consecutive_local_origin_failures"],
-            base_ejection=o["ejection"],
-            max_ejection=o["max_ejection"],
-            max_ejected_percent=o["max_ejected"],
-            always_eject_one=True,
-            interval=o["interval"],
-        )
+        detector = _native.OutlierDetector(keys, **effective.outlier_detector_keywords(o))
         twins["outlier"] = {"endpoints": keys, **detector.settings}
     if route is not None and spec["routes"][route]["split"] is not None:
         split = _native.WeightedSplit([tuple(p) for p in spec["routes"][route]["split"]])

@@ -60,11 +60,11 @@ from .httpx import (
     AsyncSeawallTransport,
     SeawallTransport,
     _aclose,
-    _adrain,
+    _akeep,
     _Call,
     _close,
-    _drain,
     _host,
+    _keep,
     _reduced_timeouts,
     is_failure_response,
 )
@@ -167,16 +167,10 @@ class _Endpoints:
         """The destination's outlier detector (``None`` when mesh.yaml turns it off)."""
         if outlier is not None:
             # as the sidecar builds its detector from the spec (cluster.rs)
+            from seawall.config.effective import outlier_detector_keywords  # noqa: PLC0415
+
             self.outlier = OutlierDetector(
-                [e.key for e in self._all],
-                consecutive_5xx=outlier["consecutive_5xx"] or 0,
-                consecutive_gateway_errors=outlier["consecutive_gateway_errors"] or 0,
-                consecutive_local_origin_failures=outlier["consecutive_local_origin_failures"],
-                base_ejection=outlier["ejection"],
-                max_ejection=outlier["max_ejection"],
-                max_ejected_percent=outlier["max_ejected"],
-                always_eject_one=True,
-                interval=outlier["interval"],
+                [e.key for e in self._all], **outlier_detector_keywords(outlier)
             )
 
     def pick(self, subset: str | None, tried: Sequence[str]) -> _Endpoint | None:
@@ -784,12 +778,7 @@ class MeshTransport(_MeshDispatch, SeawallTransport):
             call.report(endpoint, exc)
             raise
         call.report(endpoint, response)
-        if not call.add(response):
-            _close([response])  # a hedge that lost after the call returned
-            return response
-        if call.drain and is_failure_response(response):
-            _drain(response)
-        return response
+        return _keep(call, response)
 
     def close(self) -> None:
         """Close the inner transports and the hedges' threads."""
@@ -864,12 +853,7 @@ class AsyncMeshTransport(_MeshDispatch, AsyncSeawallTransport):
             call.report(endpoint, exc)
             raise
         call.report(endpoint, response)
-        if not call.add(response):
-            await _aclose([response])
-            return response
-        if call.drain and is_failure_response(response):
-            await _adrain(response)
-        return response
+        return await _akeep(call, response)
 
     async def aclose(self) -> None:
         """Close the inner transports and the hedges' threads."""

@@ -622,6 +622,26 @@ async def _aclose(responses: list[httpx.Response]) -> None:
             await response.aclose()
 
 
+def _keep(call: _Call, response: httpx.Response) -> httpx.Response:
+    """An attempt's response, handed to its call: closed if it is a hedge that
+    lost after the call returned, else a failure's small body read (so that a
+    retry can release the connection)."""
+    if not call.add(response):
+        _close([response])  # a hedge that lost after the call returned
+    elif call.drain and is_failure_response(response):
+        _drain(response)
+    return response
+
+
+async def _akeep(call: _Call, response: httpx.Response) -> httpx.Response:
+    """The asyncio twin of :func:`_keep`."""
+    if not call.add(response):
+        await _aclose([response])
+    elif call.drain and is_failure_response(response):
+        await _adrain(response)
+    return response
+
+
 # --- the transports ------------------------------------------------------------------
 
 
@@ -723,13 +743,7 @@ class SeawallTransport(_Dispatch, httpx.BaseTransport):
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: the function the policies wrap."""
         _close(call.take_earlier())
-        response = self._transport.handle_request(call.attempt_request())
-        if not call.add(response):
-            _close([response])  # a hedge that lost after the call returned
-            return response
-        if call.drain and is_failure_response(response):
-            _drain(response)
-        return response
+        return _keep(call, self._transport.handle_request(call.attempt_request()))
 
     def close(self) -> None:
         """Close the inner transport."""
@@ -795,12 +809,7 @@ class AsyncSeawallTransport(_Dispatch, httpx.AsyncBaseTransport):
         """One attempt: the coroutine function the policies wrap."""
         await _aclose(call.take_earlier())
         response = await self._transport.handle_async_request(call.attempt_request())
-        if not call.add(response):
-            await _aclose([response])  # a hedge that lost after the call returned
-            return response
-        if call.drain and is_failure_response(response):
-            await _adrain(response)
-        return response
+        return await _akeep(call, response)
 
     async def aclose(self) -> None:
         """Close the inner transport."""

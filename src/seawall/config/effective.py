@@ -46,6 +46,7 @@ __all__ = [
     "budget_settings",
     "direct_endpoints",
     "hedge_settings",
+    "outlier_detector_keywords",
     "outlier_settings",
     "rate_limit_settings",
     "retry_settings",
@@ -143,6 +144,22 @@ def outlier_settings(o: OutlierConfig) -> dict[str, Any] | None:
         "ejection": o.base_ejection,
         "max_ejection": o.max_ejection,
         "max_ejected": o.max_ejected_percent,
+    }
+
+
+def outlier_detector_keywords(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``seawall.policy.OutlierDetector``'s keywords (its Rust twin's too) for
+    :func:`outlier_settings`, as the sidecar builds its detector (cluster.rs):
+    a rule turned off is 0, and one endpoint may always be ejected."""
+    return {
+        "consecutive_5xx": settings["consecutive_5xx"] or 0,
+        "consecutive_gateway_errors": settings["consecutive_gateway_errors"] or 0,
+        "consecutive_local_origin_failures": settings["consecutive_local_origin_failures"],
+        "base_ejection": settings["ejection"],
+        "max_ejection": settings["max_ejection"],
+        "max_ejected_percent": settings["max_ejected"],
+        "always_eject_one": True,
+        "interval": settings["interval"],
     }
 
 
