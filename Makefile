@@ -39,6 +39,7 @@ typecheck: $(STAMP)
 
 test: $(NATIVE) lint typecheck rust-check fuzz-smoke
 	bash scripts/install_etcd.sh
+	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest
 
 # ---------------------------------------------------------------- fuzzing
@@ -53,7 +54,7 @@ test: $(NATIVE) lint typecheck rust-check fuzz-smoke
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_DIFF_EXAMPLES ?= 5000
-FUZZ_TARGETS ?= request_head trace_context spec_json response_head connect_head
+FUZZ_TARGETS ?= request_head trace_context spec_json response_head connect_head otlp_decode
 FUZZ_TOOLCHAIN ?= nightly
 CARGO_FUZZ_ROOT ?= $(HOME)/.cargo
 CARGO_FUZZ ?= $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
@@ -93,6 +94,14 @@ bench-proxy: $(NATIVE)
 bench-control: $(NATIVE)
 	bash scripts/install_etcd.sh
 	$(BIN)/python benchmarks/control_push.py
+
+# The trace store of `seawall traces` (benchmarks/trace_store.py): ingest, fetch by id and
+# search over TRACE_SPANS spans, against a naive SQLite schema; pure Python, no native build.
+# `make bench-traces TRACE_SPANS=200000` for a quick run.
+.PHONY: bench-traces
+TRACE_SPANS ?= 1000000
+bench-traces: $(STAMP)
+	$(BIN)/python benchmarks/trace_store.py --spans $(TRACE_SPANS)
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_api_reference.py

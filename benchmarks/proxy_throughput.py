@@ -16,7 +16,19 @@ In front of it, each target is measured with wrk (keep-alive, ``-t 1``,
   its local port for the destination ``backend``, with every policy on: timeout
   and per-try timeout, retries with a budget, circuit breaker, pool limits,
   outlier detection, peak-EWMA balancing, trace headers and metrics (see
-  ``mesh_config``).
+  ``mesh_config``). Span recording is off (``tracing: {enabled: false}``), so
+  that this row measures what it measured before the sidecar recorded spans;
+* ``seawall_traced`` - the same sidecar and config with tracing on at 100%
+  sampling (issue 10): every request records its span, and one per attempt
+  outbound, and the exporter (a task on the sidecar's runtime, one kept-alive
+  connection) posts them in batches over OTLP/HTTP protobuf to a sink: an
+  nginx of its own, placed as the backend is, that answers every post with an
+  empty 200 and throws the body away. What tracing costs the sidecar:
+  recording, encoding, posting (see "The tracing rows" below);
+* ``seawall_traced_collector`` - the same again, exporting to a real collector,
+  ``python -m seawall traces`` (aiohttp and SQLite), started here with its
+  store in the temp dir, on the sidecar's CPU: the whole pipeline,
+  informational.
 
 Two load shapes, each ``--duration`` seconds (>= 5) per run:
 
@@ -39,8 +51,63 @@ is read the same way.
 
 Everything listens on 127.0.0.1; every process started here runs in its own
 process group and is stopped on the way out, whatever happens. If the sidecar
-cannot run, that is said plainly, ``seawall`` is null and the other targets are
-still measured.
+cannot run, that is said plainly, ``seawall`` (or a traced row) is null and
+the other targets are still measured.
+
+``--targets`` (or ``--only``) measures a subset, e.g. ``--targets
+seawall,seawall_traced --no-egress --no-memory`` for the tracing goal alone
+(no collector, no aiohttp needed), or with ``seawall_traced_collector`` added
+for the whole pipeline too; ``--no-memory`` skips the idle RSS of the
+static and the managed sidecar. A goal that needs a target not chosen, or the
+memory figures when skipped, is not measured: its ``met`` is null, not false,
+and ``targets_met`` is over the goals measured (null if none was).
+
+The tracing rows (issue 10: "with 100% sampling the sidecar keeps >= 0.9x its
+requests/s without tracing"). Both run in the same rounds as ``seawall``,
+interleaved, at both shapes, each a sidecar of its own with the same config
+and tracing on at 100%; they differ in what receives the spans.
+
+* ``seawall_traced``, the goal's row: the spans go to the sink, an nginx
+  (1 worker) answering ``POST /v1/traces`` with ``return 200``, in a process
+  of its own placed as the backend is (on two cores, the core the backend and
+  the sidecar share; on three or more, the backend's). It costs well under a
+  microsecond per request (tens of microseconds per post of a few hundred
+  spans), so the row measures what tracing costs the sidecar itself:
+  recording, encoding, posting. nginx answers at once, then reads each body
+  to its end and drops it, on the connection the exporter keeps (see
+  NGINX_SINK); the sink logs one line per post, and the output gives the
+  posts, those not answered 200 and the connections they came on.
+* ``seawall_traced_collector``, informational, no goal: the spans go to a real
+  ``seawall traces``, on the sidecar's CPU, so that it gets no core the other
+  targets do not have. It costs about 20 us of CPU per span, two spans per
+  request: more than the sidecar spends on a whole request. On a 2-core
+  machine it shares the sidecar's core (and the backend's), so this row is
+  the whole pipeline on one core, not what tracing costs the sidecar. What
+  the collector has not stored when wrk stops it stores during the settle
+  wait (below): its CPU figure counts that, its req/s does not.
+
+Each traced sidecar is ready once it has exported spans
+(``seawall_trace_spans_total{outcome="exported"}``, a request sent through it
+until it has; a span dropped because the export failed stops it). After
+every run of a traced row, warm-up included, the bench waits (at most
+``SETTLE_S`` seconds, the wait is printed) until its spans have settled: the
+sidecar's span counters (and the collector's) unchanged for
+``SETTLE_QUIET_S`` (longer than the export interval), nothing left in the
+collector's queue; so the leftover work never lands on the next target's run,
+and the CPU time read for the row (the traced sidecar's and its sink's or
+collector's, per request) includes that tail. After the rounds each traced
+sidecar's admin ``/metrics`` gives the spans exported and dropped
+(``seawall_trace_spans_total``: queue full, export failed) and the collector's
+``/metrics`` the spans it received and stored; a dropped span was recorded but
+never exported, so a row whose spans were dropped does not measure the cost of
+exporting them: more than ``TRACE_DROPPED_WARN`` of them dropped is a warning.
+The goal: ``seawall_traced``'s req/s at 32 connections at least
+``TRACED_RPS_VS_UNTRACED_MIN`` times ``seawall``'s. Reported with it: the p99
+ratio at 32 connections, the added-p50 ratio (each one's p50 at 1 connection
+minus direct's, when direct is measured), the p50 difference at 1 connection,
+traced minus untraced, and the CPU time per request of both sidecars and the
+sink; for ``seawall_traced_collector`` the same ratios and the collector's CPU
+time per request, with no verdict.
 
 The egress row (docs/proxy/egress.md; off with ``--no-egress``, and when the
 sidecar is not measured). The backend nginx also serves, in the same process
@@ -88,14 +155,29 @@ the ``tolerance`` and the verdict ``no_costlier_than_mesh``.
 
 The last line printed is one JSON object: ``{"direct": {"rps", "p50_ms",
 "p99_ms"}, "nginx": ..., "haproxy": ..., "aiohttp": ..., "seawall": ... or
-null, "seawall_idle_rss_mb": .. or null, "seawall_managed_idle_rss_mb": ... or null,
-"caddy": ..., "c1": {target:
-{"p50_ms", "p99_ms"}}, "targets_met": true/false, "egress_passthrough": {...}
-or null, "egress_passthrough_vs_mesh": ratio or null,
+null, "seawall_traced": ... or null, "seawall_traced_collector": ... or null,
+"seawall_idle_rss_mb": .. or null,
+"seawall_managed_idle_rss_mb": ... or null, "caddy": ..., "c1": {target:
+{"p50_ms", "p99_ms"}}, "targets_met": true/false/null,
+"traced_rps_vs_untraced": ratio or null, "traced_p99_vs_untraced": ratio or
+null, "traced_added_p50_vs_untraced": ratio or null, "traced_p50_delta_us":
+us or null, "traced_cost_met": true/false/null, "traced_spans": {"requests",
+"exported", "dropped_queue_full", "dropped_export_failed", "dropped",
+"dropped_share", "received", "stored" (null: the sink counts no spans),
+"settle_s": {"mean", "max"}, "sink": {"posts", "non_200", "connections",
+"body_bytes"}} or
+null, "traced_cpu_us_per_req": {"seawall", "seawall_traced", "sink",
+"seawall_traced_collector", "collector"} or null,
+"traced_collector_rps_vs_untraced": ratio or null,
+"traced_collector_p99_vs_untraced": ratio or null, "traced_collector_spans":
+the same as "traced_spans" without "sink" or null, "egress_passthrough":
+{...} or null, "egress_passthrough_vs_mesh": ratio or null,
 "egress_passthrough_p99_vs_mesh": ratio or null,
 "egress_no_costlier_than_mesh": true/false/null, "egress_connect": {...} or
-null}``; the top-level target entries are the 32-connection run, and
-``targets_met`` stays issue 9's (the egress verdict is its own key).
+null}``; a target not measured is null; the top-level target entries are the
+32-connection run. ``targets_met`` covers issue 9's goals and issue 10's
+(``traced_cost_met``, on ``seawall_traced``), those measured; the egress
+verdict is its own key, and ``seawall_traced_collector`` has none.
 """
 
 from __future__ import annotations
@@ -121,7 +203,23 @@ from typing import Any
 
 HOST = "127.0.0.1"
 BODY = b"hello, world\n"
-TARGETS = ("direct", "nginx", "haproxy", "caddy", "aiohttp", "seawall")
+TARGETS = (
+    "direct",
+    "nginx",
+    "haproxy",
+    "caddy",
+    "aiohttp",
+    "seawall",
+    "seawall_traced",
+    "seawall_traced_collector",
+)
+TRACED = ("seawall_traced", "seawall_traced_collector")
+"""The sidecars with tracing on: spans to an nginx sink (the goal's row), and to a real
+``seawall traces`` on the sidecar's CPU (the whole pipeline, informational)."""
+SIDECARS = ("seawall", *TRACED)
+"""The targets that are a seawall sidecar (the same config; tracing off, then on)."""
+ROW = 24
+"""Width of the row names in the tables (``seawall_traced_collector``)."""
 ROUNDS = 2
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -135,6 +233,16 @@ ADDED_VS_NGINX_MAX = 1.5
 """The p50 latency seawall adds over direct at 1 connection, at most this times nginx's."""
 IDLE_RSS_MB_MAX = 20.0
 """An idle sidecar's resident memory, every process that serves counted."""
+
+# The target of issue 10: what tracing at 100% sampling costs the sidecar.
+TRACED_RPS_VS_UNTRACED_MIN = 0.9
+"""seawall_traced's requests/s at 32 connections, at least this times seawall's."""
+TRACE_DROPPED_WARN = 0.01
+"""A share of a traced row's spans dropped above which the output warns."""
+SETTLE_S = 30.0
+"""The longest wait, after a traced row's run, for its spans to settle."""
+SETTLE_QUIET_S = 1.5
+"""Settled: no span counter moved for this long (more than ``tracing.interval``, 1 s)."""
 
 # The egress row: "passthrough costs no more than a mesh call", within the
 # margins of a noisy shared 2-core machine (run-to-run spread of the same
@@ -205,6 +313,29 @@ NGINX_EXTERNAL = """\
         }}
         location /files/ {{
             root {root};
+        }}
+    }}
+"""
+
+# seawall_traced's OTLP endpoint: an nginx of its own (its CPU time is read apart from the
+# backend's) that answers every POST /v1/traces with an empty 200. `return` answers at once,
+# then reads the body to its end and throws it away, a few KiB at a time (nothing buffered, so
+# client_body_buffer_size does not apply); the connection is kept, and the next post on it is
+# parsed only once that body is consumed. What does apply is client_max_body_size, checked
+# against Content-Length before `return` (1m by default: a bigger batch would get a 413); 64m
+# is the collector's own limit (tracing.collector.max_body). One line per post, buffered:
+# connection, its request count, status and Content-Length, to check that posts were
+# answered 200 on connections kept alive.
+SINK_LOG = "posts.log"
+"""The sink's log of posts, in its prefix directory (``<tmp>/sink``)."""
+NGINX_SINK = """\
+    log_format sink '$connection $connection_requests $status $content_length';
+    server {{
+        listen {host}:{port};
+        client_max_body_size 64m;
+        access_log {log} sink buffer=64k flush=1s;
+        location = /v1/traces {{
+            return 200;
         }}
     }}
 """
@@ -287,7 +418,9 @@ http://:{port} {{
 """
 
 
-def mesh_config(ports: dict[str, int], backend_port: int) -> dict[str, Any]:
+def mesh_config(
+    ports: dict[str, int], backend_port: int, tracing: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """mesh.yaml for the sidecar of service ``bench`` calling destination ``backend``.
 
     The benchmark calls the sidecar's local port for ``backend``
@@ -297,7 +430,9 @@ def mesh_config(ports: dict[str, int], backend_port: int) -> dict[str, Any]:
     every per-request concern issue 9 names: timeout and per-try timeout,
     retries with a budget, the circuit breaker, pool limits (``bulkhead``),
     outlier detection and peak-EWMA balancing; trace headers and metrics are
-    always on in the sidecar. Keep this in step with src/seawall/config/model.py.
+    always on in the sidecar. ``tracing`` is the ``tracing:`` section, span
+    recording and export (off unless given). Keep this in step with
+    src/seawall/config/model.py.
     """
     return {
         "mesh": "bench",
@@ -362,6 +497,18 @@ def mesh_config(ports: dict[str, int], backend_port: int) -> dict[str, Any]:
             }
         },
         "sidecar": {"workers": 1, "access_log": False},
+        "tracing": tracing or {"enabled": False},
+    }
+
+
+def tracing_on(endpoint_port: int) -> dict[str, Any]:
+    """The ``tracing:`` section of a traced row: every request sampled, exported to
+    ``/v1/traces`` on ``endpoint_port``, the row's sink or collector (queue, batch and
+    interval are the defaults)."""
+    return {
+        "enabled": True,
+        "sample": "100%",
+        "endpoint": f"http://{HOST}:{endpoint_port}/v1/traces",
     }
 
 
@@ -664,6 +811,7 @@ class Bench:
         self.seawall: Child | None = None
         self.mesh_ports: dict[str, int] = {}  # the measured sidecar's (MESH_PORTS)
         self.external: External | None = None
+        self.traced: dict[str, TracedRow] = {}  # the traced rows started (TRACED)
 
     def _start(self, name: str, argv: list[str], cpus: str, **kwargs: Any) -> Child:
         return self.children.start(name, self.placement.wrap(cpus, argv), **kwargs)
@@ -725,9 +873,13 @@ class Bench:
             argv += ["--upstream", f"{HOST}:{self.backend_port}"]
             child = self._start("aiohttp", argv, cpus)
         elif target == "seawall":
-            child, port = self.start_sidecar("seawall")
-            self.seawall = child
-            return port
+            child, ports = self.start_sidecar("seawall", {"enabled": False})
+            self.seawall, self.mesh_ports = child, ports
+            return ports["bench_backend"]
+        elif target in TRACED:
+            row = self.start_traced(target)
+            self.traced[target] = row
+            return row.port
         else:
             raise ValueError(target)
         self._serving(child, port)
@@ -740,17 +892,17 @@ class Bench:
             self.children.stop(child)
             raise
 
-    def start_sidecar(self, name: str) -> tuple[Child, int]:
-        """A sidecar for service ``bench``; returns it and its local port for ``backend``.
+    def start_sidecar(self, name: str, tracing: dict[str, Any]) -> tuple[Child, dict[str, int]]:
+        """A sidecar for service ``bench`` with ``tracing`` as its ``tracing:`` section;
+        returns it and its ports (MESH_PORTS: ``bench_backend`` is its local port for
+        ``backend``, ``bench_admin`` its admin port).
 
         Ready means: the local port accepts, admin ``/ready`` answers 200 and a
         request through the sidecar gets the backend's body.
         """
         ports = {key: self.ports.take() for key in MESH_PORTS}
-        if name == "seawall":
-            self.mesh_ports = ports
         mesh = self.tmp / f"{name}-mesh.yaml"
-        write_mesh(mesh, mesh_config(ports, self.backend_port))
+        write_mesh(mesh, mesh_config(ports, self.backend_port, tracing))
         child = self._start(name, sidecar_argv(mesh), self.placement.target, cwd=REPO)
         try:
             port, admin = ports["bench_backend"], ports["bench_admin"]
@@ -761,7 +913,128 @@ class Bench:
         except TargetDown as exc:
             self.children.stop(child)
             raise TargetDown(f"{exc}\n    (config: {mesh})") from exc
+        return child, ports
+
+    def start_traced(self, name: str) -> TracedRow:
+        """A traced row: what receives its spans (seawall_traced: the nginx sink;
+        seawall_traced_collector: ``seawall traces``), then its sidecar exporting there.
+
+        Ready means: the sidecar is ready (``start_sidecar``) and has exported spans, so
+        the endpoint takes the sidecar's posts.
+        """
+        if name == "seawall_traced":
+            receiver, port, label = *self.start_sink(), "sink"
+        else:
+            receiver, port, label = *self.start_collector(), "collector"
+        sidecar: Child | None = None
+        try:
+            sidecar, ports = self.start_sidecar(name, tracing_on(port))
+            self._exporting(sidecar, ports["bench_backend"], ports["bench_admin"])
+        except TargetDown:
+            for child in (sidecar, receiver):
+                if child is not None:
+                    self.children.stop(child)
+            raise
+        return TracedRow(
+            sidecar, ports["bench_backend"], ports["bench_admin"], receiver, port, label
+        )
+
+    def start_sink(self) -> tuple[Child, int]:
+        """NGINX_SINK for seawall_traced, placed as the backend is (on two cores, the
+        sidecar's core); returns it and its port once it accepts."""
+        port = self.ports.take()
+        block = NGINX_SINK.format(host=HOST, port=port, log=self.tmp / "sink" / SINK_LOG)
+        child = self._nginx("sink", block, self.placement.backend)
+        try:
+            _wait_until(
+                lambda: _port_open(port), child, self.args.start_timeout,
+                f"listener on {HOST}:{port}",
+            )  # fmt: skip
+        except TargetDown as exc:
+            self.children.stop(child)
+            raise TargetDown(f"the sink did not start: {exc}") from exc
         return child, port
+
+    def start_collector(self) -> tuple[Child, int]:
+        """``seawall traces`` for seawall_traced_collector, its store in the temp dir, on the
+        target's CPU (see the module's docstring); returns it and its port once ``/metrics``
+        answers."""
+        port = self.ports.take()
+        argv = [sys.executable, "-m", "seawall", "traces", "--listen", f"{HOST}:{port}"]
+        argv += ["--store", str(self.tmp / "traces.db")]
+        child = self._start("collector", argv, self.placement.target, cwd=REPO)
+        try:
+            _wait_until(
+                lambda: _answers(port, "/metrics"), child, self.args.start_timeout,
+                "200 from the collector's /metrics",
+            )  # fmt: skip
+        except TargetDown as exc:
+            self.children.stop(child)
+            raise TargetDown(f"the collector did not start: {exc}") from exc
+        return child, port
+
+    def _exporting(self, sidecar: Child, port: int, admin: int) -> None:
+        """Wait until ``sidecar`` has exported a span, sending a request through ``port``
+        at each look until it has: the spans of requests served in a sidecar's first
+        second can be lost, uncounted (its exporter may start before it is configured, and
+        then clears its first batch). Raises TargetDown when a span was dropped because the
+        export failed (the endpoint refused the post, or gave no answer), or none was
+        exported in time."""
+        spans = "seawall_trace_spans_total"
+
+        def exported() -> bool:
+            samples = scrape(admin)
+            if failed := metric_sum(samples, spans, outcome="dropped_export_failed"):
+                raise TargetDown(
+                    f"{sidecar.name}: {failed:.0f} spans dropped, the export failed\n"
+                    f"{sidecar.tail()}"
+                )
+            if metric_sum(samples, spans, outcome="exported") > 0:
+                return True
+            _answers(port)  # two more spans, for the next batch
+            return False
+
+        what = f'{spans}{{outcome="exported"}} above 0'
+        _wait_until(exported, sidecar, self.args.start_timeout, what, interval=0.25)
+
+    def trace_counts(self, row: TracedRow) -> TraceCounts:
+        """The traced sidecar's span and request counters, and its collector's (none for the
+        sink), now. Raises TargetDown when either does not answer."""
+        sidecar = scrape(row.admin)
+        collector = scrape(row.receiver_port) if row.collector else None
+
+        def collected(name: str) -> int | None:
+            return None if collector is None else round(metric_sum(collector, name))
+
+        spans = "seawall_trace_spans_total"
+        return TraceCounts(
+            requests=round(metric_sum(sidecar, "seawall_requests_total")),
+            exported=round(metric_sum(sidecar, spans, outcome="exported")),
+            dropped_queue_full=round(metric_sum(sidecar, spans, outcome="dropped_queue_full")),
+            dropped_export_failed=round(
+                metric_sum(sidecar, spans, outcome="dropped_export_failed")
+            ),
+            received=collected("seawall_traces_spans_received_total"),
+            stored=collected("seawall_traces_spans_stored_total"),
+            queued=collected("seawall_traces_queue_spans"),
+        )
+
+    def settle_traces(self, row: TracedRow) -> float:
+        """Wait until a traced row's spans have settled: every counter of ``trace_counts``
+        (requests aside) unchanged for SETTLE_QUIET_S and the collector's queue, if it has
+        one, empty; at most SETTLE_S. Returns the seconds waited."""
+        start = time.monotonic()
+        last: tuple[int | None, ...] | None = None
+        quiet_since = start
+        while (now := time.monotonic()) - start < SETTLE_S:
+            counts = self.trace_counts(row)
+            state = (counts.exported, counts.dropped, counts.received, counts.stored)
+            if state != last:
+                last, quiet_since = state, now
+            elif now - quiet_since >= SETTLE_QUIET_S and not counts.queued:
+                return now - start
+            time.sleep(0.1)
+        return time.monotonic() - start
 
     def egress_rows(self) -> dict[str, tuple[int, Path]]:
         """The wrk rows through the measured sidecar's outbound listener: row -> (that
@@ -1154,6 +1427,238 @@ def measure_connect(bench: Bench, args: argparse.Namespace) -> ConnectRuns:
     return runs
 
 
+# --------------------------------------------------------------------------- tracing
+
+Sample = tuple[str, dict[str, str], float]
+_METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)", re.M)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[Sample]:
+    """The samples of a Prometheus text exposition: (name, labels, value)."""
+    samples: list[Sample] = []
+    for name, labels, value in _METRIC.findall(text):
+        with contextlib.suppress(ValueError):
+            samples.append((name, dict(_LABEL.findall(labels)), float(value)))
+    return samples
+
+
+def scrape(port: int) -> list[Sample]:
+    """``GET /metrics`` on ``port``, parsed. Raises TargetDown."""
+    try:
+        status, body = _http_get(port, "/metrics", timeout=5.0)
+    except (OSError, http.client.HTTPException) as exc:
+        raise TargetDown(f"GET /metrics on {HOST}:{port}: {exc!r}") from exc
+    if status != 200:
+        raise TargetDown(f"GET /metrics on {HOST}:{port} answered {status}")
+    return parse_metrics(body.decode(errors="replace"))
+
+
+def metric_sum(samples: list[Sample], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(
+        value
+        for sample, have, value in samples
+        if sample == name and all(have.get(k) == v for k, v in labels.items())
+    )
+
+
+@dataclass(frozen=True)
+class TracedRow:
+    """A traced sidecar and what receives its spans, named as in the CPU figures:
+    ``sink`` (NGINX_SINK) or ``collector`` (``seawall traces``)."""
+
+    sidecar: Child
+    port: int
+    """The sidecar's local port for ``backend``."""
+    admin: int
+    """Its admin port (``/metrics``: the span counters)."""
+    receiver: Child
+    receiver_port: int
+    receiver_label: str
+
+    @property
+    def collector(self) -> bool:
+        """The receiver is ``seawall traces``, whose ``/metrics`` counts the spans."""
+        return self.receiver_label == "collector"
+
+
+@dataclass(frozen=True)
+class TraceCounts:
+    """A traced sidecar's counters (requests, spans by outcome) and its collector's (None
+    for the sink, which counts nothing)."""
+
+    requests: int
+    exported: int
+    dropped_queue_full: int
+    dropped_export_failed: int
+    received: int | None
+    stored: int | None
+    queued: int | None
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_queue_full + self.dropped_export_failed
+
+    @property
+    def dropped_share(self) -> float | None:
+        recorded = self.exported + self.dropped
+        return self.dropped / recorded if recorded else None
+
+    def summary(self) -> dict[str, Any]:
+        share = self.dropped_share
+        return {
+            "requests": self.requests,
+            "exported": self.exported,
+            "dropped_queue_full": self.dropped_queue_full,
+            "dropped_export_failed": self.dropped_export_failed,
+            "dropped": self.dropped,
+            "dropped_share": None if share is None else round(share, 4),
+            "received": self.received,
+            "stored": self.stored,
+        }
+
+
+@dataclass(frozen=True)
+class SinkPosts:
+    """The sink's log (SINK_LOG), read once it has stopped: the posts it answered, those
+    not answered 200, the connections they came on (one kept alive, if all is well) and
+    the bytes of their bodies."""
+
+    posts: int
+    non_200: int
+    connections: int
+    body_bytes: int
+
+    @classmethod
+    def read(cls, log: Path) -> SinkPosts | None:
+        try:
+            lines = log.read_text().splitlines()
+        except OSError:
+            return None
+        connections: set[str] = set()
+        posts = non_200 = body = 0
+        for line in lines:
+            fields = line.split()  # connection, its request count, status, Content-Length
+            if len(fields) == 4:
+                posts += 1
+                connections.add(fields[0])
+                non_200 += fields[2] != "200"
+                body += int(fields[3]) if fields[3].isdigit() else 0
+        return cls(posts, non_200, len(connections), body)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "posts": self.posts,
+            "non_200": self.non_200,
+            "connections": self.connections,
+            "body_bytes": self.body_bytes,
+        }
+
+
+def traced_cpu_labels(row: str) -> tuple[str, ...]:
+    """The CPU figures a traced row is read with: the untraced sidecar's, the traced
+    sidecar's and its receiver's."""
+    return ("seawall", row, "sink" if row == "seawall_traced" else "collector")
+
+
+def print_traced(
+    row: str,
+    counts: TraceCounts | None,
+    sink: SinkPosts | None,
+    why: str,
+    c32: dict[str, Result | None],
+    c1: dict[str, Result | None],
+    cpu: dict[str, float | None],
+    settle: list[float],
+    connections: int,
+) -> None:
+    """What a traced row measured against ``seawall``, its CPU and its spans."""
+    if row == "seawall_traced":
+        print(
+            f"\ntracing at 100% sampling, spans to an nginx sink: {row} against seawall"
+            f" ({connections} connections): what tracing costs the sidecar"
+        )
+    else:
+        print(
+            f"\ntracing at 100% sampling, spans to `seawall traces`: {row} against seawall"
+            f" ({connections} connections), informational, no goal"
+        )
+        print(
+            "  the collector runs on the sidecar's core (on a 2-core machine, with the backend"
+            " too): this row is the whole pipeline on one core, not what tracing costs the"
+            " sidecar"
+        )
+    traced, untraced = c32.get(row), c32.get("seawall")
+    if traced is None or untraced is None:
+        print(f"  against seawall: not measured: {why}")
+    else:
+        print(
+            f"  req/s {traced['rps']:.0f} vs {untraced['rps']:.0f}"
+            f" ({_fmt_ratio(_ratio(traced['rps'], untraced['rps']))}),"
+            f" p99 {traced['p99_ms']:.3f} vs {untraced['p99_ms']:.3f} ms"
+            f" ({_fmt_ratio(_ratio(traced['p99_ms'], untraced['p99_ms']))})"
+        )
+    delta = p50_delta_us(c1, row)
+    ours, theirs = added_ms(c1, row), added_ms(c1, "seawall")
+    if delta is not None:
+        added = (
+            f"; added over direct's p50 {ours * 1000:.1f} vs {theirs * 1000:.1f} us"
+            f" ({_fmt_ratio(_ratio(ours, theirs))})"
+            if ours is not None and theirs is not None
+            else ""
+        )
+        print(f"  at 1 connection tracing adds {delta:.1f} us at p50{added}")
+    shown = ", ".join(
+        f"{k} {'n/a' if cpu.get(k) is None else f'{cpu[k]:.1f}'}" for k in traced_cpu_labels(row)
+    )
+    off, on = cpu.get("seawall"), cpu.get(row)
+    extra = f"; the traced sidecar {on - off:+.1f} us ({on / off - 1:+.0%})" if off and on else ""
+    print(f"  CPU per request at {connections} connections (us): {shown}{extra}")
+    if settle:
+        print(
+            f"  spans settled {statistics.fmean(settle):.1f} s after a run on average"
+            f" (at most {max(settle):.1f} s)"
+        )
+    if counts is None:
+        print(f"  spans: not read: {why}")
+        return
+    share = counts.dropped_share
+    recorded = counts.exported + counts.dropped
+    per_request = f", {recorded / counts.requests:.2f} spans per request" if counts.requests else ""
+    if counts.received is not None:
+        received = f", {counts.received} received and {counts.stored} stored by the collector"
+    elif sink is not None:
+        size = f", {sink.body_bytes / sink.posts / 1024:.0f} KiB each" if sink.posts else ""
+        received = (
+            f", {sink.posts} posts answered by the sink ({sink.non_200} not 200{size}) on"
+            f" {sink.connections} connection(s)"
+        )
+    else:
+        received = ", the sink's log not read"
+    print(
+        f"  spans: {counts.exported} exported, {counts.dropped} dropped"
+        f" ({counts.dropped_queue_full} queue full, {counts.dropped_export_failed} export"
+        f" failed){received}; {counts.requests} requests served{per_request}"
+    )
+    if share is None:
+        print("  warning: the traced sidecar recorded no span: the row did not trace")
+    elif share > TRACE_DROPPED_WARN:
+        print(
+            f"  warning: {share:.1%} of the spans were dropped (more than"
+            f" {TRACE_DROPPED_WARN:.0%}): the traced row did not pay for exporting them"
+        )
+    if counts.stored is not None and counts.stored < counts.exported:
+        print(f"  warning: the collector stored {counts.stored} of {counts.exported} exported")
+    if sink is not None and sink.non_200:
+        print(f"  warning: the sink answered {sink.non_200} of {sink.posts} posts with no 200")
+    if sink is not None and sink.posts < 2 * sink.connections:
+        print(
+            f"  warning: {sink.posts} posts on {sink.connections} connections: the exporter's"
+            " connection was not kept alive"
+        )
+
+
 # --------------------------------------------------------------------------- report
 
 Result = dict[str, float]
@@ -1189,6 +1694,14 @@ def added_ms(c1: dict[str, Result | None], target: str) -> float | None:
     return own["p50_ms"] - direct["p50_ms"]
 
 
+def p50_delta_us(c1: dict[str, Result | None], row: str = "seawall_traced") -> float | None:
+    """A traced row's p50 minus seawall's at 1 connection, in us (needs no direct)."""
+    traced, untraced = c1.get(row), c1.get("seawall")
+    if traced is None or untraced is None:
+        return None
+    return (traced["p50_ms"] - untraced["p50_ms"]) * 1000
+
+
 def print_c32(
     targets: list[str],
     runs: dict[str, list[Run]],
@@ -1198,7 +1711,7 @@ def print_c32(
 ) -> None:
     print(f"\n{connections} connections: throughput and tail latency (mean of {ROUNDS} runs)")
     head = (
-        f"{'target':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s/nginx':>12}"
+        f"{'target':<{ROW}} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s/nginx':>12}"
         f" {'p99/nginx':>10}   runs (req/s, p50/p99 ms)"
     )
     print(head)
@@ -1207,17 +1720,18 @@ def print_c32(
     for target in targets:
         result = results.get(target)
         if result is None:
-            print(f"{target:<8} {'not measured':>9}   {down.get(target, '')}".rstrip())
+            print(f"{target:<{ROW}} {'not measured':>9}   {down.get(target, '')}".rstrip())
             continue
         rps = _ratio(result["rps"], nginx and nginx["rps"])
         p99 = _ratio(result["p99_ms"], nginx and nginx["p99_ms"])
         print(
-            f"{target:<8} {result['rps']:>9.0f} {result['p50_ms']:>8.3f} {result['p99_ms']:>8.3f}"
+            f"{target:<{ROW}} {result['rps']:>9.0f} {result['p50_ms']:>8.3f}"
+            f" {result['p99_ms']:>8.3f}"
             f" {_fmt_ratio(rps):>12} {_fmt_ratio(p99):>10}   {_each(runs[target])}"
         )
         for r in runs[target]:
             if r.errors:
-                print(f"{'':<8} warning: {r.errors}")
+                print(f"{'':<{ROW}} warning: {r.errors}")
 
 
 def print_c1(
@@ -1228,7 +1742,7 @@ def print_c1(
 ) -> None:
     print(f"\n1 connection: latency added over direct, p50 minus direct's (mean of {ROUNDS} runs)")
     head = (
-        f"{'target':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'added us':>9}"
+        f"{'target':<{ROW}} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'added us':>9}"
         f" {'added/nginx':>12}   runs (req/s, p50/p99 ms)"
     )
     print(head)
@@ -1237,18 +1751,19 @@ def print_c1(
     for target in targets:
         result = results.get(target)
         if result is None:
-            print(f"{target:<8} {'not measured':>9}   {down.get(target, '')}".rstrip())
+            print(f"{target:<{ROW}} {'not measured':>9}   {down.get(target, '')}".rstrip())
             continue
         added = added_ms(results, target) if target != "direct" else None
         shown = "-" if added is None else f"{added * 1000:.1f}"
         ratio = "-" if target in ("direct", "nginx") else _fmt_ratio(_ratio(added, nginx_added))
         print(
-            f"{target:<8} {result['rps']:>9.0f} {result['p50_ms']:>8.4f} {result['p99_ms']:>8.4f}"
+            f"{target:<{ROW}} {result['rps']:>9.0f} {result['p50_ms']:>8.4f}"
+            f" {result['p99_ms']:>8.4f}"
             f" {shown:>9} {ratio:>12}   {_each(runs[target])}"
         )
         for r in runs[target]:
             if r.errors:
-                print(f"{'':<8} warning: {r.errors}")
+                print(f"{'':<{ROW}} warning: {r.errors}")
 
 
 def print_memory(
@@ -1274,12 +1789,23 @@ class Goal:
     limit: float
     at_most: bool
     shown: str
+    chosen: bool = True
+    """False when a target it needs was not chosen (``--targets``) or its section was
+    skipped (``--no-memory``): not measured, neither met nor missed."""
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        if not self.chosen:
+            return None
         if self.value is None:
-            return False
+            return False  # chosen, and it could not be measured
         return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+
+def all_met(found: list[Goal]) -> bool | None:
+    """Every goal measured is met; None when none was measured."""
+    measured = [g.met for g in found if g.met is not None]
+    return all(measured) if measured else None
 
 
 def goals(
@@ -1287,16 +1813,27 @@ def goals(
     c1: dict[str, Result | None],
     rss: float | None,
     managed_rss: float | None,
+    chosen: set[str],
+    memory: bool,
 ) -> list[Goal]:
-    """The four targets of issue 9, each with its figure and what it came from."""
+    """The targets of issue 9 and issue 10's, each with its figure and what it came from;
+    ``chosen`` are the targets measured, ``memory``: the idle RSS was measured."""
     seawall, nginx = c32.get("seawall"), c32.get("nginx")
     missing = "not measured"
+    versus_nginx = {"seawall", "nginx"} <= chosen
     found: list[Goal] = []
 
     rps = _ratio(seawall and seawall["rps"], nginx and nginx["rps"])
     why = f"{seawall['rps']:.0f} vs {nginx['rps']:.0f} req/s" if seawall and nginx else missing
     found.append(
-        Goal(f"req/s at 32 >= {RPS_VS_NGINX_MIN:g}x nginx's", rps, RPS_VS_NGINX_MIN, False, why)
+        Goal(
+            f"req/s at 32 >= {RPS_VS_NGINX_MIN:g}x nginx's",
+            rps,
+            RPS_VS_NGINX_MIN,
+            False,
+            why,
+            chosen=versus_nginx,
+        )
     )
 
     p99 = _ratio(seawall and seawall["p99_ms"], nginx and nginx["p99_ms"])
@@ -1304,7 +1841,14 @@ def goals(
         f"{seawall['p99_ms']:.3f} vs {nginx['p99_ms']:.3f} ms" if seawall and nginx else missing
     )
     found.append(
-        Goal(f"p99 at 32 <= {P99_VS_NGINX_MAX:g}x nginx's", p99, P99_VS_NGINX_MAX, True, why)
+        Goal(
+            f"p99 at 32 <= {P99_VS_NGINX_MAX:g}x nginx's",
+            p99,
+            P99_VS_NGINX_MAX,
+            True,
+            why,
+            chosen=versus_nginx,
+        )
     )
 
     ours, theirs = added_ms(c1, "seawall"), added_ms(c1, "nginx")
@@ -1324,22 +1868,50 @@ def goals(
             ADDED_VS_NGINX_MAX,
             True,
             why,
+            chosen=versus_nginx and "direct" in chosen,
         )
     )
 
+    # Both memory figures are read only when the static sidecar runs (see main).
+    memory = memory and "seawall" in chosen
     why = "sidecar and children, after traffic and idling" if rss is not None else missing
-    found.append(Goal(f"idle RSS <= {IDLE_RSS_MB_MAX:g} MB", rss, IDLE_RSS_MB_MAX, True, why))
+    found.append(
+        Goal(f"idle RSS <= {IDLE_RSS_MB_MAX:g} MB", rss, IDLE_RSS_MB_MAX, True, why, chosen=memory)
+    )
     why = "--control: sidecar and children" if managed_rss is not None else missing
     found.append(
         Goal(
-            f"managed idle RSS <= {IDLE_RSS_MB_MAX:g} MB", managed_rss, IDLE_RSS_MB_MAX, True, why
+            f"managed idle RSS <= {IDLE_RSS_MB_MAX:g} MB",
+            managed_rss,
+            IDLE_RSS_MB_MAX,
+            True,
+            why,
+            chosen=memory,
+        )
+    )
+
+    traced = c32.get("seawall_traced")
+    ratio = _ratio(_field(traced, "rps"), _field(seawall, "rps"))
+    why = (
+        f"{traced['rps']:.0f} vs {seawall['rps']:.0f} req/s, spans to a sink"
+        if traced and seawall
+        else missing
+    )
+    found.append(
+        Goal(
+            f"traced req/s >= {TRACED_RPS_VS_UNTRACED_MIN:g}x untraced",
+            ratio,
+            TRACED_RPS_VS_UNTRACED_MIN,
+            False,
+            why,
+            chosen={"seawall", "seawall_traced"} <= chosen,
         )
     )
     return found
 
 
 def print_goals(found: list[Goal]) -> None:
-    print("\ntargets (issue 9), seawall:")
+    print("\ntargets (issues 9 and 10), seawall:")
     for g in found:
         if g.value is None:
             value = "n/a"
@@ -1347,8 +1919,11 @@ def print_goals(found: list[Goal]) -> None:
             value = f"{g.value:.1f} MB"
         else:
             value = f"{g.value:.2f}x"
-        print(f"  {'met' if g.met else 'MISSED':<7} {g.label:<34} {value:>9}   ({g.shown})")
-    print(f"  targets_met: {str(all(g.met for g in found)).lower()}")
+        verdict = {True: "met", False: "MISSED", None: "-"}[g.met]
+        shown = g.shown if g.chosen else "not chosen: not measured"
+        print(f"  {verdict:<7} {g.label:<34} {value:>9}   ({shown})")
+    met = all_met(found)
+    print(f"  targets_met: {'null (none measured)' if met is None else str(met).lower()}")
 
 
 def _fmean(values: list[float]) -> float | None:
@@ -1525,10 +2100,12 @@ def parse_args() -> argparse.Namespace:
         "--idle", type=float, default=5.0, help="seconds the sidecar idles before its RSS (5)"
     )
     parser.add_argument(
+        "--targets",
         "--only",
+        dest="targets",
         type=lambda s: [t.strip() for t in s.split(",") if t.strip()],
         default=list(TARGETS),
-        help=f"comma-separated subset of {','.join(TARGETS)}",
+        help=f"comma-separated subset of {','.join(TARGETS)} (all)",
     )
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin wrk and the servers to CPUs"
@@ -1550,16 +2127,21 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="skip the egress row (passthrough and CONNECT through the sidecar)",
     )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the idle RSS of the static and the managed sidecar",
+    )
     parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
     args = parser.parse_args()
-    unknown = sorted(set(args.only) - set(TARGETS))
-    if unknown or not args.only:
-        parser.error(f"--only: unknown target(s) {unknown}; choose from {','.join(TARGETS)}")
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown or not args.targets:
+        parser.error(f"--targets: unknown target(s) {unknown}; choose from {','.join(TARGETS)}")
     if args.duration < 5 or args.warmup < 0 or args.connections < 2 or not 0 <= args.idle <= 60:
         parser.error(
             "--duration must be >= 5, --connections >= 2, --warmup >= 0, --idle in 0..60"
         )
-    args.only = [t for t in TARGETS if t in args.only]
+    args.targets = [t for t in TARGETS if t in args.targets]
     return args
 
 
@@ -1577,7 +2159,7 @@ def check_tools(targets: list[str], egress: bool) -> None:
             f"caddy is not installed beside {sys.executable} nor on PATH: "
             "pip install -r benchmarks/requirements-proxy.txt"
         )
-    if "aiohttp" in targets:
+    if {"aiohttp", "seawall_traced_collector"} & set(targets):  # the collector: aiohttp
         import importlib.util
 
         if importlib.util.find_spec("aiohttp") is None:
@@ -1661,9 +2243,84 @@ def terminate_as_exit() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def charged(bench: Bench, row: str) -> dict[str, int]:
+    """The processes a run of ``row`` is charged the CPU time of: label -> pid. The
+    static sidecar for its rows; a traced sidecar and its receiver (``sink`` or
+    ``collector``) for a traced row."""
+    if row in ("seawall", *EGRESS_ROWS) and bench.seawall is not None:
+        return {row: bench.seawall.proc.pid}
+    if traced := bench.traced.get(row):
+        return {row: traced.sidecar.proc.pid, traced.receiver_label: traced.receiver.proc.pid}
+    return {}
+
+
+def settle(bench: Bench, row: str) -> float:
+    """``bench.settle_traces()`` for a traced row, a failure to read the counters ending
+    the run."""
+    try:
+        return bench.settle_traces(bench.traced[row])
+    except TargetDown as exc:
+        raise BenchError(f"{row}: {exc}") from exc
+
+
+def check_alive(bench: Bench) -> None:
+    traced = [child for row in bench.traced.values() for child in (row.sidecar, row.receiver)]
+    for child in (bench.seawall, *traced):
+        if child is not None and child.proc.poll() is not None:
+            raise BenchError(f"{child.name} died during the run\n{child.tail()}")
+
+
+def traced_summary(
+    c32: dict[str, Result | None],
+    c1: dict[str, Result | None],
+    counts: dict[str, TraceCounts],
+    sink: SinkPosts | None,
+    settled: dict[str, list[float]],
+    cpu: dict[str, float | None] | None,
+    found: list[Goal],
+) -> dict[str, Any]:
+    """The JSON keys of the traced rows (issue 10): seawall_traced's, with the goal, and
+    seawall_traced_collector's, informational."""
+    untraced = c32.get("seawall")
+    goal = next(g for g in found if g.label.startswith("traced req/s"))
+
+    def spans(row: str) -> dict[str, Any] | None:
+        if row not in counts:
+            return None
+        waits = settled.get(row, [])
+        settle_s = {"mean": _round(_fmean(waits), 2), "max": _round(max(waits, default=None), 2)}
+        return {**counts[row].summary(), "settle_s": settle_s}
+
+    traced_spans = spans("seawall_traced")
+    if traced_spans is not None:
+        traced_spans["sink"] = None if sink is None else sink.summary()
+    collector = c32.get("seawall_traced_collector")
+    return {
+        "traced_rps_vs_untraced": _round(goal.value),
+        "traced_p99_vs_untraced": _round(
+            _ratio(_field(c32.get("seawall_traced"), "p99_ms"), _field(untraced, "p99_ms"))
+        ),
+        "traced_added_p50_vs_untraced": _round(
+            _ratio(added_ms(c1, "seawall_traced"), added_ms(c1, "seawall"))
+        ),
+        "traced_p50_delta_us": _round(p50_delta_us(c1), 1),
+        "traced_cost_met": goal.met,
+        "traced_spans": traced_spans,
+        "traced_cpu_us_per_req": cpu,
+        "traced_collector_rps_vs_untraced": _round(
+            _ratio(_field(collector, "rps"), _field(untraced, "rps"))
+        ),
+        "traced_collector_p99_vs_untraced": _round(
+            _ratio(_field(collector, "p99_ms"), _field(untraced, "p99_ms"))
+        ),
+        "traced_collector_spans": spans("seawall_traced_collector"),
+    }
+
+
 def main() -> int:
     args = parse_args()
-    targets: list[str] = args.only
+    targets: list[str] = args.targets
+    chosen = set(targets)
     egress = "seawall" in targets and not args.no_egress
     try:
         check_tools(targets, egress)
@@ -1683,13 +2340,25 @@ def main() -> int:
             f" -c {args.connections} -z {args.duration}s (CONNECT, TLS inside) and curl"
             f" ({BIG_BODY >> 20} MiB), {ROUNDS} rounds ABBA"
         )
+    if chosen & set(TRACED):
+        print(
+            "tracing rows, 100% sampled: seawall_traced exporting to an nginx sink (placed as"
+            " the backend), seawall_traced_collector to `seawall traces` on the target's CPU;"
+            f" spans settle after each of their runs (at most {SETTLE_S:g} s)"
+        )
     print(f"placement: {placement.describe()}; load average at start: {load_average()}")
 
     runs: dict[int, dict[str, list[Run]]] = {c: {t: [] for t in targets} for c in shapes}
     sidecar_rows = ("seawall", *EGRESS_ROWS)
-    cpu_us: dict[str, list[float]] = {}  # the sidecar's CPU per request, loaded shape
+    # CPU per request at the loaded shape: the sidecar's per sidecar row, the sink's and the
+    # collector's
+    cpu_us: dict[str, list[float]] = {}
+    settled: dict[str, list[float]] = {}  # seconds the spans took to settle, per traced row
+    counts: dict[str, TraceCounts] = {}
+    sink: SinkPosts | None = None
     why = "--no-egress" if args.no_egress else "the sidecar is not measured"
     connect_why = why
+    traced_why = {row: f"seawall and {row} were not both chosen (--targets)" for row in TRACED}
     connect_runs: ConnectRuns | None = None
     down: dict[str, str] = {}
     memory: list[ProcMemory] | None = None
@@ -1706,12 +2375,15 @@ def main() -> int:
                 try:
                     ports[target] = bench.start(target)
                 except TargetDown as exc:
-                    if target != "seawall":
+                    if target not in SIDECARS:
                         raise BenchError(str(exc)) from exc
                     down[target] = "sidecar not runnable (see above)"
-                    print(f"\nseawall: NOT MEASURED - the sidecar is not runnable yet:\n{exc}\n")
+                    for row in TRACED:  # measured against seawall: either down, it is not
+                        if target in ("seawall", row):
+                            traced_why[row] = f"{target} is not runnable"
+                    print(f"\n{target}: NOT MEASURED - the sidecar is not runnable yet:\n{exc}\n")
                     continue
-                print(f"  {target:<8} ready on {HOST}:{ports[target]}")
+                print(f"  {target:<{ROW}} ready on {HOST}:{ports[target]}")
 
             # row -> (port, wrk script): the targets, then the egress rows through the
             # sidecar's outbound listener, measured in the same rounds
@@ -1726,12 +2398,14 @@ def main() -> int:
                     print(f"\negress: NOT MEASURED - {why}\n")
                 else:
                     for row in EGRESS_ROWS:
-                        print(f"  {row:<8} ready through {HOST}:{rows[row][0]}")
+                        print(f"  {row:<{ROW}} ready through {HOST}:{rows[row][0]}")
             live = list(rows)
             foreign = ForeignLoad(bench.children)
             for target in live if args.warmup else ():
                 port, script = rows[target]
                 wrk(port, args.warmup, args.connections, placement, script)
+                if target in TRACED:
+                    settle(bench, target)
             for n in range(1, ROUNDS + 1):
                 order = live if n % 2 else live[::-1]
                 for connections in shapes:
@@ -1739,34 +2413,50 @@ def main() -> int:
                         if connections == 1 and target in LOADED_ONLY:
                             continue
                         port, script = rows[target]
-                        sidecar = bench.seawall if target in sidecar_rows else None
-                        before = cpu_seconds(sidecar.proc.pid) if sidecar else 0.0
+                        pids = charged(bench, target)
+                        before = {label: cpu_seconds(pid) for label, pid in pids.items()}
                         run = wrk(port, args.duration, connections, placement, script)
-                        if sidecar is not None and connections == args.connections:
-                            spent = per_request_us(cpu_seconds(sidecar.proc.pid) - before, run)
-                            if spent is not None:
-                                cpu_us.setdefault(target, []).append(spent)
+                        # A traced row's spans are exported (and stored) before the next
+                        # run, and that tail is charged to it.
+                        waited = settle(bench, target) if target in TRACED else None
+                        if connections == args.connections:
+                            for label, pid in pids.items():
+                                spent = per_request_us(cpu_seconds(pid) - before[label], run)
+                                if spent is not None:
+                                    cpu_us.setdefault(label, []).append(spent)
                         runs[connections].setdefault(target, []).append(run)
                         note = f"  ({run.errors})" if run.errors else ""
+                        if waited is not None:
+                            settled.setdefault(target, []).append(waited)
+                            note += f"  (spans settled in {waited:.1f} s)"
                         print(
-                            f"  round {n} c{connections:<3} {target:<8} {run.rps:>9.0f} req/s"
+                            f"  round {n} c{connections:<3} {target:<{ROW}} {run.rps:>9.0f} req/s"
                             f"  p50 {run.p50_ms:.3f} ms  p99 {run.p99_ms:.3f} ms{note}"
                         )
-                        if bench.seawall is not None and bench.seawall.proc.poll() is not None:
-                            raise BenchError(
-                                f"the sidecar died during the run\n{bench.seawall.tail()}"
-                            )
+                        check_alive(bench)
 
             other = foreign.share()
             print(
                 f"  other processes used {other:.0%} of the CPUs during the rounds"
                 f"{' - the figures are skewed' if other > 0.05 else ''}"
             )
-            if bench.seawall is not None:
+            for row, traced in bench.traced.items():
                 try:
-                    memory = bench.sidecar_memory(args.idle)
+                    counts[row] = bench.trace_counts(traced)  # settled after its last run
                 except TargetDown as exc:
-                    print(f"\nseawall idle RSS: NOT MEASURED:\n{exc}\n")
+                    traced_why[row] = f"the span counters could not be read: {exc}"
+                    print(f"\n{row}: spans NOT READ - {traced_why[row]}\n")
+                # Stopped now: the phases after the rounds run as they did without them.
+                bench.children.stop(traced.sidecar)
+                bench.children.stop(traced.receiver)
+                if not traced.collector:  # nginx wrote its buffered log as it stopped
+                    sink = SinkPosts.read(tmp / "sink" / SINK_LOG)
+            if bench.seawall is not None:
+                if not args.no_memory:
+                    try:
+                        memory = bench.sidecar_memory(args.idle)
+                    except TargetDown as exc:
+                        print(f"\nseawall idle RSS: NOT MEASURED:\n{exc}\n")
                 # After the idle RSS, so that its figure means what it always did.
                 if egress and bench.seawall.proc.poll() is None:
                     print("\negress: CONNECT")
@@ -1782,10 +2472,11 @@ def main() -> int:
                         f"{' - the figures are skewed' if other > 0.05 else ''}"
                     )
                 bench.children.stop(bench.seawall)
-                try:
-                    managed, managed_served = bench.managed_memory(args.idle)
-                except TargetDown as exc:
-                    print(f"\nmanaged seawall idle RSS: NOT MEASURED:\n{exc}\n")
+                if not args.no_memory:
+                    try:
+                        managed, managed_served = bench.managed_memory(args.idle)
+                    except TargetDown as exc:
+                        print(f"\nmanaged seawall idle RSS: NOT MEASURED:\n{exc}\n")
     except BenchError as exc:
         print(f"bench-proxy: {exc}", file=sys.stderr)
         return 1
@@ -1810,9 +2501,19 @@ def main() -> int:
     measured = [*targets, *(row for row in EGRESS_ROWS if row in loaded)]
     print_c32(measured, loaded, c32, down, args.connections)
     print_c1([t for t in measured if t in single or t in targets], single, c1, down)
+    traced_cpu = None
+    if any(c32[row] is not None for row in TRACED):
+        labels = ("seawall", "seawall_traced", "sink", "seawall_traced_collector", "collector")
+        traced_cpu = {label: _round(_fmean(cpu_us.get(label, [])), 1) for label in labels}
+    for row in (row for row in TRACED if row in chosen):
+        print_traced(
+            row, counts.get(row), sink if row == "seawall_traced" else None,
+            traced_why[row], c32, c1, traced_cpu or {}, settled.get(row, []), args.connections,
+        )  # fmt: skip
     passthrough = passthrough_summary(c32, c1, cpu_us)
     connect = connect_summary(connect_runs, args.connections)
-    print_egress(passthrough, connect, connect_runs, why, connect_why, args.connections)
+    if "seawall" in chosen:
+        print_egress(passthrough, connect, connect_runs, why, connect_why, args.connections)
     if memory:
         served = sum(
             r.requests for shape in runs.values() for t in sidecar_rows for r in shape.get(t, [])
@@ -1821,17 +2522,19 @@ def main() -> int:
     if managed:
         print_memory(managed, args.idle, managed_served, "managed seawall (--control)")
     managed_rss = round(sum(m.rss_kb for m in managed) / 1024, 1) if managed else None
-    found = goals(c32, c1, rss, managed_rss)
+    found = goals(c32, c1, rss, managed_rss, chosen, not args.no_memory)
     print_goals(found)
     summary: dict[str, Any] = {t: c32[t] for t in ("direct", "nginx", "haproxy", "aiohttp")}
-    summary |= {"seawall": c32["seawall"], "seawall_idle_rss_mb": rss, "caddy": c32["caddy"]}
+    summary |= {row: c32[row] for row in SIDECARS}
+    summary |= {"seawall_idle_rss_mb": rss, "caddy": c32["caddy"]}
     summary["seawall_managed_idle_rss_mb"] = managed_rss
     summary["c1"] = {
         t: {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} if r else None
         for t, r in c1.items()
         if t in TARGETS
     }
-    summary["targets_met"] = all(g.met for g in found)
+    summary["targets_met"] = all_met(found)
+    summary |= traced_summary(c32, c1, counts, sink, settled, traced_cpu, found)
     summary["egress_passthrough"] = passthrough
     summary["egress_passthrough_vs_mesh"] = passthrough and passthrough["vs_mesh"]["rps"]
     summary["egress_passthrough_p99_vs_mesh"] = passthrough and passthrough["vs_mesh"]["p99"]

@@ -29,8 +29,10 @@ out: the system's roots, as for a real provider).
 
 After the start it shows the registry (``seawall services``) and the mTLS side:
 every sidecar's certificate (``seawall certs``), a plaintext request to orders
-refused, a caller that is not allowed refused (403). Then it drives about 40
-requests/s, half ``POST /checkout``, half ``POST /login``, through seven phases:
+refused, a caller that is not allowed refused (403). After a warm-up (three
+checkouts and three logins, one at a time: the first connections and TLS
+handshakes), it drives about 40 requests/s, half ``POST /checkout``, half
+``POST /login``, through seven phases:
 
 1. healthy;
 2. canary: ``seawall apply`` of a copy of mesh.yaml whose place-order route
@@ -58,9 +60,35 @@ sidecar), which orders version answered the checkouts, and what orders'
 sidecar reports on its ``/metrics`` and ``/clusters`` (breaker, retries,
 overflows), what payments' sidecar reports of its calls to cardnet (breaker,
 TLS failures) and what the stand-in saw (requests, TLS version, SNI, Host),
-with the breaker events of payments' sidecar log. It ends by itself in under
-a minute and stops every process it started (the control plane and the
-stand-in too), also on Ctrl-C or an error.
+with the breaker events of payments' sidecar log.
+
+Every hop is traced. The control plane serves the trace collector too
+(``seawall control --traces``, where mesh.yaml's ``tracing.endpoint`` points),
+and every sidecar and every app (``examples/shop/app.py``: seawall's ASGI
+middleware and httpx transport) exports its spans there; the copy applied
+sets ``tracing.interval`` to 200ms, so a phase's spans are in soon after it.
+After "email hangs" and "payments fails", the demo reads one checkout from
+the collector (the slowest while email hung; a typical one refused by the
+breaker of orders' sidecar while payments failed) and prints its page in the
+trace UI, its critical path (``seawall.telemetry.critical_path``: the spans
+it waited on, in order, each with its service and self time, the largest
+marked) and the mesh's decisions recorded on it (breaker refusals,
+overflows, retries, timeouts), so the trace alone says where the time went::
+
+    one checkout from its trace (24 spans, 590.9 ms): http://127.0.0.1:4318/ui/#/trace/bcca...
+      critical path (what it waited on, in order; self time):
+        gateway   sidecar POST inbound SERVER                    0.6 ms
+        gateway   POST /checkout SERVER                          1.8 ms
+        ...
+        orders    sidecar POST default → email CLIENT            0.1 ms
+        orders    sidecar POST default attempt 1 CLIENT          0.1 ms
+        email     sidecar POST inbound SERVER                    0.9 ms
+        email     POST /send SERVER                            499.8 ms   <- bottleneck
+      the mesh's decisions on the trace: 1
+        email     sidecar POST inbound SERVER: timeout: answered 504 (the caller's deadline: 499 ms)
+
+It ends by itself in about a minute and stops every process it started (the
+control plane and the stand-in too), also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -85,11 +113,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from seawall.config import MeshConfig, load_mesh
+from seawall.telemetry.critical_path import TimedSpan, critical_path, self_times
 
 from .shop import cardnet
 
@@ -104,11 +134,37 @@ CANARY_PORTS = (8012, 18012, 15012, 19012)  # orders v2: app, inbound, outbound,
 RATE = 40.0  # requests per second, alternating /checkout and /login
 CLIENT_TIMEOUT = 5.0
 MAX_OUTSTANDING = 200  # the load loop never has more requests in flight than this
+WARM_UP = 3  # checkouts and logins sent one at a time before the load (see Demo.warm_up)
 START_TIMEOUT = 30.0  # every sidecar /ready and app /health, all together
 ROLLOUT_TIMEOUT = 10.0  # after `seawall apply`, for every sidecar to run the new version
 CLI_TIMEOUT = 20.0  # one `seawall apply|status|certs|services` command
 SETTLE_TIMEOUT = 8.0  # after the faults are cleared, for both breakers to close
 STOP_GRACE = 8.0  # SIGTERM, then SIGKILL after this many seconds
+TRACE_INTERVAL = "200ms"  # tracing.interval in the copy applied: spans reach the collector soon
+TRACE_POLL = 0.5  # between two looks at a trace (longer than the interval of every exporter)
+TRACE_SETTLE = 5.0  # at most this long for a trace's spans to stop arriving
+
+
+@dataclass(frozen=True)
+class TraceSearch:
+    """Which checkout of a phase the demo reads from the collector: of the traces with a
+    span of ``service`` named ``operation``, the slowest of those that took at least
+    ``min_share`` of email's timeout; or, of those where ``event`` is on a span of
+    ``service``, the one of median duration (a typical one)."""
+
+    service: str
+    operation: str
+    min_share: float | None = None
+    event: str | None = None
+
+
+# The phases after which the demo reads one checkout from its trace.
+TRACED = {
+    # the gateway app's SERVER span of a checkout (the middleware's)
+    "email hangs": TraceSearch("gateway", "POST /checkout", min_share=0.8),
+    # orders' sidecar's span of a charge (the route `charge` of policies.payments)
+    "payments fails": TraceSearch("orders", "POST charge", event="seawall.breaker.rejected"),
+}
 
 
 @dataclass(frozen=True)
@@ -380,6 +436,32 @@ def write_ca_file(source: Path, name: str, ca_file: Path, dest: Path) -> Path:
     return dest
 
 
+def write_tracing_interval(source: Path, interval: str, dest: Path) -> Path:
+    """A copy of ``source`` whose ``tracing.interval`` is ``interval``.
+
+    The ``tracing:`` section must be a block with an ``interval:`` line.
+    """
+    text = source.read_text()
+    line = re.compile(
+        r"^(tracing:[ \t]*\n(?:[ \t]+[^\n]*\n|[ \t]*\n)*?[ \t]+interval:[ \t]*)[^\s#]+", re.M
+    )
+    new, count = line.subn(lambda m: m.group(1) + interval, text)
+    if count != 1:
+        raise RuntimeError(f"{source}: expected a tracing: block with an interval: line")
+    dest.write_text(new)
+    return dest
+
+
+def collector_address(config: MeshConfig) -> tuple[str, int]:
+    """Where the demo serves ``seawall traces``: mesh.yaml's ``tracing.endpoint``, which
+    must be ``http://127.0.0.1:PORT/v1/traces`` (the collector runs here, on loopback)."""
+    endpoint = config.tracing.export_endpoint()
+    url = urlsplit(endpoint)
+    if url.scheme != "http" or url.hostname != "127.0.0.1" or url.path != "/v1/traces":
+        raise ValueError(f"tracing.endpoint is {endpoint}: want http://127.0.0.1:PORT/v1/traces")
+    return "127.0.0.1", url.port or 80
+
+
 def json_string(path: Path) -> str:
     """``path`` as a YAML scalar whatever it holds (a JSON string is one)."""
     return json.dumps(str(path))
@@ -497,6 +579,153 @@ def show_events(events: tuple[str, ...], most: int = 4) -> None:
             say(f"    ... and {len(events) - most} more")
 
 
+# --------------------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class TraceSpan:
+    """A span of a trace as the demo shows it (from the collector's Jaeger API; µs)."""
+
+    span_id: str
+    parent_id: str | None
+    follows_from: bool
+    service: str
+    sidecar: bool  # recorded by the service's sidecar (else by its app)
+    label: str  # "sidecar POST place-order → orders CLIENT", "POST /send SERVER"
+    start: float
+    end: float
+    events: tuple[tuple[str, dict[str, Any]], ...]  # (name, attributes), in order
+    status: Any  # http.response.status_code, if any
+    error: str | None  # error.type: the status code, or why the mesh answered itself
+
+
+def span_label(name: str, tags: dict[str, Any], sidecar: bool) -> str:
+    """What a span is: by whom (a sidecar, or the app), its name, where a call goes (an
+    attempt goes where its call does), its kind."""
+    kind = str(tags.get("span.kind", "")).upper()
+    label = name
+    attempt = tags.get("seawall.attempt")
+    if attempt is not None:
+        label += f" attempt {attempt}"
+    elif kind == "CLIENT":
+        destination = tags.get("seawall.destination") or tags.get("server.address")
+        if destination:
+            label += f" → {destination}"
+    return f"{'sidecar ' if sidecar else ''}{label} {kind}".strip()
+
+
+def jaeger_spans(trace: dict[str, Any]) -> dict[str, TraceSpan]:
+    """The spans of one trace of Jaeger's UI model (``/api/traces``), by id."""
+    services = {pid: p.get("serviceName", "?") for pid, p in trace.get("processes", {}).items()}
+    spans = {}
+    for span in trace.get("spans", []):
+        tags = {t["key"]: t.get("value") for t in span.get("tags", [])}
+        refs = span.get("references") or []
+        parent = refs[0] if refs else None
+        events = []
+        for log in span.get("logs") or []:
+            fields_ = {f["key"]: f.get("value") for f in log.get("fields", [])}
+            events.append((str(fields_.pop("event", "?")), fields_))
+        start = float(span["startTime"])
+        sidecar = tags.get("otel.scope.name") == "seawall-sidecar"
+        error = tags.get("error.type")
+        spans[span["spanID"]] = TraceSpan(
+            span_id=span["spanID"],
+            parent_id=None if parent is None else parent["spanID"],
+            follows_from=parent is not None and parent.get("refType") == "FOLLOWS_FROM",
+            service=services.get(span.get("processID"), "?"),
+            sidecar=sidecar,
+            label=span_label(span.get("operationName", "?"), tags, sidecar),
+            start=start,
+            end=start + float(span.get("duration", 0)),
+            events=tuple(events),
+            status=tags.get("http.response.status_code"),
+            error=None if error is None else str(error),
+        )
+    return spans
+
+
+def is_policy_event(name: str) -> bool:
+    """A decision of the mesh: every ``seawall.*`` event but the deadline a request came with."""
+    return name.startswith("seawall.") and name != "seawall.deadline"
+
+
+@dataclass(frozen=True)
+class CheckoutTrace:
+    """One checkout's trace, read from the collector."""
+
+    trace_id: str
+    spans: dict[str, TraceSpan]
+    ui: str  # its page in the collector's UI
+
+    @property
+    def duration_ms(self) -> float:
+        """How long the checkout took: its root span (the edge sidecar's)."""
+        roots = [s for s in self.spans.values() if s.parent_id not in self.spans]
+        root = min(roots, key=lambda s: s.start, default=None)
+        return 0.0 if root is None else (root.end - root.start) / 1000
+
+    def has_event(self, name: str, service: str) -> bool:
+        """Whether ``name`` is an event on a span of ``service``."""
+        return any(
+            event == name
+            for s in self.spans.values()
+            if s.service == service
+            for event, _ in s.events
+        )
+
+    def path(self) -> list[tuple[TraceSpan, float]]:
+        """The critical path: the spans it waited on, in the order first waited on, each
+        with its self time on the path (ms)."""
+        sections = critical_path(
+            TimedSpan(s.span_id, s.parent_id, s.start, s.end, s.follows_from)
+            for s in self.spans.values()
+        )
+        totals = self_times(sections)
+        order: dict[str, None] = {}
+        for section in reversed(sections):  # latest first: the earliest is the root's
+            order.setdefault(section.span_id)
+        return [(self.spans[span_id], totals[span_id] / 1000) for span_id in order]
+
+    def bottleneck(self) -> TraceSpan | None:
+        """The span the critical path waited on longest."""
+        path = self.path()
+        return max(path, key=lambda p: p[1])[0] if path else None
+
+    def policy_events(self) -> list[tuple[TraceSpan, str]]:
+        """The mesh's decisions recorded on the trace, in time order: the policies' events,
+        and the answers a sidecar made itself (a timeout: ``error.type`` says why)."""
+        found = []
+        for span in sorted(self.spans.values(), key=lambda s: s.start):
+            found += [
+                (span, event_text(n, attrs)) for n, attrs in span.events if is_policy_event(n)
+            ]
+            if span.sidecar and span.error is not None and not span.error.isdigit():
+                found.append((span, answer_text(span)))
+        return found
+
+
+def possessive(name: str) -> str:
+    """``orders'``, ``gateway's``."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
+def event_text(name: str, attrs: dict[str, Any]) -> str:
+    """``seawall.breaker.rejected (state open)``."""
+    shown = [f"{k.removeprefix('seawall.').split('.')[-1]} {v}" for k, v in attrs.items()]
+    return name + (f" ({', '.join(shown)})" if shown else "")
+
+
+def answer_text(span: TraceSpan) -> str:
+    """``timeout: answered 504 (the caller's deadline: 499 ms)``: why a sidecar answered, and
+    on an inbound span, the deadline the caller gave it (what it enforced)."""
+    text = f"{span.error}: " + (f"answered {span.status}" if span.status else "no response")
+    left = [a.get("seawall.deadline.left_ms") for n, a in span.events if n == "seawall.deadline"]
+    if span.label.endswith(" SERVER") and left and left[0] is not None:
+        text += f" (the caller's deadline: {float(left[0]):.0f} ms)"
+    return text
+
+
 # --------------------------------------------------------------------------- the demo
 
 
@@ -525,6 +754,11 @@ class Demo:
         self.cardnet_url = f"https://{self.cardnet_host}:{self.cardnet_port}"
         self.cardnet_http: httpx.AsyncClient | None = None  # trusts the stand-in's CA
         self.observed: dict[str, tuple[Observation, Observation, Any]] = {}  # phase -> report
+        self.traces_host, self.traces_port = collector_address(config)
+        self.traces_url = f"http://{self.traces_host}:{self.traces_port}"
+        # phase -> its start and end in Unix seconds: the collector's API searches by those
+        self.wall: dict[str, tuple[float, float]] = {}
+        self.traced: dict[str, CheckoutTrace | None] = {}  # phase -> the checkout read
 
     def admin(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.instances[name].admin}{path}"
@@ -552,14 +786,23 @@ class Demo:
         python = sys.executable
         await self.start_cardnet()
         argv = ["control", "--state-dir", str(self.state), "--listen", f"127.0.0.1:{CONTROL_PORT}"]
+        argv += ["--traces", f"{self.traces_host}:{self.traces_port}"]  # the trace collector too
         control = self.sup.start("control", [python, "-m", "seawall", *argv], stop_first=True)
         pid = control.process.pid
-        say(f"  {'control':<9} pid {pid:<7} {self.control_url}, state in {self.state}")
-        await wait_ready(self.sup, self.http, {"control": f"{self.control_url}/v1/health"})
+        say(
+            f"  {'control':<9} pid {pid:<7} {self.control_url}, state in {self.state};"
+            f" traces at {self.traces_url} (OTLP /v1/traces, /api/, the UI /ui/)"
+        )
+        await wait_ready(
+            self.sup,
+            self.http,
+            {"control": f"{self.control_url}/v1/health", "traces": f"{self.traces_url}/health"},
+        )
         applied = await self.seawall("apply", "-f", str(self.config_path))
         say(
             f"{stamp()} control plane up; seawall apply -f {self.config_path}"
-            f"   ({self.source}, external.{EXTERNAL}.ca_file set to the stand-in's CA):"
+            f"   ({self.source}, external.{EXTERNAL}.ca_file set to the stand-in's CA,"
+            f" tracing.interval {TRACE_INTERVAL}):"
         )
         say(indent(applied))
         # One join token per service (orders v1 and v2 share orders'): it lets a
@@ -609,7 +852,9 @@ class Demo:
         copy of mesh.yaml (the one applied) whose ``external.cardnet.ca_file`` is that CA."""
         certs = cardnet.write_certificates(self.scratch / EXTERNAL, self.cardnet_host)
         source = self.source if self.source.is_absolute() else ROOT / self.source
-        self.config_path = write_ca_file(source, EXTERNAL, certs.ca, self.scratch / source.name)
+        applied = write_ca_file(source, EXTERNAL, certs.ca, self.scratch / source.name)
+        # ... whose spans reach the collector soon, to read a phase's trace right after it
+        self.config_path = write_tracing_interval(applied, TRACE_INTERVAL, applied)
         self.config = load_mesh(self.config_path)
         self.cardnet_http = httpx.AsyncClient(
             trust_env=False,
@@ -700,6 +945,25 @@ class Demo:
 
     # -- load -------------------------------------------------------------
 
+    async def warm_up(self) -> None:
+        """A few checkouts and logins, one at a time, before the load. The first request
+        through each app and sidecar pays for its connections, TLS handshakes and lazy
+        set-up; at 40 requests/s, a burst of such first requests overruns the per-try
+        timeouts and can trip a breaker in the "healthy" phase."""
+        inbound = self.instances["gateway"].inbound
+        seen: Counter[str] = Counter()
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{inbound}", trust_env=False, timeout=CLIENT_TIMEOUT
+        ) as client:
+            for n in range(WARM_UP):
+                for path in ("/checkout", "/login"):
+                    try:
+                        r = await client.post(path, json={"user": f"warm-up{n}", "amount": 42})
+                        seen[str(r.status_code)] += 1
+                    except httpx.HTTPError as exc:
+                        seen[type(exc).__name__] += 1
+        say(f"{stamp()} warm-up: {seen.total()} requests one at a time ({counts_text(seen)})")
+
     async def load(self, stop: asyncio.Event) -> None:
         """Open-loop load at RATE/s, bounded to MAX_OUTSTANDING requests in flight."""
         inbound = self.instances["gateway"].inbound
@@ -775,6 +1039,7 @@ class Demo:
 
     def begin(self, phase: str) -> None:
         self.started[phase] = time.monotonic()
+        self.wall[phase] = (time.time(), math.inf)  # Unix time: what the traces API takes
         self.phase = phase
 
     async def app_stats(self, start: float, end: float) -> dict[tuple[str, str], RouteStats]:
@@ -832,6 +1097,80 @@ class Demo:
             return ()
         mark = re.compile(rf" breaker_\w+ destination={re.escape(destination)}(?:\s|$)")
         return tuple(line.strip() for line in lines if mark.search(line))
+
+    async def read_trace(self, phase: str) -> CheckoutTrace | None:
+        """One checkout of ``phase``, from the collector (:data:`TRACED` says which); read
+        again until its spans stop arriving (bounded). None if the collector has none."""
+        search = TRACED[phase]
+        start, end = self.wall[phase]
+        params = {
+            "service": search.service,
+            "operation": search.operation,
+            "start": str(int(start * 1e6)),  # Jaeger's API: Unix microseconds
+            "end": str(int(end * 1e6)),
+            "limit": "200",  # more than a phase has checkouts
+        }
+        if search.min_share is not None:
+            timeout = self.config.policy_for("email").timeout
+            params["minDuration"] = f"{search.min_share * timeout * 1000:.0f}ms"
+        found = [self.checkout_trace(t) for t in await self.jaeger("/api/traces", params)]
+        if search.event is not None:
+            found = sorted(
+                (t for t in found if t.has_event(search.event, search.service)),
+                key=lambda t: t.duration_ms,
+            )
+            picked = found[len(found) // 2] if found else None
+        else:
+            picked = max(found, key=lambda t: t.duration_ms, default=None)
+        if picked is None:
+            return None
+        # Read it by its id until a look finds no new span (every exporter has sent its own).
+        count, trace = len(picked.spans), None
+        deadline = time.monotonic() + TRACE_SETTLE
+        while True:
+            await asyncio.sleep(TRACE_POLL)
+            again = await self.jaeger(f"/api/traces/{picked.trace_id}")
+            trace = self.checkout_trace(again[0]) if again else trace
+            if trace is None or len(trace.spans) == count or time.monotonic() > deadline:
+                return trace
+            count = len(trace.spans)
+
+    async def jaeger(self, path: str, params: dict[str, str] | None = None) -> list[Any]:
+        """The traces of a Jaeger API answer (``data``); none if the collector failed."""
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            r = await self.http.get(f"{self.traces_url}{path}", params=params, timeout=5.0)
+            if r.status_code == 200:
+                return list(r.json()["data"] or [])
+        return []
+
+    def checkout_trace(self, doc: dict[str, Any]) -> CheckoutTrace:
+        trace_id = str(doc["traceID"])
+        ui = f"{self.traces_url}/ui/#/trace/{trace_id}"
+        return CheckoutTrace(trace_id, jaeger_spans(doc), ui)
+
+    def trace_lines(self, trace: CheckoutTrace | None) -> list[str]:
+        """One checkout, from its trace alone: where it is, what it waited on, what the
+        mesh decided on the way."""
+        if trace is None:
+            return ["  one checkout from its trace: none found in the collector"]
+        path = trace.path()
+        lines = [
+            f"  one checkout from its trace ({len(trace.spans)} spans,"
+            f" {trace.duration_ms:.1f} ms): {trace.ui}",
+            "    critical path (what it waited on, in order; self time):",
+        ]
+        worst = trace.bottleneck()
+        width = max((len(span.label) for span, _ in path), default=0)
+        for span, ms in path:
+            mark = "   <- bottleneck" if span is worst else ""
+            lines.append(f"      {span.service:<9} {span.label:<{width}} {ms:8.1f} ms{mark}")
+        events = trace.policy_events()
+        lines.append(f"    the mesh's decisions on the trace: {len(events) or 'none'}")
+        for span, text in events[:6]:
+            lines.append(f"      {span.service:<9} {span.label}: {text}")
+        if len(events) > 6:
+            lines.append(f"      ... and {len(events) - 6} more")
+        return lines
 
     async def count_connections(self) -> None:
         """Every sidecar's inbound connections so far, by transport (its /metrics)."""
@@ -934,12 +1273,16 @@ class Demo:
         for line in self.sidecar_lines(phase.title, before, after, hops):
             say(line)
         show_events(after.events[len(before.events) :])
+        if phase.title in self.traced:
+            for line in self.trace_lines(self.traced[phase.title]):
+                say(line)
 
     # -- the story --------------------------------------------------------
 
     async def run(self) -> None:
         await self.start()
         await self.show_mtls()
+        await self.warm_up()
         say(f"{stamp()} load: {RATE:.0f} req/s into the gateway's sidecar, /checkout and /login")
         stop = asyncio.Event()
         loader = asyncio.create_task(self.load(stop))
@@ -959,6 +1302,7 @@ class Demo:
                 say(f"{stamp()} phase {index}: {phase.title}: {phase.story}")
                 await asyncio.sleep(phase.seconds)
                 ended = time.monotonic()
+                self.wall[phase.title] = (self.wall[phase.title][0], time.time())
                 self.phase = "between"
                 if loader.done():
                     loader.result()  # raise what stopped the load
@@ -970,6 +1314,8 @@ class Demo:
                     self.begin(following.title)  # the load goes on without a gap
                 await self.finish(phase.title)
                 hops = await self.app_stats(self.started[phase.title], ended)
+                if phase.title in TRACED:
+                    self.traced[phase.title] = await self.read_trace(phase.title)
                 self.report(index, phase, hops, before, after)
                 before = after
             await self.count_connections()
@@ -1096,9 +1442,38 @@ class Demo:
         )
         for line in self.cardnet_summary():
             say(line)
+        for line in self.trace_summary():
+            say(line)
         say(f"  after recovery:  {rec.success:.1f}% ok of {len(rec.statuses)} requests")
         if self.dropped:
             say(f"  (the load loop skipped {self.dropped} requests: too many in flight)")
+
+    def trace_summary(self) -> list[str]:
+        """What the two checkouts read from the collector answer, from their traces alone."""
+        lines = []
+        slow = self.traced.get("email hangs")
+        worst = slow.bottleneck() if slow is not None else None
+        if slow is not None and worst is not None:
+            waited = {span.span_id: ms for span, ms in slow.path()}[worst.span_id]
+            lines.append(
+                f"  from its trace alone, a slow checkout while email hung: it waited"
+                f" {waited:.0f} of its {slow.duration_ms:.0f} ms on {worst.service}"
+                f" ({worst.label}), the bottleneck"
+            )
+        failed = self.traced.get("payments fails")
+        refused = [
+            (span, text)
+            for span, text in (failed.policy_events() if failed is not None else [])
+            if text.startswith("seawall.breaker.rejected")
+        ]
+        if refused:
+            span, text = refused[0]
+            lines.append(
+                f"  from its trace alone, a failed checkout while payments failed:"
+                f" {possessive(span.service)} sidecar refused the charge ({text}):"
+                " the breaker answered for payments"
+            )
+        return lines
 
     def cardnet_summary(self) -> list[str]:
         """While CardNet was down, and over the whole run: its breaker, and TLS."""
@@ -1151,7 +1526,12 @@ def main() -> int:
     if EXTERNAL not in config.external:
         say(f"{config_path}: no external.{EXTERNAL} (the card network payments calls)")
         return 1
-    ports = [CONTROL_PORT, config.external[EXTERNAL].effective_port()] + [
+    try:
+        _, traces_port = collector_address(config)
+    except ValueError as exc:
+        say(f"{config_path}: {exc} (the demo serves the trace collector there)")
+        return 1
+    ports = [CONTROL_PORT, traces_port, config.external[EXTERNAL].effective_port()] + [
         port
         for inst in shop_instances(config).values()
         for port in (inst.port, inst.inbound, inst.outbound, inst.admin)

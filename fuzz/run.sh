@@ -20,16 +20,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(request_head trace_context spec_json response_head connect_head)
+    targets=(request_head trace_context spec_json response_head connect_head otlp_decode)
 fi
 cargo_fuzz=${CARGO_FUZZ:-$(command -v cargo-fuzz || echo "$HOME/.cargo/bin/cargo-fuzz")}
 export RUSTUP_TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
 
 # The largest input worth trying, per target: past the limits in
-# data/request-spec.json (a 2 KiB head) for heads; a spec document is larger.
+# data/request-spec.json (a 2 KiB head) for heads; a spec document, or an
+# OTLP body of a few spans, is larger.
 max_len() {
     case $1 in
-        spec_json) echo 16384 ;;
+        spec_json | otlp_decode) echo 16384 ;;
         trace_context) echo 2048 ;;
         *) echo 4096 ;;
     esac

@@ -1,4 +1,4 @@
-"""The shop's shared plumbing: a tiny asyncio HTTP/1.1 JSON server and a mesh client.
+"""The shop's shared plumbing: an ASGI app behind seawall's middleware, and a mesh client.
 
 Every shop service (``python -m examples.shop.<service> --config mesh.yaml``)
 is a :class:`ShopApp`: it reads its own section of ``mesh.yaml``, listens on
@@ -7,13 +7,26 @@ through its own sidecar's outbound listener, used as an HTTP proxy
 (absolute-form ``POST http://payments/charge``), so the mesh's policies apply
 to every call it makes.
 
-The server speaks just enough HTTP/1.1 for the mesh: keep-alive, pipelined
-requests answered in order, ``Content-Length`` and chunked request bodies,
-JSON responses with ``Content-Length``. When a client closes its connection,
-the handler of its request is cancelled (a hung request does not outlive its
-caller).
+A ShopApp is an ASGI 3 application served by uvicorn. Its handlers keep a
+small shape of their own, a :class:`Request` in and a :class:`Reply` (JSON)
+out; :meth:`ShopApp.__call__` adapts them to ASGI. The business routes run
+inside :class:`~seawall.telemetry.asgi.SeawallMiddleware` (the caller's trace
+continued, the request id, the deadline, a SERVER span), and the calls go
+through :class:`~seawall.client.httpx.AsyncSeawallTransport` with no policy of
+its own, since the sidecar applies mesh.yaml's (a CLIENT span per call and per
+attempt, whose context the sidecar continues). Each app exports its spans
+where its sidecar exports its own (:func:`seawall.telemetry.setup`), so a
+checkout is one trace::
 
-Every app has, besides its business routes:
+    gateway's sidecar SERVER → gateway SERVER → its call CLIENT → attempt CLIENT
+      → gateway's sidecar CLIENT → attempt → orders' sidecar SERVER → orders SERVER → ...
+
+When a client goes away, the handler of its request is cancelled: uvicorn
+does not cancel an app whose client disconnected, it answers the app's next
+``receive()`` with ``http.disconnect``; the adapter waits for that beside the
+handler, and cancels it (a hung request does not outlive its caller).
+
+Every app has, besides its business routes (these three are not traced):
 
 * ``GET /health``: 200 while the process serves (whatever its mode);
 * ``/_control?mode=ok|hang|fail``: how its business routes behave from now on
@@ -29,22 +42,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import parse_qs
 
 import httpx
+import uvicorn
 
+import seawall.telemetry
+from seawall.client.httpx import AsyncSeawallTransport
 from seawall.config import load_mesh
+from seawall.policy import Pipeline, Policy
+from seawall.policy.errors import DeadlineExceeded, SeawallError
+from seawall.telemetry.asgi import SeawallMiddleware
+
+if TYPE_CHECKING:
+    from seawall.telemetry.otel import Handle
 
 __all__ = ["Reply", "Request", "ShopApp", "main", "mesh_verdict"]
 
@@ -54,23 +75,18 @@ HANG_SECONDS = 60.0
 CLIENT_TIMEOUT = 10.0
 """The app's own timeout: longer than every mesh timeout, so the sidecar decides."""
 MAX_CALLS = 20_000
-MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
+STOP_GRACE = 2.0
+"""On SIGTERM, the requests in flight get this long to finish, then are cancelled."""
+FLUSH_SECONDS = 1.0
+"""On SIGTERM, the spans not yet exported get this long to reach the collector."""
+OPERATIONS = frozenset({"/health", "/_control", "/_stats"})
+"""The operator's routes: served outside the middleware, so polling them makes no traces."""
 
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    400: "Bad Request",
-    402: "Payment Required",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -95,6 +111,13 @@ class Reply:
 Handler = Callable[[Request], Awaitable[Reply]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What Starlette puts in ``scope["route"]``: the middleware names the span by its path."""
+
+    path: str
+
+
 def mesh_verdict(headers: httpx.Headers) -> str | None:
     """Whether the caller's sidecar answered for the callee: circuit open, overflow."""
     if headers.get("x-seawall-circuit") == "open":
@@ -103,188 +126,87 @@ def mesh_verdict(headers: httpx.Headers) -> str | None:
     return f"overflow ({overflow})" if overflow else None
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
+def no_policies(host: str) -> Policy:
+    """The transport's policy for every host: none.
+
+    The sidecar applies mesh.yaml's policies to every call; a second layer in
+    the app would multiply its retries and count the sidecar's own answers
+    (circuit open, overflow) as the callee's failures. The transport still
+    records the call's spans and sends the trace, request id and deadline.
+    """
+    return Pipeline()
 
 
-def _parse_head(raw: bytes) -> tuple[str, str, dict[str, str], bool]:
-    """Request line and headers → (method, target, headers, keep_alive)."""
-    try:
-        text = raw.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
-        raise _BadRequest(400, "undecodable head") from None
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _BadRequest(400, "bad request line")
-    method, target, version = parts
+# --------------------------------------------------------------------------- ASGI adapter
+
+
+def _request(scope: Scope, body: bytes) -> Request:
     headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise _BadRequest(400, "bad header line")
-        key = name.lower()
-        value = value.strip()
-        if key in headers:
-            if key == "content-length" and headers[key] != value:
-                raise _BadRequest(400, "conflicting content-length")
-            headers[key] = f"{headers[key]}, {value}"
-        else:
-            headers[key] = value
-    conn = headers.get("connection", "").lower()
-    keep_alive = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
-    return method, target, headers, keep_alive
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return Request(
+        scope["method"], scope["path"] or "/", {k: v[-1] for k, v in query.items()}, headers, body
+    )
 
 
-def _parse_chunked(buf: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
-    """Decode a chunked body starting at ``start``: (body, end offset), None if incomplete."""
-    pos = start
-    out = bytearray()
+class _TooLarge(Exception):
+    """The request's body is over MAX_BODY."""
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request's body; None when the client went away (:class:`_TooLarge`, too large)."""
+    body = bytearray()
     while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
+        message = await receive()
+        if message["type"] == "http.disconnect":
             return None
-        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _BadRequest(400, "bad chunk size") from None
-        if size < 0 or len(out) + size > MAX_BODY:
-            raise _BadRequest(413, "body too large")
-        pos = eol + 2
-        if size == 0:
-            # trailers, then an empty line
-            while True:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    return None
-                if eol == pos:
-                    return bytes(out), eol + 2
-                pos = eol + 2
-        if len(buf) < pos + size + 2:
-            return None
-        out += buf[pos : pos + size]
-        if buf[pos + size : pos + size + 2] != b"\r\n":
-            raise _BadRequest(400, "bad chunk end")
-        pos += size + 2
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY:
+            raise _TooLarge
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
-def _encode(reply: Reply, keep_alive: bool, head_only: bool) -> bytes:
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone (the body was read: nothing else can arrive)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(work: Awaitable[Reply], receive: Receive) -> Reply | None:
+    """``work``'s reply; None, with ``work`` cancelled, if the client goes away first."""
+    handler = asyncio.ensure_future(work)  # in this context: the request's trace and deadline
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((handler, gone), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request is cancelled (the server stops): so are both
+        handler.cancel()
+        gone.cancel()
+        raise
+    gone.cancel()
+    if not handler.done():  # the caller gave up: so does the handler
+        handler.cancel()
+        await asyncio.wait((handler,))
+        return None
+    try:
+        return handler.result()
+    except Exception as exc:  # a bug in a handler: 500, the server keeps going
+        return Reply(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _send(send: Send, reply: Reply, *, head_only: bool) -> None:
     body = json.dumps(reply.body).encode() + b"\n"
-    lines = [
-        f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}",
-        "content-type: application/json",
-        f"content-length: {len(body)}",
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
     ]
-    lines += [f"{k}: {v}" for k, v in reply.headers.items()]
-    if not keep_alive:
-        lines.append("connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + body
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: parse requests one at a time, answer in order."""
-
-    def __init__(self, app: ShopApp) -> None:
-        self.app = app
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.closed = False
-        self.eof = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.app.connections.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if self.task is None:
-            self._next()
-
-    def eof_received(self) -> bool:
-        # A half-closed client still gets the answer it waits for, then the close.
-        self.eof = True
-        return self.task is not None  # False: nothing to answer, close now
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.app.connections.discard(self)
-        if self.task is not None and not self.task.done():
-            self.task.cancel()  # the caller gave up: so does the handler
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def _fail(self, status: int, reason: str) -> None:
-        assert self.transport is not None
-        self.transport.write(_encode(Reply(status, {"error": reason}), False, False))
-        self.transport.close()
-        self.buf.clear()
-
-    def _next(self) -> None:
-        """Start serving the next complete request in the buffer, if there is one."""
-        if self.closed:
-            return
-        buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEAD:
-                self._fail(431, "head too large")
-            return
-        try:
-            method, target, headers, keep_alive = _parse_head(bytes(buf[:end]))
-            start = end + 4
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                if "content-length" in headers:
-                    raise _BadRequest(400, "both content-length and transfer-encoding")
-                decoded = _parse_chunked(buf, start)
-                if decoded is None:
-                    return
-                body, stop = decoded
-            else:
-                length_text = headers.get("content-length", "0")
-                if not length_text.isdigit():
-                    raise _BadRequest(400, "bad content-length")
-                length = int(length_text)
-                if length > MAX_BODY:
-                    raise _BadRequest(413, "body too large")
-                if len(buf) < start + length:
-                    return
-                body, stop = bytes(buf[start : start + length]), start + length
-        except _BadRequest as exc:
-            self._fail(exc.status, str(exc))
-            return
-        del buf[:stop]
-        url = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        request = Request(method, url.path or "/", query, headers, body)
-        self.task = asyncio.get_running_loop().create_task(self._serve(request, keep_alive))
-
-    async def _serve(self, request: Request, keep_alive: bool) -> None:
-        try:
-            reply = await self.app.dispatch(request)
-        except asyncio.CancelledError:
-            return
-        except Exception as exc:  # a bug in a handler: 500, the server keeps going
-            reply = Reply(500, {"error": f"{type(exc).__name__}: {exc}"})
-        if self.closed or self.transport is None:
-            return
-        self.transport.write(_encode(reply, keep_alive, request.method == "HEAD"))
-        self.task = None
-        if not keep_alive:
-            self.transport.close()
-            return
-        self._next()
-        if self.task is None and self.eof:
-            self.transport.close()
+    headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head_only else body})
 
 
 @dataclass(slots=True)
@@ -295,7 +217,7 @@ class _CallLog:
 
 
 class ShopApp:
-    """One shop service: its routes, its mode, and its client to the mesh."""
+    """One shop service: its routes, its mode, and its client to the mesh (an ASGI app)."""
 
     def __init__(
         self,
@@ -313,11 +235,18 @@ class ShopApp:
         self.port = port or service.port  # a second instance (a canary) has its own ports
         self.outbound = outbound or service.sidecar.outbound
         self.version = version  # the subset this instance runs as, e.g. "v2"
+        self.tracing = config.tracing
+        sample = service.trace_sample
+        self.trace_sample = (config.tracing.sample if sample is None else sample) / 100.0
+        # Longer than the sidecar keeps an idle connection to its app, so that the app
+        # never closes one just as the sidecar sends a request on it.
+        self.keep_alive = config.limits.idle_timeout + 5.0
         self.mode = "ok"
         self.routes: dict[tuple[str, str], Handler] = {}
-        self.connections: set[_Connection] = set()
         self.calls: dict[str, _CallLog] = {}
         self._client: httpx.AsyncClient | None = None
+        self._spans: Handle | None = None
+        self._traced = SeawallMiddleware(self._business)
 
     # -- routes -----------------------------------------------------------
 
@@ -330,7 +259,8 @@ class ShopApp:
 
         return register
 
-    async def dispatch(self, request: Request) -> Reply:
+    async def operate(self, request: Request) -> Reply:
+        """``/health``, ``/_control`` and ``/_stats``."""
         path = request.path
         if path == "/health":
             return Reply(
@@ -343,12 +273,16 @@ class ShopApp:
                     return Reply(400, {"error": f"mode must be one of {', '.join(MODES)}"})
                 self.mode = mode
             return Reply(200, {"service": self.name, "mode": self.mode})
-        if path == "/_stats":
-            return Reply(200, {key: list(log.calls) for key, log in self.calls.items()})
-        handler = self.routes.get((request.method, path))
+        return Reply(200, {key: list(log.calls) for key, log in self.calls.items()})
+
+    async def dispatch(self, request: Request) -> Reply:
+        """A business route, as the mode says."""
+        handler = self.routes.get((request.method, request.path))
         if handler is None:
-            known = any(p == path for _, p in self.routes)
-            return Reply(405 if known else 404, {"error": f"no route {request.method} {path}"})
+            known = any(p == request.path for _, p in self.routes)
+            return Reply(
+                405 if known else 404, {"error": f"no route {request.method} {request.path}"}
+            )
         if self.mode == "fail":
             return Reply(503, {"error": f"{self.name} is failing (demo)"})
         if self.mode == "hang":
@@ -356,17 +290,64 @@ class ShopApp:
             return Reply(504, {"error": f"{self.name} hung (demo)"})
         return await handler(request)
 
+    # -- ASGI -------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI application: the operator's routes as they are, the others traced."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            if scope["path"] in OPERATIONS:
+                await self._serve(self.operate, scope, receive, send)
+            else:
+                await self._traced(scope, receive, send)
+
+    async def _business(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Inside the middleware: a business route (named, for the span, when it exists)."""
+        if any(path == scope["path"] for _, path in self.routes):
+            scope["route"] = _Route(scope["path"])
+        await self._serve(self.dispatch, scope, receive, send)
+
+    async def _serve(self, handle: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request: read it, run ``handle`` unless the client goes away, answer."""
+        head_only = scope["method"] == "HEAD"
+        try:
+            body = await _read_body(receive)
+        except _TooLarge:
+            await _send(send, Reply(413, {"error": "body too large"}), head_only=head_only)
+            return
+        if body is None:
+            return
+        reply = await _unless_gone(handle(_request(scope, body)), receive)
+        if reply is not None:
+            await _send(send, reply, head_only=head_only)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
     # -- calls to other services, through the sidecar ---------------------
 
     @property
     def client(self) -> httpx.AsyncClient:
-        """httpx, with this service's sidecar outbound listener as its HTTP proxy."""
+        """httpx through seawall's transport (spans, trace headers), with this service's
+        sidecar outbound listener as its HTTP proxy."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
+            to_sidecar = httpx.AsyncHTTPTransport(
                 proxy=f"http://127.0.0.1:{self.outbound}",
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                trust_env=False,
+            )
+            self._client = httpx.AsyncClient(
+                transport=AsyncSeawallTransport(to_sidecar, policies=no_policies),
                 timeout=CLIENT_TIMEOUT,
                 trust_env=False,
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             )
         return self._client
 
@@ -380,7 +361,8 @@ class ShopApp:
     ) -> tuple[int, Any, httpx.Headers]:
         """Call ``service`` through the mesh: (status, JSON body or text, headers).
 
-        A transport error (the sidecar unreachable) is status 0.
+        A transport error (the sidecar unreachable) is status 0; the deadline
+        of the request being served passed before the call was sent, 504.
         """
         key = f"{service} {path}"
         started = time.monotonic()
@@ -388,8 +370,9 @@ class ShopApp:
             response = await self.client.request(
                 method, f"http://{service}{path}", json=payload, headers=headers
             )
-        except httpx.HTTPError as exc:
-            status, body, answer = 0, f"{type(exc).__name__}: {exc}", httpx.Headers()
+        except (httpx.HTTPError, SeawallError) as exc:
+            status = 504 if isinstance(exc, DeadlineExceeded) else 0
+            body, answer = f"{type(exc).__name__}: {exc}", httpx.Headers()
         else:
             status, answer = response.status_code, response.headers
             try:
@@ -402,27 +385,59 @@ class ShopApp:
 
     # -- running ----------------------------------------------------------
 
-    async def serve(self) -> None:
-        """Serve until SIGTERM or SIGINT."""
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, backlog=1024
-        )
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        sys.stderr.write(f"shop {self.name} [{os.getpid()}]: serving on {self.host}:{self.port}\n")
-        sys.stderr.flush()
+    def start_tracing(self) -> None:
+        """Export this app's spans where its sidecar exports its own; never fail the app.
+
+        The endpoint is ``$SEAWALL_TRACES_ENDPOINT``, else mesh.yaml's
+        ``tracing.endpoint`` (or its collector's); spans go out in batches
+        every ``tracing.interval``, as the sidecar's do. A collector that is
+        down costs dropped spans and a warning in the log, never a request.
+        """
+        if not self.tracing.enabled:
+            return
+        # The OpenTelemetry SDK's batch delay (ms) is set through its environment;
+        # a value already there wins.
+        delay = round(self.tracing.interval * 1000)
+        os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", str(delay))
+        endpoint = os.environ.get("SEAWALL_TRACES_ENDPOINT") or self.tracing.export_endpoint()
         try:
-            await stop.wait()
-        finally:
-            server.close()
-            for conn in list(self.connections):
-                conn.close()
-            if self._client is not None:
-                await self._client.aclose()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), 2.0)
+            self._spans = seawall.telemetry.setup(
+                self.name, endpoint=endpoint, sample=self.trace_sample
+            )
+        except (ImportError, RuntimeError) as exc:  # no SDK, or a provider set already
+            self._log(f"no spans: {exc}")
+
+    async def _close(self) -> None:
+        """At shutdown: close the client, and send the spans still queued (bounded)."""
+        if self._client is not None:
+            await self._client.aclose()
+        if self._spans is not None:
+            # In a daemon thread: an exporter retrying a collector that is gone must
+            # not hold the process past FLUSH_SECONDS.
+            flushing = threading.Thread(target=self._spans.shutdown, daemon=True)
+            flushing.start()
+            await asyncio.to_thread(flushing.join, FLUSH_SECONDS)
+
+    def _log(self, message: str) -> None:
+        sys.stderr.write(f"shop {self.name} [{os.getpid()}]: {message}\n")
+        sys.stderr.flush()
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM or SIGINT (uvicorn's handling of them)."""
+        self.start_tracing()
+        config = uvicorn.Config(
+            self,
+            host=self.host,
+            port=self.port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            backlog=1024,
+            timeout_keep_alive=int(self.keep_alive),
+            timeout_graceful_shutdown=int(STOP_GRACE),
+        )
+        self._log(f"serving on {self.host}:{self.port}")
+        await uvicorn.Server(config).serve()
 
 
 def main(name: str, build: Callable[[ShopApp], None]) -> None:

@@ -17,7 +17,11 @@ the same corpus everywhere. The seeds come from the tests:
   (crates/seawall-proxy/tests/data/spec-gateway.json) with variations of
   each section;
 * response_head: response heads from the codec's tests and the sidecar's
-  upstream-framing tests (tests/proxy/test_sidecar_upstream_framing.py).
+  upstream-framing tests (tests/proxy/test_sidecar_upstream_framing.py);
+* otlp_decode: OTLP trace exports as protobuf (written here by a small
+  protobuf writer, field numbers as in opentelemetry-proto) and as JSON, from
+  the codec's tests (crates/seawall-otlp/tests/codec.rs): every value type,
+  events, links, partial success, unknown fields, fields out of order.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import struct
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
@@ -291,11 +296,205 @@ RESPONSES = {
 }
 
 
+# ----------------------------------------------------------------- otlp_decode
+# Field numbers: opentelemetry-proto's trace_service.proto, trace.proto,
+# common.proto, resource.proto (as crates/seawall-otlp/src/encode.rs has them).
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def pb_len(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def pb_varint(field: int, n: int) -> bytes:
+    return _varint(field << 3) + _varint(n)
+
+
+def pb_fixed64(field: int, n: int) -> bytes:
+    return _varint(field << 3 | 1) + struct.pack("<Q", n)
+
+
+def pb_fixed32(field: int, n: int) -> bytes:
+    return _varint(field << 3 | 5) + struct.pack("<I", n)
+
+
+def pb_kv(key: str, value: bytes) -> bytes:
+    """A KeyValue; ``value`` is the AnyValue message's bytes."""
+    return pb_len(1, key.encode()) + pb_len(2, value)
+
+
+def any_str(s: str) -> bytes:
+    return pb_len(1, s.encode())
+
+
+def any_double(x: float) -> bytes:
+    return _varint(4 << 3 | 1) + struct.pack("<d", x)
+
+
+EVERY_VALUE = b"".join(
+    pb_len(9, kv)
+    for kv in (
+        pb_kv("http.request.method", any_str("GET")),
+        pb_kv("ok", pb_varint(2, 1)),
+        pb_kv("http.response.status_code", pb_varint(3, 503)),
+        pb_kv("negative", pb_varint(3, -5)),
+        pb_kv("ratio", any_double(0.25)),
+        pb_kv("nan", any_double(float("nan"))),
+        pb_kv("blob", pb_len(7, b"\x00\x01\xff")),
+        pb_kv(
+            "list", pb_len(5, pb_len(1, any_str("a")) + pb_len(1, pb_varint(3, 1)) + pb_len(1, b""))
+        ),
+        pb_kv("map", pb_len(6, pb_len(1, pb_kv("inner", any_str("x"))))),
+        pb_kv("nothing", b""),
+    )
+)
+
+TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+SPAN = bytes.fromhex("00f067aa0ba902b7")
+CHILD = bytes.fromhex("0102030405060708")
+
+
+def pb_span(trace: bytes, span: bytes, *rest: bytes) -> bytes:
+    return pb_len(1, trace) + pb_len(2, span) + b"".join(rest)
+
+
+def pb_request(*resource_spans: tuple[list[bytes], list[bytes]]) -> bytes:
+    """One ResourceSpans per (resource attributes, spans), one scope each."""
+    out = b""
+    for attributes, spans in resource_spans:
+        resource = b"".join(pb_len(1, a) for a in attributes)
+        scope = pb_len(1, b"seawall-sidecar") + pb_len(2, b"0.1.0")
+        scope_spans = pb_len(1, scope) + b"".join(pb_len(2, s) for s in spans)
+        out += pb_len(1, pb_len(1, resource) + pb_len(2, scope_spans))
+    return out
+
+
+SERVICE = [pb_kv("service.name", any_str("orders")), pb_kv("host.name", any_str("h1"))]
+ROOT = pb_span(
+    TRACE,
+    SPAN,
+    pb_len(3, b"vendor=a"),
+    pb_len(5, b"GET /orders"),
+    pb_varint(6, 2),
+    pb_fixed64(7, 1_700_000_000_000_000_000),
+    pb_fixed64(8, 1_700_000_000_250_000_000),
+    EVERY_VALUE,
+    pb_len(11, pb_fixed64(1, 1_700_000_000_100_000_000) + pb_len(2, b"retry")),
+    pb_len(13, pb_len(1, b"\xab" * 16) + pb_len(2, b"\xcd" * 8) + pb_fixed32(6, 1)),
+    pb_len(15, pb_len(2, b"upstream timed out") + pb_varint(3, 2)),
+    pb_fixed32(16, 0x301),
+)
+CHILD_SPAN = pb_span(TRACE, CHILD, pb_len(4, SPAN), pb_len(5, b"SELECT"), pb_varint(6, 3))
+
+
+def _json_span(trace: str, span: str, **fields: object) -> dict[str, object]:
+    return {"traceId": trace, "spanId": span, **fields}
+
+
+def _json_request(spans: list[dict[str, object]], service: str = "orders") -> bytes:
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                },
+                "scopeSpans": [
+                    {"scope": {"name": "seawall-sidecar", "version": "0.1.0"}, "spans": spans}
+                ],
+            }
+        ]
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+JSON_ATTRIBUTES = [
+    {"key": "http.request.method", "value": {"stringValue": "GET"}},
+    {"key": "ok", "value": {"boolValue": True}},
+    {"key": "code", "value": {"intValue": "503"}},
+    {"key": "n", "value": {"intValue": 7}},
+    {"key": "ratio", "value": {"doubleValue": 0.25}},
+    {"key": "nan", "value": {"doubleValue": "NaN"}},
+    {"key": "blob", "value": {"bytesValue": "AAH/"}},
+    {"key": "list", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {}]}}},
+    {
+        "key": "map",
+        "value": {"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": False}}]}},
+    },
+    {"key": "nothing", "value": {}},
+]
+
+
+def otlp_seeds() -> dict[str, bytes]:
+    unknown = pb_varint(99, 7) + pb_fixed64(98, 1) + pb_len(97, b"zz") + pb_fixed32(96, 5)
+    backwards = pb_fixed32(16, 1) + pb_len(5, b"late") + pb_len(2, CHILD) + pb_len(1, TRACE)
+    partial = [
+        pb_span(TRACE[:15], SPAN),
+        pb_span(bytes(16), SPAN),
+        pb_span(TRACE, bytes(8)),
+        pb_span(TRACE, SPAN, pb_len(4, b"\x01\x02")),
+        pb_span(TRACE, SPAN, pb_len(13, pb_len(1, TRACE) + pb_len(2, SPAN[:7]))),
+        ROOT,
+    ]
+    nested = any_str("leaf")
+    for _ in range(5):
+        nested = pb_len(5, pb_len(1, nested))
+    typical = _json_span(
+        TRACE.hex(),
+        SPAN.hex(),
+        name="GET /orders",
+        kind=2,
+        flags=769,
+        traceState="vendor=a",
+        startTimeUnixNano="1700000000000000000",
+        endTimeUnixNano="1700000000250000000",
+        attributes=JSON_ATTRIBUTES,
+        events=[{"timeUnixNano": "1700000000100000000", "name": "retry", "attributes": []}],
+        links=[{"traceId": "ab" * 16, "spanId": "cd" * 8, "traceState": "k=v", "flags": 1}],
+        status={"code": 2, "message": "upstream timed out"},
+    )
+    snake = {
+        "trace_id": TRACE.hex().upper(),
+        "span_id": CHILD.hex(),
+        "parent_span_id": SPAN.hex(),
+        "kind": "SPAN_KIND_CLIENT",
+        "start_time_unix_nano": 1700000000000000000,
+        "status": {"code": "STATUS_CODE_OK"},
+        "attributes": [{"key": "n", "value": {"int_value": "-1"}}],
+    }
+    return {
+        "pb-typical": pb_request((SERVICE, [ROOT, CHILD_SPAN])),
+        "pb-two-resources": pb_request((SERVICE, [ROOT]), ([], [CHILD_SPAN])),
+        "pb-unknown-fields": unknown + pb_request(([SERVICE[0] + unknown], [CHILD_SPAN + unknown])),
+        "pb-backwards": pb_request(([], [backwards])),
+        "pb-partial": pb_request((SERVICE, partial)),
+        "pb-nested": pb_request(([pb_kv("deep", nested)], [CHILD_SPAN])),
+        "pb-empty": b"",
+        "json-typical": _json_request(
+            [typical, _json_span(TRACE.hex(), CHILD.hex(), parentSpanId=SPAN.hex())]
+        ),
+        "json-snake-case": _json_request([snake], service="payments"),
+        "json-partial": _json_request(
+            [_json_span(TRACE.hex()[:30], SPAN.hex()), _json_span("00" * 16, SPAN.hex()), typical]
+        ),
+        "json-empty": b"{}",
+    }
+
+
 def main() -> None:
     write("request_head", {**conformance_requests(), **MESH_REQUESTS})
     write("trace_context", trace_seeds())
     write("spec_json", spec_seeds())
     write("response_head", RESPONSES)
+    write("otlp_decode", otlp_seeds())
 
 
 if __name__ == "__main__":

@@ -14,18 +14,20 @@
 #![forbid(unsafe_code)]
 
 pub mod connect_head;
+pub mod otlp_decode;
 pub mod request_head;
 pub mod response_head;
 pub mod spec_json;
 pub mod trace_context;
 
 /// The names of the targets, as `cargo fuzz run` knows them.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "request_head",
     "trace_context",
     "spec_json",
     "response_head",
     "connect_head",
+    "otlp_decode",
 ];
 
 /// A target's check, by name.
@@ -36,6 +38,7 @@ pub fn check_of(target: &str) -> Option<fn(&[u8])> {
         "spec_json" => spec_json::check,
         "response_head" => response_head::check,
         "connect_head" => connect_head::check,
+        "otlp_decode" => otlp_decode::check,
         _ => return None,
     })
 }

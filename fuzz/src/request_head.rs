@@ -7,8 +7,8 @@
 //! receives them. An accepted head then goes through the proxy's own steps
 //! for four connections (outbound routed by Host, a per-destination
 //! listener, inbound from an authenticated caller, inbound unauthenticated):
-//! `forward::prepare` (destination, authorization, route, upgrade,
-//! correlation, deadline, fault), `forward::outgoing` (hop-by-hop and mesh
+//! `forward::correlate` and `forward::prepare` (correlation; destination,
+//! authorization, route, upgrade, deadline, fault), `forward::outgoing` (hop-by-hop and mesh
 //! fields dropped, the mesh's own added), then the request head of one
 //! attempt as `client::encode_head` writes it (the deadline left, the
 //! attempt number, this hop's framing), which is parsed again as the next
@@ -243,7 +243,9 @@ fn check_head(head: &RequestHead) {
 /// Steps 1-5 and one attempt's head, as the server and the forwarder run them.
 fn through_the_proxy(rt: &Runtime, down: &Down, head: &RequestHead) {
     let mut rng = SplitMix64::new(fingerprint(&head.target));
-    let prepared = match forward::prepare(rt, down, head, NOW, &mut rng) {
+    let (trace, span) = forward::correlate(rt, down, head, NOW, &mut rng);
+    assert!(!span.is_recording(), "the fuzzed sidecar has no tracer");
+    let prepared = match forward::prepare(rt, down, head, NOW, &trace, &span, &mut rng) {
         Ok(p) => p,
         Err(local) => {
             assert!(

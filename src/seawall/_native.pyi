@@ -39,4 +39,55 @@ def control_call(
     body: bytes = ...,
     timeout: float = ...,
 ) -> tuple[int, bytes]: ...
+
+# ---------------------------------------------------------------- OTLP traces (crate seawall-otlp)
+
+_SpanRowTuple = tuple[
+    bytes,  # trace_id
+    bytes,  # span_id
+    bytes,  # parent_span_id
+    str,  # service
+    str,  # name
+    int,  # kind
+    int,  # start_ns
+    int,  # end_ns
+    int,  # status_code
+    str,  # status_message
+    int,  # flags
+    str,  # trace_state
+    str,  # attributes
+    str,  # events
+    str,  # links
+    str,  # resource
+    str,  # scope
+    tuple[str, ...],  # tags
+]
+"""A span as ``otlp_decode`` gives it: ``seawall.telemetry.spans.SpanRow``'s fields, in order."""
+
+def otlp_decode(body: bytes, json: bool) -> tuple[list[_SpanRowTuple], int, str]:
+    """Decode an OTLP ``ExportTraceServiceRequest``: protobuf, or OTLP/JSON when ``json``.
+
+    Returns ``(rows, rejected, message)``: one tuple per valid span, in
+    ``SpanRow`` field order (``SpanRow(*row)``); the number of well-formed
+    spans skipped as invalid OTLP (ids of the wrong length or all zero); and
+    what ``ExportTracePartialSuccess.error_message`` should say of them (how
+    many, and where and why the first was refused; empty when none was).
+    The GIL is released while decoding.
+
+    Raises ValueError when the body is malformed (bad protobuf or JSON, a
+    field of the wrong type, a string that is not UTF-8, an id that is not
+    hex): the message says what and where, as
+    ``resourceSpans[0].scopeSpans[1].spans[3].name: invalid UTF-8 at byte 812``.
+    """
+
+def otlp_export_response(rejected: int, message: str) -> bytes:
+    """The ``ExportTraceServiceResponse`` (protobuf) for a request of which
+    ``rejected`` spans were refused, ``message`` saying why: empty bytes when
+    both are empty (everything was accepted), else a ``partial_success``."""
+
+def otlp_json_to_protobuf(body: bytes) -> bytes:
+    """An OTLP/JSON ``ExportTraceServiceRequest``, read into the Rust encoder's
+    model and written as protobuf (invalid spans left out; one scope per
+    resource spans). For testing the encoder. Raises ValueError as ``otlp_decode``."""
+
 def __getattr__(name: str) -> Any: ...  # the policy twins, used by the conformance tests

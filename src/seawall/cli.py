@@ -6,6 +6,9 @@
   :mod:`seawall.control.server`);
 * ``seawall apply -f mesh.yaml``, ``seawall status``, ``seawall services`` and
   ``seawall certs`` talk to it (see :mod:`seawall.control.commands`);
+* ``seawall traces [--config mesh.yaml]`` runs the trace collector, store and UI,
+  and ``seawall traces drift`` lists the edges whose latency drifted (see
+  :mod:`seawall.telemetry.collector`);
 * ``seawall check -f mesh.yaml [--service NAME] [--json]`` validates a config
   offline, with no control plane and no sidecar (see :mod:`seawall.config.report`):
   exit 0 valid, 1 invalid, 2 unreadable.
@@ -147,6 +150,28 @@ def _parser() -> argparse.ArgumentParser:
     control.add_argument(
         "--cert-ttl", type=_positive_seconds, default=24 * 3600.0, help="default 24h"
     )
+    control.add_argument(
+        "--traces",
+        metavar="HOST:PORT",
+        help="also serve `seawall traces` there (OTLP, the query APIs, the UI), "
+        "its store in the state directory",
+    )
+
+    traces = commands.add_parser(
+        "traces",
+        help="the trace collector, store, query APIs and UI",
+        description="Run the collector of tracing.collector in mesh.yaml (or the defaults): "
+        "OTLP/HTTP on /v1/traces, Jaeger's api_v3 and HTTP JSON API under /api/, the UI "
+        "under /ui/. `seawall traces drift` lists the edges whose latency drifted.",
+    )
+    traces.add_argument("action", nargs="?", default="serve", choices=["serve", "drift"])
+    traces.add_argument("--config", help="mesh.yaml (its tracing.collector section)")
+    traces.add_argument("--listen", help="HOST:PORT (default: tracing.collector, 127.0.0.1:4318)")
+    traces.add_argument("--store", help="the SQLite file (default: tracing.collector.store)")
+    traces.add_argument(
+        "--url", default="http://127.0.0.1:4318", help="for drift: the collector's URL"
+    )
+    traces.add_argument("--json", action="store_true", help="for drift: print JSON")
 
     apply = commands.add_parser("apply", help="validate and store a mesh config")
     apply.add_argument("-f", "--file", required=True, help="mesh.yaml")
@@ -313,6 +338,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             log_format=args.log_format,
         )
         return run_linked(args.service, options, bootstrap=args.config, workers=args.workers)
+    if args.command == "traces":
+        if args.action == "drift":
+            from .telemetry.drift_cli import drift  # noqa: PLC0415
+
+            return drift(args.url, as_json=args.json)
+        from .telemetry.collector import run as run_traces  # noqa: PLC0415
+
+        return run_traces(args.config, listen=args.listen, store_path=args.store)
     if args.command == "control":
         from .control.server import run as run_control  # noqa: PLC0415
 
@@ -325,6 +358,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             ca_cert=args.ca_cert,
             ca_key=args.ca_key,
             cert_ttl=args.cert_ttl,
+            traces=args.traces,
         )
     from .control import commands  # noqa: PLC0415
 

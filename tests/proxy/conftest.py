@@ -157,6 +157,8 @@ class SidecarProcess:
         self.inbound = mesh.inbound
         self.admin = mesh.admin
         self.proc: subprocess.Popen[bytes] | None = None
+        self.service = "app"
+        """The service it serves (``--service``)."""
         self.args: list[str] = []
         """More ``seawall sidecar`` arguments (``--log-format json``)."""
 
@@ -189,7 +191,7 @@ class SidecarProcess:
                     "--config",
                     str(self.config),
                     "--service",
-                    "app",
+                    self.service,
                     *self.args,
                 ],
                 stdout=out,

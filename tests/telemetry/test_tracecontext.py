@@ -809,8 +809,10 @@ def test_forked_children_do_not_repeat_the_parents_ids() -> None:
 
 
 def test_public_api_is_exported_and_documented() -> None:
-    assert telemetry.__all__ == tracecontext.__all__
-    for name in telemetry.__all__:
+    # the trace context, and `setup` (the OpenTelemetry SDK's, imported when called)
+    assert sorted(telemetry.__all__) == sorted([*tracecontext.__all__, "setup"])
+    assert telemetry.setup.__doc__
+    for name in tracecontext.__all__:
         obj = getattr(telemetry, name)
         assert obj is getattr(tracecontext, name)
         if callable(obj):

@@ -4,6 +4,7 @@
 //! config as JSON and gets handles back. Python is never called per request.
 use pyo3::prelude::*;
 
+mod otlp;
 mod policy;
 mod sidecar;
 
@@ -11,6 +12,7 @@ mod sidecar;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     policy::register(m)?;
+    otlp::register(m)?;
     sidecar::register(m)?;
     Ok(())
 }

@@ -770,6 +770,13 @@ impl Cluster {
         result.map(Some)
     }
 
+    /// The breaker's state now, by name (`None`: this destination has no breaker).
+    pub fn breaker_state(&self) -> Option<&'static str> {
+        lock(&self.breaker)
+            .as_ref()
+            .map(|b| b.current_state().as_str())
+    }
+
     /// Give back a permit that will not report an outcome (no attempt was made).
     pub fn release(&self, permit: Option<Permit>) {
         if let Some(permit) = permit {
@@ -962,12 +969,18 @@ impl Cluster {
 
     /// Feed one attempt's outcome to outlier detection.
     /// `status: None` with `gateway: true` is a local-origin failure (no response at all).
-    pub fn record(&self, key: u64, now: f64, status: Option<u16>, gateway: bool) {
+    /// Returns why the endpoint was ejected, when this outcome ejected it.
+    pub fn record(
+        &self,
+        key: u64,
+        now: f64,
+        status: Option<u16>,
+        gateway: bool,
+    ) -> Option<&'static str> {
         let mut guard = lock(&self.outlier);
-        let Some(o) = guard.as_mut() else {
-            return;
-        };
+        let o = guard.as_mut()?;
         let before = o.ejections_by_reason();
+        let mut ejected = None;
         if o.on_result(&key, now, status, gateway) {
             let after = o.ejections_by_reason();
             let reason = [
@@ -978,6 +991,7 @@ impl Cluster {
             .into_iter()
             .find(|r| after.get(*r) > before.get(*r))
             .map_or("", EjectionReason::as_str);
+            ejected = Some(reason);
             let until = o.ejected_until(&key).unwrap_or(now);
             lock(&self.ejected_known).1.push(key);
             self.events.emit(
@@ -996,6 +1010,7 @@ impl Cluster {
         if total > seen {
             self.m_ejections.add((total - seen) as u64);
         }
+        ejected
     }
 
     /// Replace the endpoint set in place (an update pushed by the control plane).

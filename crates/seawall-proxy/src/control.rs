@@ -52,6 +52,8 @@ impl std::error::Error for CallError {}
 pub struct Answer {
     pub status: u16,
     pub body: Bytes,
+    /// `Retry-After` in seconds, when the answer had one (delta-seconds only).
+    pub retry_after: Option<u64>,
 }
 
 /// `method url` with `headers` and `body`, answered within `timeout` (connecting included).
@@ -62,7 +64,7 @@ pub fn call(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Answer, CallError> {
-    let (authority, request) = build(method, url, headers, body)?;
+    let (authority, request) = build(method, url, headers, body, false)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -75,20 +77,21 @@ pub fn call(
     })
 }
 
-fn build(
+/// The request of a call: the authority to connect to, and the request
+/// (`keep_alive`: for a connection that carries more than one).
+pub(crate) fn build(
     method: &str,
     url: &str,
     headers: &[(String, String)],
-    body: Vec<u8>,
+    body: impl Into<Bytes>,
+    keep_alive: bool,
 ) -> Result<(String, Request<Full<Bytes>>), CallError> {
     let invalid = |what: String| CallError::Invalid(what);
     let uri: Uri = url
         .parse()
         .map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
     if uri.scheme_str() != Some("http") {
-        return Err(invalid(format!(
-            "{url:?}: the control plane is reached over http:// only"
-        )));
+        return Err(invalid(format!("{url:?}: only http:// URLs are called")));
     }
     let host = uri
         .host()
@@ -105,47 +108,109 @@ fn build(
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::HOST, &authority)
-        .header(http::header::CONNECTION, "close");
+        .header(http::header::HOST, &authority);
+    if !keep_alive {
+        builder = builder.header(http::header::CONNECTION, "close");
+    }
     for (name, value) in headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
+    let body: Bytes = body.into();
     if !body.is_empty() {
         builder = builder.header(http::header::CONTENT_LENGTH, body.len());
     }
     let request = builder
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(body))
         .map_err(|e| invalid(format!("{url}: {e}")))?;
     Ok((authority, request))
 }
 
-async fn exchange(authority: &str, request: Request<Full<Bytes>>) -> Result<Answer, CallError> {
-    let io = |e: &dyn std::fmt::Display| CallError::Io(format!("{authority}: {e}"));
-    let stream = match authority.parse::<std::net::SocketAddr>() {
-        Ok(sock) => TcpStream::connect(sock).await,
-        Err(_) => TcpStream::connect(authority).await,
+/// Connect to `authority`, send `request`, read the whole answer (no timeout: the caller's).
+pub(crate) async fn exchange(
+    authority: &str,
+    request: Request<Full<Bytes>>,
+) -> Result<Answer, CallError> {
+    let mut conn = Connection::open(authority).await?;
+    conn.send(request).await
+}
+
+/// One HTTP/1.1 connection, for calls one after the other (keep-alive).
+pub(crate) struct Connection {
+    authority: String,
+    send: http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
     }
-    .map_err(|e| io(&e))?;
-    let _ = stream.set_nodelay(true);
-    let (mut send, conn) = http1::handshake(TokioIo::new(stream))
-        .await
+}
+
+impl Connection {
+    /// Connect to `authority` (`host:port`).
+    pub(crate) async fn open(authority: &str) -> Result<Connection, CallError> {
+        let io = |e: &dyn std::fmt::Display| CallError::Io(format!("{authority}: {e}"));
+        let stream = match authority.parse::<std::net::SocketAddr>() {
+            Ok(sock) => TcpStream::connect(sock).await,
+            Err(_) => TcpStream::connect(authority).await,
+        }
         .map_err(|e| io(&e))?;
-    let driver = tokio::spawn(conn);
-    let response = send.send_request(request).await.map_err(|e| io(&e))?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                CallError::TooLarge
-            } else {
-                io(&e)
-            }
-        })?
-        .to_bytes();
-    driver.abort();
-    Ok(Answer { status, body })
+        let _ = stream.set_nodelay(true);
+        let (send, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| io(&e))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            authority: authority.to_owned(),
+            send,
+            driver,
+        })
+    }
+
+    /// Where it goes.
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Whether it can carry another request (the server has not closed it).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.send.is_closed() && !self.driver.is_finished()
+    }
+
+    /// Send `request` and read the whole answer.
+    pub(crate) async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Answer, CallError> {
+        let authority = &self.authority;
+        let io = |e: &dyn std::fmt::Display| CallError::Io(format!("{authority}: {e}"));
+        let response = self.send.send_request(request).await.map_err(|e| io(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = Limited::new(response.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    CallError::TooLarge
+                } else {
+                    io(&e)
+                }
+            })?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -199,7 +264,7 @@ mod tests {
             Duration::from_secs(1),
         )
         .expect_err("refused");
-        assert!(err.to_string().contains("http:// only"), "{err}");
+        assert!(err.to_string().contains("only http://"), "{err}");
         let err = call(
             "G T",
             "http://127.0.0.1:1/",

@@ -8,7 +8,9 @@
 //!    denied request is answered 403 without calling the app;
 //! 2. route (path, method, headers), which brings its policy;
 //! 3. correlation: `x-request-id` kept or created, `traceparent` continued
-//!    (two `traceparent` fields restart the trace);
+//!    (two `traceparent` fields restart the trace), head sampling; done
+//!    first ([`correlate`]), so that a request refused at any step still has
+//!    its span, and every policy decision below is an event on it;
 //! 4. deadline: the incoming `x-seawall-deadline-ms` or the route timeout,
 //!    whichever is sooner; already expired inbound → 504 without calling the app;
 //! 5. fault injection (decided here, the delay is waited in `forward`);
@@ -33,6 +35,7 @@ use crate::client::{self, ExchangeError, Outbound, ResponseBody};
 use crate::cluster::{Active, Cluster, Overflow};
 use crate::route::{chance, decide_fault, shadow_host, FaultDecision, Route};
 use crate::runtime::{Destination, External, RoutePolicy, Runtime};
+use crate::spans::{self, RequestSpan};
 use crate::spec::EgressMode;
 use crate::tls::UpstreamTls;
 use crate::upstream::ConnectError;
@@ -202,12 +205,64 @@ pub struct Upstream {
 
 // ------------------------------------------------------------------ steps 1-5
 
-/// Steps 1-5: destination, authorization, route, correlation, deadline, fault decision.
+/// Step 3, first: the trace context and request id to forward, and the
+/// request's span (recorded when the trace is sampled: the caller's
+/// decision, or `tracing.sample` for a trace started here).
+pub fn correlate(
+    rt: &Runtime,
+    down: &Down,
+    head: &RequestHead,
+    now: f64,
+    rng: &mut dyn Random,
+) -> (seawall_trace::Continued, RequestSpan) {
+    let trace = seawall_trace::continue_trace_sampled(&head.headers, rng, rt.sample);
+    let span = RequestSpan::start(
+        rt.tracer.as_ref(),
+        &trace,
+        down.inbound,
+        now,
+        head.method.as_str(),
+    );
+    span.attributes(|a| {
+        a.push(spans::s("http.request.method", head.method.as_str()));
+        let path = head.path.split(|b| *b == b'?').next().unwrap_or_default();
+        a.push(spans::s("url.path", String::from_utf8_lossy(path)));
+        a.push(spans::s("seawall.service", rt.service.as_str()));
+        if let Some(peer) = &down.peer_text {
+            a.push(spans::s(
+                "client.address",
+                String::from_utf8_lossy(peer.as_bytes()),
+            ));
+        }
+        if let Some(id) = &down.peer_id {
+            a.push(spans::s("seawall.peer.spiffe_id", id.as_ref()));
+        }
+        if let Some(caller) = down.peer_service.as_deref().filter(|_| down.inbound) {
+            a.push(spans::s("seawall.caller", caller));
+        }
+    });
+    if down.inbound && head.authority.as_deref().is_some_and(is_shadow) {
+        // the copy a caller's mirror sent: its answer is thrown away
+        span.event(now, "seawall.mirror", Vec::new);
+        span.attributes(|a| a.push(spans::b("seawall.mirror", true)));
+    }
+    (trace, span)
+}
+
+/// Whether a Host names a mirror's shadow (`orders-shadow`, `orders-shadow:8002`).
+fn is_shadow(host: &[u8]) -> bool {
+    let host = String::from_utf8_lossy(host);
+    strip_port(&host).ends_with("-shadow")
+}
+
+/// Steps 1-5: destination, authorization, route, deadline, fault decision.
 pub fn prepare(
     rt: &Runtime,
     down: &Down,
     head: &RequestHead,
     now: f64,
+    trace: &seawall_trace::Continued,
+    span: &RequestSpan,
     rng: &mut dyn Random,
 ) -> Result<Prepared, Local> {
     // 1. destination; inbound, the caller's identity and authorization
@@ -252,6 +307,9 @@ pub fn prepare(
                 ("caller", caller.unwrap_or("unauthenticated").into()),
             ],
         );
+        span.event(now, "seawall.ratelimit.refused", || {
+            vec![spans::s("seawall.ratelimit.direction", direction)]
+        });
         return Err(rate_limited(&dest, down.inbound, caller, wait));
     }
     // 2. route
@@ -260,6 +318,16 @@ pub fn prepare(
         .select(&head.method, &head.path, &head.headers)
         .clone();
     let policy = &route.data;
+    span.name(|| format!("{} {}", head.method, policy.name));
+    span.attributes(|a| {
+        a.push(spans::s("seawall.destination", dest.name.as_str()));
+        a.push(spans::s("seawall.route", policy.name.as_str()));
+        if down.inbound {
+            a.push(spans::s("http.route", policy.name.as_str()));
+        } else {
+            a.push(spans::s("server.address", dest.name.as_str()));
+        }
+    });
     // 2b. a protocol switch only to a protocol the route allows (h2c is dropped, not refused)
     if let Some(offered) = head.upgrade.as_ref().and_then(without_h2c) {
         if let Some(refused) = offered
@@ -285,21 +353,32 @@ pub fn prepare(
     }
     // 3. correlation and 4. deadline
     let mut deadline = now + policy.timeout;
+    let mut carried: Option<u64> = None;
     for value in head.headers.get_all(&DEADLINE) {
         if let Some(ms) = parse_deadline_ms(value.as_bytes()) {
             deadline = deadline.min(now + ms as f64 / 1000.0);
+            carried = Some(carried.map_or(ms, |c| c.min(ms)));
         }
     }
+    if let Some(ms) = carried {
+        span.event(now, "seawall.deadline", || {
+            vec![spans::f("seawall.deadline.left_ms", ms as f64)]
+        });
+    }
     if down.inbound && deadline <= now {
+        span.event(now, "seawall.deadline.expired", Vec::new);
         return Err(Local::new(504, "deadline already expired"));
     }
-    let trace = seawall_trace::continue_trace(&head.headers, rng);
     let mut mesh = Vec::with_capacity(4);
     if let Ok(v) = HeaderValue::from_maybe_shared(trace.request_id.clone()) {
         mesh.push((REQUEST_ID, v));
     }
-    if let Ok(v) = HeaderValue::from_bytes(&trace.traceparent.encode()) {
-        mesh.push((TRACEPARENT, v));
+    // Outbound, a recorded request's attempts each send their own (the next
+    // hop is a child of the attempt's span): see `attempt_once`.
+    if !span.records_attempts() {
+        if let Ok(v) = HeaderValue::from_bytes(&trace.traceparent.encode()) {
+            mesh.push((TRACEPARENT, v));
+        }
     }
     if let Some(state) = &trace.tracestate {
         if !state.is_empty() {
@@ -509,6 +588,20 @@ enum Attempt {
     /// The attempt's time ran out in the pool's queue, before any connection.
     Waited,
     Protocol(String),
+}
+
+impl Attempt {
+    /// What a failed attempt came to, as its span's `error.type` says it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Attempt::Response(..) | Attempt::Status(..) => "",
+            Attempt::Connect(_) => "connect_failure",
+            Attempt::Reset(_) => "reset",
+            Attempt::Timeout => "timeout",
+            Attempt::Waited => "pool_timeout",
+            Attempt::Protocol(_) => "protocol_error",
+        }
+    }
 }
 
 /// The request to send upstream, built once; each attempt encodes its head from it.
@@ -724,6 +817,7 @@ fn switched_to_offered(answer: &ResponseHead, offered: &Bytes) -> bool {
 }
 
 /// Steps 6-8: fault delay and abort, split, mirror, then the attempts.
+#[allow(clippy::too_many_arguments)] // the request's parts, each borrowed for the exchange
 pub async fn forward(
     rt: &Runtime,
     p: &Prepared,
@@ -731,6 +825,7 @@ pub async fn forward(
     mut body: BodySource,
     length: Option<u64>,
     tls: Option<&UpstreamTls>,
+    span: &RequestSpan,
     rng: &mut (dyn Random + Send),
 ) -> Result<Upstream, Local> {
     let policy = &p.route.data;
@@ -739,18 +834,36 @@ pub async fn forward(
     if let Some(fault) = p.fault {
         if fault.delay > 0.0 {
             let wait = fault.delay.min((p.deadline - clock.now()).max(0.0));
+            span.event(clock.now(), "seawall.fault", || {
+                vec![
+                    spans::s("seawall.fault.kind", "delay"),
+                    spans::f("seawall.fault.delay_ms", spans::ms(wait)),
+                ]
+            });
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
         if let Some(status) = fault.abort {
+            span.event(clock.now(), "seawall.fault", || {
+                vec![
+                    spans::s("seawall.fault.kind", "abort"),
+                    spans::i("http.response.status_code", i64::from(status)),
+                ]
+            });
             return Err(Local::new(status, "fault injected")
                 .with(HeaderName::from_static("x-seawall-fault"), "abort"));
         }
     }
     // 6. split and mirror
     let subset: Option<&str> = policy.split.as_ref().map(|s| s.choose(rng));
+    if let Some(subset) = subset {
+        span.attributes(|a| a.push(spans::s("seawall.subset", subset)));
+    }
     if let (Some(mirror), BodySource::Whole(payload)) = (&policy.mirror, &body) {
         if chance(rng, mirror.percent) {
             if let Some(target) = rt.destinations.get(mirror.to.as_str()) {
+                span.event(clock.now(), "seawall.mirror", || {
+                    vec![spans::s("seawall.mirror.destination", mirror.to.as_str())]
+                });
                 spawn_mirror(
                     rt,
                     target.clone(),
@@ -758,6 +871,7 @@ pub async fn forward(
                     out,
                     payload.clone(),
                     tls,
+                    span.traceparent(),
                 );
             }
         }
@@ -768,7 +882,12 @@ pub async fn forward(
     let retry = &policy.retry;
     let may_retry = p.may_retry && body.replayable();
     cluster.deposit(p.start);
-    let active = shared.start_request().map_err(overflow)?;
+    let active = shared.start_request().map_err(|e| {
+        span.event(clock.now(), "seawall.pool.overflow", || {
+            vec![spans::s("seawall.pool.limit", e.0)]
+        });
+        overflow(e)
+    })?;
     // hedging: idempotent requests with a whole body, no protocol switch
     let hedge = policy
         .hedge
@@ -782,10 +901,12 @@ pub async fn forward(
         attempt += 1;
         let now = clock.now();
         if now >= p.deadline {
+            span.event(now, "seawall.deadline.expired", Vec::new);
             return Err(Local::new(504, "request timeout"));
         }
         let can_retry = may_retry && attempt < retry.attempts;
         let copy = Copies {
+            span,
             rt,
             cluster,
             p,
@@ -805,7 +926,7 @@ pub async fn forward(
             _ => {
                 let (admitted, target) = copy.admit(now, &mut tried, rng)?;
                 let outcome = copy.send(&mut body, attempt, &target, now).await;
-                admitted.settle(&target, now, outcome)?
+                admitted.settle(&target, now, outcome, span)?
             }
         };
         let ended = clock.now();
@@ -842,17 +963,39 @@ pub async fn forward(
         };
         // Retry, or give up: nothing was forwarded yet.
         let mut give_up = !(can_retry && kind_retryable);
+        // why not, for the span (a failure the route would retry, not retried)
+        let mut skipped: Option<&'static str> = None;
+        if give_up && kind_retryable && span.is_recording() {
+            skipped = Some(if !may_retry {
+                "not idempotent"
+            } else {
+                "attempts exhausted"
+            });
+        }
         if !give_up && cluster.retries_in_flight() >= cluster.max_retries() {
             cluster.overflowed("retries");
+            span.event(ended, "seawall.pool.overflow", || {
+                vec![spans::s("seawall.pool.limit", "retries")]
+            });
+            skipped = Some("max_retries");
             give_up = true;
         }
         if !give_up && !cluster.withdraw(ended) {
+            skipped = Some("budget exhausted");
             give_up = true;
         }
         let mut delay = 0.0;
         if !give_up {
             delay = retry.backoff_delay(attempt, rng);
             give_up = ended + delay >= p.deadline;
+            if give_up {
+                skipped = Some("deadline");
+            }
+        }
+        if let Some(reason) = skipped {
+            span.event(ended, "seawall.retry.skipped", || {
+                vec![spans::s("seawall.retry.reason", reason)]
+            });
         }
         if give_up {
             return match last {
@@ -866,6 +1009,13 @@ pub async fn forward(
                 Last::Failed(status, detail) => Err(Local::new(status, detail)),
             };
         }
+        span.event(ended, "seawall.retry", || {
+            vec![
+                spans::i("seawall.attempt", i64::from(attempt + 1)),
+                spans::s("seawall.retry.reason", last.reason()),
+                spans::f("seawall.retry.delay_ms", spans::ms(delay)),
+            ]
+        });
         drop(last); // a response that will not be forwarded: its connection closes
         cluster.count_retry();
         drop(retrying.take()); // the retry before this one has its outcome
@@ -920,6 +1070,7 @@ impl Admitted<'_> {
         target: &crate::upstream::Target,
         began: f64,
         outcome: Result<Attempt, Local>,
+        span: &RequestSpan,
     ) -> Result<Attempt, Local> {
         let outcome = outcome?;
         let cluster = self.cluster;
@@ -932,7 +1083,17 @@ impl Admitted<'_> {
         };
         let failed = status.is_none_or(|s| s >= 500);
         let gateway = local_origin || matches!(status, Some(502..=504));
-        cluster.record(target.key, ended, status, gateway);
+        if let Some(reason) = cluster.record(target.key, ended, status, gateway) {
+            span.event(ended, "seawall.outlier.ejected", || {
+                vec![
+                    spans::s(
+                        "seawall.endpoint",
+                        format!("{}:{}", target.host, target.port),
+                    ),
+                    spans::s("seawall.outlier.reason", reason),
+                ]
+            });
+        }
         if let Some(permit) = self.permit.take() {
             cluster.record_breaker(permit, ended, ended - began, failed);
         }
@@ -942,6 +1103,7 @@ impl Admitted<'_> {
 
 /// What every copy of one request shares.
 struct Copies<'a> {
+    span: &'a RequestSpan,
     rt: &'a Runtime,
     cluster: &'a Cluster,
     p: &'a Prepared,
@@ -962,11 +1124,23 @@ impl<'a> Copies<'a> {
         rng: &mut (dyn Random + Send),
     ) -> Result<(Admitted<'a>, crate::upstream::Target), Local> {
         let cluster = self.cluster;
+        let span = self.span;
         let permit = cluster.admit(now).map_err(|_| {
+            span.event(now, "seawall.breaker.rejected", || {
+                vec![spans::s("seawall.breaker.state", "open")]
+            });
             Local::new(503, format!("circuit open for {}", cluster.name))
                 .with(HeaderName::from_static("x-seawall-circuit"), "open")
                 .overloaded()
         })?;
+        if span.is_recording() {
+            // a probe while half open (a closed breaker is not worth an event)
+            if let Some(state) = cluster.breaker_state().filter(|s| *s != "closed") {
+                span.event(now, "seawall.breaker", || {
+                    vec![spans::s("seawall.breaker.state", state)]
+                });
+            }
+        }
         let admitted = Admitted {
             cluster,
             permit: Some(permit),
@@ -994,7 +1168,23 @@ impl<'a> Copies<'a> {
         if let Some(idle) = policy.idle_timeout {
             try_deadline = try_deadline.min(now + idle); // silence until the head is idle too
         }
-        attempt_once(
+        let span = self.span;
+        let recorded = span.attempt(now, || {
+            let mut a = vec![
+                spans::i("seawall.attempt", i64::from(attempt)),
+                spans::s(
+                    "seawall.endpoint",
+                    format!("{}:{}", target.host, target.port),
+                ),
+                spans::s("server.address", target.host.as_ref()),
+                spans::i("server.port", i64::from(target.port)),
+            ];
+            if let Some(subset) = self.subset {
+                a.push(spans::s("seawall.subset", subset));
+            }
+            a
+        });
+        let outcome = attempt_once(
             self.rt,
             self.cluster,
             self.p,
@@ -1006,8 +1196,21 @@ impl<'a> Copies<'a> {
             target,
             self.can_retry,
             self.tls,
+            recorded.as_ref().map(|a| &a.traceparent[..]),
+            span,
         )
-        .await
+        .await;
+        let ended = self.rt.clock.now();
+        match &outcome {
+            Ok(Attempt::Response(h, _)) | Ok(Attempt::Status(_, h, _)) => {
+                span.attempt_ended(recorded, ended, Some(h.status), None);
+            }
+            Ok(failed) => span.attempt_ended(recorded, ended, None, Some(failed.kind())),
+            Err(local) => {
+                span.attempt_ended(recorded, ended, Some(local.status), Some(local.error()))
+            }
+        }
+        outcome
     }
 
     /// Hedged copies of one idempotent request: the first now, another each
@@ -1073,7 +1276,7 @@ impl<'a> Copies<'a> {
                 let Some((admitted, target, began, _slot)) = settles[n as usize].take() else {
                     continue;
                 };
-                let outcome = admitted.settle(&target, began, outcome);
+                let outcome = admitted.settle(&target, began, outcome, self.span);
                 // an answer wins; a 5xx only when no other copy can do better (below)
                 let won = matches!(&outcome, Ok(Attempt::Response(h, _)) if h.status < 500);
                 if n > 0 {
@@ -1108,6 +1311,9 @@ impl<'a> Copies<'a> {
                 } else {
                     match self.admit(now, tried, rng) {
                         Ok((admitted, target)) => {
+                            self.span.event(now, "seawall.hedge", || {
+                                vec![spans::i("seawall.attempt", i64::from(first + sent))]
+                            });
                             flights.push(launch(sent, target.clone(), now));
                             let slot = cluster.retry_started();
                             settles.push(Some((admitted, target, now, Some(slot))));
@@ -1130,6 +1336,16 @@ impl<'a> Copies<'a> {
 enum Last {
     Status(Box<(ResponseHead, ResponseBody)>),
     Failed(u16, String),
+}
+
+impl Last {
+    /// Why the attempt failed, as a retry event says it.
+    fn reason(&self) -> String {
+        match self {
+            Last::Status(answer) => format!("status {}", answer.0.status),
+            Last::Failed(_, why) => why.clone(),
+        }
+    }
 }
 
 fn overflow(e: Overflow) -> Local {
@@ -1155,6 +1371,8 @@ async fn attempt_once(
     target: &crate::upstream::Target,
     can_retry: bool,
     tls: Option<&UpstreamTls>,
+    traceparent: Option<&[u8]>,
+    span: &RequestSpan,
 ) -> Result<Attempt, Local> {
     let clock = &rt.clock;
     let until = clock.instant(try_deadline);
@@ -1177,6 +1395,9 @@ async fn attempt_once(
             Ok(conn) => conn,
             Err(ConnectError::Overflow(limit)) => {
                 cluster.overflowed(limit);
+                span.event(clock.now(), "seawall.pool.overflow", || {
+                    vec![spans::s("seawall.pool.limit", limit)]
+                });
                 return Err(overflow(Overflow(limit)));
             }
             Err(ConnectError::Failed(why)) => return Ok(Attempt::Connect(why)),
@@ -1198,14 +1419,16 @@ async fn attempt_once(
         let (mut digits, mut attempt_digits) = ([0u8; 20], [0u8; 20]);
         let deadline_text = seawall_h1::decimal(remaining_ms, &mut digits);
         // every attempt says which it is, the first too (as seawall.client.httpx does)
-        let extra: [(&str, &[u8]); 2] = [
+        let extra: [(&str, &[u8]); 3] = [
             ("x-seawall-deadline-ms", deadline_text),
             (
                 ATTEMPT,
                 seawall_h1::decimal(u64::from(attempt), &mut attempt_digits),
             ),
+            ("traceparent", traceparent.unwrap_or_default()),
         ];
-        let extra = &extra[..];
+        // the attempt's own traceparent when its span is recorded
+        let extra = &extra[..if traceparent.is_some() { 3 } else { 2 }];
         let (outbound, framing) = body.take(&out.method, length);
         client::encode_head(
             &mut conn,
@@ -1323,9 +1546,13 @@ fn spawn_mirror(
     out: &Outgoing,
     payload: Bytes,
     tls: Option<&UpstreamTls>,
+    traceparent: Option<[u8; seawall_trace::TRACEPARENT_LEN]>,
 ) {
     let clock = rt.clock;
     let mut headers = out.headers.clone();
+    if let Some(v) = traceparent.and_then(|tp| HeaderValue::from_bytes(&tp).ok()) {
+        headers.insert(TRACEPARENT, v);
+    }
     if let Some(host) = headers.get(http::header::HOST) {
         if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(shadow_host(host.as_bytes()))) {
             headers.insert(http::header::HOST, v);

@@ -222,6 +222,7 @@ pub struct Metrics {
     pub upstream_tls_failures: Family,
     pub hedges: Family,
     pub rate_limited: Family,
+    pub spans: Family,
 }
 
 impl Default for Metrics {
@@ -314,6 +315,15 @@ impl Metrics {
                  destination) or inbound (the service's limit per caller).",
                 &["destination", "direction"],
             ),
+            spans: Family::new(
+                "seawall_trace_spans",
+                Kind::Counter,
+                "Spans of sampled requests, by what became of them: exported, \
+                 dropped_queue_full (the export queue was full), dropped_export_failed \
+                 (the collector refused the batch or could not be reached) or \
+                 dropped_tracing_off (a new config turned tracing off before export).",
+                &["outcome"],
+            ),
         }
     }
 
@@ -339,7 +349,7 @@ impl Metrics {
         made
     }
 
-    fn families(&self) -> [&Family; 12] {
+    fn families(&self) -> [&Family; 13] {
         [
             &self.retries,
             &self.budget_exhausted,
@@ -353,6 +363,7 @@ impl Metrics {
             &self.upstream_tls_failures,
             &self.hedges,
             &self.rate_limited,
+            &self.spans,
         ]
     }
 

@@ -254,6 +254,11 @@ pub struct Runtime {
     pub clock: Clock,
     /// Calls to hosts outside the mesh (`None`: the spec has no `egress`).
     pub external: Option<External>,
+    /// Where sampled requests' spans go (`None`: tracing is off); the
+    /// sidecar sets it ([`crate::sidecar`]), one tracer for every version.
+    pub tracer: Option<Arc<crate::spans::Tracer>>,
+    /// Head sampling of the traces started here, from 0 to 1.
+    pub sample: f64,
 }
 
 /// The most external `host:port` destinations kept built at once (their
@@ -503,8 +508,11 @@ impl Runtime {
             max_header_bytes: limits.max_header_bytes.saturating_add(MESH_ROOM_BYTES),
             ..limits
         };
+        let sample = spec.tracing.as_ref().map_or(0.0, |t| t.sample);
         let runtime = Runtime {
             external,
+            tracer: None,
+            sample,
             service: spec.service.clone(),
             authz: spec.authorization.as_ref().map(Authorizer::new),
             retry_buffer: lim.retry_buffer_bytes,

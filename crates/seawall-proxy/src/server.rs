@@ -23,6 +23,7 @@ use crate::connect::ConnectRequest;
 use crate::forward::{self, BodySource, Down, Local, Upstream};
 use crate::metrics::{TunnelEnd, TunnelMetrics};
 use crate::runtime::{Destination, RoutePolicy, Runtime, TunnelSlot};
+use crate::spans;
 use crate::spec::EgressMode;
 use crate::state::State;
 use crate::tunnel::{splice, Spliced};
@@ -289,11 +290,18 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let mut request_id: Option<HeaderValue> = None;
     // A protocol switch: the tunnel it opened, once it has ended.
     let mut tunnelled: Option<Tunnelled> = None;
+    // step 3 first: the trace context, and the request's span
+    let (trace, span) = forward::correlate(rt, down, &head, start, rng);
+    // Why the mesh answered itself (a local answer), for the span.
+    let mut local_error: Option<&'static str> = None;
+    // Body bytes: received from the client, sent back to it.
+    let mut sizes = (0u64, 0u64);
     let (status, served) = 'serve: {
         // steps 1-5
-        let prepared = match forward::prepare(rt, down, &head, start, rng) {
+        let prepared = match forward::prepare(rt, down, &head, start, &trace, &span, rng) {
             Ok(p) => p,
             Err(local) => {
+                local_error = Some(local.error());
                 let ka = keep_alive && !has_body;
                 // inbound, the destination is this service; outbound, none was found
                 let dest = match &local.destination {
@@ -319,6 +327,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         ) {
             Ok(o) => o,
             Err(local) => {
+                local_error = Some(local.error());
                 write_local(c, &head, &local, Some(prepared.destination()), false).await;
                 keep_alive = false;
                 break 'serve (local.status, served);
@@ -358,6 +367,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     Ok(None) => break,
                     Err(e) => {
                         let local = Local::new(e.status, e.reason.into_owned());
+                        local_error = Some(local.error());
                         write_local(c, &head, &local, Some(prepared.destination()), false).await;
                         keep_alive = false;
                         break 'serve (e.status, served);
@@ -371,6 +381,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             } else {
                 complete = true;
                 c.unread = false;
+                sizes.0 = whole.len() as u64;
                 BodySource::Whole(whole.freeze())
             }
         } else {
@@ -385,8 +396,19 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         };
         // steps 6-8, with the body pumped from the client as the upstream reads it
         let tls = state.upstream_tls();
-        let exchange =
-            forward::forward(rt, &prepared, &out, source, send_length, tls.as_ref(), rng);
+        if let Some(n) = send_length {
+            sizes.0 = n;
+        }
+        let exchange = forward::forward(
+            rt,
+            &prepared,
+            &out,
+            source,
+            send_length,
+            tls.as_ref(),
+            &span,
+            rng,
+        );
         tokio::pin!(exchange);
         // The client side while the exchange runs: pump the body, then watch for
         // the client going away (its request is then abandoned, and the upstream
@@ -452,10 +474,12 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 // A body that could not be read: the upstream request is abandoned
                 // (never completed) and the client told why.
                 let local = Local::new(status, "invalid request body");
+                local_error = Some(local.error());
                 write_local(c, &head, &local, Some(prepared.destination()), false).await;
                 break 'serve (status, served);
             }
             // The client went away: nothing to answer; 499 as nginx counts it.
+            local_error = Some("client_closed");
             break 'serve (499, served);
         };
         let complete = complete || phase.get() == WATCHING;
@@ -463,6 +487,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let pump_failed = phase.get() != WATCHING;
         match result {
             Err(local) => {
+                local_error = Some(local.error());
                 let ka = keep_alive && complete && !pump_failed;
                 let dest = Some(prepared.destination());
                 keep_alive = write_local(c, &head, &local, dest, ka).await && ka;
@@ -471,7 +496,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Ok(upstream) => {
                 let upgrading = out.upgrade.is_some().then_some(&prepared.route.data);
                 let ka = keep_alive && complete;
-                let (status, ok) = respond(c, &head, upgrading, upstream, ka, &mut tunnelled).await;
+                let (status, ok, sent) =
+                    respond(c, &head, upgrading, upstream, ka, &mut tunnelled).await;
+                sizes.1 = sent;
                 keep_alive = ok && complete;
                 (status, served)
             }
@@ -490,6 +517,13 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 .route(direction, "-", "-")
                 .observe(status, elapsed);
         }
+    }
+    if span.is_recording() {
+        span.attributes(|a| {
+            a.push(spans::i("http.request.body.size", sizes.0 as i64));
+            a.push(spans::i("http.response.body.size", sizes.1 as i64));
+        });
+        span.finish(rt.clock.now(), status, local_error);
     }
     if rt.spec.access_log {
         let (dest, route) = match &served {
@@ -571,7 +605,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     upstream: Upstream,
     keep_alive: bool,
     tunnelled: &mut Option<Tunnelled>,
-) -> (u16, bool) {
+) -> (u16, bool, u64) {
     let Upstream {
         head: answer,
         mut body,
@@ -583,7 +617,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // `active` is held until the tunnel ends: it counts against max_requests
         *tunnelled = tunnel(c, &answer, body, route).await;
         drop(active);
-        return (101, false);
+        return (101, false, 0);
     }
     // (the encoder skips hop-by-hop fields as it writes them)
     let headers = &answer.headers;
@@ -606,14 +640,16 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let local = Local::new(502, format!("upstream response: {}", e.reason));
         let dest = Some(active.cluster().name.as_str());
         let _ = write_local(c, head, &local, dest, false).await;
-        return (502, false);
+        return (502, false, 0);
     }
     let idle = idle_timeout.map(Duration::from_secs_f64);
+    let mut sent: u64 = 0;
     // Small responses go out in one write: the head and the whole body.
     while !no_body && !body.is_end() {
         match body.next(idle).await {
             Ok(None) => break,
             Ok(Some(data)) => {
+                sent += data.len() as u64;
                 if chunked {
                     seawall_h1::encode_chunk(&data, &mut c.out);
                 } else {
@@ -621,7 +657,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
                 if !body.is_end() {
                     if c.wr.write_all(&c.out).await.is_err() {
-                        return (status, false);
+                        return (status, false, sent);
                     }
                     c.out.clear();
                 }
@@ -629,7 +665,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             // the upstream went silent, or cut the body short: a short body and a close
             Err(_) => {
                 let _ = c.wr.write_all(&c.out).await;
-                return (status, false);
+                return (status, false, sent);
             }
         }
     }
@@ -640,13 +676,13 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     }
     if c.wr.write_all(&c.out).await.is_err() {
-        return (status, false);
+        return (status, false, sent);
     }
     c.out.clear();
     if let Some(conn) = body.into_conn() {
         active.cluster().pool.release(conn);
     }
-    (status, keep_alive)
+    (status, keep_alive, sent)
 }
 
 /// A tunnel that ended: what it carried, why it ended, how long it lasted.

@@ -17,12 +17,15 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::cluster::Reset;
 use crate::events::{Events, Format};
+use crate::export::{Exporter, Queue, Settings};
 use crate::listener::{accept_loop, bind, Role};
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
+use crate::spans::Tracer;
 use crate::spec::{self, Spec};
 use crate::state::State;
 use crate::tls::UpstreamTls;
+use seawall_otlp::KeyValue;
 
 /// Why the core refused a call.
 #[derive(Debug)]
@@ -100,6 +103,40 @@ pub struct Sidecar {
     metrics: Arc<Metrics>,
     events: Arc<Events>,
     clock: Clock,
+    tracer: Arc<Tracer>,
+    exporter: Exporter,
+}
+
+/// How long a drain waits for the spans queued to be exported.
+const SPANS_FLUSH: Duration = Duration::from_secs(2);
+
+/// What the exporter is told of a spec: `None` when it turns tracing off.
+fn export_settings(spec: &Spec) -> Option<Settings> {
+    let t = spec.tracing.as_ref()?;
+    let mut resource = vec![
+        KeyValue::str("service.name", spec.service.as_str()),
+        KeyValue::str("service.namespace", spec.mesh.as_str()),
+        KeyValue::str("seawall.component", "sidecar"),
+        KeyValue::str("telemetry.sdk.name", "seawall"),
+        KeyValue::str("telemetry.sdk.language", "rust"),
+        KeyValue::str("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+    ];
+    for (key, value) in &t.resource {
+        resource.retain(|kv| kv.key != key.as_str());
+        resource.push(KeyValue::str(key.clone(), value.as_str()));
+    }
+    Some(Settings {
+        endpoint: t.endpoint.clone(),
+        batch: t.batch,
+        interval: Duration::from_secs_f64(t.interval),
+        resource,
+    })
+}
+
+/// The runtime of `spec` with the sidecar's tracer when the spec traces.
+fn traced(mut runtime: Runtime, tracer: &Arc<Tracer>) -> Runtime {
+    runtime.tracer = runtime.spec.tracing.as_ref().map(|_| tracer.clone());
+    runtime
 }
 
 fn identity(spec: &Spec, pem: &IdentityPem<'_>) -> Result<Identity, CoreError> {
@@ -191,8 +228,18 @@ impl Sidecar {
             spec::MtlsMode::Strict => MtlsMode::Strict,
             spec::MtlsMode::Permissive => MtlsMode::Permissive,
         };
+        // spans: one queue and one exporter task for the sidecar's life
+        let queue_size = spec.tracing.as_ref().map_or(1, |t| t.queue);
+        let (queue, receiver) = Queue::new(queue_size, metrics.clone());
+        let exporter = Exporter::spawn(&handle, receiver, metrics.clone());
+        exporter.configure(export_settings(&spec));
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let tracer = Arc::new(Tracer::new(queue, unix_now, clock.now()));
         let runtime = Runtime::build(spec, metrics.clone(), events.clone(), clock)
             .map_err(|e| CoreError::Spec(e.0))?;
+        let runtime = traced(runtime, &tracer);
         let state = Arc::new(State::new(runtime, metrics.clone()));
         if let Some(store) = &tls {
             state.set_upstream_tls(Some(UpstreamTls {
@@ -248,6 +295,8 @@ impl Sidecar {
             metrics,
             events,
             clock,
+            tracer,
+            exporter,
         })
     }
 
@@ -275,6 +324,7 @@ impl Sidecar {
         let version = spec.config_version;
         let digest = spec.digest.chars().take(12).collect::<String>();
         let restart = spec.restart_needed.clone();
+        let settings = export_settings(&spec);
         let (runtime, resets) = Runtime::next(
             spec,
             self.metrics.clone(),
@@ -283,7 +333,8 @@ impl Sidecar {
             Some(&old),
         )
         .map_err(|e| CoreError::Spec(e.0))?;
-        self.state.swap(runtime);
+        self.exporter.configure(settings);
+        self.state.swap(traced(runtime, &self.tracer));
         let service = old.service.clone();
         self.events.emit_always(
             "config_swapped",
@@ -367,6 +418,8 @@ impl Sidecar {
             let _ = tx.send(());
         });
         let _ = rx.recv_timeout(grace + Duration::from_secs(1));
+        // the spans of the requests that just finished go out too
+        self.tracer.queue().flush(SPANS_FLUSH);
         self.stop_now();
     }
 

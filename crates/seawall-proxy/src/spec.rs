@@ -11,6 +11,8 @@
 //! `std::time::Duration` or a deadline on the monotonic clock deep in the
 //! request path, where a negative or enormous value would panic (and the
 //! release profile aborts on a panic: the whole sidecar would go down).
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 /// The shape version this core reads (`SPEC_VERSION` in Python).
@@ -66,6 +68,28 @@ pub struct Spec {
     /// destinations, 502).
     #[serde(default)]
     pub egress: Option<Egress>,
+    /// Spans of the requests served (`None`: none are recorded).
+    #[serde(default)]
+    pub tracing: Option<Tracing>,
+}
+
+/// `tracing` in mesh.yaml, for this sidecar.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// The OTLP/HTTP traces URL (`http://`).
+    pub endpoint: String,
+    /// Head sampling of the traces started here, from 0 to 1.
+    pub sample: f64,
+    /// Spans waiting for export; beyond it they are dropped and counted.
+    pub queue: usize,
+    /// Spans per export request, at most.
+    pub batch: usize,
+    /// Seconds a span waits at most for its batch to fill.
+    pub interval: f64,
+    /// The resource's attributes besides `service.name` (strings).
+    #[serde(default)]
+    pub resource: BTreeMap<String, String>,
 }
 
 /// `egress` in mesh.yaml: calls through the outbound proxy to a host that is
@@ -124,6 +148,26 @@ impl Spec {
         if let Some(e) = &self.egress {
             duration("egress.tunnel_idle_timeout", e.tunnel_idle_timeout)?;
             e.policy.validate("egress.policy")?;
+        }
+        if let Some(t) = &self.tracing {
+            duration("tracing.interval", t.interval)?;
+            if !(0.0..=1.0).contains(&t.sample) {
+                return Err(SpecError(format!(
+                    "tracing.sample: {} is not a probability (0 to 1)",
+                    t.sample
+                )));
+            }
+            if t.queue == 0 || t.batch == 0 {
+                return Err(SpecError(
+                    "tracing.queue and tracing.batch must be at least 1".into(),
+                ));
+            }
+            if !t.endpoint.starts_with("http://") {
+                return Err(SpecError(format!(
+                    "tracing.endpoint: {:?}: the sidecar exports over http:// only",
+                    t.endpoint
+                )));
+            }
         }
         Ok(())
     }

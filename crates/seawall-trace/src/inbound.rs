@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use seawall_policy::rng::Random;
 
+use crate::id::{SpanId, TraceId};
 use crate::request_id::new_request_id_hex;
 use crate::traceparent::TraceParent;
 use crate::tracestate::TraceState;
@@ -26,6 +27,30 @@ pub struct Continued {
     pub request_id: Bytes,
     /// Whether the caller's trace was continued (`false`: a new trace).
     pub continued: bool,
+    /// The caller's span (the received `parent-id`): the parent of this
+    /// hop's span. `None` for a new trace.
+    pub caller: Option<SpanId>,
+}
+
+/// Head sampling of a trace started here: whether a trace with this id is
+/// recorded at `probability` (0 to 1).
+///
+/// Decided on the id's last 56 bits, which are random (the Level 2 `random`
+/// flag, set on every trace seawall starts), as OpenTelemetry's
+/// `TraceIdRatioBased` sampler and its consistent-probability successor do:
+/// every process that decides on the same id at the same probability
+/// decides alike, and no random draw is spent.
+pub fn sampled_at(trace_id: TraceId, probability: f64) -> bool {
+    const RANDOM_BITS: u32 = 56;
+    if probability >= 1.0 {
+        return true;
+    }
+    if probability.is_nan() || probability <= 0.0 {
+        return false;
+    }
+    let random = trace_id.to_u128() as u64 & ((1u64 << RANDOM_BITS) - 1);
+    let threshold = (probability * (1u64 << RANDOM_BITS) as f64) as u64;
+    random < threshold
 }
 
 /// The trace context and correlation id for a request with these headers.
@@ -42,6 +67,18 @@ pub struct Continued {
 /// Allocates only the outputs: the tracestate string when there is one, and
 /// the request id.
 pub fn continue_trace<R: Random + ?Sized>(headers: &HeaderMap, rng: &mut R) -> Continued {
+    continue_trace_sampled(headers, rng, 1.0)
+}
+
+/// [`continue_trace`], with head sampling: a trace started here is sampled
+/// at `probability` ([`sampled_at`] on its new id); a continued trace keeps
+/// the caller's decision (parent-based sampling, as OpenTelemetry's
+/// `ParentBased` sampler does).
+pub fn continue_trace_sampled<R: Random + ?Sized>(
+    headers: &HeaderMap,
+    rng: &mut R,
+    probability: f64,
+) -> Continued {
     let request_id = match headers.get_all(REQUEST_ID_HEADER).iter().next_back() {
         Some(kept) if !kept.is_empty() => Bytes::copy_from_slice(kept.as_bytes()),
         _ => Bytes::copy_from_slice(&new_request_id_hex(rng)),
@@ -84,12 +121,23 @@ pub fn continue_trace<R: Random + ?Sized>(headers: &HeaderMap, rng: &mut R) -> C
             .filter(|state| !state.is_empty()),
             request_id,
             continued: true,
+            caller: Some(parent.parent_id()),
         },
-        None => Continued {
-            traceparent: TraceParent::new(rng, true),
-            tracestate: None, // not even parsed (§3.3)
-            request_id,
-            continued: false,
-        },
+        None => {
+            let started = TraceParent::new(rng, true);
+            let traceparent = if sampled_at(started.trace_id(), probability) {
+                started
+            } else {
+                // the same ids, the sampled flag cleared
+                TraceParent::new_with(started.trace_id(), started.parent_id(), false)
+            };
+            Continued {
+                traceparent,
+                tracestate: None, // not even parsed (§3.3)
+                request_id,
+                continued: false,
+                caller: None,
+            }
+        }
     }
 }

@@ -34,7 +34,7 @@ mod tracestate;
 use http::HeaderName;
 
 pub use id::{SpanId, TraceId};
-pub use inbound::{continue_trace, Continued};
+pub use inbound::{continue_trace, continue_trace_sampled, sampled_at, Continued};
 pub use request_id::{new_request_id, REQUEST_ID_LEN};
 pub use traceparent::{TraceParent, FLAG_RANDOM, FLAG_SAMPLED, TRACEPARENT_LEN};
 pub use tracestate::{TraceState, TraceStateError, MAX_TRACESTATE_LENGTH, MAX_TRACESTATE_MEMBERS};

@@ -119,6 +119,28 @@ impl TraceParent {
         }
     }
 
+    /// A trace started with these ids (drawn at random by the caller): version
+    /// `00`, the `random` flag set, `sampled` as given.
+    pub const fn new_with(trace_id: TraceId, parent_id: SpanId, sampled: bool) -> Self {
+        Self {
+            version: VERSION,
+            trace_id,
+            parent_id,
+            flags: FLAG_RANDOM | if sampled { FLAG_SAMPLED } else { 0 },
+        }
+    }
+
+    /// The same trace, flags and version, from another span: the value a
+    /// hop sends for a child span it recorded (an attempt of a request).
+    pub const fn with_parent_id(&self, parent_id: SpanId) -> Self {
+        Self {
+            version: self.version,
+            trace_id: self.trace_id,
+            parent_id,
+            flags: self.flags,
+        }
+    }
+
     /// Whether the trace-id is random (the Level 2 `random` flag).
     pub const fn random_trace_id(&self) -> bool {
         self.flags & FLAG_RANDOM != 0

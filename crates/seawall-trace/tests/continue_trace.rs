@@ -5,8 +5,8 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use seawall_policy::rng::{Random, SplitMix64};
 use seawall_trace::{
-    continue_trace, new_request_id, Continued, TraceParent, TraceState, REQUEST_ID_HEADER,
-    REQUEST_ID_LEN, TRACEPARENT, TRACESTATE,
+    continue_trace, continue_trace_sampled, new_request_id, sampled_at, Continued, TraceId,
+    TraceParent, TraceState, REQUEST_ID_HEADER, REQUEST_ID_LEN, TRACEPARENT, TRACESTATE,
 };
 
 const SUITE_TRACE_ID: &str = "12345678901234567890123456789012";
@@ -352,4 +352,57 @@ fn mutated_headers_never_panic_and_keep_the_invariants() {
     }
     assert!(continued > 1000, "{continued}");
     assert!(with_state > 300, "{with_state}");
+}
+
+#[test]
+fn the_callers_span_is_the_parent_of_this_hop() {
+    let c = run(&[("traceparent", SUITE)]);
+    assert_eq!(
+        c.caller.map(|id| id.to_string()).as_deref(),
+        Some(SUITE_PARENT_ID)
+    );
+    assert_eq!(run(&[]).caller, None);
+}
+
+#[test]
+fn head_sampling_decides_on_the_trace_ids_random_bits() {
+    let id = |low: u64| TraceId::from_u128(0xffff_u128 << 112 | u128::from(low)).expect("id");
+    let half = 1u64 << 55; // the middle of the 56 random bits
+    assert!(sampled_at(id(half - 1), 0.5));
+    assert!(!sampled_at(id(half), 0.5));
+    // the bits above the last 56 do not count
+    assert!(sampled_at(id(0), 0.000_001));
+    assert!(sampled_at(id(half), 1.0));
+    assert!(!sampled_at(id(0), 0.0));
+    assert!(!sampled_at(id(0), f64::NAN));
+}
+
+#[test]
+fn a_trace_started_here_is_sampled_at_the_probability_and_a_callers_decision_is_kept() {
+    let mut rng = SplitMix64::new(7);
+    let empty = headers(&[]);
+    let n = 4000;
+    let sampled = (0..n)
+        .filter(|_| {
+            continue_trace_sampled(&empty, &mut rng, 0.25)
+                .traceparent
+                .sampled()
+        })
+        .count();
+    // 1000 expected; 5 standard deviations (27) either side
+    assert!((850..=1150).contains(&sampled), "{sampled} of {n}");
+    for _ in 0..100 {
+        let c = continue_trace_sampled(&empty, &mut rng, 0.25);
+        assert!(c.traceparent.random_trace_id());
+        assert_eq!(
+            c.traceparent.sampled(),
+            sampled_at(c.traceparent.trace_id(), 0.25)
+        );
+    }
+    // parent-based: a sampled caller stays sampled at 0%, an unsampled one at 100%
+    let kept = continue_trace_sampled(&headers(&[("traceparent", SUITE)]), &mut rng, 0.0);
+    assert!(kept.traceparent.sampled());
+    let off = "00-12345678901234567890123456789012-1234567890123456-00";
+    let kept = continue_trace_sampled(&headers(&[("traceparent", off)]), &mut rng, 1.0);
+    assert!(!kept.traceparent.sampled());
 }

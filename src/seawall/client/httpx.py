@@ -31,13 +31,19 @@ What one request goes through, top to bottom:
 
 1. **Replay safety** picks the pipeline: the full one, or the same pipeline
    with its retries and hedges removed (see "Non-idempotent requests").
-2. **Deadline**: if the deadline in force
+2. **Span** (with OpenTelemetry installed): the call's CLIENT span, whose
+   parent is the request's own ``traceparent``, else OpenTelemetry's current
+   span, else :func:`~seawall.telemetry.tracecontext.current_trace`; the
+   policies' decisions become its events (``docs/telemetry/spans.md``).
+3. **Deadline**: if the deadline in force
    (:func:`seawall.policy.deadline.current_deadline`) has already passed, the
    request is not sent: :class:`~seawall.policy.errors.DeadlineExceeded`.
-3. **Policy**: the pipeline runs the attempt(s). Each attempt:
+4. **Policy**: the pipeline runs the attempt(s). Each attempt:
 
-   a. closes the responses of earlier attempts (a failure being retried);
+   a. begins its own CLIENT span, a child of the call's (with OpenTelemetry);
+      closes the responses of earlier attempts (a failure being retried);
    b. sends a copy of the request with the mesh's headers: ``traceparent``
+      (the attempt span's context, or a new child of the call's trace)
       (and ``tracestate``), ``x-request-id``, ``x-seawall-attempt``
       (:func:`seawall.policy.retry.current_attempt`) and, when a deadline is in
       force, ``x-seawall-deadline-ms``; the request's httpx timeouts (connect,
@@ -103,6 +109,14 @@ was not sent), ``BulkheadFullError``, :class:`~seawall.policy.errors.DeadlineExc
 (the deadline passed before sending; it is also a ``TimeoutError``). Catch both
 families.
 
+Spans
+-----
+With the OpenTelemetry API installed, each request is a CLIENT span and each
+attempt a child CLIENT span (``tracer_provider=``, default the global one);
+without it, nothing of this runs and nothing is imported. The shared parts of
+every seawall transport (per-host routes, replay safety, the call's state and
+spans) are in :mod:`seawall.client._call`.
+
 Time
 ----
 Deadlines are absolute times on the transport's ``clock`` (monotonic; the same
@@ -113,39 +127,41 @@ clock the deadline was set with). The only wall-clock use is converting a
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import math
 import os
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from seawall.policy._observe import OBSERVER
 from seawall.policy._policy import Policy
 from seawall.policy.breaker import CircuitBreaker
 from seawall.policy.clock import MONOTONIC, Clock
-from seawall.policy.deadline import HEADER as DEADLINE_HEADER
-from seawall.policy.deadline import current_deadline, encode_deadline
 from seawall.policy.errors import DeadlineExceeded
-from seawall.policy.hedge import Hedge
 from seawall.policy.pipeline import Pipeline
-from seawall.policy.retry import Retry, current_attempt
-from seawall.telemetry.tracecontext import (
-    REQUEST_ID_HEADER,
-    TRACEPARENT,
-    TRACESTATE,
-    TraceParent,
-    current_request_id,
-    current_trace,
-    current_tracestate,
-    new_request_id,
+from seawall.policy.retry import Retry
+from seawall.telemetry.tracecontext import TRACESTATE
+
+from . import _call
+from ._call import (
+    DRAIN_LIMIT,
+    IDEMPOTENCY_KEY,
+    OVERLOADED_HEADER,
+    CallState,
+    PolicyFactory,
+    Routes,
+    check_options,
+    is_overloaded,
+    may_retry,
+    parse_retry_after,
+    tracing_for,
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from seawall.config import MeshConfig
+    from seawall.telemetry.otel import ClientSpans, ClientTracing
 
     from ._mesh import AsyncMeshTransport, MeshTransport
 
@@ -167,9 +183,6 @@ __all__ = [
     "retry_after",
 ]
 
-PolicyFactory: TypeAlias = Callable[[str], Policy]
-"""What ``policies=`` accepts: called once per host (``host[:port]``), returns its policy."""
-
 CONNECT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -179,19 +192,17 @@ CONNECT_ERRORS: tuple[type[httpx.TransportError], ...] = (
 The request never reached the server, so retrying them is safe for any method.
 """
 
-IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT_METHODS: frozenset[str] = _call.IDEMPOTENT_METHODS
 """RFC 9110's idempotent methods: retried by default; any other method is sent once."""
 
-RETRY_EXTENSION = "seawall_retry"
+RETRY_EXTENSION = _call.RETRY_EXTENSION
 """Request extension overriding the retry decision: ``extensions={"seawall_retry": True}``."""
 
-_IDEMPOTENCY_KEY = "idempotency-key"
-_ATTEMPT_HEADER = "x-seawall-attempt"
-_OVERLOADED_HEADER = "x-seawall-overloaded"
+_IDEMPOTENCY_KEY = IDEMPOTENCY_KEY  # these three are the mesh transports' too
+_OVERLOADED_HEADER = OVERLOADED_HEADER
+_DRAIN_LIMIT = DRAIN_LIMIT
 _NO_RESPONSE = "Server disconnected without sending a response"  # httpcore's message
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
-_DRAIN_LIMIT = 64 * 1024
-_MAX_RETRY_AFTER = 10 * 24 * 3600.0  # a delta larger than this is capped (10 days)
 
 
 # --- classification -----------------------------------------------------------
@@ -213,9 +224,7 @@ def is_retryable_response(response: httpx.Response) -> bool:
     was made by the mesh because of overload (breaker open, overflow, load
     shed): the mesh asks callers not to retry it.
     """
-    return response.status_code >= 500 and (
-        response.headers.get(_OVERLOADED_HEADER, "").strip() != "1"
-    )
+    return response.status_code >= 500 and not is_overloaded(response.headers)
 
 
 def is_retryable_error(exc: BaseException) -> bool:
@@ -242,23 +251,7 @@ def retry_after(response: httpx.Response) -> float | None:
     when already past. A malformed value gives ``None``. For the Retry's
     ``retry_after_from_result``.
     """
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    text = value.strip(" \t")
-    if text.isascii() and text.isdigit():
-        return min(float(text), _MAX_RETRY_AFTER)  # float() of huge digits is inf, not an error
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    try:
-        seconds = when.timestamp() - time.time()
-    except (OverflowError, ValueError, OSError):
-        return None
-    if math.isnan(seconds):
-        return None
-    return min(max(0.0, seconds), _MAX_RETRY_AFTER)
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 def default_policies(host: str) -> Policy:
@@ -300,87 +293,6 @@ def default_policies(host: str) -> Policy:
     )
 
 
-# --- per-host policies ----------------------------------------------------------
-
-
-def _without_retries(policy: Policy) -> Policy:
-    """``policy`` with every Retry and Hedge removed, through nested Pipelines.
-
-    Returns ``policy`` itself when there is nothing to remove; the other
-    policies are the same instances (their state is shared).
-    """
-    if isinstance(policy, Retry | Hedge):
-        return Pipeline()
-    if not isinstance(policy, Pipeline):
-        return policy
-    kept: list[Policy] = []
-    changed = False
-    for inner in policy.policies:
-        if isinstance(inner, Retry | Hedge):
-            changed = True
-            continue
-        stripped = _without_retries(inner)
-        changed = changed or stripped is not inner
-        kept.append(stripped)
-    return Pipeline(*kept) if changed else policy
-
-
-def _has_retry(policy: Policy) -> bool:
-    """Whether ``policy`` has a Retry, through nested Pipelines (failures may be retried)."""
-    if isinstance(policy, Pipeline):
-        return any(_has_retry(inner) for inner in policy.policies)
-    return isinstance(policy, Retry)
-
-
-_W = TypeVar("_W")
-
-
-@dataclass(frozen=True, slots=True)
-class _Route(Generic[_W]):
-    """A host's policy, wrapped around the transport's attempt in both forms."""
-
-    policy: Policy
-    retrying: _W
-    single: _W
-    drain: bool  # the retrying form may retry: drain failures before its sleep
-
-
-class _Routes(Generic[_W]):
-    """The per-host cache of a transport: ``factory(host)`` called once per host."""
-
-    __slots__ = ("_factory", "_lock", "_routes", "_wrap")
-
-    def __init__(self, factory: PolicyFactory, wrap: Callable[[Policy], _W]) -> None:
-        self._factory = factory
-        self._wrap = wrap
-        self._routes: dict[str, _Route[_W]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, host: str) -> _Route[_W]:
-        """The route of ``host``, built on first use."""
-        route = self._routes.get(host)
-        if route is None:
-            # The factory runs under the lock so that it is called exactly once
-            # per host (a second breaker for the same host would split its
-            # state). It builds objects; it does no I/O and calls no request.
-            with self._lock:
-                route = self._routes.get(host)
-                if route is None:
-                    route = self._build(host)
-                    self._routes[host] = route
-        return route
-
-    def _build(self, host: str) -> _Route[_W]:
-        policy = self._factory(host)
-        if not isinstance(policy, Policy):
-            raise ValueError(f"policies({host!r}) must return a seawall Policy, got {policy!r}")
-        single = _without_retries(policy)
-        retrying = self._wrap(policy)
-        if single is policy:
-            return _Route(policy, retrying, retrying, drain=False)
-        return _Route(policy, retrying, self._wrap(single), drain=_has_retry(policy))
-
-
 # --- one logical request ----------------------------------------------------------
 
 
@@ -389,19 +301,14 @@ def _host(request: httpx.Request) -> str:
 
 
 def _may_retry(request: httpx.Request, retry_non_idempotent: bool) -> bool:
-    """Whether ``request`` may be sent more than once."""
-    if not isinstance(request.stream, httpx.ByteStream):
-        return False  # a one-shot body stream cannot be replayed
-    override = request.extensions.get(RETRY_EXTENSION)
-    if override is not None:
-        if not isinstance(override, bool):
-            raise ValueError(
-                f"request extension {RETRY_EXTENSION!r} must be True or False, got {override!r}"
-            )
-        return override
-    if request.method in IDEMPOTENT_METHODS:
-        return True
-    return retry_non_idempotent or _IDEMPOTENCY_KEY in request.headers
+    """Whether ``request`` may be sent more than once (a one-shot body stream cannot)."""
+    return may_retry(
+        request.method,
+        request.headers,
+        replayable=isinstance(request.stream, httpx.ByteStream),
+        override=request.extensions.get(RETRY_EXTENSION),
+        retry_non_idempotent=retry_non_idempotent,
+    )
 
 
 def _reduced_timeouts(timeout: Mapping[str, Any] | None, left: float) -> dict[str, Any]:
@@ -413,81 +320,31 @@ def _reduced_timeouts(timeout: Mapping[str, Any] | None, left: float) -> dict[st
     return reduced
 
 
-class _Call:
-    """What every attempt of one request shares, and the responses attempts produced.
+class _Call(CallState[httpx.Response]):
+    """One httpx request: what its attempts share (:class:`~seawall.client._call.CallState`).
 
-    The trace, the correlation id and the original timeouts are decided once;
-    each attempt sends a fresh copy of the request (the caller's object is never
-    modified, and hedged attempts on other threads do not race on it).
+    Each attempt sends a fresh copy of the request (the caller's object is
+    never modified, and hedged attempts on other threads do not race on it).
     """
 
-    __slots__ = (
-        "_clock",
-        "_done",
-        "_lock",
-        "_responses",
-        "drain",
-        "host",
-        "request",
-        "request_id",
-        "timeout",
-        "trace",
-        "tracestate",
-    )
+    __slots__ = ("request", "timeout")
 
     def __init__(self, request: httpx.Request, host: str, clock: Clock, drain: bool) -> None:
-        deadline = current_deadline()
-        if deadline is not None and deadline <= clock():
-            raise DeadlineExceeded(f"deadline passed before the request to {host!r} was sent")
+        super().__init__(request.headers, host, clock, drain)
         self.request = request
-        self.host = host
-        self.drain = drain
-        self._clock = clock
         self.timeout: Mapping[str, Any] | None = request.extensions.get("timeout")
-        headers = request.headers
-        raw = headers.get(TRACEPARENT)
-        given = None if raw is None else TraceParent.parse(raw)
-        self.tracestate: str | None
-        if given is not None:
-            # The caller's valid traceparent is continued, with its tracestate as is.
-            self.trace = given
-            self.tracestate = headers.get(TRACESTATE)
-        else:
-            current = current_trace()
-            if current is not None:
-                self.trace = current
-                state = current_tracestate()
-                self.tracestate = state.format() if state else None
-            else:
-                self.trace = TraceParent.new()
-                self.tracestate = None
-        self.request_id = headers.get(REQUEST_ID_HEADER) or current_request_id() or new_request_id()
-        self._lock = threading.Lock()
-        self._responses: list[httpx.Response] = []
-        self._done = False
 
     def attempt_request(self) -> httpx.Request:
         """The request to send for the attempt running in this context."""
         request = self.request
+        mesh, left = self.mesh_headers()
         headers = request.headers.copy()
-        headers[TRACEPARENT] = self.trace.child().format()
-        if self.tracestate is None:
+        for name, value in mesh.items():
+            headers[name] = value
+        if TRACESTATE not in mesh:
             headers.pop(TRACESTATE, None)
-        else:
-            headers[TRACESTATE] = self.tracestate
-        headers[REQUEST_ID_HEADER] = self.request_id
-        headers[_ATTEMPT_HEADER] = str(current_attempt())
         extensions: Mapping[str, Any] = request.extensions
-        deadline = current_deadline()  # a Timeout inside the pipeline may have set a sooner one
-        if deadline is not None:
-            left = deadline - self._clock()
-            if left <= 0:
-                raise DeadlineExceeded(
-                    f"deadline passed before the request to {self.host!r} was sent"
-                )
-            value = encode_deadline(self._clock, deadline)
-            assert value is not None
-            headers[DEADLINE_HEADER] = value
+        if left is not None:
             extensions = {**extensions, "timeout": _reduced_timeouts(self.timeout, left)}
         return httpx.Request(
             request.method,
@@ -496,28 +353,6 @@ class _Call:
             stream=request.stream,
             extensions=extensions,
         )
-
-    def add(self, response: httpx.Response) -> bool:
-        """Keep ``response`` for cleanup; ``False`` if the call is over (close it yourself)."""
-        with self._lock:
-            if self._done:
-                return False
-            self._responses.append(response)
-            return True
-
-    def take_earlier(self) -> list[httpx.Response]:
-        """The responses of earlier attempts, to close before a new attempt."""
-        with self._lock:
-            earlier, self._responses = self._responses, []
-        return earlier
-
-    def finish(self, keep: httpx.Response | None) -> list[httpx.Response]:
-        """End the call: the responses to close (all but ``keep``, the one returned)."""
-        with self._lock:
-            self._done = True
-            rest = [r for r in self._responses if r is not keep]
-            self._responses = []
-        return rest
 
 
 # --- draining failures -------------------------------------------------------------
@@ -645,23 +480,34 @@ async def _akeep(call: _Call, response: httpx.Response) -> httpx.Response:
 # --- the transports ------------------------------------------------------------------
 
 
-def _check_options(policies: object, retry_non_idempotent: object, clock: object) -> None:
-    if not callable(policies):
-        raise ValueError(f"policies must be a callable host -> Policy, got {policies!r}")
-    if not isinstance(retry_non_idempotent, bool):
-        raise ValueError(
-            f"retry_non_idempotent must be True or False, got {retry_non_idempotent!r}"
-        )
-    if not callable(clock):
-        raise ValueError(f"clock must be a callable returning monotonic seconds, got {clock!r}")
+def _describe(exc: BaseException) -> str:
+    """The ``seawall.retry.reason`` of a retry after ``exc`` (the sidecar's condition names)."""
+    if isinstance(exc, CONNECT_ERRORS):
+        return "connect-failure"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return "reset"
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def _tracing(provider: TracerProvider | None) -> ClientTracing | None:
+    """A transport's spans, or ``None`` without OpenTelemetry."""
+    return tracing_for(
+        provider,
+        describe=_describe,
+        retryable=is_retryable_error,
+        timeouts=(httpx.TimeoutException,),
+    )
 
 
 class _Dispatch:
     """What both transports decide before a request's policy runs (the mesh transports
-    of :func:`from_mesh` override these)."""
+    of :func:`from_mesh` override ``_key``, ``_retryable`` and ``_call``)."""
 
     _clock: Clock
     _retry_non_idempotent: bool
+    _tracing: ClientTracing | None
 
     def _key(self, request: httpx.Request) -> str:
         """Which policy ``request`` goes through: its host's (``host[:port]``)."""
@@ -674,6 +520,43 @@ class _Dispatch:
     def _call(self, request: httpx.Request, key: str, drain: bool) -> _Call:
         """What the attempts of ``request`` share."""
         return _Call(request, key, self._clock, drain)
+
+    def _spans(self, tracing: ClientTracing, request: httpx.Request) -> ClientSpans:
+        """The CLIENT span of ``request`` (the policy's time included) and its trace context."""
+        url = request.url
+        # A mesh transport (._mesh) sets its _mesh before this class's __init__ runs:
+        # the calling service is known there.
+        mesh = getattr(self, "_mesh", None)
+        return tracing.begin(
+            method=request.method,
+            url=str(url),
+            scheme=url.scheme,
+            host=url.host,
+            port=url.port,
+            headers=request.headers,
+            clock=self._clock,
+            attributes={
+                "seawall.service": getattr(mesh, "service", None),
+                "http.request.body.size": _body_size(request),
+            },
+        )
+
+
+def _body_size(request: httpx.Request) -> int | None:
+    """``http.request.body.size``: the body's length when known, none for an empty body."""
+    if isinstance(request.stream, httpx.ByteStream):
+        return len(request.content) or None
+    length = request.headers.get("content-length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _adopt(call: _Call, spans: ClientSpans) -> ClientSpans | None:
+    """``call`` sent under the trace ``spans`` decided; the spans if they record."""
+    call.adopt(spans)
+    if call.spans is not None:
+        subset = getattr(call, "subset", None)  # a mesh call's split subset
+        spans.annotate({"seawall.destination": call.host, "seawall.subset": subset})
+    return call.spans
 
 
 class SeawallTransport(_Dispatch, httpx.BaseTransport):
@@ -691,6 +574,10 @@ class SeawallTransport(_Dispatch, httpx.BaseTransport):
             ``seawall_retry`` extension.
         clock: the monotonic clock deadlines are expressed on. Default
             :func:`time.monotonic`.
+        tracer_provider: the OpenTelemetry ``TracerProvider`` of the spans.
+            Default: the global one (nothing is recorded until an SDK provider
+            is set, e.g. by :func:`seawall.telemetry.setup`). Ignored without
+            the OpenTelemetry API.
 
     See the module documentation for the headers sent, classification, errors
     and how responses are released.
@@ -706,13 +593,16 @@ class SeawallTransport(_Dispatch, httpx.BaseTransport):
         policies: PolicyFactory = default_policies,
         retry_non_idempotent: bool = False,
         clock: Clock = MONOTONIC,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
-        _check_options(policies, retry_non_idempotent, clock)
+        check_options(policies, retry_non_idempotent, clock)
         self._transport = transport if transport is not None else httpx.HTTPTransport()
         self._retry_non_idempotent = retry_non_idempotent
         self._clock = clock
-        self._routes: _Routes[Callable[[_Call], httpx.Response]] = _Routes(
-            policies, lambda policy: policy.wrap_sync(self._attempt)
+        self._tracing = _tracing(tracer_provider)
+        attempt = self._attempt if self._tracing is None else self._traced_attempt
+        self._routes: Routes[Callable[[_Call], httpx.Response]] = Routes(
+            policies, lambda policy: policy.wrap_sync(attempt)
         )
 
     def __repr__(self) -> str:
@@ -730,20 +620,56 @@ class SeawallTransport(_Dispatch, httpx.BaseTransport):
         key = self._key(request)
         route = self._routes.get(key)
         retry = self._retryable(request, key)
-        call = self._call(request, key, drain=retry and route.drain)
         send = route.retrying if retry else route.single
+        tracing = self._tracing
+        if tracing is None or not tracing.active():  # no OpenTelemetry (or no SDK): as before
+            call = self._call(request, key, drain=retry and route.drain)
+            try:
+                response = send(call)
+            except BaseException:
+                _close(call.finish(None))
+                raise
+            _close(call.finish(response))
+            return response
+        spans = self._spans(tracing, request)
+        try:
+            call = self._call(request, key, drain=retry and route.drain)
+        except BaseException as exc:
+            spans.finish(None, exc)
+            raise
+        recording = _adopt(call, spans)
+        observing = None if recording is None else OBSERVER.set(recording)
         try:
             response = send(call)
-        except BaseException:
+        except BaseException as exc:
             _close(call.finish(None))
+            spans.finish(None, exc, retryable=retry, retries=route.drain)
             raise
+        finally:
+            if observing is not None:
+                OBSERVER.reset(observing)
         _close(call.finish(response))
+        spans.finish(response, retryable=retry, retries=route.drain)
         return response
 
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: the function the policies wrap."""
         _close(call.take_earlier())
         return _keep(call, self._transport.handle_request(call.attempt_request()))
+
+    def _traced_attempt(self, call: _Call) -> httpx.Response:
+        """One attempt in its own CLIENT span (when the call's span records)."""
+        spans = call.spans
+        if spans is None:
+            return self._attempt(call)
+        attempt = spans.attempt()
+        try:
+            response = self._attempt(call)
+        except BaseException as exc:
+            attempt.end(None, exc)
+            raise
+        attempt.end(response)
+        return response
 
     def close(self) -> None:
         """Close the inner transport."""
@@ -763,6 +689,8 @@ class AsyncSeawallTransport(_Dispatch, httpx.AsyncBaseTransport):
             as well. Default ``False``.
         clock: the monotonic clock deadlines are expressed on. Default
             :func:`time.monotonic` (also the clock of asyncio's loop).
+        tracer_provider: the OpenTelemetry ``TracerProvider`` of the spans
+            (default: the global one).
 
     Everything else is as for :class:`SeawallTransport`.
     """
@@ -774,13 +702,16 @@ class AsyncSeawallTransport(_Dispatch, httpx.AsyncBaseTransport):
         policies: PolicyFactory = default_policies,
         retry_non_idempotent: bool = False,
         clock: Clock = MONOTONIC,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
-        _check_options(policies, retry_non_idempotent, clock)
+        check_options(policies, retry_non_idempotent, clock)
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._retry_non_idempotent = retry_non_idempotent
         self._clock = clock
-        self._routes: _Routes[Callable[[_Call], Coroutine[Any, Any, httpx.Response]]] = _Routes(
-            policies, lambda policy: policy.wrap_async(self._attempt)
+        self._tracing = _tracing(tracer_provider)
+        attempt = self._attempt if self._tracing is None else self._traced_attempt
+        self._routes: Routes[Callable[[_Call], Coroutine[Any, Any, httpx.Response]]] = Routes(
+            policies, lambda policy: policy.wrap_async(attempt)
         )
 
     def __repr__(self) -> str:
@@ -795,14 +726,37 @@ class AsyncSeawallTransport(_Dispatch, httpx.AsyncBaseTransport):
         key = self._key(request)
         route = self._routes.get(key)
         retry = self._retryable(request, key)
-        call = self._call(request, key, drain=retry and route.drain)
         send = route.retrying if retry else route.single
+        tracing = self._tracing
+        if tracing is None or not tracing.active():  # no OpenTelemetry (or no SDK): as before
+            call = self._call(request, key, drain=retry and route.drain)
+            try:
+                response = await send(call)
+            except BaseException:
+                await _aclose(call.finish(None))
+                raise
+            await _aclose(call.finish(response))
+            return response
+        spans = self._spans(tracing, request)
+        try:
+            call = self._call(request, key, drain=retry and route.drain)
+        except BaseException as exc:
+            spans.finish(None, exc)
+            raise
+        recording = _adopt(call, spans)
+        observing = None if recording is None else OBSERVER.set(recording)
         try:
             response = await send(call)
-        except BaseException:
+        except BaseException as exc:
             await _aclose(call.finish(None))
+            spans.finish(None, exc, retryable=retry, retries=route.drain)
             raise
+        finally:
+            if observing is not None:
+                with contextlib.suppress(ValueError):  # reset from another context (GC)
+                    OBSERVER.reset(observing)
         await _aclose(call.finish(response))
+        spans.finish(response, retryable=retry, retries=route.drain)
         return response
 
     async def _attempt(self, call: _Call) -> httpx.Response:
@@ -810,6 +764,20 @@ class AsyncSeawallTransport(_Dispatch, httpx.AsyncBaseTransport):
         await _aclose(call.take_earlier())
         response = await self._transport.handle_async_request(call.attempt_request())
         return await _akeep(call, response)
+
+    async def _traced_attempt(self, call: _Call) -> httpx.Response:
+        """One attempt in its own CLIENT span (when the call's span records)."""
+        spans = call.spans
+        if spans is None:
+            return await self._attempt(call)
+        attempt = spans.attempt()
+        try:
+            response = await self._attempt(call)
+        except BaseException as exc:
+            attempt.end(None, exc)
+            raise
+        attempt.end(response)
+        return response
 
     async def aclose(self) -> None:
         """Close the inner transport."""

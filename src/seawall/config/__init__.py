@@ -29,6 +29,7 @@ from .model import (
     BudgetConfig,
     BulkheadConfig,
     CircuitBreakerConfig,
+    CollectorConfig,
     DelayFault,
     DestinationPolicy,
     EndpointConfig,
@@ -49,6 +50,8 @@ from .model import (
     SloConfig,
     SlowCallConfig,
     SubsetConfig,
+    TailSamplingConfig,
+    TracingConfig,
     WindowConfig,
 )
 from .names import INSTANCE_ID_RULE, NAME_RULE, instance_service, is_name, new_instance_id
@@ -92,6 +95,9 @@ __all__ = [
     "LimitsConfig",
     "SidecarOptions",
     "SloConfig",
+    "CollectorConfig",
+    "TailSamplingConfig",
+    "TracingConfig",
     "LatencyObjective",
     # units
     "parse_duration",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+import urllib.parse
 from collections.abc import Callable
 from typing import Annotated, NoReturn
 
@@ -173,6 +174,33 @@ def _route_name(value: object) -> str:
     return str(value)
 
 
+def _route_key(value: object) -> str:
+    """``service`` or ``service/route``: what a tail-sampling threshold applies to."""
+    text = _string(value)
+    service, _, route = text.partition("/")
+    if not is_name(service) or ("/" in text and _ROUTE_NAME.fullmatch(route) is None):
+        invalid("must be 'service' or 'service/route'")
+    return text
+
+
+def _http_url(value: object) -> str:
+    """An ``http://`` URL with a host (an OTLP endpoint the sidecars post to)."""
+    text = _string(value)
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme == "https":
+        invalid(
+            "https:// is not supported: the sidecars export over plain HTTP (run an "
+            "OpenTelemetry Collector beside the mesh to forward over TLS)"
+        )
+    if parts.scheme != "http" or not parts.hostname:
+        invalid("must be an http:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError:
+        invalid("has a port that is not a number from 1 to 65535")
+    return text
+
+
 def _host(value: object) -> str:
     text = _string(value)
     try:
@@ -266,6 +294,8 @@ Name = Annotated[str, BeforeValidator(_name)]
 TrustDomain = Annotated[str, BeforeValidator(_trust_domain)]
 RouteName = Annotated[str, BeforeValidator(_route_name)]
 Host = Annotated[str, BeforeValidator(_host)]
+RouteKey = Annotated[str, BeforeValidator(_route_key)]
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
 Method = Annotated[str, BeforeValidator(_method)]
 HeaderName = Annotated[str, BeforeValidator(_header_name)]
 UpgradeProtocol = Annotated[str, BeforeValidator(_upgrade)]

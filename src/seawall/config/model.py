@@ -43,6 +43,7 @@ from ._types import (
     Flag,
     HeaderName,
     Host,
+    HttpUrl,
     Method,
     Name,
     Number,
@@ -53,6 +54,7 @@ from ._types import (
     Rate,
     Regex,
     RetryCondition,
+    RouteKey,
     RouteName,
     Text,
     TrustDomain,
@@ -261,6 +263,10 @@ class ServiceConfig(_Section):
     rate_limit: RateLimitConfig | None = None
     """Inbound: requests per second its sidecar lets in from each caller (a bucket per
     caller identity, one shared by callers without one); beyond it 429 with ``retry-after``."""
+    trace_sample: Percent | None = None
+    """Head sampling of the traces its sidecar starts (requests that arrive with no
+    ``traceparent``); ``tracing.sample`` when unset. A continued trace keeps its caller's
+    decision."""
 
     def effective_endpoints(self) -> tuple[EndpointConfig, ...]:
         """The endpoints callers use: the static ones, or this service's inbound sidecar."""
@@ -758,6 +764,83 @@ class EgressConfig(_Section):
     the rest are counted as ``other``, so a crawler cannot blow up /metrics."""
 
 
+# ---------------------------------------------------------------- tracing
+
+
+class TailLatency(_Section):
+    """Keep every trace with a span of a route slower than its threshold."""
+
+    default: PositiveDuration | None = 1.0
+    """The threshold of every route not listed (``null``: only the listed ones)."""
+    routes: dict[RouteKey, PositiveDuration] = {}
+    """By ``service/route`` (a sidecar span's ``seawall.route``) or ``service`` alone."""
+
+
+class TailSamplingConfig(_Section):
+    """What the collector keeps, decided per trace once ``decision_wait`` passed with
+    no new span (the OpenTelemetry Collector's ``tail_sampling`` processor)."""
+
+    decision_wait: PositiveDuration = 5.0
+    errors: Flag = True
+    """Keep every trace with a span whose status is an error."""
+    latency: TailLatency = TailLatency()
+    policy_events: Flag = True
+    """Keep every trace with a policy event (breaker, overflow, shed, retry, fault, ...)."""
+    probability: Percent = 10.0
+    """The share of the other traces kept (decided on the trace id, as head sampling)."""
+    max_traces: Count = 50_000
+    """Traces waiting for their decision; beyond it the oldest is decided at once."""
+
+
+class RetentionConfig(_Section):
+    max_age: PositiveDuration = 7 * 86_400.0
+    max_size: ByteSize = 1024 * MIB
+    """The store never grows past it: the oldest traces go first."""
+
+
+class CollectorConfig(_Section):
+    """The embedded collector and trace store (``seawall traces``)."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 4318
+    """OTLP/HTTP (``/v1/traces``), the query APIs and the UI (``/ui/``)."""
+    store: Text = "seawall-traces.db"
+    """The SQLite file, relative to mesh.yaml's directory."""
+    retention: RetentionConfig = RetentionConfig()
+    max_body: ByteSize = 64 * MIB
+    """The largest OTLP body accepted (413 beyond it)."""
+    tail_sampling: TailSamplingConfig | None = None
+    """Off by default: every span received is stored."""
+
+
+class TracingConfig(_Section):
+    """Spans from every sidecar hop, exported over OTLP/HTTP (protobuf)."""
+
+    enabled: Flag = True
+    endpoint: HttpUrl | None = None
+    """Where the sidecars export: any OTLP/HTTP traces endpoint (an OpenTelemetry
+    Collector, Jaeger, Tempo); by default the embedded collector's ``/v1/traces``."""
+    sample: Percent = 100.0
+    """Head sampling of the traces a sidecar starts (``services.X.trace_sample`` overrides)."""
+    queue: Count = 8192
+    """Spans waiting for export per sidecar; beyond it new spans are dropped and counted."""
+    batch: Annotated[int, Strict(), Ge(1), Le(8192)] = 512
+    interval: PositiveDuration = 1.0
+    """The longest a span waits for its batch to fill."""
+    collector: CollectorConfig = CollectorConfig()
+
+    def export_endpoint(self) -> str:
+        """The URL the sidecars post to."""
+        if self.endpoint is not None:
+            return self.endpoint
+        host = self.collector.host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.collector.port}/v1/traces"
+
+
 # ---------------------------------------------------------------- SLOs
 
 
@@ -809,6 +892,7 @@ class MeshConfig(_Section):
     external: dict[Name, ExternalService] = {}
     """Hosts outside the mesh called by a name of their own, with a policy."""
     slos: dict[Name, SloConfig] = {}
+    tracing: TracingConfig = TracingConfig()
 
     @_model_validator(mode="before")
     @classmethod

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..telemetry.store import TraceStoreError
 from .api import ControlAPI
 from .ca import CertificateAuthority
 from .http_server import HttpServer
@@ -156,8 +157,23 @@ def open_store(kind: str, state_dir: Path, etcd: str | None, prefix: str) -> Sto
     raise ValueError(f"--store must be sqlite or etcd, got {kind!r}")
 
 
-async def _serve(server: ControlServer) -> int:
+async def _serve(server: ControlServer, traces: tuple[str, int] | None = None) -> int:
     await server.start()
+    collector = None
+    if traces is not None:
+        # `seawall traces` beside the control plane, in its event loop: the sidecars'
+        # spans, the query APIs and the UI, with the store in the state directory
+        from ..telemetry.collector import Collector, CollectorServer  # noqa: PLC0415
+        from ..telemetry.store import TraceStore  # noqa: PLC0415
+        from ..telemetry.ui_api import UiConfig, ui_routes  # noqa: PLC0415
+
+        store = TraceStore(server.state_dir / "traces.db")
+        # the UI reads the breaker and outlier state from the applied mesh's sidecars
+        mesh = server.api.mesh if server.api is not None else None
+        ui = UiConfig.from_mesh(mesh) if mesh is not None else None
+        collector = CollectorServer(Collector(store, extra=ui_routes(store, ui)))
+        await collector.start(*traces)
+        _log(f"traces: serving http://{traces[0]}:{collector.port} (OTLP /v1/traces, /api/, /ui/)")
     # What start-up made (modules, the config model, the CA) lives as long as the process:
     # keep it out of every later collection, so that a full collection costs what the
     # registry and the connections hold, not the imports (tens of ms on a small machine).
@@ -185,6 +201,9 @@ async def _serve(server: ControlServer) -> int:
     await stop.wait()
     _log("stopping")
     await server.stop()
+    if collector is not None:
+        await collector.stop()
+        collector.collector.store.close()
     return 0
 
 
@@ -198,13 +217,24 @@ def run(
     ca_cert: str | None = None,
     ca_key: str | None = None,
     cert_ttl: float = DEFAULT_CERT_TTL,
+    traces: str | None = None,
 ) -> int:
-    """Run a control-plane replica until SIGTERM; returns the exit status."""
+    """Run a control-plane replica until SIGTERM; returns the exit status.
+
+    ``traces`` (``HOST:PORT``): also serve ``seawall traces`` there.
+    """
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         sys.stderr.write(f"--listen: must be HOST:PORT, got {listen!r}\n")
         return 2
+    traces_at: tuple[str, int] | None = None
+    if traces is not None:
+        t_host, _, t_port = traces.rpartition(":")
+        if not t_port.isdigit() or not 0 <= int(t_port) <= 65535:
+            sys.stderr.write(f"--traces: must be HOST:PORT, got {traces!r}\n")
+            return 2
+        traces_at = (t_host.strip("[]") or "127.0.0.1", int(t_port))
     if (ca_cert is None) != (ca_key is None):
         sys.stderr.write("--ca-cert and --ca-key go together\n")
         return 2
@@ -224,7 +254,7 @@ def run(
             import uvloop  # noqa: PLC0415
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        return asyncio.run(_serve(server))
-    except (ValueError, OSError, StoreError) as exc:
+        return asyncio.run(_serve(server, traces_at))
+    except (ValueError, OSError, StoreError, TraceStoreError) as exc:
         sys.stderr.write(f"seawall control: {exc}\n")
         return 2

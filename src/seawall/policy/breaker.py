@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar
 
+from ._observe import OBSERVER
 from ._policy import Policy
 from ._validate import (
     reject_renamed,
@@ -521,6 +522,10 @@ class CircuitBreaker(Policy):
                 retry_at,
                 None if retry_at is None else max(0.0, retry_at - now),
             )
+        if state is _HALF_OPEN:  # a probe: the call's telemetry says so
+            observer = OBSERVER.get()
+            if observer is not None:
+                observer.admitted(state)
         return permit
 
     def record_success(self, permit: Permit, now: float, duration: float = 0.0) -> None:

@@ -53,6 +53,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+from ._observe import OBSERVER
 from ._policy import Policy
 from ._validate import require_at_least, require_int, require_number, require_seconds
 from .budget import RetryBudget
@@ -256,6 +257,9 @@ class Hedge(Policy):
                         fired.result()  # a failing sleep is a bug worth seeing
                         if budget is None or budget.try_withdraw():
                             started += 1
+                            observer = OBSERVER.get()
+                            if observer is not None:
+                                observer.hedging(started)
                             running[loop.create_task(attempt(started))] = started
                         else:
                             started = max_hedges + 1  # refused: no more hedges for this call
@@ -345,6 +349,9 @@ class Hedge(Policy):
                     if started <= max_hedges and (not done or clock() >= next_hedge_at):
                         if budget is None or budget.try_withdraw():
                             started += 1
+                            observer = OBSERVER.get()
+                            if observer is not None:
+                                observer.hedging(started)
                             running[submit(started)] = started
                             next_hedge_at = clock() + delay
                         else:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar
 
+from ._observe import OBSERVER
 from ._policy import Policy
 from ._validate import require_exception_matcher, require_int, require_seconds
 from .backoff import Backoff, ExponentialFullJitter
@@ -372,10 +373,18 @@ class Retry(Policy):
             if decision is StopReason.BUDGET:
                 with contextlib.suppress(AttributeError):  # an exception type with __slots__
                     exc.seawall_retry_budget_exhausted = True  # type: ignore[attr-defined]
+            observer = OBSERVER.get()
+            if observer is not None:
+                observer.gave_up(decision, exc)
             return None
-        if self._on_retry is not None:
+        observer = OBSERVER.get()
+        if self._on_retry is not None or observer is not None:
             start = state.start if state.start is not None else now
-            self._on_retry(RetryDetails(self.name, attempt, decision, exc, None, now - start))
+            details = RetryDetails(self.name, attempt, decision, exc, None, now - start)
+            if self._on_retry is not None:
+                self._on_retry(details)
+            if observer is not None:
+                observer.retrying(details)
         return decision
 
     def _after_result(self, state: RetryState, result: object) -> float | None:
@@ -386,11 +395,18 @@ class Retry(Policy):
         )
         attempt = state.attempt
         decision = state.on_failure(now, hint)
+        observer = OBSERVER.get()
         if isinstance(decision, StopReason):
+            if observer is not None:
+                observer.gave_up(decision, None)
             return None
-        if self._on_retry is not None:
+        if self._on_retry is not None or observer is not None:
             start = state.start if state.start is not None else now
-            self._on_retry(RetryDetails(self.name, attempt, decision, None, result, now - start))
+            details = RetryDetails(self.name, attempt, decision, None, result, now - start)
+            if self._on_retry is not None:
+                self._on_retry(details)
+            if observer is not None:
+                observer.retrying(details)
         return decision
 
     def _is_retryable(self, exc: BaseException) -> bool:

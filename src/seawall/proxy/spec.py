@@ -252,6 +252,27 @@ def _authorization(auth: AuthorizationConfig, strict: bool) -> dict[str, Any] | 
     return {"default_allow": auth.default == "allow", "require_peer": strict, "rules": rules}
 
 
+def tracing_spec(config: MeshConfig, service: str) -> dict[str, Any] | None:
+    """``tracing`` for the sidecar of ``service``: ``None`` when tracing is off.
+
+    ``sample`` is a probability (0 to 1): the service's ``trace_sample`` or
+    the mesh's ``tracing.sample``.
+    """
+    t = config.tracing
+    if not t.enabled:
+        return None
+    svc = config.services[service]
+    percent = t.sample if svc.trace_sample is None else svc.trace_sample
+    return {
+        "endpoint": t.export_endpoint(),
+        "sample": percent / 100,
+        "queue": t.queue,
+        "batch": t.batch,
+        "interval": t.interval,
+        "resource": {},
+    }
+
+
 def sidecar_spec(
     config: MeshConfig,
     service: str,
@@ -301,6 +322,7 @@ def sidecar_spec(
             for name in (*config.services, *config.external)
         ],
         "egress": egress_spec(config),
+        "tracing": tracing_spec(config, service),
         # the whole config, every default filled in, for the admin /config page
         "config": config.model_dump(mode="json"),
     }
