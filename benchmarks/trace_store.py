@@ -63,6 +63,7 @@ from seawall.telemetry.store import TraceQuery, TraceStore  # noqa: E402
 TARGET_INGEST = 50_000  # spans/s
 TARGET_FETCH_P99_MS = 20.0
 TARGET_SEARCH_P99_MS = 200.0
+TARGET_SIDECAR_RATIO = 0.9  # the sidecar's req/s traced at 100%, over untraced
 
 # ------------------------------------------------------------------ the mesh
 
@@ -466,10 +467,19 @@ def main() -> int:
         "--time-limit", type=float, default=120.0, help="seconds per query loop (default 120)"
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive peer")
+    parser.add_argument(
+        "--no-http", action="store_true", help="skip the query APIs over HTTP (issue 16)"
+    )
+    parser.add_argument(
+        "--no-sidecar",
+        action="store_true",
+        help="skip the sidecar's cost of tracing (benchmarks/proxy_throughput.py)",
+    )
     args = parser.parse_args()
     start_ns = time.time_ns() - 3600 * 10**9  # an hour ago: well inside the default max_age
     rng = random.Random(args.seed + 1)
     results: dict[str, Result] = {}
+    http: dict[str, Timing] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-traces-") as tmp:
         # ---- seawall
         path = os.path.join(tmp, "seawall.db")
@@ -507,6 +517,8 @@ def main() -> int:
         print(f"seawall: {store.stats()}", file=sys.stderr)
         store.close()
         results["seawall"] = Result(ing, fetch, attr, ops, file_size(path))
+        if not args.no_http:
+            http = http_phase(path, fetch_ids, attr_queries, args.time_limit)
         os.unlink(path)
         # ---- the naive peer, on the same rows
         if not args.no_naive:
@@ -525,10 +537,141 @@ def main() -> int:
             ops = timed([partial(naive.search_operation, *q) for q in op_queries], args.time_limit)
             naive.close()
             results["naive"] = Result(ing, fetch, attr, ops, file_size(path))
-    return report(args, len(ids), results)
+    sidecar = None if args.no_sidecar else sidecar_cost()
+    return report(args, len(ids), results, http, sidecar)
 
 
-def report(args: argparse.Namespace, traces: int, results: dict[str, Result]) -> int:
+# ------------------------------------------------- the query APIs over HTTP
+
+
+def http_phase(
+    path: str,
+    fetch_ids: Sequence[bytes],
+    attr_queries: Sequence[tuple[str, str]],
+    limit_s: float,
+) -> dict[str, Timing]:
+    """Fetch and search through a real `seawall traces` serving the store at ``path``:
+    Jaeger's HTTP JSON API (`/api/traces`, issue 16) and api_v3, one keep-alive client."""
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    argv = [sys.executable, "-m", "seawall", "traces", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--store", path]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the collector did not start")
+                time.sleep(0.1)
+            now_ns = time.time_ns()
+            start_ns = now_ns - 6 * 3600 * 10**9
+
+            def get(path: str, params: dict[str, str] | None = None) -> object:
+                r = client.get(path, params=params)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{path} {params}: {r.status_code} {r.text[:200]}")
+                return r.content
+
+            def jaeger_search(service: str, endpoint: str) -> object:
+                return get(
+                    "/api/traces",
+                    {
+                        "service": service,
+                        "tags": json.dumps({"seawall.endpoint": endpoint}),
+                        "limit": "20",
+                    },
+                )
+
+            def v3_search(service: str, endpoint: str) -> object:
+                return get(
+                    "/api/v3/traces",
+                    {
+                        "query.service_name": service,
+                        "query.attributes": json.dumps({"seawall.endpoint": endpoint}),
+                        "query.start_time_min": _rfc3339(start_ns),
+                        "query.start_time_max": _rfc3339(now_ns + 60 * 10**9),
+                        "query.num_traces": "20",
+                    },
+                )
+
+            return {
+                "api_fetch": timed(
+                    [partial(get, f"/api/traces/{t.hex()}") for t in fetch_ids], limit_s
+                ),
+                "api_search": timed(
+                    [partial(jaeger_search, s, e) for s, e in attr_queries], limit_s
+                ),
+                "v3_fetch": timed(
+                    [partial(get, f"/api/v3/traces/{t.hex()}") for t in fetch_ids], limit_s
+                ),
+                "v3_search": timed([partial(v3_search, s, e) for s, e in attr_queries], limit_s),
+            }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _rfc3339(ns: int) -> str:
+    import datetime  # noqa: PLC0415
+
+    seconds, nanos = divmod(ns, 10**9)
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def sidecar_cost() -> dict[str, object] | None:
+    """The sidecar's requests/s with tracing at 100% against without, in the same run:
+    benchmarks/proxy_throughput.py's seawall and seawall_traced rows (its last line)."""
+    import subprocess  # noqa: PLC0415
+
+    argv = [sys.executable, str(ROOT / "benchmarks" / "proxy_throughput.py")]
+    argv += ["--targets", "seawall,seawall_traced", "--no-egress", "--no-memory"]
+    argv += ["--duration", "5"]
+    print("sidecar: " + " ".join(argv[1:]), file=sys.stderr)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        print(f"sidecar: no result ({done.returncode}): {done.stderr[-800:]}", file=sys.stderr)
+        return None
+    for line in done.stdout.splitlines()[-12:-1]:
+        print(f"  {line}", file=sys.stderr)
+    result = json.loads(lines[-1])
+    return {
+        "seawall_rps": (result.get("seawall") or {}).get("rps"),
+        "seawall_traced_rps": (result.get("seawall_traced") or {}).get("rps"),
+        "traced_rps_vs_untraced": result.get("traced_rps_vs_untraced"),
+        "traced_cpu_us_per_req": result.get("traced_cpu_us_per_req"),
+        "traced_spans": result.get("traced_spans"),
+    }
+
+
+def report(
+    args: argparse.Namespace,
+    traces: int,
+    results: dict[str, Result],
+    http: dict[str, Timing] | None = None,
+    sidecar: dict[str, object] | None = None,
+) -> int:
     sw, nv = results["seawall"], results.get("naive")
     print(f"\ntrace store: {args.spans:,} spans in {traces:,} traces, batches of {args.batch}")
     print(f"{'':30}{'seawall':>12}{'naive':>12}{'ratio':>9}   target")
@@ -566,6 +709,21 @@ def report(args: argparse.Namespace, traces: int, results: dict[str, Result]) ->
         "fetch_p99_ms": (TARGET_FETCH_P99_MS, sw.fetch.p99_ms, False),
         "search_p99_ms": (TARGET_SEARCH_P99_MS, sw.search_attribute.p99_ms, False),
     }
+    if http is not None:
+        print(f"\nover HTTP (a real `seawall traces` on the same {args.spans:,} spans):")
+        for name, t in http.items():
+            print(f"  {name:12} p50 {t.p50_ms:8.2f} ms  p99 {t.p99_ms:8.2f} ms  ({t.n} calls)")
+        targets["api_fetch_p99_ms"] = (TARGET_FETCH_P99_MS, http["api_fetch"].p99_ms, False)
+        targets["api_search_p99_ms"] = (TARGET_SEARCH_P99_MS, http["api_search"].p99_ms, False)
+        targets["v3_fetch_p99_ms"] = (TARGET_FETCH_P99_MS, http["v3_fetch"].p99_ms, False)
+        targets["v3_search_p99_ms"] = (TARGET_SEARCH_P99_MS, http["v3_search"].p99_ms, False)
+    if sidecar is not None and isinstance(sidecar.get("traced_rps_vs_untraced"), float):
+        ratio = float(sidecar["traced_rps_vs_untraced"])  # type: ignore[arg-type]
+        print(
+            f"\nthe sidecar at 100% sampling: {sidecar['seawall_traced_rps']} req/s against "
+            f"{sidecar['seawall_rps']} untraced ({ratio:.2f}x)"
+        )
+        targets["sidecar_traced_rps_ratio"] = (TARGET_SIDECAR_RATIO, ratio, True)
     verdicts: dict[str, dict[str, object]] = {}
     met_all = True
     for name, (target, value, at_least) in targets.items():
@@ -581,6 +739,8 @@ def report(args: argparse.Namespace, traces: int, results: dict[str, Result]) ->
                 "batch": args.batch,
                 "seawall": asdict(sw),
                 "naive": asdict(nv) if nv else None,
+                "http": {k: asdict(v) for k, v in http.items()} if http else None,
+                "sidecar": sidecar,
                 "targets": verdicts,
                 "met": met_all,
             }

@@ -24,7 +24,6 @@ from seawall.telemetry import store as store_module
 from seawall.telemetry.spans import MAX_TAG_VALUE, SpanKind, SpanRow, StatusCode
 from seawall.telemetry.store import (
     ORDERS,
-    RETENTION_EVERY,
     TraceQuery,
     TraceStore,
     TraceStoreError,
@@ -437,13 +436,10 @@ def test_spans_between(store: TraceStore) -> None:
     for i in range(0, len(rows), 512):
         store.insert(rows[i : i + 512])
     window = list(store.spans_between(T0 + 5000, T0 + 5000 * 500))  # 1,996 spans: 2 pages
-    stored: list[SpanRow] = []  # the order of storing: batch by batch, in one trace by trace
-    for i in range(0, len(rows), 512):
-        by_trace: dict[bytes, list[SpanRow]] = {}
-        for r in rows[i : i + 512]:
-            by_trace.setdefault(r.trace_id, []).append(r)
-        stored += [r for spans in by_trace.values() for r in spans]
-    assert window == [r for r in stored if T0 + 5000 <= r.start_ns < T0 + 5000 * 500]
+    assert window == sorted(
+        (r for r in rows if T0 + 5000 <= r.start_ns < T0 + 5000 * 500),
+        key=lambda r: r.start_ns,  # (every start differs here)
+    )
     assert len(window) == 499 * 4
     b_clients = list(store.spans_between(T0, T0 + 10**12, service="b", kind=SpanKind.CLIENT))
     assert len(b_clients) == 1200
@@ -721,16 +717,22 @@ def test_a_store_whose_traces_expired_shrinks(tmp_path: Path, clock: FakeClock) 
         assert stats.bytes_file <= (16 << 20) + (1 << 20) < big  # free pages beyond 16 MiB went
 
 
-def test_insert_runs_retention_every_few_batches(tmp_path: Path, clock: FakeClock) -> None:
+def test_insert_runs_retention_every_so_many_spans(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "RETENTION_EVERY", 10)
     with TraceStore(tmp_path / "t.db", max_age=60, clock=clock) as s:
         s.insert([span(1, 1)])
         clock.now += 3600
-        for n in range(2, RETENTION_EVERY):
+        for n in range(2, 10):
             s.insert([span(n, 1, start=3600 * S)])
-        assert 1 in traces_of(s)
-        s.insert([span(99, 1, start=3600 * S)])  # batch number RETENTION_EVERY
+        assert 1 in traces_of(s)  # 9 spans so far
+        s.insert([span(10, 1, start=3600 * S)])  # the tenth
         assert 1 not in traces_of(s)
         assert s.stats().traces_expired == 1
+        clock.now += 3600
+        s.insert([span(11, k, start=7200 * S + k) for k in range(1, 21)])  # a big batch: at once
+        assert traces_of(s) == [11]
 
 
 def fill(store: TraceStore, first: int, n: int, spans: int = 8) -> None:
@@ -782,7 +784,7 @@ def test_retention_by_size_drops_the_oldest_first(
             == 0
         )
         # and the store stays under its limit as more arrives (retention from insert)
-        monkeypatch.setattr(store_module, "RETENTION_EVERY", 4)
+        monkeypatch.setattr(store_module, "RETENTION_EVERY", 256)  # spans: four batches
         high_water = s.stats().bytes_file
         for first in range(401, 1201, 40):
             fill(s, first, 40)

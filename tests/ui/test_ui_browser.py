@@ -138,12 +138,18 @@ def plant_baseline(running: Running, calls: int = 40) -> None:
 def drag(browser: Browser, selector: str, start: dict[str, float], end: dict[str, float]) -> None:
     """A real mouse drag on an element, between two points of it (CSS px from its corner)."""
     element = browser.css(selector)
+    # the whole element in the viewport, and both points 2 px inside it: a point on
+    # the edge (the plot's corner) rounds to outside as often as not
+    browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
     w, h = element.size["width"], element.size["height"]
+
+    def inside(p: dict[str, float]) -> tuple[int, int]:
+        return round(min(max(p["x"], 2), w - 2)), round(min(max(p["y"], 2), h - 2))
+
+    (x0, y0), (x1, y1) = inside(start), inside(end)
     ActionChains(browser.driver).move_to_element_with_offset(
-        element, int(start["x"] - w / 2), int(start["y"] - h / 2)
-    ).click_and_hold().move_by_offset(
-        int(end["x"] - start["x"]), int(end["y"] - start["y"])
-    ).release().perform()
+        element, x0 - w // 2, y0 - h // 2
+    ).click_and_hold().move_by_offset(x1 - x0, y1 - y0).release().perform()
 
 
 # ---------------------------------------------------------------- the story

@@ -15,8 +15,8 @@ reasons and the figures.
               UNIQUE (service_id, name, kind))                   span name, kind)
     sources  (id, resource, scope, tags, last_seen_ns,           a resource and scope,
               UNIQUE (resource, scope))                          and the resource's tags
-    traces   (ref AUTOINCREMENT, trace_id UNIQUE, start_ns,      the per-trace summary
-              end_ns, duration_ns, span_count, error_count,      search reads
+    traces   (ref AUTOINCREMENT, trace_id, start_ns, end_ns,     the per-trace summary
+              duration_ns, span_count, error_count,              search reads
               root_op, root_start_ns, root_span_id,
               root_parentless, services)                         'service_id:spans,...'
     spans    (id, trace_ref, span_id, parent_span_id, op_id, start_ns, end_ns,
@@ -27,11 +27,15 @@ reasons and the figures.
                   PRIMARY KEY (seq, tag, part)) WITHOUT ROWID    and batch, in segments
 
     indexes  spans (trace_ref, span_id) UNIQUE     a trace's spans; duplicates
-             spans (start_ns)                      spans_between
+             spans (start_ns)                      spans_between (and analytics.py)
              traces (start_ns)                     newest / oldest, time ranges, expiry
 
 A trace is known inside the file by ``ref``, a number given at its first span
-and never reused, so span and index rows carry a few bytes, not 16. A span's
+and never reused, so span and index rows carry a few bytes, not 16. From a
+trace id to its ref is a map in memory (every stored trace's; read at open,
+kept by the writer), not an index: an index on random keys would dirty a page
+per new trace, the most costly part of an insert after the spans themselves.
+A span's
 ``tags`` are stored as ``"\\nk=v\\nk=v\\n"`` (``instr`` finds one; a tag holding
 a newline makes it a JSON array, which starts with ``[``), without its
 resource's when they end the tuple exactly (``source_tags`` = 1: they are in
@@ -72,7 +76,7 @@ filter are sorted in the query's order and checked in growing chunks until
 case left: filters each common but rarely true of one span together.
 
 **Retention.** :meth:`~TraceStore.enforce_retention` (every
-:data:`RETENTION_EVERY` batches from ``insert``, and from the collector)
+:data:`RETENTION_EVERY` spans stored by ``insert``, and from the collector)
 deletes the traces that started more than ``max_age`` ago, then, while the
 pages in use exceed ``max_bytes``, the oldest stored traces (first stored,
 first deleted: a clock-skewed span cannot pin a trace), in chunks, down to
@@ -104,7 +108,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
-from operator import itemgetter
 from typing import Any, Literal
 
 from .spans import MAX_TAG_VALUE, SpanRow, StatusCode
@@ -147,8 +150,8 @@ SCAN_BUDGET = 16_384
 SEGMENT_KEYS = 2048
 """Tag keys in a segment of the tag index before the next segment opens."""
 
-RETENTION_EVERY = 16
-"""``insert`` runs :meth:`TraceStore.enforce_retention` after this many batches."""
+RETENTION_EVERY = 8192
+"""``insert`` runs :meth:`TraceStore.enforce_retention` once this many spans came since."""
 
 LOW_WATER = 0.95
 """Eviction for size stops when the pages in use are below this fraction of ``max_bytes``."""
@@ -228,12 +231,7 @@ CREATE TABLE IF NOT EXISTS spans (
     links TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_ref, span_id);
-CREATE TABLE IF NOT EXISTS zones (
-    first_id INTEGER PRIMARY KEY,
-    last_id INTEGER NOT NULL,
-    min_start_ns INTEGER NOT NULL,
-    max_start_ns INTEGER NOT NULL
-);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
 CREATE TABLE IF NOT EXISTS segments (
     seq INTEGER PRIMARY KEY,
     max_ref INTEGER NOT NULL,
@@ -592,7 +590,7 @@ def _is_full(exc: sqlite3.Error) -> bool:
 
 
 def _encode_services(counts: Mapping[int, int]) -> str:
-    return ",".join(f"{sid}:{n}" for sid, n in counts.items())
+    return ",".join(map("{}:{}".format, counts, counts.values()))
 
 
 def _decode_services(text: str) -> dict[int, int]:
@@ -620,12 +618,16 @@ class _Op:
 
     id: int
     service: int
-    key: int
-    duration_key: int  # | duration.bit_length()
+    keys: tuple[tuple[int, int, int], ...]
+    """By duration bucket: the op's, the service's with the bucket, the bucket's keys."""
 
     @classmethod
     def of(cls, op_id: int, service_id: int) -> _Op:
-        return cls(op_id, service_id, _KEY_OP | op_id, _KEY_SERVICE_DURATION | service_id << 7)
+        by_service = _KEY_SERVICE_DURATION | service_id << 7
+        keys = tuple(
+            (_KEY_OP | op_id, by_service | bucket, _KEY_DURATION | bucket) for bucket in range(65)
+        )
+        return cls(op_id, service_id, keys)
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # hashed by identity
@@ -758,7 +760,7 @@ class TraceStore:
         self._clock = clock
         self._lock = threading.Lock()  # the writer connection: one transaction at a time
         self._closed = False
-        self._batches = 0
+        self._since_retention = 0  # spans given to insert since retention last ran
         # counters (written under _lock, read under _stats_lock)
         self._stats_lock = threading.Lock()
         self._stored = 0
@@ -986,7 +988,7 @@ class TraceStore:
         job). Duplicates of stored spans are skipped (counted). A full
         database or disk never raises: the oldest traces are dropped and the
         batch tried once more, else the batch is dropped (counted, logged).
-        Every :data:`RETENTION_EVERY` batches, retention runs.
+        Once :data:`RETENTION_EVERY` spans came since it last ran, retention runs.
         """
         if not rows:
             return 0
@@ -994,8 +996,8 @@ class TraceStore:
             if self._closed:
                 raise self._closed_error()
             stored = self._insert_or_make_room(rows)
-            self._batches += 1
-            if self._batches % RETENTION_EVERY == 0:
+            self._since_retention += len(rows)
+            if self._since_retention >= RETENTION_EVERY:
                 try:
                     self._retention()
                 except sqlite3.Error as exc:  # e.g. a disk too full to log the deletion
@@ -1137,7 +1139,7 @@ class TraceStore:
                         final = end
                     duration = end - start if end > start else 0
                     bucket = duration.bit_length()
-                    keys.update((op.key, op.duration_key | bucket, _KEY_DURATION | bucket))
+                    keys.update(op.keys[bucket])  # its operation, service and duration
                     if status == _ERROR:
                         errors += 1
                         add(_KEY_ERROR)
@@ -1162,7 +1164,7 @@ class TraceStore:
                         (ref, sid, pid, op_id, start, end, duration, status, message, flags,
                          state, source.id, 1 if shared else 0, text, attributes, events, links)
                     )  # fmt: skip
-                keys.update(_KEY_SERVICE | svc for svc in services)
+                keys.update(map(_KEY_SERVICE.__or__, services))
                 # postings[key].append(ref) for every key, the loop run in C
                 deque(map(list.append, map(postings.__getitem__, keys), repeat(ref)), maxlen=0)
                 counts = _encode_services(services)
@@ -1181,25 +1183,21 @@ class TraceStore:
                     new.append((ref, tid, first, final, final - first if final > first else 0,
                                 len(group), errors, root[3], root[1], root[2], 1 - root[0],
                                 counts))  # fmt: skip
-            last_id = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0]
             stored = conn.executemany(_INSERT_SPAN, params).rowcount
             duplicate = len(rows) - stored
-            if stored:  # the batch's zone: its rows' ids (consecutive) and start times
-                starts = list(map(itemgetter(4), params))
-                conn.execute(
-                    "INSERT INTO zones (first_id, last_id, min_start_ns, max_start_ns)"
-                    " VALUES (?, ?, ?, ?)",
-                    (last_id + 1, last_id + stored, min(starts), max(starts)),
-                )
 
             # 3. the summaries: new, or merged into the stored ones (in SQL); after duplicates,
             # recomputed from the stored spans
             if duplicate:
                 self._recompute_summaries(conn, refs, stored_refs)
             else:
-                conn.executemany(_INSERT_SUMMARY, new)
-                conn.executemany(_MERGE_SUMMARY, merged)
-                conn.executemany(_MERGE_SUMMARY_ROOT, rerooted)
+                for sql, summaries in (
+                    (_INSERT_SUMMARY, new),
+                    (_MERGE_SUMMARY, merged),
+                    (_MERGE_SUMMARY_ROOT, rerooted),
+                ):
+                    if summaries:
+                        conn.executemany(sql, summaries)
 
             # 4. the postings, appended to the open segment; when sources and ops were last seen
             self._append_postings(conn, postings, max_ref)
@@ -1208,17 +1206,15 @@ class TraceStore:
             written = self._last_seen
             due: dict[tuple[str, int], int] = {}
             for (op, source), start in seen.items():
-                for key in (("ops", op.id), ("sources", source.id)):
-                    if start > written.get(key, -1) and start > due.get(key, -1):
-                        due[key] = start
-            for table in ("ops", "sources"):
-                conn.executemany(
+                for named in (("ops", op.id), ("sources", source.id)):
+                    if start > written.get(named, -1) and start > due.get(named, -1):
+                        due[named] = start
+            for (table, row), start in due.items():
+                conn.execute(
                     f"UPDATE {table} SET last_seen_ns = ?2 WHERE id = ?1 AND last_seen_ns < ?2",
-                    [(key, start + _LAST_SEEN_AHEAD_NS) for (t, key), start in due.items()
-                     if t == table],
-                )  # fmt: skip
-            for key, start in due.items():
-                written[key] = start + _LAST_SEEN_AHEAD_NS
+                    (row, start + _LAST_SEEN_AHEAD_NS),
+                )
+                written[table, row] = start + _LAST_SEEN_AHEAD_NS
         with self._stats_lock:
             self._stored += stored
             self._duplicate += duplicate
@@ -1390,6 +1386,7 @@ class TraceStore:
         return (pages - free) * size
 
     def _retention(self) -> RetentionReport:
+        self._since_retention = 0
         before = self._used_bytes()
         cutoff = int((self._clock() - self._max_age) * 1e9)
         expired = spans = 0
@@ -1480,9 +1477,6 @@ class TraceStore:
             f" (SELECT seq FROM segments WHERE max_ref < {oldest})"
         )
         conn.execute(f"DELETE FROM segments WHERE max_ref < {oldest}")
-        conn.execute(
-            "DELETE FROM zones WHERE last_id < (SELECT coalesce(min(id), 1 << 62) FROM spans)"
-        )
         # A name or source last seen before the earliest stored trace started is used by no
         # stored span: every stored span starts at or after its trace's start.
         earliest = f"coalesce((SELECT min(start_ns) FROM traces), {_MAX_NS})"
@@ -1583,14 +1577,12 @@ class TraceStore:
         service: str | None = None,
         kind: int | None = None,
     ) -> Iterator[SpanRow]:
-        """The spans with ``start_ns <= start < end_ns``, optionally of one service and kind.
+        """The spans with ``start_ns <= start < end_ns``, by start (then storing order),
+        optionally of one service and kind.
 
-        In the order they were stored (batch by batch, in a batch trace by trace;
-        not by start: a window's spans are found through the zones of the
-        batches that hold them, see the docs), read in
-        pages of 1,000, each in its own snapshot: no read transaction is held
-        between pages, so a slow consumer never holds back the WAL. A span
-        stored after the call may or may not appear.
+        Read in pages of 1,000, each in its own snapshot: no read transaction
+        is held between pages, so a slow consumer never holds back the WAL; a
+        span stored meanwhile appears if it sorts after the last page read.
         """
         _check_ns("start_ns", start_ns)
         _check_ns("end_ns", end_ns)
@@ -1612,37 +1604,23 @@ class TraceStore:
         if kind is not None:
             where += " AND o.kind = ?"
             extra.append(kind)
-        # the ranges of ids of the batches whose spans may start in the window, adjacent ones
-        # joined
-        ranges: list[list[int]] = []
-        with self._reading("spans_between") as conn:
-            for first, last in conn.execute(
-                "SELECT first_id, last_id FROM zones WHERE min_start_ns < ? AND max_start_ns >= ?"
-                " ORDER BY first_id",
-                (end_ns, start_ns),
-            ):
-                if ranges and first <= ranges[-1][1] + 1:
-                    ranges[-1][1] = max(ranges[-1][1], last)
-                else:
-                    ranges.append([first, last])
         sql = (
-            f"SELECT s.id, {_SPAN_COLUMNS} FROM spans s {_JOIN_TRACE} {_SPAN_JOINS}"
-            " WHERE s.id BETWEEN ? AND ? AND s.start_ns >= ? AND s.start_ns < ?"
-            f"{where} ORDER BY s.id LIMIT 1000"
+            f"SELECT s.id, {_SPAN_COLUMNS} FROM spans s INDEXED BY spans_by_start"
+            f" {_JOIN_TRACE} {_SPAN_JOINS}"
+            " WHERE s.start_ns >= ? AND s.start_ns < ? AND (s.start_ns > ? OR s.id > ?)"
+            f"{where} ORDER BY s.start_ns, s.id LIMIT 1000"
         )
-        after = 0  # the last id read: ranges are read in order, each id once
-        for first, last in ranges:
-            while True:
-                with self._reading("spans_between") as conn:
-                    rows = conn.execute(
-                        sql, [max(first, after + 1), last, start_ns, end_ns, *extra]
-                    ).fetchall()
-                for r in rows:
-                    yield _row(r[1:])
-                if len(rows) < 1000:
-                    after = max(after, last)
-                    break
-                after = rows[-1][0]
+        last_start, last_id = start_ns, -1  # keyset pagination on (start, id)
+        while True:
+            with self._reading("spans_between") as conn:
+                rows = conn.execute(
+                    sql, [last_start, end_ns, last_start, last_id, *extra]
+                ).fetchall()
+            for r in rows:
+                yield _row(r[1:])
+            if len(rows) < 1000:
+                return
+            last_start, last_id = rows[-1][7], rows[-1][0]
 
     # -- search ----------------------------------------------------------
 
