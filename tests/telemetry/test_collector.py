@@ -267,7 +267,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def _fixture_body(name: str) -> tuple[str, bytes]:
     """One of the hand-written fixture traces as an OTLP JSON export request."""
-    from test_jaeger_model import load_rows  # noqa: PLC0415 - the fixtures' reader
+    from fixture_rows import load_rows  # noqa: PLC0415
 
     from seawall.telemetry.otlpjson import resource_spans  # noqa: PLC0415
 

@@ -12,10 +12,10 @@ and the api_v3 gateway; the duration and time tests use the vectors of Go's
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_rows import FIXTURES, TRACES, compact, load_rows
 
 from seawall.telemetry.jaeger import (
     DEFAULT_LIMIT,
@@ -50,46 +50,11 @@ from seawall.telemetry.jaeger import (
 )
 from seawall.telemetry.spans import SpanRow
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TRACES = ["checkout", "retry", "error_events", "link"]
-
 SECOND = 1_000_000_000
 MS = 1_000_000
 US = 1_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
-
-
-def compact(value: object) -> str:
-    """A JSON column as spans.py stores it: compact, no spaces."""
-    return json.dumps(value, separators=(",", ":"))
-
-
-def load_rows(name: str) -> list[SpanRow]:
-    data = json.loads((FIXTURES / "span_rows.json").read_text())
-    return [
-        SpanRow(
-            trace_id=bytes.fromhex(r["trace_id"]),
-            span_id=bytes.fromhex(r["span_id"]),
-            parent_span_id=bytes.fromhex(r["parent_span_id"]),
-            service=r["service"],
-            name=r["name"],
-            kind=r["kind"],
-            start_ns=r["start_ns"],
-            end_ns=r["end_ns"],
-            status_code=r["status_code"],
-            status_message=r["status_message"],
-            flags=r["flags"],
-            trace_state=r["trace_state"],
-            attributes=compact(r.get("attributes", [])),
-            events=compact(r.get("events", [])),
-            links=compact(r.get("links", [])),
-            resource=compact(data["resources"][r["resource"]]),
-            scope=compact(data["scopes"][r["scope"]]),
-            tags=(),
-        )
-        for r in data["traces"][name]
-    ]
 
 
 def expected(name: str) -> Any:

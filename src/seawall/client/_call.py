@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from seawall.telemetry.otel import ClientSpans, ClientTracing
 
 __all__ = [
+    "traced_attempt",
     "ATTEMPT_HEADER",
     "DRAIN_LIMIT",
     "IDEMPOTENCY_KEY",
@@ -400,3 +401,18 @@ def tracing_for(
         return None
     errors = otel.ClientErrors(describe=describe, retryable=retryable, timeouts=timeouts)
     return otel.ClientTracing(tracer, errors)
+
+
+def traced_attempt(spans: ClientSpans | None, attempt: Callable[[], _R]) -> _R:
+    """Run one attempt in its own CLIENT span when the call's span records
+    (``spans``), ending the span with the response or the exception."""
+    if spans is None:
+        return attempt()
+    span = spans.attempt()
+    try:
+        response = attempt()
+    except BaseException as exc:
+        span.end(None, exc)
+        raise
+    span.end(response)
+    return response

@@ -154,6 +154,7 @@ from ._call import (
     is_overloaded,
     may_retry,
     parse_retry_after,
+    traced_attempt,
     tracing_for,
 )
 
@@ -659,17 +660,7 @@ class SeawallTransport(_Dispatch, httpx.BaseTransport):
 
     def _traced_attempt(self, call: _Call) -> httpx.Response:
         """One attempt in its own CLIENT span (when the call's span records)."""
-        spans = call.spans
-        if spans is None:
-            return self._attempt(call)
-        attempt = spans.attempt()
-        try:
-            response = self._attempt(call)
-        except BaseException as exc:
-            attempt.end(None, exc)
-            raise
-        attempt.end(response)
-        return response
+        return traced_attempt(call.spans, lambda: self._attempt(call))
 
     def close(self) -> None:
         """Close the inner transport."""
