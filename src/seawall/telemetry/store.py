@@ -895,6 +895,8 @@ class TraceStore:
                 try:
                     frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
                     if frames >= self._wal_restart_frames:
+                        # once more unlocked, so that the locked pass copies milliseconds' worth
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                         with self._lock:
                             if not self._closed:
                                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
