@@ -1,5 +1,6 @@
 """Type stubs for the Rust core (crates/seawall-native), as Python code uses it."""
 
+from collections.abc import Sequence
 from typing import Any
 
 __version__: str
@@ -91,3 +92,22 @@ def otlp_json_to_protobuf(body: bytes) -> bytes:
     resource spans). For testing the encoder. Raises ValueError as ``otlp_decode``."""
 
 def __getattr__(name: str) -> Any: ...  # the policy twins, used by the conformance tests
+
+class SpanBatch:
+    """A batch of SpanRow tuples read once, by trace and by origin (the trace store's pass)."""
+
+    trace_ids: list[bytes]
+    origins: list[tuple[str, str, int, str, str]]
+    def __init__(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
+    def __len__(self) -> int: ...
+    def prepare(
+        self,
+        refs: list[int],
+        origins: list[tuple[int, int, int, int, tuple[str, ...]]],
+        keys: tuple[int, int, int, int, int, int],
+    ) -> tuple[
+        list[tuple[Any, ...]],
+        list[tuple[int, int, int, int, int, str, int, int, bytes, int]],
+        list[int],
+        list[tuple[int, bytes]],
+    ]: ...

@@ -593,6 +593,47 @@ def test_search_matches_a_brute_force_reference(
             assert [x.trace_id for x in s.search(q)] == reference.search(q), q
 
 
+def test_a_closed_segment_moves_from_the_open_table_and_stays_found(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "SEGMENT_KEYS", 4)  # a segment per batch or two
+    path = tmp_path / "traces.db"
+    with TraceStore(path, clock=clock) as s:
+        for n in range(1, 7):
+            s.insert([span(n, 1, tags=[f"order={n}", "region=eu"], start=n * 1000)])
+        for n in range(1, 7):
+            found = s.search(TraceQuery(attributes={"order": str(n)}))
+            assert [t.trace_id for t in found] == [tid(n)]
+        assert len(s.search(TraceQuery(attributes={"region": "eu"}))) == 6
+    db = sqlite3.connect(path)
+    (open_seqs,) = db.execute("SELECT count(DISTINCT seq) FROM open_postings").fetchone()
+    closed_max, last = db.execute(
+        "SELECT (SELECT max(seq) FROM tag_postings), (SELECT max(seq) FROM segments)"
+    ).fetchone()
+    db.close()
+    assert open_seqs == 1  # only the last segment's rows are still in batch order
+    assert closed_max == last - 1
+
+
+def test_a_version_1_file_gains_the_open_segment_table(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "traces.db"
+    with TraceStore(path, clock=clock) as s:
+        s.insert([span(1, 1, tags=["order=1"])])
+    db = sqlite3.connect(path)  # as version 1 wrote it: every segment in tag_postings
+    db.executescript(
+        "INSERT INTO tag_postings SELECT seq, tag, part, refs FROM open_postings;"
+        "DROP TABLE open_postings; PRAGMA user_version = 1;"
+    )
+    db.close()
+    with TraceStore(path, clock=clock) as s:
+        s.insert([span(2, 1, tags=["order=2"], start=5000)])
+        assert [t.trace_id for t in s.search(TraceQuery(attributes={"order": "1"}))] == [tid(1)]
+        assert [t.trace_id for t in s.search(TraceQuery(attributes={"order": "2"}))] == [tid(2)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+    db.close()
+
+
 # ------------------------------------------------------------------ validation
 
 
@@ -638,6 +679,29 @@ def test_bad_arguments_name_the_parameter(store: TraceStore) -> None:
         store.spans_between(1, 5, kind=-1)
     with pytest.raises(ValueError, match="q must be a TraceQuery"):
         store.search({"service": "cart"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"start_ns": "soon"}, "start is not an integer"),
+        ({"trace_id": "abc"}, "trace id is not bytes"),
+        ({"service": None}, "service is not a string"),
+        ({"tags": ["a=b"]}, "tags are not a tuple"),
+        ({"tags": ("a=b", 7)}, "tag is not a string"),
+    ],
+)
+def test_a_malformed_row_is_refused_and_nothing_is_lost(
+    tmp_path: Path, change: dict[str, object], named: str
+) -> None:
+    with TraceStore(tmp_path / "traces.db") as s:
+        s.insert([span(1, 1)])
+        bad = span(2, 1)._replace(**change)
+        with pytest.raises(ValueError, match=named):
+            s.insert([span(2, 2, parent=1), bad])
+        assert s.span_count() == 1
+        s.insert([span(2, 2, parent=1)])
+        assert [r.span_id for r in s.trace(tid(2))] == [sid(2)]
 
 
 def test_bad_constructor_arguments(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod otlp;
 mod policy;
 mod sidecar;
+mod store;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -14,5 +15,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     policy::register(m)?;
     otlp::register(m)?;
     sidecar::register(m)?;
+    store::register(m)?;
     Ok(())
 }

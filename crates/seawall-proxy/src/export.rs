@@ -213,6 +213,8 @@ impl Exporter {
 async fn drain(queue: Arc<Shared>, settings: Arc<Mutex<Option<Settings>>>, metrics: Arc<Metrics>) {
     // the collector's connection, kept from one batch to the next
     let mut link: Option<control::Connection> = None;
+    // the request body's buffer, kept too: a fresh one per post cost page faults
+    let mut body = Vec::new();
     loop {
         let before = lock(&settings).clone();
         let interval = before
@@ -248,7 +250,8 @@ async fn drain(queue: Arc<Shared>, settings: Arc<Mutex<Option<Settings>>>, metri
                         Vec::new()
                     };
                     let n = batch.len() as u64;
-                    let outcome = match export(now, std::mem::take(&mut batch), &mut link).await {
+                    let sent = export(now, std::mem::take(&mut batch), &mut link, &mut body);
+                    let outcome = match sent.await {
                         Ok(()) => "exported",
                         Err(_) => "dropped_export_failed",
                     };
@@ -264,20 +267,36 @@ async fn drain(queue: Arc<Shared>, settings: Arc<Mutex<Option<Settings>>>, metri
 }
 
 /// Encode and post one batch on `link` (opened, or opened again, as needed),
-/// retrying as OTLP allows.
+/// retrying as OTLP allows. The body is written into `buffer`, which gets
+/// its allocation back when the connection is done with it.
 async fn export(
     settings: &Settings,
     spans: Vec<EncodedSpan>,
     link: &mut Option<control::Connection>,
+    buffer: &mut Vec<u8>,
 ) -> Result<(), ExportError> {
     let scope = Scope {
         name: "seawall-sidecar".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let mut written = Vec::new();
+    let mut written = std::mem::take(buffer);
+    written.clear();
     seawall_otlp::stream::export_request(&settings.resource, &scope, &spans, &mut written);
+    drop(spans);
     // shared, not copied, by every try
     let body = bytes::Bytes::from(written);
+    let result = post_with_retries(settings, link, &body).await;
+    if let Ok(unique) = body.try_into_mut() {
+        *buffer = unique.into();
+    }
+    result
+}
+
+async fn post_with_retries(
+    settings: &Settings,
+    link: &mut Option<control::Connection>,
+    body: &bytes::Bytes,
+) -> Result<(), ExportError> {
     let headers = [(
         "content-type".to_owned(),
         "application/x-protobuf".to_owned(),
@@ -285,12 +304,10 @@ async fn export(
     let mut backoff = FIRST_BACKOFF;
     let mut last = String::new();
     for _ in 0..MAX_TRIES {
-        let answer = tokio::time::timeout(
-            POST_TIMEOUT,
-            post(link, &settings.endpoint, &headers, &body),
-        )
-        .await
-        .unwrap_or(Err(control::CallError::Timeout(POST_TIMEOUT)));
+        let answer =
+            tokio::time::timeout(POST_TIMEOUT, post(link, &settings.endpoint, &headers, body))
+                .await
+                .unwrap_or(Err(control::CallError::Timeout(POST_TIMEOUT)));
         if answer.is_err() {
             *link = None; // a failed or silent connection is not used again
         }
@@ -414,11 +431,14 @@ mod tests {
         let s = settings(url);
         let before = tokio::time::Instant::now();
         let mut link = None;
-        export(&s, vec![span(1)], &mut link)
+        let mut body = Vec::new();
+        export(&s, vec![span(1)], &mut link, &mut body)
             .await
             .expect("exported on the second try");
         assert!(tokio::time::Instant::now() - before >= Duration::from_secs(1));
-        let err = export(&s, vec![span(2)], &mut link)
+        // the body's allocation came back, for the next batch
+        assert!(body.capacity() > 0);
+        let err = export(&s, vec![span(2)], &mut link, &mut body)
             .await
             .expect_err("400 is final");
         assert!(matches!(err, ExportError::Refused(400)), "{err}");

@@ -24,7 +24,9 @@ reasons and the figures.
               source_tags, tags, attributes, events, links)
     segments (seq, max_ref, keys, parts)                         the tag index: posting
     tag_postings (seq, tag, part, refs,                          lists, a row per key
-                  PRIMARY KEY (seq, tag, part)) WITHOUT ROWID    and batch, in segments
+                  PRIMARY KEY (seq, tag, part)) WITHOUT ROWID    and batch, in segments;
+    open_postings (seq, part, tag, refs,                         the open segment's,
+                   PRIMARY KEY (seq, part, tag)) WITHOUT ROWID   in batch order
 
     indexes  spans (trace_ref, span_id) UNIQUE     a trace's spans; duplicates
              spans (start_ns)                      spans_between (and analytics.py)
@@ -46,14 +48,18 @@ CRC-32s (signed 32-bit) and the store's own ``_KEY_*`` keys (a service, an
 operation, a service and duration bucket, a duration bucket, an error, a
 source). Each batch adds, in the open segment, a row per key with the refs
 of its traces holding it (little-endian uint32s), and one row of sorted
-``crc << 32 | ref`` int64s for the tags only one of its traces holds. Every
-write lands at the end of the B-tree; a lookup is a seek per segment, a
-superset (CRC collisions, deleted traces): the spans are always checked.
+``crc << 32 | ref`` int64s for the tags only one of its traces holds. The
+open segment's rows are in ``open_postings``, in batch order, so every write
+lands at the end of its B-tree; when the next segment opens, they move to
+``tag_postings`` in (tag, part) order, written once. A lookup is a seek per
+closed segment and a scan of the open one's rows, a superset (CRC
+collisions, deleted traces): the spans are always checked.
 
 **Writes.** One writer connection, behind a lock (SQLite has one writer
 anyway): :meth:`~TraceStore.insert` and the retention run on whichever thread
-calls them. A batch is one ``BEGIN IMMEDIATE`` transaction: one pass in Python
-builds the span rows, each trace's summary of the batch and its posting keys;
+calls them. A batch is one ``BEGIN IMMEDIATE`` transaction: one pass in Rust
+(``_native.SpanBatch``) builds the span rows, each trace's summary of the batch
+and its posting lists;
 the spans go in with one ``executemany`` (``INSERT OR IGNORE``: a (trace, span
 id) already stored is a retried export, counted and skipped); the summaries
 are inserted or merged into the stored ones (min start, max end, counts; the
@@ -103,13 +109,12 @@ import types
 import zlib
 from array import array
 from bisect import bisect_left
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
 from typing import Any, Literal
 
+from .. import _native
 from .spans import MAX_TAG_VALUE, SpanRow, StatusCode
 
 __all__ = [
@@ -131,7 +136,7 @@ __all__ = [
 
 log = logging.getLogger("seawall.traces")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the files this module writes."""
 
 Order = Literal["newest", "oldest", "slowest", "fastest", "most_spans", "most_errors"]
@@ -167,7 +172,7 @@ _MAX_READERS = 8
 _READER_WAIT_S = 30.0
 _DELETE_CHUNK = 2000  # traces per retention transaction
 _IN_CHUNK = 500  # bound parameters per IN (...) list
-_CACHE_MAX = 100_000  # entries of each in-memory interning / CRC cache
+_CACHE_MAX = 100_000  # entries of each in-memory interning cache
 _WARN_EVERY_S = 10.0  # disk-full warnings: at most one per this many seconds (of `clock`)
 _ERROR = StatusCode.ERROR
 _SQLITE_FULL = 13
@@ -245,6 +250,13 @@ CREATE TABLE IF NOT EXISTS tag_postings (
     refs BLOB NOT NULL,
     PRIMARY KEY (seq, tag, part)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS open_postings (
+    seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    tag INTEGER NOT NULL,
+    refs BLOB NOT NULL,
+    PRIMARY KEY (seq, part, tag)
+) WITHOUT ROWID;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -314,7 +326,23 @@ _UPDATE_SUMMARY = (
     " root_op = ?, root_start_ns = ?, root_span_id = ?, root_parentless = ?, services = ?"
     " WHERE ref = ?"
 )
-_INSERT_POSTINGS = "INSERT INTO tag_postings (seq, tag, part, refs) VALUES (?, ?, ?, ?)"
+_INSERT_POSTINGS = "INSERT INTO open_postings (seq, tag, part, refs) VALUES (?, ?, ?, ?)"
+# The open segment's rows, moved in (tag, part) order once it is closed: appended in batch
+# order to open_postings, each batch's rows land together at the end of its B-tree.
+# A key range's posting lists: a seek per closed segment, then the open one's few rows.
+_POSTINGS_FROM = (
+    "FROM segments g CROSS JOIN tag_postings p ON p.seq = g.seq AND p.tag BETWEEN ? AND ?",
+    "FROM open_postings p WHERE p.tag BETWEEN ? AND ?",
+)
+_POSTINGS_SQL = tuple(f"SELECT p.refs {where}" for where in _POSTINGS_FROM)
+_POSTINGS_BYTES_SQL = tuple(
+    f"SELECT coalesce(sum(length(p.refs)), 0) {where}" for where in _POSTINGS_FROM
+)
+_CLOSE_SEGMENTS = (
+    "INSERT INTO tag_postings (seq, tag, part, refs) SELECT seq, tag, part, refs"
+    " FROM open_postings WHERE seq < ?1 ORDER BY seq, tag, part",
+    "DELETE FROM open_postings WHERE seq < ?1",
+)
 
 
 class TraceStoreError(Exception):
@@ -610,38 +638,29 @@ _KEY_DURATION = 4 << 44  # | duration.bit_length(): a span that long
 _KEY_ERROR = 5 << 44  # a span with status ERROR
 _KEY_SOURCE = 6 << 44  # | source id: a span whose tags end with its source's (sources.tags)
 _KEY_PAIRS = 7 << 44  # the batch's (tag CRC, ref) pairs of tags one trace holds, as int64s
+# What SpanBatch.prepare builds an op's keys, an error's, a service's and the pairs' from.
+_KEYS = (_KEY_OP, _KEY_SERVICE_DURATION, _KEY_DURATION, _KEY_ERROR, _KEY_SERVICE, _KEY_PAIRS)
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one object per op
+@dataclass(frozen=True, slots=True)
 class _Op:
-    """An interned (service, name, kind), with its posting keys (the writer's cache)."""
+    """An interned (service, name, kind): its id and its service's (the writer's cache)."""
 
     id: int
     service: int
-    keys: tuple[tuple[int, int, int], ...]
-    """By duration bucket: the op's, the service's with the bucket, the bucket's keys."""
-
-    @classmethod
-    def of(cls, op_id: int, service_id: int) -> _Op:
-        by_service = _KEY_SERVICE_DURATION | service_id << 7
-        keys = tuple(
-            (_KEY_OP | op_id, by_service | bucket, _KEY_DURATION | bucket) for bucket in range(65)
-        )
-        return cls(op_id, service_id, keys)
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity
+@dataclass(frozen=True, slots=True)
 class _Source:
     """An interned (resource, scope), with its resource's tags (the writer's cache)."""
 
     id: int
     tags: tuple[str, ...]
-    size: int
     key: int
 
     @classmethod
     def of(cls, source_id: int, tags: tuple[str, ...]) -> _Source:
-        return cls(source_id, tags, len(tags), _KEY_SOURCE | source_id)
+        return cls(source_id, tags, _KEY_SOURCE | source_id)
 
 
 class _Summary:
@@ -721,10 +740,8 @@ class _Plan:
         if self._pairs is None:
             self._pairs = [
                 _unpack_pairs(blob)
-                for (blob,) in conn.execute(
-                    "SELECT p.refs FROM segments g CROSS JOIN tag_postings p"
-                    f" ON p.seq = g.seq AND p.tag = {_KEY_PAIRS}"
-                )
+                for sql in _POSTINGS_SQL
+                for (blob,) in conn.execute(sql, (_KEY_PAIRS, _KEY_PAIRS))
             ]
         return self._pairs
 
@@ -777,7 +794,6 @@ class TraceStore:
         self._last_seen: dict[tuple[str, int], int] = {}  # ("ops" | "sources", id) -> as stored
         # (service, name, kind, resource, scope) -> both: one lookup per span
         self._origins: dict[tuple[str, str, int, str, str], tuple[_Op, _Source]] = {}
-        self._tag_keys: dict[str, int] = {}
         # reader pool
         self._pool = threading.Condition(threading.Lock())
         self._idle: list[sqlite3.Connection] = []
@@ -1072,16 +1088,10 @@ class TraceStore:
     def _insert(self, rows: Sequence[SpanRow]) -> int:
         if not self._trace_refs_ok:
             self._load_trace_refs()
+        batch = _native.SpanBatch(rows)  # the rows read once, by trace and by origin
         with self._transaction() as conn:
-            # 1. the batch's spans by trace; the stored traces, and a new ref for each other
-            groups: dict[bytes, list[SpanRow]] = {}
-            for r in rows:
-                group = groups.get(r[0])
-                if group is None:
-                    groups[r[0]] = [r]
-                else:
-                    group.append(r)
-            ids = list(groups)
+            # 1. the stored traces among the batch's, and a new ref for each other
+            ids: list[bytes] = batch.trace_ids
             trace_refs = self._trace_refs
             refs: dict[bytes, int] = {}
             stored_roots: dict[int, tuple[int, int, bytes]] = {}  # ref -> its root's sort key
@@ -1106,85 +1116,37 @@ class TraceStore:
                     max_ref += 1
                     refs[tid] = trace_refs[tid] = max_ref  # (a rollback reloads the map)
 
-            # 2. one pass, trace by trace: the span rows; each trace's summary of the batch
-            # (in local variables: this loop is most of insert's Python time); the posting
-            # keys of each trace (its tags and its _KEY_* keys), one append per (key, trace)
-            origins = self._origins
+            # 2. the batch's origins, interned; the native pass (the span rows, each trace's
+            # summary of the batch, each origin's latest start, the posting lists)
+            origins = [
+                self._origins.get(origin) or self._intern(conn, *origin) for origin in batch.origins
+            ]
+            params, summaries, latest, postings = batch.prepare(
+                [refs[tid] for tid in ids],
+                [(op.id, op.service, src.id, src.key, src.tags) for op, src in origins],
+                _KEYS,
+            )
             new: list[tuple[Any, ...]] = []  # summaries of new traces
             merged: list[tuple[Any, ...]] = []  # of the batch's part of stored ones
             rerooted: list[tuple[Any, ...]] = []  # the same, with a new root
-            postings: defaultdict[str | int, list[int]] = defaultdict(list)
-            seen: dict[tuple[_Op, _Source], int] = {}  # -> the batch's latest start of its spans
-            params = []
-            for tid, group in groups.items():
-                ref = refs[tid]
-                first = _MAX_NS
-                final = -1
-                errors = 0
-                services: dict[int, int] = {}
-                root = (2, 0, b"", 0)  # (0 if parentless else 1, start, span id, op): least wins
-                keys: set[str | int] = set()
-                add = keys.add
-                for r in group:
-                    (_, sid, pid, service, name, kind, start, end, status, message, flags,
-                     state, attributes, events, links, resource, scope, tags) = r  # fmt: skip
-                    origin = origins.get((service, name, kind, resource, scope))
-                    if origin is None:
-                        origin = self._intern(conn, service, name, kind, resource, scope)
-                    if start > seen.get(origin, -1):
-                        seen[origin] = start
-                    op, source = origin
-                    op_id = op.id
-                    if start < first:  # noqa: PLR1730 (min() costs a call per span)
-                        first = start
-                    if end > final:  # noqa: PLR1730
-                        final = end
-                    duration = end - start if end > start else 0
-                    bucket = duration.bit_length()
-                    keys.update(op.keys[bucket])  # its operation, service and duration
-                    if status == _ERROR:
-                        errors += 1
-                        add(_KEY_ERROR)
-                    svc = op.service
-                    services[svc] = services.get(svc, 0) + 1
-                    if root[0] or not pid:  # no root without a parent yet, or this is one
-                        candidate = (1 if pid else 0, start, sid, op_id)
-                        root = min(root, candidate)
-                    # the source's tags are stored once: a span keeps its own (and a flag)
-                    shared = source.size and tags[-source.size :] == source.tags
-                    if shared:
-                        tags = tags[: -source.size]
-                        add(source.key)
-                    if tags:
-                        keys.update(tags)
-                        text = "\n".join(("", *tags, ""))
-                        if text.count("\n") != len(tags) + 1:  # a tag holds a newline
-                            text = json.dumps(list(tags), separators=(",", ":"))
-                    else:
-                        text = ""
-                    params.append(
-                        (ref, sid, pid, op_id, start, end, duration, status, message, flags,
-                         state, source.id, 1 if shared else 0, text, attributes, events, links)
-                    )  # fmt: skip
-                keys.update(map(_KEY_SERVICE.__or__, services))
-                # postings[key].append(ref) for every key, the loop run in C
-                deque(map(list.append, map(postings.__getitem__, keys), repeat(ref)), maxlen=0)
-                counts = _encode_services(services)
-                if ref in stored_roots:
-                    summed = None
-                    if ref in long_services:
-                        for svc, n in _decode_services(long_services[ref]).items():
-                            services[svc] = services.get(svc, 0) + n
-                        summed = _encode_services(services)
-                    merging = (first, final, len(group), errors, counts, summed, ref)
-                    if root[:3] < stored_roots[ref]:  # a better root: no parent, or earlier
-                        rerooted.append((*merging, root[3], root[1], root[2], 1 - root[0]))
-                    else:
-                        merged.append(merging)
+            for tid, summary in zip(ids, summaries, strict=True):
+                ref, first, final, count, errors, counts, op, start, span, parentless = summary
+                if ref not in stored_roots:
+                    duration = final - first if final > first else 0
+                    new.append((ref, tid, first, final, duration, count, errors, op, start, span,
+                                parentless, counts))  # fmt: skip
+                    continue
+                summed = None
+                if ref in long_services:
+                    services = _decode_services(counts)
+                    for svc, n in _decode_services(long_services[ref]).items():
+                        services[svc] = services.get(svc, 0) + n
+                    summed = _encode_services(services)
+                merging = (first, final, count, errors, counts, summed, ref)
+                if (1 - parentless, start, span) < stored_roots[ref]:  # a better root
+                    rerooted.append((*merging, op, start, span, parentless))
                 else:
-                    new.append((ref, tid, first, final, final - first if final > first else 0,
-                                len(group), errors, root[3], root[1], root[2], 1 - root[0],
-                                counts))  # fmt: skip
+                    merged.append(merging)
             stored = conn.executemany(_INSERT_SPAN, params).rowcount
             duplicate = len(rows) - stored
 
@@ -1193,13 +1155,13 @@ class TraceStore:
             if duplicate:
                 self._recompute_summaries(conn, refs, stored_refs)
             else:
-                for sql, summaries in (
+                for sql, rows_ in (
                     (_INSERT_SUMMARY, new),
                     (_MERGE_SUMMARY, merged),
                     (_MERGE_SUMMARY_ROOT, rerooted),
                 ):
-                    if summaries:
-                        conn.executemany(sql, summaries)
+                    if rows_:
+                        conn.executemany(sql, rows_)
 
             # 4. the postings, appended to the open segment; when sources and ops were last seen
             self._append_postings(conn, postings, max_ref)
@@ -1207,8 +1169,8 @@ class TraceStore:
             # or source outlives its last span by that much at most)
             written = self._last_seen
             due: dict[tuple[str, int], int] = {}
-            for (op, source), start in seen.items():
-                for named in (("ops", op.id), ("sources", source.id)):
+            for (op_, source), start in zip(origins, latest, strict=True):
+                for named in (("ops", op_.id), ("sources", source.id)):
                     if start > written.get(named, -1) and start > due.get(named, -1):
                         due[named] = start
             for (table, row), start in due.items():
@@ -1223,50 +1185,27 @@ class TraceStore:
         return stored
 
     def _append_postings(
-        self, conn: sqlite3.Connection, postings: Mapping[str | int, list[int]], max_ref: int
+        self, conn: sqlite3.Connection, postings: Sequence[tuple[int, bytes]], max_ref: int
     ) -> None:
-        """Append each key's refs to its row in the open segment (the next one if it is full).
-
-        A tag's key is its CRC-32 (:func:`_tag_key`); the ``_KEY_*`` keys are integers already.
-        """
-        keys = self._tag_keys
-        if len(keys) > _CACHE_MAX:
-            keys.clear()
+        """Add the batch's ``(key, packed refs)`` rows to the open segment (the next one if
+        it is full), as its next part."""
         segment = conn.execute(
             "SELECT seq, keys, parts FROM segments ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         if segment is None or segment[1] >= SEGMENT_KEYS:
             seq, part = (1 if segment is None else segment[0] + 1), 1
+            for sql in _CLOSE_SEGMENTS:
+                conn.execute(sql, (seq,))
             conn.execute(
                 "INSERT INTO segments (seq, max_ref, keys, parts) VALUES (?, 0, 0, 0)", (seq,)
             )
         else:
             seq, part = segment[0], segment[2] + 1
-        lists: dict[int, list[int]] = {}
-        pairs: list[int] = []  # crc << 32 | ref: the tags one trace of the batch holds
-        for tag, holders in postings.items():
-            if isinstance(tag, int):
-                lists[tag] = holders
-                continue
-            key = keys.get(tag)
-            if key is None:
-                key = keys[tag] = _tag_key(tag)
-            if len(holders) == 1:
-                pairs.append(key << 32 | holders[0])
-            elif key in lists:  # two tags, one CRC
-                lists[key] = lists[key] + holders
-            else:
-                lists[key] = holders
-        # a row per key and batch (in key order): inserted, never rewritten
-        rows = [(seq, key, part, _pack_refs(lists[key])) for key in sorted(lists)]
-        if pairs:  # one row for them all: most are one-off values (request ids...)
-            pairs.sort()
-            rows.append((seq, _KEY_PAIRS, part, _pack_pairs(pairs)))
-        conn.executemany(_INSERT_POSTINGS, rows)
+        conn.executemany(_INSERT_POSTINGS, [(seq, key, part, refs) for key, refs in postings])
         conn.execute(
             "UPDATE segments SET max_ref = max(max_ref, ?), keys = keys + ?, parts = ?"
             " WHERE seq = ?",
-            (max_ref, len(rows), part, seq),
+            (max_ref, len(postings), part, seq),
         )
 
     def _intern(  # noqa: PLR0917
@@ -1312,7 +1251,7 @@ class TraceStore:
         )
         if len(self._op_ids) > _CACHE_MAX:
             self._op_ids.clear()
-        op = self._op_ids[(service, name, kind)] = _Op.of(op_id, svc)
+        op = self._op_ids[(service, name, kind)] = _Op(op_id, svc)
         return op
 
     def _intern_source(self, conn: sqlite3.Connection, resource: str, scope: str) -> _Source:
@@ -1474,10 +1413,11 @@ class TraceStore:
         # A segment names refs up to its max_ref; refs only grow, so below the oldest stored
         # trace's ref a segment names only deleted traces.
         oldest = "(SELECT coalesce(min(ref), 1 << 62) FROM traces)"
-        conn.execute(
-            "DELETE FROM tag_postings WHERE seq IN"
-            f" (SELECT seq FROM segments WHERE max_ref < {oldest})"
-        )
+        for table in ("tag_postings", "open_postings"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE seq IN"
+                f" (SELECT seq FROM segments WHERE max_ref < {oldest})"
+            )
         conn.execute(f"DELETE FROM segments WHERE max_ref < {oldest}")
         # A name or source last seen before the earliest stored trace started is used by no
         # stored span: every stored span starts at or after its trace's start.
@@ -1710,15 +1650,8 @@ class TraceStore:
         """
         total = 0
         for lo, hi in ranges:
-            total += (
-                conn.execute(
-                    "SELECT coalesce(sum(length(p.refs)), 0)"
-                    " FROM segments g CROSS JOIN tag_postings p"
-                    " ON p.seq = g.seq AND p.tag BETWEEN ? AND ?",
-                    (lo, hi),
-                ).fetchone()[0]
-                // 4
-            )
+            for sql in _POSTINGS_BYTES_SQL:
+                total += conn.execute(sql, (lo, hi)).fetchone()[0] // 4
         for lo, hi in ranges:
             if lo < _KEY_SERVICE and total < CANDIDATE_CAP:  # tag CRCs: the batches' pairs too
                 for pairs in plan.pairs(conn):
@@ -1730,12 +1663,9 @@ class TraceStore:
         """The refs the tag index lists for these key ranges: a superset of the matches."""
         refs: set[int] = set()
         for lo, hi in ranges:
-            for (blob,) in conn.execute(
-                "SELECT p.refs FROM segments g CROSS JOIN tag_postings p"
-                " ON p.seq = g.seq AND p.tag BETWEEN ? AND ?",
-                (lo, hi),
-            ):
-                refs.update(_unpack_refs(blob))
+            for sql in _POSTINGS_SQL:
+                for (blob,) in conn.execute(sql, (lo, hi)):
+                    refs.update(_unpack_refs(blob))
             if lo < _KEY_SERVICE:
                 for pairs in plan.pairs(conn):
                     first = bisect_left(pairs, lo << 32)
