@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-MODULES = ["seawall.policy", "seawall.client.httpx", "seawall.telemetry"]
+MODULES = ["seawall.policy", "seawall.client.httpx", "seawall.telemetry", "seawall.slo"]
 OUT = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
 

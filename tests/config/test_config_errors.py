@@ -488,7 +488,7 @@ CASES = [
     (
         "slos",
         {"orders": {"window": "30d"}},
-        "slos.orders: set availability, latency or both, got {'window': '30d'}",
+        "slos.orders: set availability, latency or both (or a journey), got {'window': '30d'}",
     ),
     (
         "slos",

@@ -79,7 +79,7 @@ def test_shop_policies(shop: MeshConfig) -> None:
     assert shop.policy_for("email").bulkhead.max_pending == 0
     assert shop.policy_for("login").retry.backoff.jitter == "decorrelated"
     assert shop.limits.max_body_bytes == 1024 * 1024
-    assert shop.slos["gateway"].window == 30 * 86400
+    assert shop.slos["gateway"].window.rolling == 30 * 86400
 
 
 def test_route_overrides(shop: MeshConfig) -> None:

@@ -33,6 +33,7 @@ def cross_check(data: dict[Any, Any]) -> list[Found]:
     found += _known_services(data, services)
     found += _external(data, services)
     found += _routes(data, services)
+    found += _slos(data, services)
     found += _endpoints(services)
     found += _ports(services)
     found += _authorization(services)
@@ -47,12 +48,12 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _suggest(name: str, known: dict[Any, Any]) -> str:
+def _suggest(name: str, known: dict[Any, Any], what: str = "services") -> str:
     names = sorted(k for k in known if is_name(k))
     close = difflib.get_close_matches(name, names, n=1)
     if close:
         return f" (did you mean {close[0]!r}?)"
-    return f" (services: {', '.join(names)})" if names else ""
+    return f" ({what}: {', '.join(names)})" if names else ""
 
 
 def _no_service(loc: Loc, name: str, services: dict[Any, Any]) -> Found:
@@ -80,16 +81,58 @@ def _known_services(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[
         return
     # a policy may be for a declared external service too
     destinations = {**_dict(data.get("external")), **services}
-    for section, known in (("policies", destinations), ("slos", services)):
-        for name in _dict(data.get(section)):
-            if is_name(name) and name not in known:
-                yield _no_service((section, name), name, known)
+    for name in _dict(data.get("policies")):
+        if is_name(name) and name not in destinations:
+            yield _no_service(("policies", name), name, destinations)
     for name, service in services.items():
         sidecar = _dict(_dict(service).get("sidecar"))
         for dest in _dict(sidecar.get("upstreams")):
             if is_name(dest) and dest not in services:
                 loc = ("services", name, "sidecar", "upstreams", dest)
                 yield _no_service(loc, dest, services)
+
+
+def _slos(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[Found]:
+    """An SLO's service (its name by default), route and caller exist; a journey's SLOs
+    are SLOs of the mesh, not journeys."""
+    if not services:
+        return
+    slos = _dict(data.get("slos"))
+    for name, raw in slos.items():
+        slo = _dict(raw)
+        journey = _dict(slo.get("journey"))
+        if journey:
+            of = journey.get("of")
+            for part in of if isinstance(of, list) else _dict(of):
+                if not is_name(part):
+                    continue
+                here = ("slos", name, "journey", "of", part)
+                if part not in slos:
+                    yield here, f"no such SLO{_suggest(part, slos, 'SLOs')}", None
+                elif _dict(slos[part]).get("journey") is not None:
+                    yield here, "a journey is made of SLOs, not of journeys", None
+            continue
+        service = slo.get("service", name)
+        if not is_name(service):
+            continue
+        if service not in services:
+            where = ("slos", name, "service") if "service" in slo else ("slos", name)
+            yield _no_service(where, service, services)
+            continue
+        caller = slo.get("caller")
+        if isinstance(caller, str) and is_name(caller) and caller not in services:
+            yield _no_service(("slos", name, "caller"), caller, services)
+        route = slo.get("route")
+        if isinstance(route, str):
+            routes = _list(_dict(_dict(data.get("policies")).get(service)).get("routes"))
+            named = {r.get("name"): None for r in map(_dict, routes) if r.get("name")}
+            if route not in named:
+                hint = (
+                    f" (routes: {', '.join(map(str, named))})"
+                    if named
+                    else (f" (policies.{service} names none)")
+                )
+                yield ("slos", name, "route"), f"no route {route!r} of {service!r}{hint}", None
 
 
 def _external(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[Found]:

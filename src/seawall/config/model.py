@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from annotated_types import Ge, Le, MinLen
 from pydantic import (
@@ -94,7 +95,13 @@ __all__ = [
     "ServiceConfig",
     "SidecarOptions",
     "SidecarPorts",
+    "BurnAlert",
+    "DEFAULT_BURN_ALERTS",
+    "JourneyConfig",
+    "SloAlerts",
+    "SloBudgeting",
     "SloConfig",
+    "SloWindow",
     "SlowCallConfig",
     "SubsetConfig",
     "WindowConfig",
@@ -845,32 +852,181 @@ class TracingConfig(_Section):
 
 
 class LatencyObjective(_Section):
+    """``percent`` of the requests answer within ``threshold``; the threshold becomes an
+    exact histogram bound in the sidecars that measure it."""
+
     threshold: PositiveDuration
     percent: Objective
 
 
-class SloConfig(_Section):
-    """A service's objectives; the error-budget maths live in seawall.telemetry."""
+class SloWindow(_Section):
+    """The period a budget covers: ``rolling`` (the last 30d, moving) or ``calendar``
+    (this week or month, from its start in ``timezone``). Written ``30d``, ``week`` or
+    ``month`` for short."""
 
+    rolling: PositiveDuration | None = None
+    calendar: Literal["week", "month"] | None = None
+    timezone: str = "UTC"
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if isinstance(data, str) and data in ("week", "month"):
+            return {"calendar": data}
+        if isinstance(data, (str, int, float)) and not isinstance(data, bool):
+            cls._rolling_range(seconds(gt=0)(data))  # reported at the window, as written
+            return {"rolling": data}
+        return data
+
+    @field_validator("rolling")
+    @classmethod
+    def _rolling_range(cls, rolling: float | None) -> float | None:
+        if rolling is not None and not 3_600 <= rolling <= 366 * 86_400:
+            invalid("must be from 1h to 366d")
+        return rolling
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            invalid("not a timezone of the IANA database (Europe/Paris, UTC...)")
+        return zone
+
+    @_model_validator(mode="after")
+    def _one_kind(self) -> SloWindow:
+        if (self.rolling is None) == (self.calendar is None):
+            invalid("set rolling or calendar, one of them")
+        if self.rolling is not None and self.timezone != "UTC":
+            invalid("a timezone is for a calendar window")
+        return self
+
+
+class SloBudgeting(_Section):
+    """How the budget counts: ``occurrences`` (bad requests over all requests) or
+    ``timeslices`` (bad ``slice``-long stretches over all of them; a stretch is good
+    when its SLI reaches ``good_when``, by default the objective itself)."""
+
+    method: Literal["occurrences", "timeslices"] = "occurrences"
+    slice: PositiveDuration = 60.0
+    good_when: Objective | None = None
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"method": data} if isinstance(data, str) else data
+
+    @_model_validator(mode="after")
+    def _slice_for_timeslices(self) -> SloBudgeting:
+        if self.method == "occurrences" and (self.slice != 60.0 or self.good_when is not None):
+            invalid("slice and good_when are for timeslices")
+        if not 10.0 <= self.slice <= 3_600.0:
+            invalid("slice must be from 10s to 1h", got=f"{self.slice:g}s")
+        return self
+
+
+class BurnAlert(_Section):
+    """Alert when the budget burns ``burn_rate`` times faster than the rate that spends
+    it in exactly one window, over both ``long`` and ``short`` (the short one resets the
+    alert soon after the burning stops), for ``for`` (Prometheus's ``for:``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", serialize_by_alias=True)
+
+    severity: Literal["page", "ticket"]
+    long: PositiveDuration
+    short: PositiveDuration
+    burn_rate: Annotated[Number, Field(gt=0, le=1000)]
+    for_: Duration = Field(default=0.0, alias="for")
+
+    @_model_validator(mode="after")
+    def _short_is_shorter(self) -> BurnAlert:
+        if self.short >= self.long:
+            invalid("short must be shorter than long", got=f"{self.short:g}s >= {self.long:g}s")
+        return self
+
+
+DEFAULT_BURN_ALERTS: tuple[BurnAlert, ...] = tuple(
+    BurnAlert.model_validate({"severity": sev, "long": lo, "short": sh, "burn_rate": rate})
+    for sev, lo, sh, rate in (
+        ("page", "1h", "5m", 14.4),
+        ("page", "6h", "30m", 6),
+        ("ticket", "1d", "2h", 3),
+        ("ticket", "3d", "6h", 1),
+    )
+)
+"""The SRE workbook's multi-window, multi-burn-rate alerts (Sloth's four)."""
+
+
+class SloAlerts(_Section):
+    """The burn-rate alerts of an SLO, and the traffic below which none fires."""
+
+    burn: tuple[BurnAlert, ...] = DEFAULT_BURN_ALERTS
+    min_events: CountOrZero = 100
+    """Requests (or slices) the long window must hold for its alert to fire: a quiet
+    night's two failures out of three requests are not a page."""
+
+    @field_validator("burn")
+    @classmethod
+    def _some(cls, burn: tuple[BurnAlert, ...]) -> tuple[BurnAlert, ...]:
+        if not burn:
+            invalid("must not be empty: leave it out for the four default alerts")
+        return burn
+
+
+class JourneyConfig(_Section):
+    """A composite objective over other SLOs of the mesh (``of``: names, or names with
+    weights): ``worst`` takes the worst of their budgets and burn rates, ``weighted``
+    their weighted mean."""
+
+    of: Annotated[dict[Name, Annotated[Number, Field(gt=0)]], MinLen(2)]
+    combine: Literal["worst", "weighted"] = "worst"
+
+    @field_validator("of", mode="before")
+    @classmethod
+    def _list_is_equal_weights(cls, of: Any) -> Any:
+        if isinstance(of, (list, tuple)):
+            if len(set(map(str, of))) != len(of):
+                invalid("names an SLO twice")
+            return dict.fromkeys(of, 1)
+        return of
+
+
+class SloConfig(_Section):
+    """An objective of one service (or a route of it, or the calls of one caller), or a
+    journey over several. The error-budget maths live in :mod:`seawall.slo`."""
+
+    service: Name | None = None
+    """The service measured; by default the SLO's own name."""
+    route: RouteName | None = None
+    """A route of the service's policy (``policies.<service>.routes[].name``); all by default."""
+    caller: Name | None = None
+    """Only the requests of this calling service."""
+    measured_at: Literal["server", "callers"] = "server"
+    """``server``: the service's inbound sidecar; ``callers``: its callers' outbound
+    sidecars (what the service looks like from them, the network included)."""
     availability: Objective | None = None
     latency: LatencyObjective | None = None
-    window: Annotated[float, Field(gt=0)] = 30 * 86_400.0
-
-    @field_validator("window", mode="before")
-    @classmethod
-    def _window_duration(cls, window: object) -> float:
-        try:
-            seconds = parse_duration(window)
-        except ValueError as exc:
-            invalid(str(exc))
-        if not 3_600 <= seconds <= 366 * 86_400:
-            invalid("must be from 1h to 366d")
-        return seconds
+    journey: JourneyConfig | None = None
+    window: SloWindow = SloWindow(rolling=30 * 86_400.0)
+    budgeting: SloBudgeting = SloBudgeting()
+    alerts: SloAlerts = SloAlerts()
 
     @_model_validator(mode="after")
     def _has_objective(self) -> SloConfig:
-        if self.availability is None and self.latency is None:
-            invalid("set availability, latency or both")
+        if self.journey is not None:
+            scoped = [
+                name
+                for name in ("service", "route", "caller", "availability", "latency")
+                if getattr(self, name) is not None
+            ]
+            if scoped or self.measured_at != "server":
+                invalid(
+                    "a journey's objectives are its SLOs': "
+                    f"drop {', '.join(scoped) or 'measured_at'}"
+                )
+        elif self.availability is None and self.latency is None:
+            invalid("set availability, latency or both (or a journey)")
         return self
 
 
