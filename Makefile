@@ -40,6 +40,7 @@ typecheck: $(STAMP)
 test: $(NATIVE) lint typecheck rust-check fuzz-smoke
 	bash scripts/install_etcd.sh
 	bash scripts/install_browser.sh
+	bash scripts/apt_install.sh promtool prometheus
 	$(BIN)/python -m pytest
 
 # ---------------------------------------------------------------- fuzzing

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -173,6 +174,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     traces.add_argument("--json", action="store_true", help="for drift: print JSON")
 
+    slo = commands.add_parser(
+        "slo",
+        help="SLOs: Prometheus rules for them",
+        description="`seawall slo rules -f mesh.yaml` writes Prometheus recording and "
+        "alerting rules for the SLOs of mesh.yaml (Sloth's names, the same burn-rate "
+        "alerts as the embedded evaluator); `promtool check rules` passes on them.",
+    )
+    slo.add_argument("action", choices=["rules"])
+    slo.add_argument("-f", "--file", required=True, help="mesh.yaml")
+    slo.add_argument("-o", "--output", help="write the rules there (default: stdout)")
+
     apply = commands.add_parser("apply", help="validate and store a mesh config")
     apply.add_argument("-f", "--file", required=True, help="mesh.yaml")
     apply.add_argument(
@@ -258,6 +270,34 @@ def _check(path: str, service: str | None, as_json: bool) -> int:
     else:
         sys.stderr.write(result.describe() + "\n")
     return 0 if result.valid else 1
+
+
+def _slo_rules(path: str, output: str | None) -> int:
+    """``seawall slo rules``: see :mod:`seawall.slo.rules`."""
+    from .config import ConfigError, load_mesh  # noqa: PLC0415
+    from .slo.rules import RulesError, rules_yaml  # noqa: PLC0415
+
+    try:
+        mesh = load_mesh(Path(path))
+        text = rules_yaml(mesh)
+    except ConfigError as exc:
+        sys.stderr.write(exc.describe() + "\n")
+        return 1
+    except RulesError as exc:
+        sys.stderr.write(f"seawall slo rules: {exc}\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"seawall slo rules: cannot read {path}: {exc.strerror or exc}\n")
+        return 2
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        sys.stderr.write(f"seawall slo rules: cannot write {output}: {exc.strerror or exc}\n")
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +386,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .telemetry.collector import run as run_traces  # noqa: PLC0415
 
         return run_traces(args.config, listen=args.listen, store_path=args.store)
+    if args.command == "slo":
+        return _slo_rules(args.file, args.output)
     if args.command == "control":
         from .control.server import run as run_control  # noqa: PLC0415
 

@@ -963,8 +963,8 @@ class SloAlerts(_Section):
 
     burn: tuple[BurnAlert, ...] = DEFAULT_BURN_ALERTS
     min_events: CountOrZero = 100
-    """Requests (or slices) the long window must hold for its alert to fire: a quiet
-    night's two failures out of three requests are not a page."""
+    """Requests the long window must hold for its alert to fire (whatever the
+    budgeting): a quiet night's two failures out of three requests are not a page."""
 
     @field_validator("burn")
     @classmethod

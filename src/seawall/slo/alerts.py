@@ -5,7 +5,7 @@ workbook's four: page at 14.4x over 1h and 5m, or 6x over 6h and 30m; ticket
 at 3x over 1d and 2h, or 1x over 3d and 6h), and one for missing data.
 
 * **Burning**: both windows burn at least ``burn_rate``, and the long window
-  holds at least ``alerts.min_events`` requests (timeslices: stretches), so a
+  holds at least ``alerts.min_events`` requests (whatever the budgeting), so a
   quiet night's two failures in three requests do not page.
 * **No data**: the objective has had data, and less than half of the
   shortest short window is covered now (its sidecars stopped answering).
@@ -105,9 +105,11 @@ def _burn_alerts(status: ObjectiveStatus, min_events: int) -> Iterable[_Conditio
             "slo": slo,
             "objective": kind or "journey",
             "severity": a.severity,
-            "long": _span(a.long),
-            "short": _span(a.short),
+            "long": span(a.long),
+            "short": span(a.short),
         }
+        if status.service:  # as Prometheus's rules have it, from the recorded series
+            labels["service"] = status.service
         left = status.budget_remaining
         text = {
             "summary": f"{status.name} burns its error budget at {_x(b.long)} over"
@@ -122,11 +124,12 @@ def _x(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.2f}x"
 
 
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+def span(seconds: float) -> str:
+    """A duration as Prometheus writes one: ``5m``, ``1h``, ``3d``, ``90s``, ``1500ms``."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return f"{round(seconds * 1000)}ms"
 
 
 class AlertTracker:

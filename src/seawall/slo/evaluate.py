@@ -73,6 +73,8 @@ class Objective:
     alerts: SloAlerts
     threshold: float | None = None
     """Seconds, for a latency objective."""
+    service: str = ""
+    """The service measured (the SLO's ``service``, else its name)."""
 
     @property
     def name(self) -> str:
@@ -91,12 +93,13 @@ def objectives(slos: Mapping[str, SloConfig]) -> list[Objective]:
         if slo.availability is not None:
             out.append(
                 Objective(name, "availability", slo.availability, slo.window, slo.budgeting,
-                          slo.alerts)
+                          slo.alerts, service=slo.service or name)
             )  # fmt: skip
         if slo.latency is not None:
             out.append(
                 Objective(name, "latency", slo.latency.percent, slo.window, slo.budgeting,
-                          slo.alerts, threshold=slo.latency.threshold)
+                          slo.alerts, threshold=slo.latency.threshold,
+                          service=slo.service or name)
             )  # fmt: skip
     return out
 
@@ -109,7 +112,7 @@ class BurnRate:
     long: float | None
     short: float | None
     long_events: float
-    """Requests (timeslices: stretches) in the long window, for ``min_events``."""
+    """Requests in the long window (whatever the budgeting), for ``min_events``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,8 @@ class ObjectiveStatus:
     exhaustion_s: float | None
     recent_coverage: float = 1.0
     """The coverage of the shortest short alert window (by default the last 5m)."""
+    service: str = ""
+    """The service measured; empty for a journey."""
 
 
 class SliceVerdicts:
@@ -194,11 +199,11 @@ def evaluate(
         raise ValueError(f"{objective.name}: timeslices budgeting needs its SliceVerdicts")
 
     def bad_share(lo: float, hi: float) -> tuple[float | None, float]:
-        """(bad share or None, events) of [lo, hi)."""
+        """(bad share or None, requests) of [lo, hi)."""
+        ev = series.events(lo, hi, now)
         if slices is not None and timeslices:
             n, bad = slices.count(series, lo, hi, now)
-            return (bad / n if n else None), float(n)
-        ev = series.events(lo, hi, now)
+            return (bad / n if n else None), ev.total
         return _ratio(objective, ev), ev.total
 
     whole = series.events(start, until, now)
@@ -246,6 +251,7 @@ def evaluate(
         burn=tuple(burns),
         exhaustion_s=exhaustion,
         recent_coverage=recent,
+        service=objective.service,
     )
 
 
