@@ -107,16 +107,39 @@ impl Family {
 }
 
 /// Request counts by status class and a latency histogram, for one route.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteMetrics {
     by_class: [Counter; 5],
-    buckets: [Counter; LATENCY_BUCKETS.len() + 1],
+    /// [`LATENCY_BUCKETS`] and the route's own bounds (its SLOs' latency
+    /// thresholds, exact), sorted; a bucket per bound and one for +Inf.
+    bounds: Vec<f64>,
+    buckets: Vec<Counter>,
     total_nanos: Counter,
     /// The route's protocol switches (rendered once it has opened one).
     pub tunnels: TunnelMetrics,
 }
 
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        RouteMetrics::with_bounds(&[])
+    }
+}
+
 impl RouteMetrics {
+    /// A route's counters, its histogram with these bounds (seconds) beside
+    /// the standard ones.
+    pub fn with_bounds(extra: &[f64]) -> Self {
+        let bounds = histogram_bounds(extra);
+        let buckets = (0..=bounds.len()).map(|_| Counter::default()).collect();
+        RouteMetrics {
+            by_class: Default::default(),
+            bounds,
+            buckets,
+            total_nanos: Counter::default(),
+            tunnels: TunnelMetrics::default(),
+        }
+    }
+
     /// Count one finished request with its status and latency.
     pub fn observe(&self, status: u16, seconds: f64) {
         let index = (status / 100) as usize;
@@ -127,10 +150,22 @@ impl RouteMetrics {
         };
         self.by_class[class].inc();
         // bisect_left: the first bound >= seconds (else the +Inf bucket).
-        let bucket = LATENCY_BUCKETS.partition_point(|b| *b < seconds);
+        let bucket = self.bounds.partition_point(|b| *b < seconds);
         self.buckets[bucket].inc();
         self.total_nanos.add((seconds.max(0.0) * 1e9) as u64);
     }
+}
+
+/// The standard bounds with `extra` (finite, positive) merged in, sorted, once each.
+fn histogram_bounds(extra: &[f64]) -> Vec<f64> {
+    let mut bounds: Vec<f64> = LATENCY_BUCKETS
+        .iter()
+        .chain(extra.iter().filter(|b| b.is_finite() && **b > 0.0))
+        .copied()
+        .collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
+    bounds
 }
 
 /// Why a tunnel ended.
@@ -327,21 +362,28 @@ impl Metrics {
         }
     }
 
-    /// The metrics of one route (created on first use, kept across reloads).
+    /// The metrics of one route (created on first use, kept across reloads),
+    /// its histogram with `extra_bounds` beside the standard ones. A reload
+    /// that changes the bounds starts the route's counters again (Prometheus
+    /// reads that as a reset).
     pub fn route(
         &self,
         direction: &'static str,
         destination: &str,
         route: &str,
+        extra_bounds: &[f64],
     ) -> Arc<RouteMetrics> {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, found)) = routes
-            .iter()
-            .find(|((d, dest, r), _)| *d == direction && dest == destination && r == route)
-        {
-            return found.clone();
+        let found = routes
+            .iter_mut()
+            .find(|((d, dest, r), _)| *d == direction && dest == destination && r == route);
+        if let Some((_, metrics)) = found {
+            if metrics.bounds != histogram_bounds(extra_bounds) {
+                *metrics = Arc::new(RouteMetrics::with_bounds(extra_bounds));
+            }
+            return metrics.clone();
         }
-        let made = Arc::new(RouteMetrics::default());
+        let made = Arc::new(RouteMetrics::with_bounds(extra_bounds));
         routes.push((
             (direction, destination.to_owned(), route.to_owned()),
             made.clone(),
@@ -406,7 +448,7 @@ impl Metrics {
         for ((dir, dest, route), m) in &routes {
             let values = [(*dir).to_owned(), dest.clone(), route.clone()];
             let h = Histogram {
-                bounds: &LATENCY_BUCKETS,
+                bounds: &m.bounds,
                 buckets: &m.buckets,
                 total_nanos: &m.total_nanos,
             };
@@ -586,7 +628,7 @@ mod tests {
     #[test]
     fn renders_routes_histograms_and_families() {
         let m = Metrics::new();
-        let r = m.route("outbound", "orders", "default");
+        let r = m.route("outbound", "orders", "default", &[]);
         r.observe(200, 0.0004);
         r.observe(503, 0.2);
         r.observe(99, 20.0); // out of range: counted as 5xx, in +Inf
@@ -613,8 +655,8 @@ mod tests {
     #[test]
     fn a_route_is_created_once() {
         let m = Metrics::new();
-        let a = m.route("inbound", "x", "inbound");
-        let b = m.route("inbound", "x", "inbound");
+        let a = m.route("inbound", "x", "inbound", &[]);
+        let b = m.route("inbound", "x", "inbound", &[]);
         assert!(Arc::ptr_eq(&a, &b));
     }
 }

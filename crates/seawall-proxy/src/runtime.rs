@@ -195,12 +195,12 @@ impl Destination {
         let direction = if spec.inbound { "inbound" } else { "outbound" };
         let mut routes = Vec::with_capacity(spec.routes.len());
         for r in &spec.routes {
-            let m = metrics.route(direction, &spec.name, &r.name);
+            let m = metrics.route(direction, &spec.name, &r.name, &spec.latency_bounds);
             let policy = RoutePolicy::new(spec, Some(r), m)?;
             routes.push(Route::new(&r.name, &r.matcher, policy).map_err(|e| BuildError(e.0))?);
         }
         let default_name = if spec.inbound { "inbound" } else { "default" };
-        let m = metrics.route(direction, &spec.name, default_name);
+        let m = metrics.route(direction, &spec.name, default_name, &spec.latency_bounds);
         let default = Route::any(RoutePolicy::new(spec, None, m)?);
         let authority = match &spec.authority {
             None => None,

@@ -514,7 +514,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         None => {
             let direction = if down.inbound { "inbound" } else { "outbound" };
             rt.metrics
-                .route(direction, "-", "-")
+                .route(direction, "-", "-", &[])
                 .observe(status, elapsed);
         }
     }

@@ -308,6 +308,10 @@ pub struct Destination {
     /// bucket per caller identity (`services.X.rate_limit`).
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Latency thresholds (seconds) of the SLOs measured here: exact bounds
+    /// of its routes' histograms, beside the standard ones.
+    #[serde(default)]
+    pub latency_bounds: Vec<f64>,
 }
 
 /// TLS to an external host: its certificate must name `server_name` and
@@ -342,6 +346,9 @@ pub struct RateLimit {
 impl Destination {
     fn validate(&self, at: &str) -> Result<(), SpecError> {
         duration(&format!("{at}.timeout"), self.timeout)?;
+        for (i, bound) in self.latency_bounds.iter().enumerate() {
+            duration(&format!("{at}.latency_bounds[{i}]"), *bound)?;
+        }
         optional_duration(&format!("{at}.per_try_timeout"), self.per_try_timeout)?;
         optional_duration(&format!("{at}.idle_timeout"), self.idle_timeout)?;
         duration(&format!("{at}.connect_timeout"), self.connect_timeout)?;

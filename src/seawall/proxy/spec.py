@@ -132,7 +132,24 @@ def destination_spec(
     spec = _destination(name, policy, endpoints, inbound=inbound)
     if inbound and svc.rate_limit is not None:  # the service's own limit, per caller
         spec["rate_limit"] = rate_limit_settings(svc.rate_limit)
+    spec["latency_bounds"] = latency_bounds(config, name, inbound=inbound)
     return spec
+
+
+def latency_bounds(config: MeshConfig, service: str, *, inbound: bool) -> list[float]:
+    """The latency thresholds of the SLOs measured at this side of ``service`` (its
+    inbound sidecar for ``measured_at: server``, its callers' for ``callers``): exact
+    bounds of the histograms there, so no SLO leans on a nearby bucket."""
+    side = "server" if inbound else "callers"
+    return sorted(
+        {
+            slo.latency.threshold
+            for key, slo in config.slos.items()
+            if slo.latency is not None
+            and (slo.service or key) == service
+            and slo.measured_at == side
+        }
+    )
 
 
 def _destination(
@@ -178,10 +195,26 @@ def _destination(
             "max_in_flight": bh.max_in_flight,
             "max_retries": bh.max_retries,
         },
-        "routes": []
-        if inbound
-        else [_route(i, policy, rc) for i, rc in enumerate(policy.routes)],
+        "routes": [
+            _inbound_route(i, policy, rc) if inbound else _route(i, policy, rc)
+            for i, rc in enumerate(policy.routes)
+        ],
     }
+
+
+def _inbound_route(index: int, policy: DestinationPolicy, rc: RouteConfig) -> dict[str, Any]:
+    """A route of the service's policy, at its own inbound sidecar: named and matched
+    the same (its metrics, spans and SLOs are per route), but what the caller's sidecar
+    did already (retries, splits, mirrors, faults, the route's timeout) is not repeated."""
+    route = _route(index, policy, rc)
+    route.update(
+        timeout=policy.timeout,
+        retry=retry_settings(policy.retry, single=True),
+        split=None,
+        mirror=None,
+        fault=None,
+    )
+    return route
 
 
 def egress_spec(config: MeshConfig) -> dict[str, Any]:

@@ -9,12 +9,16 @@ sidecars (``docs/slo.md``):
 * :mod:`~seawall.slo.evaluate`: SLI, budget left, burn rates, time to
   exhaustion, journeys;
 * :mod:`~seawall.slo.alerts`: pending, firing and resolved alerts, and
-  Alertmanager's webhook payload.
+  Alertmanager's webhook payload;
+* :mod:`~seawall.slo.scrape`: a sidecar's metrics page, read for each objective;
+* :mod:`~seawall.slo.engine`: every SLO of a mesh, pages in, statuses and notices out;
+* :mod:`~seawall.slo.rules`: the same as Prometheus rules (``seawall slo rules``).
 """
 
 from __future__ import annotations
 
 from .alerts import Alert, AlertTracker, Notice, webhook_payload
+from .engine import Evaluation, SloEngine
 from .evaluate import (
     MIN_COVERAGE,
     BurnRate,
@@ -25,6 +29,7 @@ from .evaluate import (
     journey,
     objectives,
 )
+from .scrape import MetricsError, Sample, counters, parse
 from .series import Events, EventSeries
 from .windows import Period, period
 
@@ -34,15 +39,21 @@ __all__ = [
     "AlertTracker",
     "BurnRate",
     "EventSeries",
+    "Evaluation",
     "Events",
+    "MetricsError",
     "Notice",
     "Objective",
     "ObjectiveStatus",
     "Period",
+    "Sample",
     "SliceVerdicts",
+    "SloEngine",
+    "counters",
     "evaluate",
     "journey",
     "objectives",
+    "parse",
     "period",
     "webhook_payload",
 ]

@@ -44,6 +44,7 @@ import yaml
 from ..config.model import MeshConfig, SloConfig
 from .alerts import span
 from .evaluate import Objective, objectives
+from .scrape import le_label
 
 __all__ = ["RulesError", "prometheus_rules", "rules_yaml"]
 
@@ -53,12 +54,6 @@ class RulesError(ValueError):
 
 
 _CALENDAR = {"month": 30 * 86_400.0, "week": 7 * 86_400.0}
-
-
-def _le(threshold: float) -> str:
-    """A histogram bound as the sidecar writes it in ``le`` (Rust's ``{:?}`` of an f64:
-    ``0.3``, ``1.0``; the same as Python's ``repr`` from 1e-4 up, thresholds' range)."""
-    return repr(float(threshold))
 
 
 def _selector(name: str, slo: SloConfig, service: str, extra: dict[str, str]) -> str:
@@ -84,7 +79,7 @@ def _error_ratio(o: Objective, slo: SloConfig, service: str, window: str) -> str
     assert o.threshold is not None
     count = _selector("seawall_request_duration_seconds_count", slo, service, {})
     good = _selector(
-        "seawall_request_duration_seconds_bucket", slo, service, {"le": _le(o.threshold)}
+        "seawall_request_duration_seconds_bucket", slo, service, {"le": le_label(o.threshold)}
     )
     return f"1 - (sum(rate({good}[{window}])) / sum(rate({count}[{window}])))"
 

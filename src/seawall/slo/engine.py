@@ -1,0 +1,142 @@
+"""Every SLO of a mesh at once: scraped pages in, statuses and alert notices out.
+
+:class:`SloEngine` keeps one :class:`~seawall.slo.series.EventSeries` per
+objective and one :class:`~seawall.slo.alerts.AlertTracker`. The control
+plane's scraper gives it each sidecar's page (:meth:`SloEngine.scrape`: the
+sidecar's id, its service, the text, the time) and, on its interval, asks
+:meth:`SloEngine.evaluate` for every objective's and journey's status and the
+notices to send. A sidecar that leaves the registry is
+:meth:`forgotten <SloEngine.forget>`; a new config (:meth:`SloEngine.apply`)
+keeps the series of every objective it leaves as it was, so a config change
+elsewhere in mesh.yaml loses no history.
+
+Sans-I/O: nothing here reads a clock, a socket or a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..config.model import SloConfig
+from .alerts import AlertTracker, Notice
+from .evaluate import Objective, ObjectiveStatus, SliceVerdicts, evaluate, journey, objectives
+from .scrape import MetricsError, counters, parse
+from .series import EventSeries
+
+__all__ = ["Evaluation", "SloEngine"]
+
+
+@dataclass(slots=True)
+class _Tracked:
+    objective: Objective
+    slo: SloConfig
+    series: EventSeries
+    slices: SliceVerdicts | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One evaluation: every objective's status, then every journey's; the notices."""
+
+    statuses: list[ObjectiveStatus]
+    notices: list[Notice] = field(default_factory=list)
+
+
+class SloEngine:
+    """The SLOs of one mesh; see the module."""
+
+    def __init__(
+        self, slos: Mapping[str, SloConfig], *, resolution: float = 60.0, max_gap: float = 90.0
+    ) -> None:
+        self.resolution = resolution
+        self.max_gap = max_gap
+        self._tracked: dict[str, _Tracked] = {}
+        self._journeys: dict[str, SloConfig] = {}
+        self.alerts = AlertTracker()
+        self.pages = 0
+        self.malformed = 0
+        """Pages refused (malformed): the metric ``seawall_slo_pages_malformed_total``."""
+        self.apply(slos)
+
+    def apply(self, slos: Mapping[str, SloConfig]) -> None:
+        """A new config: objectives unchanged keep their series; removed ones go."""
+        tracked: dict[str, _Tracked] = {}
+        for name, slo in slos.items():
+            for o in objectives({name: slo}):
+                old = self._tracked.get(o.name)
+                if old is not None and old.objective == o and _same_scope(old.slo, slo):
+                    tracked[o.name] = old
+                    continue
+                series = EventSeries(self.resolution, self.max_gap)
+                slices = None
+                if o.budgeting.method == "timeslices":
+                    good_when = o.budgeting.good_when or o.target
+                    slices = SliceVerdicts(o.budgeting.slice, good_when, self.max_gap)
+                tracked[o.name] = _Tracked(o, slo, series, slices)
+        self._tracked = tracked
+        self._journeys = {n: s for n, s in slos.items() if s.journey is not None}
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return [t.objective for t in self._tracked.values()]
+
+    def series(self, name: str) -> EventSeries:
+        """The events of objective ``name`` (``slo:kind``); :class:`KeyError` if none."""
+        return self._tracked[name].series
+
+    def scrape(self, source: str, service: str, page: str, t: float) -> str | None:
+        """One sidecar's page at ``t``; the reason it was refused, else ``None``.
+
+        A malformed page changes nothing (every objective's counters are read
+        before any is stored).
+        """
+        self.pages += 1
+        try:
+            samples = list(parse(page))
+            readings = []
+            for tracked in self._tracked.values():
+                found = counters(tracked.objective, tracked.slo, service, samples)
+                if found is not None:
+                    total, bad = found
+                    if not (total >= 0 and total != float("inf")):
+                        raise MetricsError(f"{tracked.objective.name}: a counter of {total}")
+                    readings.append((tracked.series, total, bad))
+            for series, total, bad in readings:
+                series.observe(source, t, total, bad)
+        except (MetricsError, ValueError) as exc:
+            self.malformed += 1
+            return f"{source}: {exc}"
+        return None
+
+    def forget(self, source: str) -> None:
+        """``source`` left the registry: gone, not missing."""
+        for tracked in self._tracked.values():
+            tracked.series.forget(source)
+
+    def evaluate(self, now: float) -> Evaluation:
+        """Every objective's and journey's status at ``now``, and the alert notices."""
+        statuses = [evaluate(t.objective, t.series, now, t.slices) for t in self._tracked.values()]
+        by_slo: dict[str, list[ObjectiveStatus]] = {}
+        for t, status in zip(self._tracked.values(), statuses, strict=True):
+            by_slo.setdefault(t.objective.slo, []).append(status)
+        tracked = self._tracked.values()
+        judged = [(s, t.slo.alerts.min_events) for t, s in zip(tracked, statuses, strict=True)]
+        for name, slo in self._journeys.items():
+            assert slo.journey is not None
+            parts = [
+                (status, weight)
+                for part, weight in slo.journey.of.items()
+                for status in by_slo.get(part, [])
+            ]
+            if parts:
+                status = journey(name, parts, slo.journey.combine)
+                statuses.append(status)
+                judged.append((status, slo.alerts.min_events))
+        return Evaluation(statuses, self.alerts.update(judged, now))
+
+
+def _same_scope(a: SloConfig, b: SloConfig) -> bool:
+    """Whether two configs of one SLO measure the same requests (so its history holds)."""
+    keys = ("service", "route", "caller", "measured_at")
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
