@@ -659,4 +659,35 @@ mod tests {
         let b = m.route("inbound", "x", "inbound", &[]);
         assert!(Arc::ptr_eq(&a, &b));
     }
+
+    #[test]
+    fn an_slo_threshold_is_an_exact_bound_and_changing_it_starts_again() {
+        let m = Metrics::new();
+        let r = m.route("inbound", "x", "checkout", &[0.23, 0.25, f64::NAN, -1.0]);
+        r.observe(200, 0.2);
+        r.observe(200, 0.24);
+        let page = m.render(&[]);
+        assert!(
+            page.contains("route=\"checkout\",le=\"0.23\"} 1.0"),
+            "{page}"
+        );
+        assert!(
+            page.contains("route=\"checkout\",le=\"0.25\"} 2.0"),
+            "{page}"
+        );
+        assert_eq!(page.matches("le=\"0.25\"").count(), 1, "{page}"); // once, not twice
+                                                                      // the same bounds again: the same counters; other bounds: new ones
+        assert!(Arc::ptr_eq(
+            &r,
+            &m.route("inbound", "x", "checkout", &[0.23])
+        ));
+        let other = m.route("inbound", "x", "checkout", &[0.3]);
+        assert!(!Arc::ptr_eq(&r, &other));
+        let page = m.render(&[]);
+        assert!(
+            page.contains("route=\"checkout\",le=\"0.3\"} 0.0"),
+            "{page}"
+        );
+        assert!(!page.contains("le=\"0.23\""), "{page}");
+    }
 }
