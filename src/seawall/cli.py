@@ -152,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cert-ttl", type=_positive_seconds, default=24 * 3600.0, help="default 24h"
     )
     control.add_argument(
+        "--slo-interval",
+        type=_positive_seconds,
+        default=10.0,
+        help="how often the SLOs' sidecars are scraped and evaluated (default 10s)",
+    )
+    control.add_argument(
         "--traces",
         metavar="HOST:PORT",
         help="also serve `seawall traces` there (OTLP, the query APIs, the UI), "
@@ -176,14 +182,17 @@ def _parser() -> argparse.ArgumentParser:
 
     slo = commands.add_parser(
         "slo",
-        help="SLOs: Prometheus rules for them",
-        description="`seawall slo rules -f mesh.yaml` writes Prometheus recording and "
-        "alerting rules for the SLOs of mesh.yaml (Sloth's names, the same burn-rate "
-        "alerts as the embedded evaluator); `promtool check rules` passes on them.",
+        help="SLOs: budgets, burn rates and alerts; Prometheus rules for them",
+        description="`seawall slo` shows every SLO as the control plane evaluates it: "
+        "objective, SLI, budget left, burn rates, time to exhaustion, alerts (--json: the "
+        "same as JSON). `seawall slo rules -f mesh.yaml` writes Prometheus recording and "
+        "alerting rules for them (Sloth's names, the same burn-rate alerts); `promtool "
+        "check rules` passes on them.",
     )
-    slo.add_argument("action", choices=["rules"])
-    slo.add_argument("-f", "--file", required=True, help="mesh.yaml")
-    slo.add_argument("-o", "--output", help="write the rules there (default: stdout)")
+    slo.add_argument("action", nargs="?", default="status", choices=["status", "rules"])
+    slo.add_argument("-f", "--file", help="for rules: mesh.yaml")
+    slo.add_argument("-o", "--output", help="for rules: write them there (default: stdout)")
+    _client_options(slo)
 
     apply = commands.add_parser("apply", help="validate and store a mesh config")
     apply.add_argument("-f", "--file", required=True, help="mesh.yaml")
@@ -386,7 +395,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .telemetry.collector import run as run_traces  # noqa: PLC0415
 
         return run_traces(args.config, listen=args.listen, store_path=args.store)
-    if args.command == "slo":
+    if args.command == "slo" and args.action == "rules":
+        if not args.file:
+            parser.error("slo rules: -f mesh.yaml is required")
         return _slo_rules(args.file, args.output)
     if args.command == "control":
         from .control.server import run as run_control  # noqa: PLC0415
@@ -400,6 +411,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             ca_cert=args.ca_cert,
             ca_key=args.ca_key,
             cert_ttl=args.cert_ttl,
+            slo_interval=args.slo_interval,
             traces=args.traces,
         )
     from .control import commands  # noqa: PLC0415
@@ -419,6 +431,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return commands.services(target, as_json=args.json)
     if args.command == "certs":
         return commands.certs(target, args.action, args.service, as_json=args.json)
+    if args.command == "slo":
+        return commands.slos(target, as_json=args.json)
     return 2
 
 

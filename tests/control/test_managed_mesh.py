@@ -13,6 +13,8 @@ from __future__ import annotations
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -165,7 +167,9 @@ def test_push_registry_and_mtls_end_to_end(mesh: Mesh) -> None:
         ("backend", "v2", "healthy"),
         ("api", None, "healthy"),
     }
-    assert {r["subset"]: r["metadata"] for r in rows}["v1"] == {"zone": "a"}
+    # its labels, and the admin port it listens on (for the SLOs' scrapes)
+    v1 = {"zone": "a", "seawall.admin": str(mesh.ports["b_admin"])}
+    assert {r["subset"]: r["metadata"] for r in rows}["v1"] == v1
     sidecars = mesh.control_json("/v1/status")["sidecars"]
     assert all(s["certificate_serial"] for s in sidecars)
     assert all(s["certificate_expires"] > time.time() + 3600 for s in sidecars)
@@ -310,5 +314,54 @@ def test_certificates_rotate_under_load_without_failed_requests(tmp_path: Path) 
             lambda: all(serials()[k] != v for k, v in first.items()), 10, "every cert renewed"
         )
         assert " certificate_rotated destination= serial=" in m.api.text()
+    finally:
+        m.close()
+
+
+def test_the_control_plane_scrapes_the_sidecars_for_the_slos(tmp_path: Path) -> None:
+    m = Mesh(tmp_path, control_args=("--slo-interval", "0.5s"))
+    try:
+        m.doc["slos"] = {
+            "backend": {"availability": "99.9%", "latency": {"threshold": "1s", "percent": "99%"}},
+            "backend-from-api": {"service": "backend", "measured_at": "callers",
+                                 "availability": "99%"},
+        }  # fmt: skip
+        m.apply()
+
+        def objectives() -> dict[str, Any]:
+            return {o["name"]: o for o in m.control_json("/v1/slos")["objectives"]}
+
+        # a sidecar's first page is a baseline: what it counted before is not charged
+        wait_until(lambda: "backend-from-api:availability" in objectives(), 10, "the SLOs")
+        passes = m.control_json("/v1/slos")["passes"]
+        wait_until(lambda: m.control_json("/v1/slos")["passes"] >= passes + 2, 10, "2 passes")
+        with m.load(count=40, seconds=2) as load:
+            pass
+        assert load.ok == 40
+
+        # the backend's two inbound sidecars (their admin ports as they registered them),
+        # and the api's outbound sidecar for the callers' view
+        wait_until(
+            lambda: objectives().get("backend:availability", {}).get("events", {}).get("total")
+            == 40
+            and objectives()["backend-from-api:availability"]["events"]["total"] == 40,
+            20,
+            "the SLOs counted the 40 requests",
+        )
+        found = objectives()
+        assert found["backend:availability"]["sli"] == 100.0
+        assert found["backend:availability"]["budget_remaining"] == 1.0
+        assert found["backend:latency"]["events"]["total"] == 40
+        assert found["backend:availability"]["service"] == "backend"
+        shown = subprocess.run(
+            [sys.executable, "-m", "seawall", "slo", "--control", m.controls[0].url],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert lines[0].split()[:3] == ["OBJECTIVE", "TARGET", "SLI"]
+        row = next(line for line in lines if line.startswith("backend:availability"))
+        assert row.split()[1:3] == ["99.9%", "100.000%"]
+        assert "alerts: none" in shown.stdout
     finally:
         m.close()

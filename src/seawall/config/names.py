@@ -24,6 +24,7 @@ import secrets
 from ._types import LABEL_RULE, is_name
 
 __all__ = [
+    "ADMIN_PORT_LABEL",
     "INSTANCE_ID_RULE",
     "NAME_RULE",
     "instance_service",
@@ -58,3 +59,8 @@ def new_instance_id(service: str) -> str:
     if not is_name(service):
         raise ValueError(f"service name must be {NAME_RULE}, got {service!r}")
     return f"{service}.{secrets.token_hex(8)}"
+
+
+ADMIN_PORT_LABEL = "seawall.admin"
+"""The instance metadata key a managed sidecar registers its admin port under (the
+control plane scrapes its ``/metrics`` there for the SLOs)."""

@@ -295,6 +295,15 @@ ROUTES: tuple[Route, ...] = (
         answers={200: "{config_version, digest, sidecars: [...]}"},
     ),
     Route(
+        "GET",
+        "/v1/slos",
+        "none",
+        "slos",
+        "Every SLO's last evaluation (SLI, budget left, burn rates, time to exhaustion) and "
+        "the alerts pending or firing, from the sidecars' metrics this replica scrapes.",
+        answers={200: "{evaluated_at, objectives: [...], alerts: [...], pages, ...}"},
+    ),
+    Route(
         "POST",
         "/v1/certificates",
         "join",
@@ -403,6 +412,7 @@ class ControlAPI:
         self.subscribers = 0  # long-polls waiting right now
         self.publishes = 0  # snapshots published (etag changes) since start
         self.closing = False  # stopping: long-polls answer at once
+        self.slo_report: Callable[[], dict[str, Any]] | None = None  # the SLO monitor's
 
     @property
     def snapshot(self) -> Snapshot:
@@ -843,6 +853,12 @@ class ControlAPI:
         """GET /v1/status"""
         statuses = await self.store.statuses()
         return 200, status_view(self.config, statuses, self._wall(), self.registry.instances())
+
+    async def slos(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/slos"""
+        if self.slo_report is None:
+            return 200, {"evaluated_at": None, "objectives": [], "alerts": []}
+        return 200, self.slo_report()
 
     async def certificate(self, call: Call) -> tuple[int, Any]:
         """POST /v1/certificates"""

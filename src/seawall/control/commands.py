@@ -302,6 +302,81 @@ def status(
     return 1 if check and lagging else 0
 
 
+def slos(target: Target, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall slo``: every SLO as the control plane last evaluated it, then its alerts."""
+    response = target.call("GET", "/v1/slos")
+    if response.status_code != 200:
+        return _fail(response, sys.stderr)
+    data = response.json()
+    if as_json:
+        out.write(json.dumps(data, indent=1) + "\n")
+        return 0
+    out.write(_slo_table(data))
+    return 0
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}%"
+
+
+def _burn(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def _left(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _slo_table(data: dict[str, Any]) -> str:
+    """The table of ``seawall slo``: one line per objective, then the alerts."""
+    objectives = data.get("objectives") or []
+    if not objectives:
+        when = "not evaluated yet" if data.get("evaluated_at") is None else "none"
+        return f"SLOs: {when} (slos: in mesh.yaml; the control plane scrapes the sidecars)\n"
+    rows = [["OBJECTIVE", "TARGET", "SLI", "BUDGET LEFT", "BURN 1h/5m", "BURN 6h/30m",
+             "EXHAUSTED IN", "EVENTS", "DATA"]]  # fmt: skip
+    for o in objectives:
+        burns = {(b["long"], b["short"]): b for b in o.get("burn", [])}
+
+        def pair(long: float, short: float, burns: dict[Any, Any] = burns) -> str:
+            b = burns.get((long, short))
+            return "-" if b is None else f"{_burn(b['long_burn'])}/{_burn(b['short_burn'])}"
+
+        left = o.get("budget_remaining")
+        rows.append(
+            [
+                o["name"],
+                f"{o['target']:g}%",
+                _pct(o.get("sli"), 3),
+                "-" if left is None else f"{left * 100:.1f}%",
+                pair(3600.0, 300.0),
+                pair(21600.0, 1800.0),
+                _left(o.get("exhaustion_s")),
+                f"{o['events']['total']:.0f}",
+                f"{o.get('coverage', 1.0) * 100:.0f}%",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    alerts = data.get("alerts") or []
+    lines.append("")
+    if not alerts:
+        lines.append("alerts: none")
+    for a in alerts:
+        labels = a["labels"]
+        window = f" {labels['long']}/{labels['short']}" if "long" in labels else ""
+        lines.append(
+            f"alert {a['state']}: {labels.get('alertname')} {labels.get('slo')}:"
+            f"{labels.get('objective')} {labels.get('severity')}{window}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def services(target: Target, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
     """``seawall services``: every registered instance and its health."""
     response = target.call("GET", "/v1/services")

@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config.names import ADMIN_PORT_LABEL
+from ..slo.monitor import SloMonitor, Target
 from ..telemetry.store import TraceStoreError
 from .api import ControlAPI
 from .ca import CertificateAuthority
@@ -64,8 +66,11 @@ class ControlServer:
         ca_cert: Path | None = None,
         ca_key: Path | None = None,
         cert_ttl: float = DEFAULT_CERT_TTL,
+        slo_interval: float = 10.0,
     ) -> None:
         self.store = store
+        self.slo_interval = slo_interval
+        self.slo: SloMonitor | None = None
         self.state_dir = state_dir
         self.host = host
         self.port = port
@@ -120,7 +125,13 @@ class ControlServer:
         self._http = HttpServer(api)
         await self._http.start(self.host, self.port)
         self.port = self._http.port
-        self._tasks = [asyncio.get_running_loop().create_task(api.follow())]
+        self.slo = SloMonitor(
+            lambda: slo_targets(api), lambda: api.mesh.slos if api.mesh else {},
+            interval=self.slo_interval,
+        )  # fmt: skip
+        api.slo_report = self.slo.report
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(api.follow()), loop.create_task(self.slo.run())]
         (self.state_dir / "control-url").write_text(f"{self.url}\n")
 
     @property
@@ -140,6 +151,22 @@ class ControlServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.store.close()
+
+
+def slo_targets(api: ControlAPI) -> list[Target]:
+    """Every registered sidecar's ``/metrics``: its address, and its admin port as it
+    registered it (else its service's in the config)."""
+    mesh = api.mesh
+    targets = []
+    for instance in api.registry.instances():
+        port = instance.metadata.get(ADMIN_PORT_LABEL)
+        if port is None and mesh is not None and instance.service in mesh.services:
+            port = str(mesh.services[instance.service].sidecar.admin)
+        if port is None or not port.isdigit():
+            continue
+        host = f"[{instance.address}]" if ":" in instance.address else instance.address
+        targets.append(Target(instance.id, instance.service, f"http://{host}:{port}/metrics"))
+    return targets
 
 
 def open_store(kind: str, state_dir: Path, etcd: str | None, prefix: str) -> Store:
@@ -218,6 +245,7 @@ def run(
     ca_key: str | None = None,
     cert_ttl: float = DEFAULT_CERT_TTL,
     traces: str | None = None,
+    slo_interval: float = 10.0,
 ) -> int:
     """Run a control-plane replica until SIGTERM; returns the exit status.
 
@@ -249,6 +277,7 @@ def run(
             ca_cert=Path(ca_cert) if ca_cert else None,
             ca_key=Path(ca_key) if ca_key else None,
             cert_ttl=cert_ttl,
+            slo_interval=slo_interval,
         )
         with contextlib.suppress(ImportError):
             import uvloop  # noqa: PLC0415

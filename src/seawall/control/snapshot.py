@@ -127,8 +127,13 @@ class Publisher:
         for gone in [s for s in self._fragments if not self.registry.count(s)]:
             del self._fragments[gone]
         body = (
-            b'{"etag":' + _dumps(etag) + b',"config":' + self._config_json
-            + b',"endpoints":{' + b",".join(parts) + b"}}"
+            b'{"etag":'
+            + _dumps(etag)
+            + b',"config":'
+            + self._config_json
+            + b',"endpoints":{'
+            + b",".join(parts)
+            + b"}}"
         )
         self._full = (etag, body)
         return body

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, MeshConfig, load_mesh, parse_mesh
-from ..config.names import instance_service, new_instance_id
+from ..config.names import ADMIN_PORT_LABEL, instance_service, new_instance_id
 from ..policy.backoff import backoff
 from .control_link import (
     ControlClient,
@@ -271,13 +271,15 @@ def _prepare(
         sys.stderr.write(f"seawall sidecar: no service {service!r} in mesh {config.mesh!r}\n")
         return 2
     svc = config.services[service]
+    # the admin port, for the control plane's SLO scrapes (the config's may not be ours)
+    metadata = {**options.metadata, ADMIN_PORT_LABEL: str(svc.sidecar.admin)}
     instance = InstanceSpec(
         instance_id(state, service),
         service,
         options.address or svc.host,
         svc.sidecar.inbound,
         options.subset,
-        dict(options.metadata),
+        metadata,
     )
     identity = _identity(client, state / "identity", service, config.trust_domain, rng)
     try:

@@ -120,7 +120,8 @@ class EventSeries:
     # -- output -------------------------------------------------------------
 
     def events(self, start: float, end: float, now: float | None = None) -> Events:
-        """The events in ``[start, end)`` (to the bucket), and their coverage.
+        """The events in ``[start, end)`` (to the bucket: see :meth:`_between`), and their
+        coverage.
 
         ``now`` (by default ``end``) counts the sources silent for more than
         ``max_gap`` as missing from their last sample to ``now``.
@@ -185,11 +186,14 @@ class EventSeries:
                 cum[i] += sums[k]
 
     def _between(self, cum: array[float], start: float, end: float) -> float:
+        """The sum over the buckets of ``[start, end)``, each end rounded up to a bucket's
+        edge: a window ending now includes the bucket now fills (its data so far), and
+        keeps its length by leaving out the part-bucket at its start."""
         if self._first is None:
             return 0.0
-        n = len(cum) - 1
+        first, n = self._first, len(cum) - 1
 
         def at(t: float) -> int:
-            return min(max(self._index(t) - self._first, 0), n)  # type: ignore[operator]
+            return min(max(math.ceil(t / self.resolution) - first, 0), n)
 
         return cum[at(end)] - cum[at(start)]

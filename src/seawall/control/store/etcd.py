@@ -345,9 +345,7 @@ class EtcdStore(Store):
                     "compare": [
                         {"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": str(seen)}
                     ],
-                    "success": [
-                        {"request_put": {"key": key, "value": self._json(record)}}
-                    ],
+                    "success": [{"request_put": {"key": key, "value": self._json(record)}}],
                 },
             )
             if answer.get("succeeded"):

@@ -1,0 +1,167 @@
+"""The control plane's SLO loop: scrape every registered sidecar, evaluate, keep the result.
+
+:class:`SloMonitor` is the I/O around :class:`~seawall.slo.engine.SloEngine`:
+every ``interval`` it fetches each target's admin ``/metrics`` (all at once,
+at most ``concurrency`` in flight, each within ``timeout``), hands the pages
+to the engine with the time of the pass, forgets the targets that left the
+registry, and evaluates. A sidecar that does not answer is simply not
+observed: the engine counts its silence as missing data, never as good
+minutes. A malformed page is skipped, its reason logged and counted.
+
+``targets()`` says whom to scrape (the registry: each instance's address and
+admin port); ``slos()`` the current ``slos:`` (a new config is applied at
+the next pass, keeping the history of the objectives it leaves unchanged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..config.model import SloConfig
+from .engine import Evaluation, SloEngine
+from .evaluate import ObjectiveStatus
+
+__all__ = ["SloMonitor", "Target", "status_json"]
+
+log = logging.getLogger("seawall.slo")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A sidecar to scrape: its instance id, its service, its ``/metrics`` URL."""
+
+    id: str
+    service: str
+    url: str
+
+
+class SloMonitor:
+    """See the module."""
+
+    def __init__(
+        self,
+        targets: Callable[[], Sequence[Target]],
+        slos: Callable[[], Mapping[str, SloConfig]],
+        *,
+        interval: float = 10.0,
+        timeout: float = 2.0,
+        concurrency: int = 64,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._targets = targets
+        self._slos = slos
+        self._applied: Mapping[str, SloConfig] | None = None
+        self.engine = SloEngine({})
+        self.interval = interval
+        self.timeout = timeout
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wall = wall
+        self._known: set[str] = set()
+        self.last: Evaluation | None = None
+        self.evaluated_at: float | None = None
+        self.scrape_failures = 0
+        self.passes = 0
+
+    async def run(self) -> None:
+        """Pass after pass, until cancelled."""
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.pass_once(session)
+                except Exception:  # one bad pass must not end the loop
+                    log.exception("slo: an evaluation pass failed")
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def pass_once(self, session: aiohttp.ClientSession) -> Evaluation:
+        """Scrape every target once, then evaluate."""
+        slos = self._slos()
+        if slos is not self._applied:
+            self.engine.apply(slos)
+            self._applied = slos
+        # no SLO, no scrape: nothing reads the pages
+        targets = list(self._targets()) if slos else []
+        now = self._wall()
+        pages = await asyncio.gather(*(self._fetch(session, t) for t in targets))
+        for target, page in zip(targets, pages, strict=True):
+            if page is None:
+                continue
+            problem = self.engine.scrape(target.id, target.service, page, now)
+            if problem is not None:
+                log.warning("slo: skipped a metrics page: %s", problem)
+        current = {t.id for t in targets}
+        for gone in self._known - current:
+            self.engine.forget(gone)
+        self._known = current
+        self.last = self.engine.evaluate(now)
+        self.evaluated_at = now
+        self.passes += 1
+        return self.last
+
+    async def _fetch(self, session: aiohttp.ClientSession, target: Target) -> str | None:
+        async with self._limit:
+            try:
+                async with session.get(target.url) as response:
+                    if response.status != 200:
+                        raise aiohttp.ClientError(f"answered {response.status}")
+                    return await response.text()
+            except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
+                self.scrape_failures += 1
+                log.info("slo: no metrics from %s (%s): %s", target.id, target.url, exc)
+                return None
+
+    def report(self) -> dict[str, Any]:
+        """The last evaluation as JSON (``GET /v1/slos``)."""
+        ev = self.last
+        return {
+            "evaluated_at": self.evaluated_at,
+            "passes": self.passes,
+            "pages": self.engine.pages,
+            "pages_malformed": self.engine.malformed,
+            "scrape_failures": self.scrape_failures,
+            "objectives": [] if ev is None else [status_json(s) for s in ev.statuses],
+            "alerts": [
+                {
+                    "state": a.state,
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "active_since": a.active_since,
+                }
+                for a in self.engine.alerts.active
+            ],
+        }
+
+
+def status_json(s: ObjectiveStatus) -> dict[str, Any]:
+    """One objective's status as JSON."""
+    return {
+        "name": s.name,
+        "service": s.service,
+        "target": s.target,
+        "period": {"start": s.start, "end": s.end},
+        "events": {"total": s.total, "bad": s.bad},
+        "coverage": s.coverage,
+        "sli": s.sli,
+        "budget_remaining": s.budget_remaining,
+        "exhaustion_s": s.exhaustion_s,
+        "burn": [
+            {
+                "severity": b.alert.severity,
+                "long": b.alert.long,
+                "short": b.alert.short,
+                "burn_rate": b.alert.burn_rate,
+                "long_burn": b.long,
+                "short_burn": b.short,
+                "long_events": b.long_events,
+            }
+            for b in s.burn
+        ],
+    }
