@@ -99,6 +99,12 @@ bench-control: $(NATIVE)
 # The trace store of `seawall traces` (benchmarks/trace_store.py): ingest, fetch by id and
 # search over TRACE_SPANS spans, against a naive SQLite schema; pure Python, no native build.
 # `make bench-traces TRACE_SPANS=200000` for a quick run.
+# SLO evaluation (benchmarks/slo_eval.py): one pass over 1,000 SLOs of 30 days of 10 s
+# samples, against a naive evaluator; the history's memory per objective.
+.PHONY: bench-slo
+bench-slo: $(STAMP)
+	$(BIN)/python benchmarks/slo_eval.py
+
 .PHONY: bench-traces
 TRACE_SPANS ?= 1000000
 bench-traces: $(STAMP)

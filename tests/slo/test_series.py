@@ -97,3 +97,36 @@ def test_bad_settings_are_refused() -> None:
         EventSeries(max_gap=-1)
     with pytest.raises(ValueError, match="end"):
         EventSeries().events(10, 5)
+
+
+def test_old_buckets_fold_into_coarse_ones_and_the_sums_hold() -> None:
+    s = EventSeries(resolution=60, coarse=600, fine_span=86_400, keep=5 * 86_400)
+    t = total = bad = 0.0
+    s.observe("a", t, total, bad)
+    for minute in range(10 * 1440):  # ten days, one request a second, 1% bad
+        t += 60
+        total += 60
+        bad += 0.6
+        s.observe("a", t, total, bad)
+    # memory is bounded: a day of minutes, the rest in ten-minute buckets, five days kept
+    assert len(s._fine.cums[0]) - 1 <= 1440 + 10
+    assert len(s._coarse.cums[0]) - 1 <= 4 * 144 + 2
+    # windows on coarse edges are exact, across the tiers too
+    for days in (0.5, 1, 2, 3, 4):
+        ev = s.events(t - days * 86_400, t)
+        assert ev.total == pytest.approx(days * 86_400)
+        assert ev.bad == pytest.approx(days * 864)
+        assert ev.coverage == 1.0
+    assert s.events(t - 7 * 86_400, t - 6 * 86_400).total == 0  # older than keep: gone
+    # a step from before the fine tier (a sidecar silent for two days) goes to both tiers
+    s.observe("b", t - 3 * 86_400, 0, 0)  # (its baseline, long ago)
+    s.observe("b", t + 60, 3 * 86_400 + 60, 0)
+    both = s.events(t - 3 * 86_400, t + 60)
+    assert both.total == pytest.approx(3 * 86_400 + 3 * 86_400 + 60, rel=1e-3)
+
+
+def test_tier_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="multiple of resolution"):
+        EventSeries(resolution=60, coarse=90)
+    with pytest.raises(ValueError, match="fine_span"):
+        EventSeries(resolution=60, coarse=600, fine_span=300)

@@ -68,7 +68,7 @@ class SloEngine:
                 if old is not None and old.objective == o and _same_scope(old.slo, slo):
                     tracked[o.name] = old
                     continue
-                series = EventSeries(self.resolution, self.max_gap)
+                series = EventSeries(self.resolution, self.max_gap, keep=_keep(o))
                 slices = None
                 if o.budgeting.method == "timeslices":
                     good_when = o.budgeting.good_when or o.target
@@ -134,6 +134,14 @@ class SloEngine:
                 statuses.append(status)
                 judged.append((status, slo.alerts.min_events))
         return Evaluation(statuses, self.alerts.update(judged, now))
+
+
+def _keep(o: Objective) -> float:
+    """How long an objective's events are kept: its period (a calendar month at its
+    longest) or its longest alert window, whichever is longer, and a day more."""
+    period = o.window.rolling or (31 * 86_400.0 if o.window.calendar == "month" else 7 * 86_400.0)
+    longest = max((a.long for a in o.alerts.burn), default=0.0)
+    return max(period, longest, 86_400.0) + 86_400.0
 
 
 def _same_scope(a: SloConfig, b: SloConfig) -> bool:

@@ -69,20 +69,33 @@ class _Source:
 class EventSeries:
     """The events of one objective, from any number of sources; see the module."""
 
-    def __init__(self, resolution: float = 60.0, max_gap: float | None = None) -> None:
+    def __init__(
+        self,
+        resolution: float = 60.0,
+        max_gap: float | None = None,
+        *,
+        coarse: float = 600.0,
+        fine_span: float = 86_400.0,
+        keep: float = 33 * 86_400.0,
+    ) -> None:
         if not resolution > 0:
             raise ValueError(f"resolution must be > 0 seconds, got {resolution!r}")
+        if not (coarse >= resolution and coarse % resolution == 0):
+            raise ValueError(f"coarse must be a multiple of resolution, got {coarse!r}")
+        if not (fine_span >= coarse and keep >= fine_span):
+            raise ValueError(
+                f"need resolution <= coarse <= fine_span <= keep, got {fine_span!r}, {keep!r}"
+            )
         self.resolution = resolution
         self.max_gap = 3 * resolution if max_gap is None else max_gap
         if not self.max_gap > 0:
             raise ValueError(f"max_gap must be > 0 seconds, got {max_gap!r}")
+        self.fine_span = fine_span
+        self.keep = keep
         self._sources: dict[str, _Source] = {}
-        self._first: int | None = None  # the index of bucket 0
-        # running sums: _cum_x[i] is the sum of buckets < i (so one more entry than buckets)
-        self._cum_total = array("d", [0.0])
-        self._cum_bad = array("d", [0.0])
-        self._cum_missing = array("d", [0.0])  # source-seconds without data
-        self._cum_sources = array("d", [0.0])  # source-seconds expected (coverage's unit)
+        self._fine = _Tier(resolution)
+        self._coarse = _Tier(coarse)
+        self._folded_to = -math.inf
 
     # -- input --------------------------------------------------------------
 
@@ -108,6 +121,7 @@ class EventSeries:
         # only the counts since the restart are known, and the step is missing
         self._spread(last.t, t, d_total, d_bad, missing=reset)
         last.t, last.total, last.bad = t, total, bad
+        self._compact(t)
 
     def forget(self, source: str) -> None:
         """``source`` left (deregistered): from now on it is gone, not missing."""
@@ -128,10 +142,7 @@ class EventSeries:
         """
         if end < start:
             raise ValueError(f"end ({end}) must be >= start ({start})")
-        total = self._between(self._cum_total, start, end)
-        bad = self._between(self._cum_bad, start, end)
-        missing = self._between(self._cum_missing, start, end)
-        expected = self._between(self._cum_sources, start, end)
+        total, bad, missing, expected = self._sums(start, end)
         now = end if now is None else now
         for source in self._sources.values():
             if now - source.t > self.max_gap:  # silent: missing since its last sample
@@ -142,58 +153,142 @@ class EventSeries:
         coverage = 1.0 if expected <= 0 else max(0.0, 1.0 - missing / expected)
         return Events(total, min(bad, total), coverage)
 
-    # -- buckets ------------------------------------------------------------
+    # -- tiers --------------------------------------------------------------
 
-    def _index(self, t: float) -> int:
-        return math.floor(t / self.resolution)
+    @property
+    def _boundary(self) -> float:
+        """Where the fine tier begins once buckets were folded into the coarse one (a
+        coarse edge); before that, the fine tier takes everything."""
+        return self._folded_to
 
-    def _grow_to(self, index: int) -> None:
-        """Make bucket ``index`` exist (buckets before the first are never made)."""
-        if self._first is None:
-            self._first = index
-        length = len(self._cum_total) - 1
-        missing = index - self._first + 1 - length
-        if missing > 0:
-            for cum in (self._cum_total, self._cum_bad, self._cum_missing, self._cum_sources):
-                cum.extend([cum[-1]] * missing)
+    def _sums(self, start: float, end: float) -> tuple[float, float, float, float]:
+        boundary = self._boundary
+        if start >= boundary:
+            return self._fine.between(start, end)
+        older = self._coarse.between(start, min(end, boundary))
+        if end <= boundary:
+            return older
+        newer = self._fine.between(boundary, end)
+        return (older[0] + newer[0], older[1] + newer[1], older[2] + newer[2],
+                older[3] + newer[3])  # fmt: skip
 
     def _spread(self, t0: float, t1: float, total: float, bad: float, *, missing: bool) -> None:
-        """Add counts evenly over ``(t0, t1]``, its seconds as expected (and missing)."""
-        first, last = self._index(t0), self._index(t1)
-        if self._first is None:
-            self._first = first
-        elif first < self._first:  # a source's first step began before any other's
-            empty = array("d", [0.0]) * (self._first - first)
-            for cum in (self._cum_total, self._cum_bad, self._cum_missing, self._cum_sources):
-                cum[0:0] = empty
-            self._first = first
-        self._grow_to(last)
+        """Add counts evenly over ``(t0, t1]``; the part older than the fine tier goes to
+        the coarse one."""
+        boundary = self._boundary
+        if t0 < boundary < t1:  # a step across the tiers: each its share
+            share = (boundary - t0) / (t1 - t0)
+            self._coarse.spread(t0, boundary, total * share, bad * share, missing=missing)
+            self._fine.spread(boundary, t1, total * (1 - share), bad * (1 - share),
+                              missing=missing)  # fmt: skip
+        elif t1 <= boundary:
+            self._coarse.spread(t0, t1, total, bad, missing=missing)
+        else:
+            self._fine.spread(t0, t1, total, bad, missing=missing)
+
+    def _compact(self, now: float) -> None:
+        """Fold the fine buckets older than ``fine_span`` into coarse ones (whole coarse
+        buckets at a time), and drop what is older than ``keep``."""
+        per = round(self._coarse.resolution / self.resolution)
+        first = self._fine.first
+        if first is None:
+            return
+        # fine buckets wholly before this coarse edge move
+        edge = math.floor((now - self.fine_span) / self._coarse.resolution) * per
+        if edge <= first:
+            return
+        moved = self._fine.pop_before(edge)
+        for index, values in moved:
+            self._coarse.add(index // per, values)
+        self._folded_to = max(self._folded_to, edge * self.resolution)
+        self._coarse.drop_before(math.floor((now - self.keep) / self._coarse.resolution))
+
+
+_Values = tuple[float, float, float, float]
+"""A bucket's total, bad, missing source-seconds and expected source-seconds."""
+
+
+class _Tier:
+    """Buckets of one resolution, as running sums: ``cum[k][i]`` is the sum of field
+    ``k`` over buckets ``first .. first + i - 1`` (so one more entry than buckets)."""
+
+    def __init__(self, resolution: float) -> None:
+        self.resolution = resolution
+        self.first: int | None = None
+        self.cums = tuple(array("d", [0.0]) for _ in range(4))
+
+    def _grow(self, first: int, last: int) -> None:
+        """Make buckets ``first .. last`` exist."""
+        if self.first is None:
+            self.first = first
+        elif first < self.first:  # older than any so far: empty buckets before
+            empty = array("d", [0.0]) * (self.first - first)
+            for cum in self.cums:
+                base = array("d", [cum[0]]) * (self.first - first)
+                cum[0:0] = base if cum[0] else empty
+            self.first = first
+        more = last - self.first + 1 - (len(self.cums[0]) - 1)
+        if more > 0:
+            for cum in self.cums:
+                cum.extend([cum[-1]] * more)
+
+    def add(self, index: int, values: _Values) -> None:
+        self._grow(index, index)
+        self._apply(index, [values])
+
+    def spread(self, t0: float, t1: float, total: float, bad: float, *, missing: bool) -> None:
+        first = math.floor(t0 / self.resolution)
+        last = math.floor(t1 / self.resolution)
+        self._grow(first, last)
         span = t1 - t0
-        adds: list[tuple[float, float, float, float]] = []
+        adds: list[_Values] = []
         for index in range(first, last + 1):
             seconds = min(t1, (index + 1) * self.resolution) - max(t0, index * self.resolution)
-            share = seconds / span
+            share = seconds / span if span > 0 else 0.0
             adds.append((total * share, bad * share, seconds if missing else 0.0, seconds))
-        # one pass over the running sums from the first bucket touched (recent ones: short)
-        at = first - self._first
+        self._apply(first, adds)
+
+    def _apply(self, index: int, adds: list[_Values]) -> None:
+        """Add to consecutive buckets from ``index``: one pass over the running sums from
+        there (recent buckets, so a short one)."""
+        assert self.first is not None
+        at = index - self.first
         sums = [0.0, 0.0, 0.0, 0.0]
-        cums = (self._cum_total, self._cum_bad, self._cum_missing, self._cum_sources)
-        for i in range(at + 1, len(self._cum_total)):
+        for i in range(at + 1, len(self.cums[0])):
             if i - at - 1 < len(adds):
                 for k, value in enumerate(adds[i - at - 1]):
                     sums[k] += value
-            for k, cum in enumerate(cums):
+            for k, cum in enumerate(self.cums):
                 cum[i] += sums[k]
 
-    def _between(self, cum: array[float], start: float, end: float) -> float:
-        """The sum over the buckets of ``[start, end)``, each end rounded up to a bucket's
-        edge: a window ending now includes the bucket now fills (its data so far), and
-        keeps its length by leaving out the part-bucket at its start."""
-        if self._first is None:
-            return 0.0
-        first, n = self._first, len(cum) - 1
+    def between(self, start: float, end: float) -> _Values:
+        """The sums over ``[start, end)``, each end rounded up to a bucket's edge: a window
+        ending now includes the bucket now fills (its data so far), and keeps its length
+        by leaving out the part-bucket at its start."""
+        if self.first is None:
+            return (0.0, 0.0, 0.0, 0.0)
+        first, n = self.first, len(self.cums[0]) - 1
 
         def at(t: float) -> int:
             return min(max(math.ceil(t / self.resolution) - first, 0), n)
 
-        return cum[at(end)] - cum[at(start)]
+        lo, hi = at(start), at(end)
+        total, bad, missing, expected = (cum[hi] - cum[lo] for cum in self.cums)
+        return total, bad, missing, expected
+
+    def pop_before(self, index: int) -> list[tuple[int, _Values]]:
+        """Remove the buckets before ``index``; each one's index and values."""
+        if self.first is None or index <= self.first:
+            return []
+        count = min(index - self.first, len(self.cums[0]) - 1)
+        out = []
+        for i in range(count):
+            values = tuple(cum[i + 1] - cum[i] for cum in self.cums)
+            out.append((self.first + i, values))
+        for cum in self.cums:
+            del cum[:count]
+        self.first += count
+        return out  # type: ignore[return-value]
+
+    def drop_before(self, index: int) -> None:
+        self.pop_before(index)
