@@ -26,6 +26,7 @@ from .load import load_mesh, parse_mesh
 from .model import (
     DEFAULT_BURN_ALERTS,
     AbortFault,
+    AlertingConfig,
     BackoffConfig,
     BudgetConfig,
     BulkheadConfig,
@@ -100,6 +101,7 @@ __all__ = [
     "AbortFault",
     "LimitsConfig",
     "SidecarOptions",
+    "AlertingConfig",
     "BurnAlert",
     "DEFAULT_BURN_ALERTS",
     "JourneyConfig",

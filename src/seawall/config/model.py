@@ -95,6 +95,7 @@ __all__ = [
     "ServiceConfig",
     "SidecarOptions",
     "SidecarPorts",
+    "AlertingConfig",
     "BurnAlert",
     "DEFAULT_BURN_ALERTS",
     "JourneyConfig",
@@ -1030,6 +1031,22 @@ class SloConfig(_Section):
         return self
 
 
+class AlertingConfig(_Section):
+    """Where the SLOs' alerts go: webhooks that take Alertmanager's JSON (Alertmanager
+    itself, or any receiver of it), each notice retried with backoff until delivered."""
+
+    webhooks: tuple[HttpUrl, ...] = ()
+    timeout: PositiveDuration = 5.0
+    """One delivery attempt, connection included."""
+    max_tries: Annotated[int, Strict(), Ge(1), Le(100)] = 8
+    """Attempts per notice (about four minutes with the default backoff), then it is
+    dropped, logged and counted: a receiver down for hours gets the current state from
+    the next change, not a backlog."""
+    backoff: BackoffConfig = BackoffConfig(base=1.0, max=60.0)
+    queue: Count = 1000
+    """Notices waiting per webhook; past it the oldest is dropped (counted)."""
+
+
 # ---------------------------------------------------------------- the mesh
 
 
@@ -1049,6 +1066,7 @@ class MeshConfig(_Section):
     """Hosts outside the mesh called by a name of their own, with a policy."""
     slos: dict[Name, SloConfig] = {}
     tracing: TracingConfig = TracingConfig()
+    alerting: AlertingConfig = AlertingConfig()
 
     @_model_validator(mode="before")
     @classmethod

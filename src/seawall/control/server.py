@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config.model import AlertingConfig
 from ..config.names import ADMIN_PORT_LABEL
 from ..slo.monitor import SloMonitor, Target
 from ..telemetry.store import TraceStoreError
@@ -126,9 +127,12 @@ class ControlServer:
         await self._http.start(self.host, self.port)
         self.port = self._http.port
         self.slo = SloMonitor(
-            lambda: slo_targets(api), lambda: api.mesh.slos if api.mesh else {},
+            lambda: slo_targets(api),
+            lambda: api.mesh.slos if api.mesh else {},
+            alerting=lambda: api.mesh.alerting if api.mesh else AlertingConfig(),
+            external_url=f"{self.url}/v1/slos",
             interval=self.slo_interval,
-        )  # fmt: skip
+        )
         api.slo_report = self.slo.report
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(api.follow()), loop.create_task(self.slo.run())]

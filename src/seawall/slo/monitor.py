@@ -10,7 +10,9 @@ minutes. A malformed page is skipped, its reason logged and counted.
 
 ``targets()`` says whom to scrape (the registry: each instance's address and
 admin port); ``slos()`` the current ``slos:`` (a new config is applied at
-the next pass, keeping the history of the objectives it leaves unchanged).
+the next pass, keeping the history of the objectives it leaves unchanged);
+``alerting()`` where the notices go (:class:`~seawall.slo.webhook.WebhookSender`,
+which queues them: delivery never holds a pass).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any
 
 import aiohttp
 
-from ..config.model import SloConfig
+from ..config.model import AlertingConfig, SloConfig
 from .engine import Evaluation, SloEngine
 from .evaluate import ObjectiveStatus
+from .webhook import WebhookSender
 
 __all__ = ["SloMonitor", "Target", "status_json"]
 
@@ -50,6 +53,8 @@ class SloMonitor:
         targets: Callable[[], Sequence[Target]],
         slos: Callable[[], Mapping[str, SloConfig]],
         *,
+        alerting: Callable[[], AlertingConfig] = AlertingConfig,
+        external_url: str = "",
         interval: float = 10.0,
         timeout: float = 2.0,
         concurrency: int = 64,
@@ -57,6 +62,8 @@ class SloMonitor:
     ) -> None:
         self._targets = targets
         self._slos = slos
+        self._alerting = alerting
+        self.webhooks = WebhookSender(alerting(), external_url=external_url)
         self._applied: Mapping[str, SloConfig] | None = None
         self.engine = SloEngine({})
         self.interval = interval
@@ -72,14 +79,17 @@ class SloMonitor:
     async def run(self) -> None:
         """Pass after pass, until cancelled."""
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self.pass_once(session)
-                except Exception:  # one bad pass must not end the loop
-                    log.exception("slo: an evaluation pass failed")
-                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                while True:
+                    started = time.monotonic()
+                    try:
+                        await self.pass_once(session)
+                    except Exception:  # one bad pass must not end the loop
+                        log.exception("slo: an evaluation pass failed")
+                    await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            await self.webhooks.close()
 
     async def pass_once(self, session: aiohttp.ClientSession) -> Evaluation:
         """Scrape every target once, then evaluate."""
@@ -104,6 +114,10 @@ class SloMonitor:
         self.last = self.engine.evaluate(now)
         self.evaluated_at = now
         self.passes += 1
+        alerting = self._alerting()
+        if alerting != self.webhooks.config:
+            self.webhooks.configure(alerting)
+        self.webhooks.send(self.last.notices)  # queued: delivery never holds the pass
         return self.last
 
     async def _fetch(self, session: aiohttp.ClientSession, target: Target) -> str | None:
@@ -127,6 +141,11 @@ class SloMonitor:
             "pages": self.engine.pages,
             "pages_malformed": self.engine.malformed,
             "scrape_failures": self.scrape_failures,
+            "webhooks": {
+                "delivered": self.webhooks.delivered,
+                "retried": self.webhooks.retried,
+                "dropped": self.webhooks.dropped,
+            },
             "objectives": [] if ev is None else [status_json(s) for s in ev.statuses],
             "alerts": [
                 {
