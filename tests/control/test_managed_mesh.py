@@ -363,5 +363,14 @@ def test_the_control_plane_scrapes_the_sidecars_for_the_slos(tmp_path: Path) -> 
         row = next(line for line in lines if line.startswith("backend:availability"))
         assert row.split()[1:3] == ["99.9%", "100.000%"]
         assert "alerts: none" in shown.stdout
+        # a restart keeps the history (slo.db in the state dir, saved as it stopped)
+        m.controls[0].stop()
+        m.controls[0].start()
+        wait_until(
+            lambda: objectives().get("backend:availability", {}).get("events", {}).get("total")
+            == 40,
+            20,
+            "the 40 requests counted again after the restart",
+        )
     finally:
         m.close()

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config.model import AlertingConfig
 from ..config.names import ADMIN_PORT_LABEL
+from ..slo.history import SloHistory
 from ..slo.monitor import SloMonitor, Target
 from ..telemetry.store import TraceStoreError
 from .api import ControlAPI
@@ -132,6 +133,7 @@ class ControlServer:
             alerting=lambda: api.mesh.alerting if api.mesh else AlertingConfig(),
             external_url=f"{self.url}/v1/slos",
             interval=self.slo_interval,
+            history=SloHistory(self.state_dir / "slo.db"),
         )
         api.slo_report = self.slo.report
         loop = asyncio.get_running_loop()
@@ -154,6 +156,8 @@ class ControlServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.slo is not None and self.slo.history is not None:
+            self.slo.history.close()  # (the monitor saved what changed as it stopped)
         await self.store.close()
 
 

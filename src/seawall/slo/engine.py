@@ -59,9 +59,11 @@ class SloEngine:
         """Pages refused (malformed): the metric ``seawall_slo_pages_malformed_total``."""
         self.apply(slos)
 
-    def apply(self, slos: Mapping[str, SloConfig]) -> None:
-        """A new config: objectives unchanged keep their series; removed ones go."""
+    def apply(self, slos: Mapping[str, SloConfig]) -> list[str]:
+        """A new config: objectives unchanged keep their series; removed ones go. The
+        names of the objectives begun anew (a store may have their history)."""
         tracked: dict[str, _Tracked] = {}
+        fresh: list[str] = []
         for name, slo in slos.items():
             for o in objectives({name: slo}):
                 old = self._tracked.get(o.name)
@@ -74,8 +76,14 @@ class SloEngine:
                     good_when = o.budgeting.good_when or o.target
                     slices = SliceVerdicts(o.budgeting.slice, good_when, self.max_gap)
                 tracked[o.name] = _Tracked(o, slo, series, slices)
+                fresh.append(o.name)
         self._tracked = tracked
         self._journeys = {n: s for n, s in slos.items() if s.journey is not None}
+        return fresh
+
+    def objective(self, name: str) -> Objective:
+        """Objective ``name`` (``slo:kind``); :class:`KeyError` if none."""
+        return self._tracked[name].objective
 
     @property
     def objectives(self) -> list[Objective]:

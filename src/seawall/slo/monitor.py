@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import aiohttp
 from ..config.model import AlertingConfig, SloConfig
 from .engine import Evaluation, SloEngine
 from .evaluate import ObjectiveStatus
+from .history import Saved, SloHistory, definition
 from .webhook import WebhookSender
 
 __all__ = ["SloMonitor", "Target", "status_json"]
@@ -55,6 +57,8 @@ class SloMonitor:
         *,
         alerting: Callable[[], AlertingConfig] = AlertingConfig,
         external_url: str = "",
+        history: SloHistory | None = None,
+        save_every: float = 60.0,
         interval: float = 10.0,
         timeout: float = 2.0,
         concurrency: int = 64,
@@ -64,6 +68,11 @@ class SloMonitor:
         self._slos = slos
         self._alerting = alerting
         self.webhooks = WebhookSender(alerting(), external_url=external_url)
+        self.history = history
+        self.save_every = save_every
+        self._saved_at = -math.inf
+        self.restored: list[str] = []
+        """The objectives whose history came back from the store."""
         self._applied: Mapping[str, SloConfig] | None = None
         self.engine = SloEngine({})
         self.interval = interval
@@ -90,13 +99,37 @@ class SloMonitor:
                     await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
         finally:
             await self.webhooks.close()
+            if self.history is not None:
+                self.save_now()  # (cancelled: no await left, so at once)
+
+    def save_now(self) -> int:
+        """Write what changed since the last save (bucket rows written; 0 without a store)."""
+        if self.history is None:
+            return 0
+        return self.history.save(*self._changes())
+
+    def _changes(self) -> tuple[list[Saved], list[str]]:
+        """Every objective's changes since the last save, and the objectives to keep."""
+        objectives = self.engine.objectives
+        saved = [
+            Saved(o.name, definition(o), self.engine.series(o.name).take_changes())
+            for o in objectives
+        ]
+        return saved, [o.name for o in objectives]
 
     async def pass_once(self, session: aiohttp.ClientSession) -> Evaluation:
         """Scrape every target once, then evaluate."""
         slos = self._slos()
         if slos is not self._applied:
-            self.engine.apply(slos)
+            fresh = self.engine.apply(slos)
             self._applied = slos
+            if self.history is not None:  # their history, as the store kept it
+                for name in fresh:
+                    o = self.engine.objective(name)
+                    if await asyncio.to_thread(
+                        self.history.load, name, definition(o), self.engine.series(name)
+                    ):
+                        self.restored.append(name)
         # no SLO, no scrape: nothing reads the pages
         targets = list(self._targets()) if slos else []
         now = self._wall()
@@ -118,6 +151,10 @@ class SloMonitor:
         if alerting != self.webhooks.config:
             self.webhooks.configure(alerting)
         self.webhooks.send(self.last.notices)  # queued: delivery never holds the pass
+        if self.history is not None and time.monotonic() - self._saved_at >= self.save_every:
+            self._saved_at = time.monotonic()
+            # taken here, on the loop; written in a thread
+            await asyncio.to_thread(self.history.save, *self._changes())
         return self.last
 
     async def _fetch(self, session: aiohttp.ClientSession, target: Target) -> str | None:

@@ -39,7 +39,7 @@ import math
 from array import array
 from dataclasses import dataclass
 
-__all__ = ["EventSeries", "Events"]
+__all__ = ["EventSeries", "Events", "SeriesChanges"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,20 @@ class Events:
     def good_ratio(self) -> float | None:
         """The SLI of the window: good over total; ``None`` without any event."""
         return None if self.total <= 0 else (self.total - self.bad) / self.total
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesChanges:
+    """What an :class:`EventSeries` changed since it was last asked: the buckets from the
+    lowest one changed on, per tier (index, (total, bad, missing, expected)), where each
+    tier now begins (older rows are gone), and every source's last sample."""
+
+    fine_first: int | None
+    coarse_first: int | None
+    folded_to: float
+    fine: list[tuple[int, tuple[float, float, float, float]]]
+    coarse: list[tuple[int, tuple[float, float, float, float]]]
+    sources: dict[str, tuple[float, float, float]]
 
 
 @dataclass(slots=True)
@@ -153,6 +167,32 @@ class EventSeries:
         coverage = 1.0 if expected <= 0 else max(0.0, 1.0 - missing / expected)
         return Events(total, min(bad, total), coverage)
 
+    # -- keeping it -----------------------------------------------------------
+
+    def take_changes(self) -> SeriesChanges:
+        """What changed since the last call, for a store to write (see :class:`SeriesChanges`)."""
+        return SeriesChanges(
+            fine_first=self._fine.first,
+            coarse_first=self._coarse.first,
+            folded_to=self._folded_to,
+            fine=self._fine.take_changes(),
+            coarse=self._coarse.take_changes(),
+            sources={k: (v.t, v.total, v.bad) for k, v in self._sources.items()},
+        )
+
+    def restore(
+        self,
+        fine: list[tuple[int, _Values]],
+        coarse: list[tuple[int, _Values]],
+        folded_to: float,
+        sources: dict[str, tuple[float, float, float]],
+    ) -> None:
+        """The state a store kept (its buckets and each source's last sample)."""
+        self._fine.load(fine)
+        self._coarse.load(coarse)
+        self._folded_to = folded_to
+        self._sources = {k: _Source(t, total, bad, t) for k, (t, total, bad) in sources.items()}
+
     # -- tiers --------------------------------------------------------------
 
     @property
@@ -216,6 +256,39 @@ class _Tier:
         self.resolution = resolution
         self.first: int | None = None
         self.cums = tuple(array("d", [0.0]) for _ in range(4))
+        self.dirty: int | None = None
+        """The lowest bucket changed since :meth:`take_changes` last ran."""
+
+    def _touched(self, index: int) -> None:
+        self.dirty = index if self.dirty is None else min(self.dirty, index)
+
+    def buckets(self, start: int | None = None) -> list[tuple[int, _Values]]:
+        """Each bucket from ``start`` (default: the first): its index and values."""
+        if self.first is None:
+            return []
+        at = 0 if start is None else max(0, start - self.first)
+        cums = self.cums
+        return [
+            (self.first + i, (cums[0][i + 1] - cums[0][i], cums[1][i + 1] - cums[1][i],
+                              cums[2][i + 1] - cums[2][i], cums[3][i + 1] - cums[3][i]))
+            for i in range(at, len(cums[0]) - 1)
+        ]  # fmt: skip
+
+    def take_changes(self) -> list[tuple[int, _Values]]:
+        """The buckets changed since the last call (and every one after them)."""
+        if self.dirty is None:
+            return []
+        changed = self.buckets(self.dirty)
+        self.dirty = None
+        return changed
+
+    def load(self, rows: list[tuple[int, _Values]]) -> None:
+        """Buckets read back (any order, gaps empty), replacing what is held."""
+        self.first = None
+        self.cums = tuple(array("d", [0.0]) for _ in range(4))
+        for index, values in sorted(rows):
+            self.add(index, values)
+        self.dirty = None
 
     def _grow(self, first: int, last: int) -> None:
         """Make buckets ``first .. last`` exist."""
@@ -235,6 +308,7 @@ class _Tier:
     def add(self, index: int, values: _Values) -> None:
         self._grow(index, index)
         self._apply(index, [values])
+        self._touched(index)
 
     def spread(self, t0: float, t1: float, total: float, bad: float, *, missing: bool) -> None:
         first = math.floor(t0 / self.resolution)
@@ -247,6 +321,7 @@ class _Tier:
             share = seconds / span if span > 0 else 0.0
             adds.append((total * share, bad * share, seconds if missing else 0.0, seconds))
         self._apply(first, adds)
+        self._touched(first)
 
     def _apply(self, index: int, adds: list[_Values]) -> None:
         """Add to consecutive buckets from ``index``: one pass over the running sums from
