@@ -189,7 +189,9 @@ def _parser() -> argparse.ArgumentParser:
         "alerting rules for them (Sloth's names, the same burn-rate alerts); `promtool "
         "check rules` passes on them.",
     )
-    slo.add_argument("action", nargs="?", default="status", choices=["status", "rules"])
+    slo.add_argument("action", nargs="?", default="status", choices=["status", "rules", "history"])
+    slo.add_argument("name", nargs="?", help="for history: the objective (slo:kind)")
+    slo.add_argument("--step", help="for history: the rows' length (default 1d, or 1h)")
     slo.add_argument("-f", "--file", help="for rules: mesh.yaml")
     slo.add_argument("-o", "--output", help="for rules: write them there (default: stdout)")
     _client_options(slo)
@@ -431,6 +433,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return commands.services(target, as_json=args.json)
     if args.command == "certs":
         return commands.certs(target, args.action, args.service, as_json=args.json)
+    if args.command == "slo" and args.action == "history":
+        if not args.name:
+            parser.error("slo history: name the objective (seawall slo lists them)")
+        return commands.slo_history(target, args.name, args.step, as_json=args.json)
     if args.command == "slo":
         return commands.slos(target, as_json=args.json)
     return 2

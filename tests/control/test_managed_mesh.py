@@ -10,6 +10,7 @@ while it is down), replicas on one etcd failing over, certificate rotation.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import ssl
@@ -322,7 +323,8 @@ def test_the_control_plane_scrapes_the_sidecars_for_the_slos(tmp_path: Path) -> 
     m = Mesh(tmp_path, control_args=("--slo-interval", "0.5s"))
     try:
         m.doc["slos"] = {
-            "backend": {"availability": "99.9%", "latency": {"threshold": "1s", "percent": "99%"}},
+            "backend": {"availability": "99.9%", "latency": {"threshold": "1s", "percent": "99%"},
+                        "window": "2d"},
             "backend-from-api": {"service": "backend", "measured_at": "callers",
                                  "availability": "99%"},
         }  # fmt: skip
@@ -363,6 +365,21 @@ def test_the_control_plane_scrapes_the_sidecars_for_the_slos(tmp_path: Path) -> 
         row = next(line for line in lines if line.startswith("backend:availability"))
         assert row.split()[1:3] == ["99.9%", "100.000%"]
         assert "alerts: none" in shown.stdout
+        # how the budget was spent: one row an hour over a 2-day window
+        spent = subprocess.run(
+            [sys.executable, "-m", "seawall", "slo", "history", "backend:availability",
+             "--control", m.controls[0].url, "--json"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert spent.returncode == 0, spent.stderr
+        history = json.loads(spent.stdout)
+        assert sum(r["total"] for r in history["rows"]) == 40
+        assert history["rows"][-1]["budget_remaining"] == 1.0
+        with httpx.Client(base_url=m.controls[0].url, trust_env=False) as c:
+            assert c.get("/v1/slos/nope:availability/history").status_code == 404
+            bad = c.get("/v1/slos/backend:availability/history", params={"step": "fast"})
+            assert bad.status_code == 400
+            assert "query.step" in bad.json()["error"]
         # a restart keeps the history (slo.db in the state dir, saved as it stopped)
         m.controls[0].stop()
         m.controls[0].start()

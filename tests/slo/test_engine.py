@@ -8,8 +8,9 @@ import pytest
 
 from seawall.config import SloConfig
 from seawall.slo import objectives
-from seawall.slo.engine import SloEngine
+from seawall.slo.engine import SloEngine, history
 from seawall.slo.scrape import MetricsError, counters, parse
+from seawall.slo.series import EventSeries
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 
@@ -168,3 +169,30 @@ def test_a_new_config_keeps_the_history_of_unchanged_objectives() -> None:
     assert e.series("orders:availability") is not kept
     e.forget("orders-1")
     assert e.series("orders:availability").sources == []
+
+
+def test_history_tells_how_the_budget_was_spent() -> None:
+    (o,) = objectives({"orders": slo(availability="99%", window="2d")})
+    s = EventSeries(resolution=60)
+    t, total, bad = T0, 0.0, 0.0
+    s.observe("a", t, total, bad)
+    for minute in range(180):  # three hours at 100 a minute; the second hour 2% bad
+        t += 60
+        total += 100
+        bad += 2 if 60 <= minute < 120 else 0
+        s.observe("a", t, total, bad)
+    rows = history(o, s, t)  # a 2-day period: one row an hour
+    assert len(rows) == 48
+    first = next(i for i, r in enumerate(rows) if r["total"])
+    hours = rows[first : first + 3]
+    assert [r["total"] for r in hours] == [6000, 6000, 6000]
+    assert [r["bad"] for r in hours] == [0, 120, 0]
+    assert [r["burn"] for r in hours] == [0, pytest.approx(2.0), 0]
+    assert [r["budget_remaining"] for r in hours] == [
+        1.0,
+        pytest.approx(1 - (120 / 12000) / 0.01),
+        pytest.approx(1 - (120 / 18000) / 0.01),
+    ]
+    assert rows[0]["burn"] is None  # no requests before the first hour: no burn
+    with pytest.raises(ValueError, match="step"):
+        history(o, s, t, step=0)

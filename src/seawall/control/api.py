@@ -44,6 +44,7 @@ from ..config import (
     load_mesh,
 )
 from ..config.report import issue_to_dict
+from ..config.units import parse_duration
 from .ca import ForeignNameError
 from .snapshot import Publisher, Snapshot, services_view, status_view
 from .store import ConfigRecord, Instance, InstanceConflict, SidecarStatus, Store, StoreError
@@ -304,6 +305,16 @@ ROUTES: tuple[Route, ...] = (
         answers={200: "{evaluated_at, objectives: [...], alerts: [...], pages, ...}"},
     ),
     Route(
+        "GET",
+        "/v1/slos/{name}/history",
+        "none",
+        "slo_history",
+        "How an objective's budget was spent over its period: per step (query `step`, a "
+        "duration; by default a day, or an hour for a period of two days or less), its "
+        "requests, bad ones, burn rate and the budget left at its end.",
+        answers={200: "{name, target, now, rows: [...]}", 400: "bad step", 404: "no such"},
+    ),
+    Route(
         "POST",
         "/v1/certificates",
         "join",
@@ -413,6 +424,7 @@ class ControlAPI:
         self.publishes = 0  # snapshots published (etag changes) since start
         self.closing = False  # stopping: long-polls answer at once
         self.slo_report: Callable[[], dict[str, Any]] | None = None  # the SLO monitor's
+        self.slo_history_of: Callable[[str, float | None], dict[str, Any] | None] | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -859,6 +871,24 @@ class ControlAPI:
         if self.slo_report is None:
             return 200, {"evaluated_at": None, "objectives": [], "alerts": []}
         return 200, self.slo_report()
+
+    async def slo_history(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/slos/{name}/history"""
+        name = call.params["name"]
+        step = None
+        if "step" in call.query:
+            try:
+                step = parse_duration(call.query["step"])
+            except ValueError as exc:
+                raise ApiError(400, f"query.step: {exc}") from None
+            if not 60 <= step <= 31 * 86_400:
+                raise ApiError(
+                    400, f"query.step: must be from 1m to 31d, got {call.query['step']!r}"
+                )
+        found = None if self.slo_history_of is None else self.slo_history_of(name, step)
+        if found is None:
+            raise ApiError(404, f"no objective {name!r} (seawall slo lists them)")
+        return 200, found
 
     async def certificate(self, call: Call) -> tuple[int, Any]:
         """POST /v1/certificates"""

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
 
@@ -312,6 +313,31 @@ def slos(target: Target, *, as_json: bool = False, out: TextIO = sys.stdout) -> 
         out.write(json.dumps(data, indent=1) + "\n")
         return 0
     out.write(_slo_table(data))
+    return 0
+
+
+def slo_history(
+    target: Target, name: str, step: str | None, *, as_json: bool = False, out: TextIO = sys.stdout
+) -> int:
+    """``seawall slo history NAME``: how the objective's budget was spent, step by step."""
+    params = {} if step is None else {"step": step}
+    response = target.call("GET", f"/v1/slos/{quote(name, safe=':')}/history", params=params)
+    if response.status_code != 200:
+        return _fail(response, sys.stderr)
+    data = response.json()
+    if as_json:
+        out.write(json.dumps(data, indent=1) + "\n")
+        return 0
+    rows = [["FROM (UTC)", "REQUESTS", "BAD", "BURN", "BUDGET LEFT", "DATA"]]
+    for r in data["rows"]:
+        start = dt.datetime.fromtimestamp(r["start"], dt.UTC).strftime("%Y-%m-%d %H:%M")
+        left = r["budget_remaining"]
+        rows.append([start, f"{r['total']:.0f}", f"{r['bad']:.0f}", _burn(r["burn"]),
+                     f"{left * 100:.1f}%", f"{r['coverage'] * 100:.0f}%"])  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out.write(f"{data['name']}: target {data['target']:g}%\n")
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
     return 0
 
 

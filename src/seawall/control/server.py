@@ -133,9 +133,10 @@ class ControlServer:
             alerting=lambda: api.mesh.alerting if api.mesh else AlertingConfig(),
             external_url=f"{self.url}/v1/slos",
             interval=self.slo_interval,
-            history=SloHistory(self.state_dir / "slo.db"),
+            store=SloHistory(self.state_dir / "slo.db"),
         )
         api.slo_report = self.slo.report
+        api.slo_history_of = self.slo.history
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(api.follow()), loop.create_task(self.slo.run())]
         (self.state_dir / "control-url").write_text(f"{self.url}\n")
@@ -156,8 +157,8 @@ class ControlServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.slo is not None and self.slo.history is not None:
-            self.slo.history.close()  # (the monitor saved what changed as it stopped)
+        if self.slo is not None and self.slo.store is not None:
+            self.slo.store.close()  # (the monitor saved what changed as it stopped)
         await self.store.close()
 
 

@@ -23,8 +23,9 @@ from .alerts import AlertTracker, Notice
 from .evaluate import Objective, ObjectiveStatus, SliceVerdicts, evaluate, journey, objectives
 from .scrape import MetricsError, counters, parse
 from .series import EventSeries
+from .windows import period
 
-__all__ = ["Evaluation", "SloEngine"]
+__all__ = ["Evaluation", "SloEngine", "history"]
 
 
 @dataclass(slots=True)
@@ -142,6 +143,42 @@ class SloEngine:
                 statuses.append(status)
                 judged.append((status, slo.alerts.min_events))
         return Evaluation(statuses, self.alerts.update(judged, now))
+
+
+def history(
+    objective: Objective, series: EventSeries, now: float, step: float | None = None
+) -> list[dict[str, float | None]]:
+    """How an objective's budget was spent over its period up to ``now``: per ``step``
+    (by default a day, or an hour for a period of two days or less), the interval's
+    requests, bad ones and burn rate, and the budget left at its end."""
+    bounds = period(objective.window, now)
+    start = bounds.start
+    if step is None:
+        step = 3_600.0 if bounds.length <= 2 * 86_400 else 86_400.0
+    if not step > 0:
+        raise ValueError(f"step must be > 0 seconds, got {step!r}")
+    budget = objective.budget
+    rows: list[dict[str, float | None]] = []
+    at = start
+    while at < min(now, bounds.end):
+        end = min(at + step, now)
+        part = series.events(at, end, now)
+        so_far = series.events(start, end, now)
+        share = part.bad / part.total if part.total > 0 else None
+        spent = so_far.bad / so_far.total if so_far.total > 0 else 0.0
+        rows.append(
+            {
+                "start": at,
+                "end": end,
+                "total": part.total,
+                "bad": part.bad,
+                "coverage": part.coverage,
+                "burn": None if share is None else share / budget,
+                "budget_remaining": 1.0 - spent / budget,
+            }
+        )
+        at = end
+    return rows
 
 
 def _keep(o: Objective) -> float:

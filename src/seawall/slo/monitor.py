@@ -29,6 +29,7 @@ import aiohttp
 
 from ..config.model import AlertingConfig, SloConfig
 from .engine import Evaluation, SloEngine
+from .engine import history as spending
 from .evaluate import ObjectiveStatus
 from .history import Saved, SloHistory, definition
 from .webhook import WebhookSender
@@ -57,7 +58,7 @@ class SloMonitor:
         *,
         alerting: Callable[[], AlertingConfig] = AlertingConfig,
         external_url: str = "",
-        history: SloHistory | None = None,
+        store: SloHistory | None = None,
         save_every: float = 60.0,
         interval: float = 10.0,
         timeout: float = 2.0,
@@ -68,7 +69,7 @@ class SloMonitor:
         self._slos = slos
         self._alerting = alerting
         self.webhooks = WebhookSender(alerting(), external_url=external_url)
-        self.history = history
+        self.store = store
         self.save_every = save_every
         self._saved_at = -math.inf
         self.restored: list[str] = []
@@ -99,14 +100,14 @@ class SloMonitor:
                     await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
         finally:
             await self.webhooks.close()
-            if self.history is not None:
+            if self.store is not None:
                 self.save_now()  # (cancelled: no await left, so at once)
 
     def save_now(self) -> int:
         """Write what changed since the last save (bucket rows written; 0 without a store)."""
-        if self.history is None:
+        if self.store is None:
             return 0
-        return self.history.save(*self._changes())
+        return self.store.save(*self._changes())
 
     def _changes(self) -> tuple[list[Saved], list[str]]:
         """Every objective's changes since the last save, and the objectives to keep."""
@@ -123,11 +124,11 @@ class SloMonitor:
         if slos is not self._applied:
             fresh = self.engine.apply(slos)
             self._applied = slos
-            if self.history is not None:  # their history, as the store kept it
+            if self.store is not None:  # their history, as the store kept it
                 for name in fresh:
                     o = self.engine.objective(name)
                     if await asyncio.to_thread(
-                        self.history.load, name, definition(o), self.engine.series(name)
+                        self.store.load, name, definition(o), self.engine.series(name)
                     ):
                         self.restored.append(name)
         # no SLO, no scrape: nothing reads the pages
@@ -151,10 +152,10 @@ class SloMonitor:
         if alerting != self.webhooks.config:
             self.webhooks.configure(alerting)
         self.webhooks.send(self.last.notices)  # queued: delivery never holds the pass
-        if self.history is not None and time.monotonic() - self._saved_at >= self.save_every:
+        if self.store is not None and time.monotonic() - self._saved_at >= self.save_every:
             self._saved_at = time.monotonic()
             # taken here, on the loop; written in a thread
-            await asyncio.to_thread(self.history.save, *self._changes())
+            await asyncio.to_thread(self.store.save, *self._changes())
         return self.last
 
     async def _fetch(self, session: aiohttp.ClientSession, target: Target) -> str | None:
@@ -168,6 +169,17 @@ class SloMonitor:
                 self.scrape_failures += 1
                 log.info("slo: no metrics from %s (%s): %s", target.id, target.url, exc)
                 return None
+
+    def history(self, name: str, step: float | None = None) -> dict[str, Any] | None:
+        """How objective ``name``'s budget was spent (``GET /v1/slos/{name}/history``);
+        ``None`` for an unknown objective. ``step``: see :func:`~seawall.slo.engine.history`."""
+        try:
+            objective = self.engine.objective(name)
+        except KeyError:
+            return None
+        now = self.evaluated_at if self.evaluated_at is not None else self._wall()
+        rows = spending(objective, self.engine.series(name), now, step)
+        return {"name": name, "target": objective.target, "now": now, "rows": rows}
 
     def report(self) -> dict[str, Any]:
         """The last evaluation as JSON (``GET /v1/slos``)."""
