@@ -9,7 +9,7 @@ import pytest
 from seawall.config import SloConfig
 from seawall.slo import objectives
 from seawall.slo.engine import SloEngine, history
-from seawall.slo.scrape import MetricsError, counters, parse
+from seawall.slo.scrape import MetricsError, PageIndex, counters, parse
 from seawall.slo.series import EventSeries
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
@@ -42,6 +42,17 @@ def slo(**fields: object) -> SloConfig:
     return SloConfig.model_validate(fields)
 
 
+def test_values_holding_commas_equals_and_braces_read_the_same_either_way() -> None:
+    plain = 'x{a="p,q=r}s",b="",c="t"} 1\n'
+    escaped = 'x{a="p,q=r}s",b="",c="t\\\\"} 1\n'  # a backslash: the careful path
+    (fast,) = parse(plain)
+    (slow,) = parse(escaped)
+    assert fast.labels == {"a": "p,q=r}s", "b": "", "c": "t"}
+    assert slow.labels == {"a": "p,q=r}s", "b": "", "c": "t\\"}
+    (trailing,) = parse('x{a="1",} 2\n')
+    assert trailing.labels == {"a": "1"}
+
+
 def test_the_parser_reads_labels_escapes_and_special_values() -> None:
     text = (
         '# TYPE x counter\nx{a="1",b="q\\"uote\\\\d\\nl"} 3\nup 1 1700000000000\n'
@@ -63,6 +74,10 @@ def test_the_parser_reads_labels_escapes_and_special_values() -> None:
         ('x{a="\\q"} 2\n', r"line 1: unknown escape '\\\\q'"),
         ("x 1 2 3\n", "line 1: expected a value"),
         ("x one\n", "line 1: 'one' is not a number"),
+        ("x{a=1} 2\n", "line 1: malformed labels"),
+        ('x{a="1",b} 2\n', "line 1: malformed labels"),
+        ('x{a="1"x} 2\n', "line 1: malformed labels"),
+        ('x{9a="1"} 2\n', "line 1: malformed labels"),
     ],
 )
 def test_a_malformed_page_names_its_line(text: str, message: str) -> None:
@@ -78,17 +93,17 @@ def test_counters_select_the_side_the_route_and_the_caller() -> None:
     (o_server,) = objectives({"s": server})
     (o_callers,) = objectives({"c": callers})
     (o_routed,) = objectives({"r": routed})
-    inbound = list(parse(page("inbound", "orders", 90, 10)))
-    outbound = list(parse(page("outbound", "orders", 45, 5)))
+    inbound = PageIndex(parse(page("inbound", "orders", 90, 10)))
+    outbound = PageIndex(parse(page("outbound", "orders", 45, 5)))
     assert counters(o_server, server, "orders", inbound) == (100, 10)
     assert counters(o_server, server, "gateway", inbound) is None  # not orders' sidecar
     assert counters(o_callers, callers, "gateway", outbound) == (50, 5)
     assert counters(o_callers, callers, "login", outbound) is None  # not the caller
     assert counters(o_callers, callers, "orders", outbound) is None  # its own, not a caller
-    at_route = list(parse(page("inbound", "orders", 80, 0, route="checkout", fast=60)))
+    at_route = PageIndex(parse(page("inbound", "orders", 80, 0, route="checkout", fast=60)))
     assert counters(o_routed, routed, "orders", at_route) == (80, 20)  # 20 over 300ms
     assert counters(o_routed, routed, "orders", inbound) is None  # not that route
-    no_bound = list(parse(page("inbound", "orders", 80, 0, route="checkout", le="0.5")))
+    no_bound = PageIndex(parse(page("inbound", "orders", 80, 0, route="checkout", le="0.5")))
     assert counters(o_routed, routed, "orders", no_bound) is None  # no exact bucket
 
 

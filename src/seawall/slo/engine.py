@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ..config.model import SloConfig
 from .alerts import AlertTracker, Notice
 from .evaluate import Objective, ObjectiveStatus, SliceVerdicts, evaluate, journey, objectives
-from .scrape import MetricsError, counters, parse
+from .scrape import MetricsError, PageIndex, counters, parse
 from .series import EventSeries
 from .windows import period
 
@@ -102,10 +102,10 @@ class SloEngine:
         """
         self.pages += 1
         try:
-            samples = list(parse(page))
+            index = PageIndex(parse(page))
             readings = []
             for tracked in self._tracked.values():
-                found = counters(tracked.objective, tracked.slo, service, samples)
+                found = counters(tracked.objective, tracked.slo, service, index)
                 if found is not None:
                     total, bad = found
                     if not (total >= 0 and total != float("inf")):
