@@ -189,10 +189,21 @@ def _parser() -> argparse.ArgumentParser:
         "alerting rules for them (Sloth's names, the same burn-rate alerts); `promtool "
         "check rules` passes on them.",
     )
-    slo.add_argument("action", nargs="?", default="status", choices=["status", "rules", "history"])
-    slo.add_argument("name", nargs="?", help="for history: the objective (slo:kind)")
+    slo.add_argument(
+        "action", nargs="?", default="status", choices=["status", "rules", "history", "suggest"]
+    )
+    slo.add_argument(
+        "name", nargs="?", help="for history: the objective (slo:kind); for suggest: a service"
+    )
     slo.add_argument("--step", help="for history: the rows' length (default 1d, or 1h)")
-    slo.add_argument("-f", "--file", help="for rules: mesh.yaml")
+    slo.add_argument(
+        "--traces", default="http://127.0.0.1:4318", help="for suggest: the collector's URL"
+    )
+    slo.add_argument("--lookback", default="7d", help="for suggest: how far back (default 7d)")
+    slo.add_argument(
+        "--soft", action="append", default=[], help="for suggest: a dependency with a fallback"
+    )
+    slo.add_argument("-f", "--file", help="for rules: mesh.yaml; for suggest: its retries")
     slo.add_argument("-o", "--output", help="for rules: write them there (default: stdout)")
     _client_options(slo)
 
@@ -397,6 +408,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .telemetry.collector import run as run_traces  # noqa: PLC0415
 
         return run_traces(args.config, listen=args.listen, store_path=args.store)
+    if args.command == "slo" and args.action == "suggest":
+        if not args.name:
+            parser.error("slo suggest: name the service")
+        from .slo.suggest_cli import suggest_command  # noqa: PLC0415
+
+        return suggest_command(
+            args.name, traces=args.traces, lookback=args.lookback, mesh_file=args.file,
+            soft=args.soft, as_json=args.json,
+        )  # fmt: skip
     if args.command == "slo" and args.action == "rules":
         if not args.file:
             parser.error("slo rules: -f mesh.yaml is required")

@@ -11,6 +11,7 @@ from pathlib import Path
 from seawall.telemetry.collector import Collector, CollectorServer
 from seawall.telemetry.store import TraceStore
 from seawall.telemetry.tail import TailPolicy
+from seawall.telemetry.ui_api import ui_routes
 
 
 class RunningCollector:
@@ -31,9 +32,11 @@ def running_collector(
     tail: TailPolicy | None = None,
     max_body: int = 64 * 1024 * 1024,
     port: int = 0,
+    ui: bool = False,
 ) -> Iterator[RunningCollector]:
     store = TraceStore(tmp_path / "traces.db")
-    collector = Collector(store, tail=tail, max_body=max_body, retention_every=3600)
+    extra = ui_routes(store) if ui else None
+    collector = Collector(store, tail=tail, max_body=max_body, retention_every=3600, extra=extra)
     loop = asyncio.new_event_loop()
     servers: list[CollectorServer] = []
     started = threading.Event()
