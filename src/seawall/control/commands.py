@@ -303,17 +303,27 @@ def status(
     return 1 if check and lagging else 0
 
 
-def slos(target: Target, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
-    """``seawall slo``: every SLO as the control plane last evaluated it, then its alerts."""
-    response = target.call("GET", "/v1/slos")
+def _read(
+    target: Target, path: str, params: dict[str, str], as_json: bool, out: TextIO
+) -> tuple[int, dict[str, Any] | None]:
+    """GET ``path``: (exit status, the JSON to show as a table); printed as it is with
+    ``as_json``, and ``None`` then (or on an error, reported)."""
+    response = target.call("GET", path, params=params)
     if response.status_code != 200:
-        return _fail(response, sys.stderr)
-    data = response.json()
+        return _fail(response, sys.stderr), None
+    data: dict[str, Any] = response.json()
     if as_json:
         out.write(json.dumps(data, indent=1) + "\n")
-        return 0
-    out.write(_slo_table(data))
-    return 0
+        return 0, None
+    return 0, data
+
+
+def slos(target: Target, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall slo``: every SLO as the control plane last evaluated it, then its alerts."""
+    status, data = _read(target, "/v1/slos", {}, as_json, out)
+    if data is not None:
+        out.write(_slo_table(data))
+    return status
 
 
 def slo_history(
@@ -321,13 +331,10 @@ def slo_history(
 ) -> int:
     """``seawall slo history NAME``: how the objective's budget was spent, step by step."""
     params = {} if step is None else {"step": step}
-    response = target.call("GET", f"/v1/slos/{quote(name, safe=':')}/history", params=params)
-    if response.status_code != 200:
-        return _fail(response, sys.stderr)
-    data = response.json()
-    if as_json:
-        out.write(json.dumps(data, indent=1) + "\n")
-        return 0
+    path = f"/v1/slos/{quote(name, safe=':')}/history"
+    status, data = _read(target, path, params, as_json, out)
+    if data is None:
+        return status
     rows = [["FROM (UTC)", "REQUESTS", "BAD", "BURN", "BUDGET LEFT", "DATA"]]
     for r in data["rows"]:
         start = dt.datetime.fromtimestamp(r["start"], dt.UTC).strftime("%Y-%m-%d %H:%M")
