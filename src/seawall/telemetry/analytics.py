@@ -344,12 +344,7 @@ class EdgeStats:
         return {
             "caller": self.caller,
             "callee": self.callee,
-            "calls": self.calls,
-            "errors": self.errors,
-            "errorPct": self.error_pct,
-            "rate": self.rate,
-            "p50Ms": self.p50_ms,
-            "p99Ms": self.p99_ms,
+            **_red_json(self),
             "unanswered": self.unanswered,
             "uninstrumented": self.uninstrumented,
         }
@@ -371,16 +366,19 @@ class NodeStats:
     uninstrumented: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "calls": self.calls,
-            "errors": self.errors,
-            "errorPct": self.error_pct,
-            "rate": self.rate,
-            "p50Ms": self.p50_ms,
-            "p99Ms": self.p99_ms,
-            "uninstrumented": self.uninstrumented,
-        }
+        return {"service": self.service, **_red_json(self), "uninstrumented": self.uninstrumented}
+
+
+def _red_json(s: EdgeStats | NodeStats) -> dict[str, Any]:
+    """The RED figures an edge and a node share, as the UI and the APIs name them."""
+    return {
+        "calls": s.calls,
+        "errors": s.errors,
+        "errorPct": s.error_pct,
+        "rate": s.rate,
+        "p50Ms": s.p50_ms,
+        "p99Ms": s.p99_ms,
+    }
 
 
 @dataclass(frozen=True, slots=True)

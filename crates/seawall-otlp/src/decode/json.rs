@@ -343,6 +343,32 @@ trait Message<'de> {
 
 struct MessageSeed<M>(M);
 
+/// The `visit_*` methods of a visitor that takes no scalar: each one is the
+/// visitor's `wrong(what it got)`.
+macro_rules! refuse_scalars {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<(), E> {
+            self.wrong("a boolean")
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<(), E> {
+            self.wrong("a number")
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<(), E> {
+            self.wrong("a number")
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<(), E> {
+            self.wrong("a number")
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<(), E> {
+            self.wrong("a string")
+        }
+    };
+}
+
 impl<'de, M: Message<'de>> DeserializeSeed<'de> for MessageSeed<M> {
     type Value = ();
 
@@ -380,25 +406,7 @@ impl<'de, M: Message<'de>> Visitor<'de> for MessageSeed<M> {
         Ok(())
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<(), E> {
-        self.wrong("a boolean")
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<(), E> {
-        self.wrong("a number")
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<(), E> {
-        self.wrong("a number")
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<(), E> {
-        self.wrong("a number")
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<(), E> {
-        self.wrong("a string")
-    }
+    refuse_scalars!();
 
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> std::result::Result<(), A::Error> {
         self.wrong("an array")
@@ -457,25 +465,7 @@ impl<'de, L: List<'de>> Visitor<'de> for ListSeed<L> {
         Ok(())
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<(), E> {
-        self.wrong("a boolean")
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<(), E> {
-        self.wrong("a number")
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<(), E> {
-        self.wrong("a number")
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<(), E> {
-        self.wrong("a number")
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<(), E> {
-        self.wrong("a string")
-    }
+    refuse_scalars!();
 
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> std::result::Result<(), A::Error> {
         self.wrong("an object")
