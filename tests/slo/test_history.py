@@ -3,13 +3,16 @@ writes only what changed; history under another definition is not taken."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from seawall.config import SloConfig
 from seawall.slo import EventSeries, objectives
 from seawall.slo.history import Saved, SloHistory, definition
+from seawall.slo.monitor import SloMonitor
 
 DAY = 86_400.0
 
@@ -60,3 +63,21 @@ def test_another_definition_or_a_removed_objective_has_no_history(tmp_path: Path
     history.close()
     with pytest.raises(Exception, match="closed"):
         history.save([], keep=[])
+
+
+def test_a_monitor_without_a_config_leaves_the_kept_history_alone(tmp_path: Path) -> None:
+    (o,) = objectives({"orders": SloConfig.model_validate({"availability": "99%"})})
+    s = EventSeries(resolution=60)
+    feed(s, 0.0, 10)
+    store = SloHistory(tmp_path / "slo.db")
+    store.save([Saved(o.name, definition(o), s.take_changes())], keep=[o.name])
+
+    async def main() -> None:
+        monitor = SloMonitor(lambda: [], lambda: None, store=store)
+        async with aiohttp.ClientSession() as session:
+            await monitor.pass_once(session)
+        assert monitor.save_now() == 0
+
+    asyncio.run(main())
+    assert store.load(o.name, definition(o), EventSeries())  # still there
+    store.close()

@@ -129,7 +129,7 @@ class ControlServer:
         self.port = self._http.port
         self.slo = SloMonitor(
             lambda: slo_targets(api),
-            lambda: api.mesh.slos if api.mesh else {},
+            lambda: api.mesh.slos if api.mesh else None,
             alerting=lambda: api.mesh.alerting if api.mesh else AlertingConfig(),
             external_url=f"{self.url}/v1/slos",
             interval=self.slo_interval,

@@ -10,7 +10,9 @@ minutes. A malformed page is skipped, its reason logged and counted.
 
 ``targets()`` says whom to scrape (the registry: each instance's address and
 admin port); ``slos()`` the current ``slos:`` (a new config is applied at
-the next pass, keeping the history of the objectives it leaves unchanged);
+the next pass, keeping the history of the objectives it leaves unchanged;
+``None`` before any config, when the pass does nothing and the store is not
+touched);
 ``alerting()`` where the notices go (:class:`~seawall.slo.webhook.WebhookSender`,
 which queues them: delivery never holds a pass).
 """
@@ -54,7 +56,7 @@ class SloMonitor:
     def __init__(
         self,
         targets: Callable[[], Sequence[Target]],
-        slos: Callable[[], Mapping[str, SloConfig]],
+        slos: Callable[[], Mapping[str, SloConfig] | None],
         *,
         alerting: Callable[[], AlertingConfig] = AlertingConfig,
         external_url: str = "",
@@ -105,7 +107,7 @@ class SloMonitor:
 
     def save_now(self) -> int:
         """Write what changed since the last save (bucket rows written; 0 without a store)."""
-        if self.store is None:
+        if self.store is None or self._applied is None:  # no config yet: keep what is kept
             return 0
         return self.store.save(*self._changes())
 
@@ -121,6 +123,9 @@ class SloMonitor:
     async def pass_once(self, session: aiohttp.ClientSession) -> Evaluation:
         """Scrape every target once, then evaluate."""
         slos = self._slos()
+        if slos is None:  # no config yet: nothing to scrape, and the kept history stays
+            self.last = self.engine.evaluate(self._wall())
+            return self.last
         if slos is not self._applied:
             fresh = self.engine.apply(slos)
             self._applied = slos
