@@ -81,3 +81,22 @@ def test_a_monitor_without_a_config_leaves_the_kept_history_alone(tmp_path: Path
     asyncio.run(main())
     assert store.load(o.name, definition(o), EventSeries())  # still there
     store.close()
+
+
+def test_restored_sidecars_that_left_meanwhile_are_forgotten(tmp_path: Path) -> None:
+    slos = {"orders": SloConfig.model_validate({"availability": "99%"})}
+    (o,) = objectives(slos)
+    s = EventSeries(resolution=60)
+    feed(s, 0.0, 10)  # source "a"
+    store = SloHistory(tmp_path / "slo.db")
+    store.save([Saved(o.name, definition(o), s.take_changes())], keep=[o.name])
+
+    async def main() -> list[str]:
+        monitor = SloMonitor(lambda: [], lambda: slos, store=store, wall=lambda: 700.0)
+        async with aiohttp.ClientSession() as session:
+            await monitor.pass_once(session)
+        assert monitor.restored == [o.name]
+        return monitor.engine.series(o.name).sources
+
+    assert asyncio.run(main()) == []  # "a" is not registered any more: gone, not missing
+    store.close()

@@ -132,10 +132,11 @@ class SloMonitor:
             if self.store is not None:  # their history, as the store kept it
                 for name in fresh:
                     o = self.engine.objective(name)
-                    if await asyncio.to_thread(
-                        self.store.load, name, definition(o), self.engine.series(name)
-                    ):
+                    series = self.engine.series(name)
+                    if await asyncio.to_thread(self.store.load, name, definition(o), series):
                         self.restored.append(name)
+                        # its sidecars as they were: forgotten below if they left meanwhile
+                        self._known.update(series.sources)
         # no SLO, no scrape: nothing reads the pages
         targets = list(self._targets()) if slos else []
         now = self._wall()
