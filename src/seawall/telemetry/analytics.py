@@ -67,7 +67,7 @@ import threading
 import urllib.parse
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import accumulate, islice
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -315,6 +315,17 @@ def _bins_quantile_ms(bins: Mapping[int, int], total: int, q: float) -> float | 
 # -------------------------------------------------------- the service graph
 
 
+def _camel(name: str) -> str:
+    """``p99_ms`` -> ``p99Ms``: the UI's and the APIs' names."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def camel_json(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as JSON, in their order, named in camelCase."""
+    return {_camel(f.name): getattr(obj, f.name) for f in fields(obj)}
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeStats:
     """The calls from ``caller`` to ``callee`` in a window, with their RED figures.
@@ -341,13 +352,7 @@ class EdgeStats:
     uninstrumented: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "caller": self.caller,
-            "callee": self.callee,
-            **_red_json(self),
-            "unanswered": self.unanswered,
-            "uninstrumented": self.uninstrumented,
-        }
+        return camel_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,19 +371,7 @@ class NodeStats:
     uninstrumented: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"service": self.service, **_red_json(self), "uninstrumented": self.uninstrumented}
-
-
-def _red_json(s: EdgeStats | NodeStats) -> dict[str, Any]:
-    """The RED figures an edge and a node share, as the UI and the APIs name them."""
-    return {
-        "calls": s.calls,
-        "errors": s.errors,
-        "errorPct": s.error_pct,
-        "rate": s.rate,
-        "p50Ms": s.p50_ms,
-        "p99Ms": s.p99_ms,
-    }
+        return camel_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1194,18 +1187,7 @@ class Drift:
     reason: Literal["drifted", "below threshold", "too few calls", "no baseline", "no calls"]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "caller": self.caller,
-            "callee": self.callee,
-            "currentP99Ms": self.current_p99_ms,
-            "baselineP99Ms": self.baseline_p99_ms,
-            "ratio": self.ratio,
-            "differenceMs": self.difference_ms,
-            "currentCalls": self.current_calls,
-            "baselineCalls": self.baseline_calls,
-            "flagged": self.flagged,
-            "reason": self.reason,
-        }
+        return camel_json(self)
 
     def describe(self) -> str:
         """One line for a terminal, such as ``orders -> payments  p99 120.0 ms vs
@@ -1855,13 +1837,7 @@ class ValueShare:
     baseline_count: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "selected": self.selected,
-            "baseline": self.baseline,
-            "selectedCount": self.selected_count,
-            "baselineCount": self.baseline_count,
-        }
+        return camel_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -2050,21 +2026,7 @@ class StatRow:
     self_percent: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "service": self.service,
-            "operation": self.operation,
-            "count": self.count,
-            "totalMs": self.total_ms,
-            "avgMs": self.avg_ms,
-            "minMs": self.min_ms,
-            "maxMs": self.max_ms,
-            "selfTotalMs": self.self_total_ms,
-            "selfAvgMs": self.self_avg_ms,
-            "selfMinMs": self.self_min_ms,
-            "selfMaxMs": self.self_max_ms,
-            "selfPercent": self.self_percent,
-        }
+        return camel_json(self)
 
 
 def _self_times(rows: Sequence[SpanRow]) -> list[int]:
