@@ -279,12 +279,17 @@ def test_sidecar_to_sidecar_over_mtls_end_to_end(mesh: MTLSMesh) -> None:
     orders, pay = mesh.nodes["orders"], mesh.nodes["payments"]
     assert pay.backend is not None
     pay.backend.reset()
+    by_caller = "seawall_caller_requests_total"
+    counted = pay.metric(by_caller, destination="payments", caller="orders", status_class="2xx")
     with httpx.Client(proxy=f"http://127.0.0.1:{orders.outbound}", timeout=5) as client:
         r = client.post("http://payments/charge", content=b"12.50")
         assert r.status_code == 200
         assert peer_header(r) == "spiffe://t.local/service/orders"
         assert client.get("http://payments/refunds/7").status_code == 200
     assert pay.backend.hits == 2
+    # payments counts its requests by the caller its certificate names (a caller's SLO)
+    after = pay.metric(by_caller, destination="payments", caller="orders", status_class="2xx")
+    assert after == counted + 2
     # the caller keeps its mTLS connection to payments pooled for the next request
     assert orders.sidecar is not None
     (cluster,) = [c for c in orders.sidecar.clusters() if c["name"] == "payments"]

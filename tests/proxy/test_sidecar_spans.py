@@ -33,6 +33,9 @@ from opentelemetry.trace import SpanKind
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "telemetry"))
 from collector_util import RunningCollector, running_collector  # noqa: E402
+from prometheus_client.openmetrics.parser import (  # noqa: E402
+    text_string_to_metric_families as openmetrics_families,
+)
 
 
 class TwoServices:
@@ -221,6 +224,38 @@ def test_an_unsampled_request_records_no_span_and_keeps_its_flag(
     sampled = orders.seen[-1].header("traceparent") or ""
     spans_of(collector, sampled.split("-")[1], 2)
     assert httpx.get(f"{collector.url}/api/v3/traces/{trace_id}").status_code == 404
+
+
+def test_a_sampled_request_is_an_exemplar_on_the_openmetrics_page(
+    traced: tuple[RunningCollector, Backend, dict[str, SidecarProcess]],
+) -> None:
+    """Scraped as OpenMetrics (what the SLO monitor asks for), the sidecar's request
+    counters and latency buckets carry the trace id of the last sampled request counted
+    there: a link from a bad minute to a trace of it. The page parses with
+    prometheus_client's strict OpenMetrics parser; the Prometheus text has none."""
+    collector, orders, sidecars = traced
+    orders.script(Echo(), paths={"/broken": Fail(500)})
+    r = httpx.get("http://orders/broken", proxy=sidecars["app"].proxy, timeout=10)
+    assert r.status_code == 500
+    trace_id = (orders.seen[-1].header("traceparent") or "").split("-")[1]
+    admin = f"http://127.0.0.1:{sidecars['app'].admin}/metrics"
+    page = httpx.get(admin, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert page.headers["content-type"].startswith("application/openmetrics-text")
+    exemplars = {
+        (s.name, s.labels.get("status_class") or s.labels.get("le")): s.exemplar
+        for family in openmetrics_families(page.text)
+        for s in family.samples
+        if s.labels.get("destination") == "orders" and s.exemplar is not None
+    }
+    errors = exemplars[("seawall_requests_total", "5xx")]
+    assert errors.labels == {"trace_id": trace_id}
+    assert errors.value == 1
+    slow = [e for (name, _), e in exemplars.items() if name.endswith("_bucket")]
+    assert slow
+    assert all(e.labels == {"trace_id": trace_id} and e.value > 0 for e in slow)
+    plain = httpx.get(admin).text
+    assert " # {" not in plain
+    assert "# EOF" not in plain
 
 
 def test_a_collector_that_cannot_keep_up_costs_dropped_spans_not_requests(

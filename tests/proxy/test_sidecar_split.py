@@ -1,4 +1,5 @@
-"""A weighted split through a real sidecar: 10,000 keep-alive requests follow the weights.
+"""A weighted split through a real sidecar: 10,000 keep-alive requests follow the weights,
+and the sidecar counts them by subset.
 
 The issue asks for "weighted splits, within ±2% over 10,000 requests". The
 unit tests (crates/seawall-proxy/tests/routing.rs) check the draw itself;
@@ -75,3 +76,17 @@ def test_split_shares_within_two_points_over_10000_keepalive_requests(
         share = hits[subset] / REQUESTS
         assert abs(share - weight / total) <= TOLERANCE, (hits, f"{elapsed:.1f}s")
     assert app.hits == 0
+    # the sidecar counted each subset's requests beside the route's (a canary's SLIs)
+    for subset in WEIGHTS:
+        counted = sidecar.metric(
+            "seawall_subset_requests_total",
+            destination="split",
+            route="canary",
+            subset=subset,
+            status_class="2xx",
+        )
+        assert counted == hits[subset], (subset, counted, hits)
+        assert (
+            sidecar.metric("seawall_subset_request_duration_seconds_count", subset=subset)
+            == hits[subset]
+        )

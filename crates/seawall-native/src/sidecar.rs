@@ -130,9 +130,10 @@ impl Sidecar {
         })
     }
 
-    /// The Prometheus text page.
-    fn metrics(&self) -> PyResult<String> {
-        self.with(|c| Ok(c.metrics()))
+    /// The Prometheus text page (OpenMetrics, with exemplars, when asked).
+    #[pyo3(signature = (openmetrics = false))]
+    fn metrics(&self, openmetrics: bool) -> PyResult<String> {
+        self.with(|c| Ok(c.metrics(openmetrics)))
     }
 
     /// The `/clusters` document (JSON).

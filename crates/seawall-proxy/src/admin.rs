@@ -12,16 +12,14 @@ use seawall_h1::ResponseFraming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::metrics::ClusterGauges;
+use crate::metrics::{ClusterGauges, Format};
 use crate::runtime::Runtime;
 use crate::state::State;
 
-const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The metrics page of the current runtime.
-pub fn metrics_page(state: &State) -> String {
+/// The metrics page of the current runtime, in this format.
+pub fn metrics_page(state: &State, format: Format) -> String {
     let rt = state.runtime();
-    state.metrics.render(&gauges(&rt))
+    state.metrics.render(&gauges(&rt), format)
 }
 
 fn gauges(rt: &Runtime) -> Vec<ClusterGauges> {
@@ -42,7 +40,12 @@ pub fn clusters_page(state: &State) -> String {
     serde_json::to_string_pretty(&serde_json::json!({ "clusters": clusters })).unwrap_or_default()
 }
 
-fn answer(state: &State, method: &http::Method, path: &[u8]) -> (u16, &'static str, Vec<u8>) {
+fn answer(
+    state: &State,
+    method: &http::Method,
+    path: &[u8],
+    accept: Format,
+) -> (u16, &'static str, Vec<u8>) {
     let path = &path[..path.iter().position(|b| *b == b'?').unwrap_or(path.len())];
     if method != http::Method::GET && method != http::Method::HEAD {
         return (405, "text/plain", b"GET only\n".to_vec());
@@ -55,7 +58,11 @@ fn answer(state: &State, method: &http::Method, path: &[u8]) -> (u16, &'static s
                 (503, "text/plain", b"starting\n".to_vec())
             }
         }
-        b"/metrics" => (200, PROMETHEUS, metrics_page(state).into_bytes()),
+        b"/metrics" => (
+            200,
+            accept.content_type(),
+            metrics_page(state, accept).into_bytes(),
+        ),
         b"/config" => {
             let rt = state.runtime();
             let doc = serde_json::json!({
@@ -105,7 +112,14 @@ pub async fn serve(mut stream: TcpStream, state: Arc<State>) {
         if !matches!(head.framing, seawall_h1::Framing::Empty) {
             return; // the admin endpoints take no body
         }
-        let (status, ctype, body) = answer(&state, &head.method, &head.path);
+        let accept = head
+            .headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .map(|v| Format::accepted(v.as_bytes()))
+            .find(|f| *f == Format::OpenMetrics)
+            .unwrap_or(Format::Prometheus);
+        let (status, ctype, body) = answer(&state, &head.method, &head.path, accept);
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
         out.clear();

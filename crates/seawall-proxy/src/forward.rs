@@ -139,6 +139,8 @@ pub struct Prepared {
     pub buffer: Option<usize>,
     pub may_retry: bool,
     pub fault: Option<FaultDecision>,
+    /// The subset the route's split chose (an index of its `subsets`).
+    pub subset: Option<usize>,
 }
 
 impl Prepared {
@@ -148,6 +150,11 @@ impl Prepared {
 
     pub fn route_name(&self) -> &str {
         &self.route.data.name
+    }
+
+    /// The subset the split chose, and where its requests are counted.
+    pub fn subset(&self) -> Option<&(String, Arc<crate::metrics::RouteMetrics>)> {
+        self.subset.and_then(|i| self.route.data.subsets.get(i))
     }
 }
 
@@ -405,6 +412,11 @@ pub fn prepare(
     let has_body = !matches!(head.framing, seawall_h1::Framing::Empty);
     let wants_copy = may_retry || policy.mirror.is_some();
     let buffer = (has_body && wants_copy).then_some(rt.retry_buffer);
+    // 6a. the split's subset (drawn after the fault's draws, before the mirror's)
+    let subset = policy.split.as_ref().and_then(|s| {
+        let chosen = s.choose(rng);
+        policy.subsets.iter().position(|(name, _)| name == chosen)
+    });
     Ok(Prepared {
         dest,
         route,
@@ -414,6 +426,7 @@ pub fn prepare(
         buffer,
         may_retry,
         fault,
+        subset,
     })
 }
 
@@ -853,8 +866,8 @@ pub async fn forward(
                 .with(HeaderName::from_static("x-seawall-fault"), "abort"));
         }
     }
-    // 6. split and mirror
-    let subset: Option<&str> = policy.split.as_ref().map(|s| s.choose(rng));
+    // 6. split (chosen in `prepare`, to count the request by subset) and mirror
+    let subset: Option<&str> = p.subset().map(|(name, _)| name.as_str());
     if let Some(subset) = subset {
         span.attributes(|a| a.push(spans::s("seawall.subset", subset)));
     }

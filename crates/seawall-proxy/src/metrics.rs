@@ -8,6 +8,18 @@
 //! event: a new label value) or to render a scrape. Gauges for connections,
 //! pending and in-flight requests are read from the live clusters at scrape
 //! time, not maintained per request.
+//!
+//! A scrape that accepts `application/openmetrics-text` gets OpenMetrics 1.0
+//! instead: the same samples, the counter families named without `_total`,
+//! `# EOF` at the end, and exemplars: the request counters of each status
+//! class and each latency bucket keep the trace id of the last *sampled*
+//! request counted there (a link from a burning SLO to a trace of a bad
+//! request). Keeping one costs a short lock, for sampled requests only.
+//!
+//! Beside each route's counts, the same counts per subset of its split
+//! (outbound: how a canary compares with its baseline) and per caller
+//! (inbound, the caller known from its certificate): a dependency SLO of
+//! one caller, measured at the server.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +34,88 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 pub const TUNNEL_BUCKETS: [f64; 8] = [1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0];
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Which page a scrape asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text, version 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0, with exemplars.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names it
+    /// (without `q=0`), else the Prometheus text.
+    pub fn accepted(accept: &[u8]) -> Format {
+        let accept = String::from_utf8_lossy(accept).to_ascii_lowercase();
+        let wanted = accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let named = parts.next() == Some("application/openmetrics-text");
+            let quality = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f64>().ok())
+                .unwrap_or(1.0);
+            named && quality > 0.0
+        });
+        if wanted {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The last sampled request counted in a cell: its trace id (32 lower-case
+/// hex digits), its value (1 on a counter, its latency on a bucket) and when
+/// it was counted (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    trace_id: [u8; 32],
+    value: f64,
+    unix: f64,
+}
+
+impl Exemplar {
+    fn render(&self, out: &mut String) {
+        out.push_str(" # {trace_id=\"");
+        out.push_str(std::str::from_utf8(&self.trace_id).unwrap_or("0"));
+        let _ = write!(out, "\"}} {} {:.3}", number(self.value), self.unix);
+    }
+}
+
+/// A trace id as 32 lower-case hex digits, or `None`.
+pub fn trace_hex(id: &[u8]) -> Option<[u8; 32]> {
+    let id: [u8; 32] = id.try_into().ok()?;
+    id.iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        .then_some(id)
+}
+
+/// What a route's counts are split by, beside the route itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    /// The subset a split sent the request to (outbound).
+    Subset,
+    /// The calling service, from its certificate (inbound).
+    Caller,
+}
+
+impl Dimension {
+    fn label(self) -> &'static str {
+        match self {
+            Dimension::Subset => "subset",
+            Dimension::Caller => "caller",
+        }
+    }
+}
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -86,17 +180,12 @@ impl Family {
         children.entry(key).or_default().clone()
     }
 
-    fn render(&self, out: &mut String) {
-        let sample = match self.kind {
-            Kind::Counter => format!("{}_total", self.name),
-            Kind::Gauge => self.name.to_owned(),
-        };
+    fn render(&self, out: &mut String, format: Format) {
         let kind = match self.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
         };
-        let _ = writeln!(out, "# HELP {sample} {}", self.help);
-        let _ = writeln!(out, "# TYPE {sample} {kind}");
+        let sample = header(out, format, self.name, kind, self.help);
         let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         for (values, child) in children.iter() {
             out.push_str(&sample);
@@ -105,6 +194,27 @@ impl Family {
         }
     }
 }
+
+/// A family's `# HELP` and `# TYPE` lines; returns the name of its samples.
+/// A counter's samples end in `_total`; its family is named so in the
+/// Prometheus text, without it in OpenMetrics.
+fn header(out: &mut String, format: Format, name: &str, kind: &str, help: &str) -> String {
+    let sample = if kind == "counter" {
+        format!("{name}_total")
+    } else {
+        name.to_owned()
+    };
+    let family = match format {
+        Format::OpenMetrics => name,
+        Format::Prometheus => &sample,
+    };
+    let _ = writeln!(out, "# HELP {family} {help}");
+    let _ = writeln!(out, "# TYPE {family} {kind}");
+    sample
+}
+
+/// A route's counts for one subset or one caller.
+type Child = (Dimension, Arc<str>, Arc<RouteMetrics>);
 
 /// Request counts by status class and a latency histogram, for one route.
 #[derive(Debug)]
@@ -115,6 +225,11 @@ pub struct RouteMetrics {
     bounds: Vec<f64>,
     buckets: Vec<Counter>,
     total_nanos: Counter,
+    /// Per status class, then per bucket: the last sampled request counted there.
+    exemplars: Mutex<Vec<Option<Exemplar>>>,
+    /// The same counts per subset or per caller, made on first use (a
+    /// subset of a split, or a caller: a handful each).
+    children: Mutex<Vec<Child>>,
     /// The route's protocol switches (rendered once it has opened one).
     pub tunnels: TunnelMetrics,
 }
@@ -129,19 +244,26 @@ impl RouteMetrics {
     /// A route's counters, its histogram with these bounds (seconds) beside
     /// the standard ones.
     pub fn with_bounds(extra: &[f64]) -> Self {
-        let bounds = histogram_bounds(extra);
+        Self::with_exact_bounds(histogram_bounds(extra))
+    }
+
+    fn with_exact_bounds(bounds: Vec<f64>) -> Self {
         let buckets = (0..=bounds.len()).map(|_| Counter::default()).collect();
+        let cells = STATUS_CLASSES.len() + bounds.len() + 1;
         RouteMetrics {
             by_class: Default::default(),
             bounds,
             buckets,
             total_nanos: Counter::default(),
+            exemplars: Mutex::new(vec![None; cells]),
+            children: Mutex::new(Vec::new()),
             tunnels: TunnelMetrics::default(),
         }
     }
 
-    /// Count one finished request with its status and latency.
-    pub fn observe(&self, status: u16, seconds: f64) {
+    /// Count one finished request with its status and latency; `trace`: its
+    /// trace id (32 hex digits) when it was sampled, kept as an exemplar.
+    pub fn observe(&self, status: u16, seconds: f64, trace: Option<&[u8; 32]>) {
         let index = (status / 100) as usize;
         let class = if (1..=5).contains(&index) {
             index - 1
@@ -153,6 +275,54 @@ impl RouteMetrics {
         let bucket = self.bounds.partition_point(|b| *b < seconds);
         self.buckets[bucket].inc();
         self.total_nanos.add((seconds.max(0.0) * 1e9) as u64);
+        if let Some(trace_id) = trace {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let mut cells = self.exemplars.lock().unwrap_or_else(|e| e.into_inner());
+            let (value, latency) = (1.0, seconds.max(0.0));
+            cells[class] = Some(Exemplar {
+                trace_id: *trace_id,
+                value,
+                unix,
+            });
+            cells[STATUS_CLASSES.len() + bucket] = Some(Exemplar {
+                trace_id: *trace_id,
+                value: latency,
+                unix,
+            });
+        }
+    }
+
+    /// The counts of this route for one subset or one caller (made on first
+    /// use, with the route's bounds).
+    pub fn child(&self, dimension: Dimension, name: &str) -> Arc<RouteMetrics> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, m)) = children
+            .iter()
+            .find(|(d, n, _)| *d == dimension && &**n == name)
+        {
+            return m.clone();
+        }
+        let made = Arc::new(RouteMetrics::with_exact_bounds(self.bounds.clone()));
+        children.push((dimension, name.into(), made.clone()));
+        made
+    }
+
+    fn children(&self, dimension: Dimension) -> Vec<(Arc<str>, Arc<RouteMetrics>)> {
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children
+            .iter()
+            .filter(|(d, _, _)| *d == dimension)
+            .map(|(_, n, m)| (n.clone(), m.clone()))
+            .collect()
+    }
+
+    fn exemplars(&self) -> Vec<Option<Exemplar>> {
+        self.exemplars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -409,118 +579,217 @@ impl Metrics {
         ]
     }
 
-    /// The whole page, in the Prometheus text format (version 0.0.4).
-    pub fn render(&self, gauges: &[ClusterGauges]) -> String {
+    /// The whole page, in the Prometheus text format (version 0.0.4) or OpenMetrics.
+    pub fn render(&self, gauges: &[ClusterGauges], format: Format) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        self.render_routes(&mut out);
+        self.render_routes(&mut out, format);
         render_gauges(&mut out, gauges);
         for family in self.families() {
-            family.render(&mut out);
+            family.render(&mut out, format);
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
         }
         out
     }
 
-    fn render_routes(&self, out: &mut String) {
+    fn render_routes(&self, out: &mut String, format: Format) {
         let routes = self
             .routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        out.push_str(
-            "# HELP seawall_requests_total Requests finished by the sidecar, by direction, \
-             destination, route and status class.\n# TYPE seawall_requests_total counter\n",
-        );
-        for ((dir, dest, route), m) in &routes {
-            let values = [(*dir).to_owned(), dest.clone(), route.clone()];
-            for (class, counter) in STATUS_CLASSES.iter().zip(&m.by_class) {
-                out.push_str("seawall_requests_total");
-                labels(out, ROUTE_LABELS, &values, Some(("status_class", class)));
-                let _ = writeln!(out, " {}", number(counter.get() as f64));
-            }
-        }
-        let name = "seawall_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from the request head to the last response byte (to the 101 \
-             for a protocol switch), retries included."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for ((dir, dest, route), m) in &routes {
-            let values = [(*dir).to_owned(), dest.clone(), route.clone()];
-            let h = Histogram {
-                bounds: &m.bounds,
-                buckets: &m.buckets,
-                total_nanos: &m.total_nanos,
+        let rows: Vec<_> = routes
+            .iter()
+            .map(|((dir, dest, route), m)| {
+                (
+                    vec![(*dir).to_owned(), dest.clone(), route.clone()],
+                    m.clone(),
+                )
+            })
+            .collect();
+        let requests = Requests {
+            counter: "seawall_requests",
+            histogram: "seawall_request_duration_seconds",
+            help: "Requests finished by the sidecar, by direction, destination, route and status class.",
+            names: ROUTE_LABELS,
+        };
+        requests.render(out, format, &rows, true);
+        for (dimension, help) in [
+            (
+                Dimension::Subset,
+                "Outbound requests a route's split sent to a subset, by destination, route, \
+                 subset and status class (a canary beside its baseline).",
+            ),
+            (
+                Dimension::Caller,
+                "Inbound requests by the calling service (known from its certificate), \
+                 destination, route and status class.",
+            ),
+        ] {
+            let label = dimension.label();
+            let rows: Vec<_> = routes
+                .iter()
+                .flat_map(|((_, dest, route), m)| {
+                    m.children(dimension).into_iter().map(move |(name, child)| {
+                        (vec![dest.clone(), route.clone(), name.to_string()], child)
+                    })
+                })
+                .collect();
+            let requests = Requests {
+                counter: match dimension {
+                    Dimension::Subset => "seawall_subset_requests",
+                    Dimension::Caller => "seawall_caller_requests",
+                },
+                histogram: match dimension {
+                    Dimension::Subset => "seawall_subset_request_duration_seconds",
+                    Dimension::Caller => "seawall_caller_request_duration_seconds",
+                },
+                help,
+                names: &["destination", "route", label],
             };
-            h.render(out, name, ROUTE_LABELS, &values);
+            requests.render(out, format, &rows, false);
         }
-        Self::render_tunnels(out, &routes);
+        Self::render_tunnels(out, &routes, format);
     }
 
-    fn render_tunnels(out: &mut String, routes: &[(RouteKey, Arc<RouteMetrics>)]) {
+    fn render_tunnels(out: &mut String, routes: &[(RouteKey, Arc<RouteMetrics>)], format: Format) {
         let tunnelled: Vec<_> = routes
             .iter()
             .filter(|(_, m)| m.tunnels.opened.get() > 0)
             .map(|((dir, dest, route), m)| ([(*dir).to_owned(), dest.clone(), route.clone()], m))
             .collect();
-        out.push_str(
-            "# HELP seawall_tunnels_open Connections switched by a 101 (WebSocket...) and still \
-             open, by the route of the request that opened them.\n\
-             # TYPE seawall_tunnels_open gauge\n",
+        let sample = header(
+            out,
+            format,
+            "seawall_tunnels_open",
+            "gauge",
+            "Connections switched by a 101 (WebSocket...) and still open, by the route of the \
+             request that opened them.",
         );
         for (values, m) in &tunnelled {
-            out.push_str("seawall_tunnels_open");
+            out.push_str(&sample);
             labels(out, ROUTE_LABELS, values, None);
             let _ = writeln!(out, " {}", number(m.tunnels.open() as f64));
         }
-        out.push_str(
-            "# HELP seawall_tunnels_closed_total Tunnels ended, by what ended them (client, \
-             upstream, idle: the tunnel idle timeout, error).\n\
-             # TYPE seawall_tunnels_closed_total counter\n",
+        let sample = header(
+            out,
+            format,
+            "seawall_tunnels_closed",
+            "counter",
+            "Tunnels ended, by what ended them (client, upstream, idle: the tunnel idle \
+             timeout, error).",
         );
         for (values, m) in &tunnelled {
             for (end, counter) in TunnelEnd::ALL.iter().zip(&m.tunnels.closed) {
-                out.push_str("seawall_tunnels_closed_total");
+                out.push_str(&sample);
                 labels(out, ROUTE_LABELS, values, Some(("closed_by", end.as_str())));
                 let _ = writeln!(out, " {}", number(counter.get() as f64));
             }
         }
-        out.push_str(
-            "# HELP seawall_tunnel_bytes_total Bytes carried by tunnels, to the upstream or to \
-             the client, counted as they flow.\n# TYPE seawall_tunnel_bytes_total counter\n",
+        let sample = header(
+            out,
+            format,
+            "seawall_tunnel_bytes",
+            "counter",
+            "Bytes carried by tunnels, to the upstream or to the client, counted as they flow.",
         );
         for (values, m) in &tunnelled {
             for (to, counter) in [
                 ("upstream", &m.tunnels.to_upstream),
                 ("client", &m.tunnels.to_client),
             ] {
-                out.push_str("seawall_tunnel_bytes_total");
+                out.push_str(&sample);
                 labels(out, ROUTE_LABELS, values, Some(("to", to)));
                 let _ = writeln!(out, " {}", number(counter.get() as f64));
             }
         }
         let name = "seawall_tunnel_duration_seconds";
-        let _ = writeln!(
+        header(
             out,
-            "# HELP {name} How long tunnels lasted, from the 101 to their end.\n\
-             # TYPE {name} histogram"
+            format,
+            name,
+            "histogram",
+            "How long tunnels lasted, from the 101 to their end.",
         );
         for (values, m) in &tunnelled {
             let h = Histogram {
                 bounds: &TUNNEL_BUCKETS,
                 buckets: &m.tunnels.buckets,
                 total_nanos: &m.tunnels.total_nanos,
+                exemplars: &[],
             };
             h.render(out, name, ROUTE_LABELS, values);
         }
     }
 }
 
-/// A histogram's cells: a count per bound (the last one +Inf) and the sum.
+/// The request counter and latency histogram of a set of rows (routes, or
+/// routes by subset or caller).
+struct Requests<'a> {
+    counter: &'static str,
+    histogram: &'static str,
+    help: &'static str,
+    names: &'a [&'a str],
+}
+
+impl Requests<'_> {
+    /// `always`: the families' headers even with no row (the route families,
+    /// on every page); else only when some row exists.
+    fn render(
+        &self,
+        out: &mut String,
+        format: Format,
+        rows: &[(Vec<String>, Arc<RouteMetrics>)],
+        always: bool,
+    ) {
+        if rows.is_empty() && !always {
+            return;
+        }
+        let om = format == Format::OpenMetrics;
+        let exemplars: Vec<Vec<Option<Exemplar>>> = rows
+            .iter()
+            .map(|(_, m)| if om { m.exemplars() } else { Vec::new() })
+            .collect();
+        let sample = header(out, format, self.counter, "counter", self.help);
+        for ((values, m), cells) in rows.iter().zip(&exemplars) {
+            for (i, (class, counter)) in STATUS_CLASSES.iter().zip(&m.by_class).enumerate() {
+                out.push_str(&sample);
+                labels(out, self.names, values, Some(("status_class", class)));
+                let _ = write!(out, " {}", number(counter.get() as f64));
+                if let Some(Some(e)) = cells.get(i) {
+                    e.render(out);
+                }
+                out.push('\n');
+            }
+        }
+        header(
+            out,
+            format,
+            self.histogram,
+            "histogram",
+            "Time from the request head to the last response byte (to the 101 for a protocol \
+             switch), retries included.",
+        );
+        for ((values, m), cells) in rows.iter().zip(&exemplars) {
+            let h = Histogram {
+                bounds: &m.bounds,
+                buckets: &m.buckets,
+                total_nanos: &m.total_nanos,
+                exemplars: cells.get(STATUS_CLASSES.len()..).unwrap_or(&[]),
+            };
+            h.render(out, self.histogram, self.names, values);
+        }
+    }
+}
+
+/// A histogram's cells: a count per bound (the last one +Inf) and the sum;
+/// an exemplar per bucket, if any (OpenMetrics only).
 struct Histogram<'a> {
     bounds: &'a [f64],
     buckets: &'a [Counter],
     total_nanos: &'a Counter,
+    exemplars: &'a [Option<Exemplar>],
 }
 
 impl Histogram<'_> {
@@ -531,7 +800,11 @@ impl Histogram<'_> {
             let bound = self.bounds.get(i).map_or("+Inf".to_owned(), |b| number(*b));
             let _ = write!(out, "{name}_bucket");
             labels(out, names, values, Some(("le", &bound)));
-            let _ = writeln!(out, " {}", number(running as f64));
+            let _ = write!(out, " {}", number(running as f64));
+            if let Some(Some(e)) = self.exemplars.get(i) {
+                e.render(out);
+            }
+            out.push('\n');
         }
         let _ = write!(out, "{name}_sum");
         labels(out, names, values, None);
@@ -629,17 +902,20 @@ mod tests {
     fn renders_routes_histograms_and_families() {
         let m = Metrics::new();
         let r = m.route("outbound", "orders", "default", &[]);
-        r.observe(200, 0.0004);
-        r.observe(503, 0.2);
-        r.observe(99, 20.0); // out of range: counted as 5xx, in +Inf
+        r.observe(200, 0.0004, None);
+        r.observe(503, 0.2, None);
+        r.observe(99, 20.0, None); // out of range: counted as 5xx, in +Inf
         m.retries.labels(&["orders"]).inc();
         m.denied.labels(&["a\"b", "rules[0]"]).inc();
-        let page = m.render(&[ClusterGauges {
-            destination: "orders".into(),
-            connections: 2,
-            pending: 0,
-            in_flight: 1,
-        }]);
+        let page = m.render(
+            &[ClusterGauges {
+                destination: "orders".into(),
+                connections: 2,
+                pending: 0,
+                in_flight: 1,
+            }],
+            Format::Prometheus,
+        );
         assert!(page.contains(
             "seawall_requests_total{direction=\"outbound\",destination=\"orders\",route=\"default\",status_class=\"5xx\"} 2.0"
         ), "{page}");
@@ -664,9 +940,9 @@ mod tests {
     fn an_slo_threshold_is_an_exact_bound_and_changing_it_starts_again() {
         let m = Metrics::new();
         let r = m.route("inbound", "x", "checkout", &[0.23, 0.25, f64::NAN, -1.0]);
-        r.observe(200, 0.2);
-        r.observe(200, 0.24);
-        let page = m.render(&[]);
+        r.observe(200, 0.2, None);
+        r.observe(200, 0.24, None);
+        let page = m.render(&[], Format::Prometheus);
         assert!(
             page.contains("route=\"checkout\",le=\"0.23\"} 1.0"),
             "{page}"
@@ -683,11 +959,115 @@ mod tests {
         ));
         let other = m.route("inbound", "x", "checkout", &[0.3]);
         assert!(!Arc::ptr_eq(&r, &other));
-        let page = m.render(&[]);
+        let page = m.render(&[], Format::Prometheus);
         assert!(
             page.contains("route=\"checkout\",le=\"0.3\"} 0.0"),
             "{page}"
         );
         assert!(!page.contains("le=\"0.23\""), "{page}");
+    }
+
+    const TRACE: [u8; 32] = *b"4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let m = Metrics::new();
+        m.route("inbound", "x", "inbound", &[])
+            .observe(200, 0.01, None);
+        m.retries.labels(&["orders"]).inc();
+        let page = m.render(&[], Format::OpenMetrics);
+        assert!(page.contains("# TYPE seawall_requests counter\n"), "{page}");
+        assert!(page.contains("# TYPE seawall_retries counter\n"), "{page}");
+        assert!(page.contains("seawall_retries_total{destination=\"orders\"} 1.0\n"));
+        assert!(page.contains("# TYPE seawall_request_duration_seconds histogram\n"));
+        assert!(page.ends_with("# EOF\n"), "{page}");
+        assert!(
+            !page.contains(" # {"),
+            "no sampled request, no exemplar: {page}"
+        );
+        let text = m.render(&[], Format::Prometheus);
+        assert!(text.contains("# TYPE seawall_requests_total counter\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn a_sampled_request_is_the_exemplar_of_its_class_and_bucket_in_openmetrics_only() {
+        let m = Metrics::new();
+        let r = m.route("inbound", "gateway", "/checkout", &[0.3]);
+        r.observe(503, 0.42, Some(&TRACE));
+        r.observe(200, 0.01, None);
+        let page = m.render(&[], Format::OpenMetrics);
+        let line = |needle: &str| {
+            page.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not in {page}"))
+                .to_owned()
+        };
+        let errors = line("status_class=\"5xx\"}");
+        assert!(
+            errors.starts_with(
+                "seawall_requests_total{direction=\"inbound\",destination=\"gateway\",\
+                 route=\"/checkout\",status_class=\"5xx\"} 1.0 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 1.0 "
+            ),
+            "{errors}"
+        );
+        // the bucket it fell in (0.3 < 0.42 <= 0.5) carries it, with its latency
+        let bucket = line("le=\"0.5\"}");
+        assert!(bucket.contains("} 2.0 # {trace_id=\"4bf9"), "{bucket}");
+        assert!(bucket.contains("\"} 0.42 "), "{bucket}");
+        assert!(!line("le=\"0.3\"}").contains('#'));
+        assert!(!line("status_class=\"2xx\"}").contains('#'));
+        assert!(!m.render(&[], Format::Prometheus).contains(" # {"));
+    }
+
+    #[test]
+    fn subsets_and_callers_are_counted_beside_their_route() {
+        let m = Metrics::new();
+        let r = m.route("outbound", "orders", "place", &[0.3]);
+        r.child(Dimension::Subset, "v2").observe(500, 0.31, None);
+        assert!(Arc::ptr_eq(
+            &r.child(Dimension::Subset, "v2"),
+            &r.child(Dimension::Subset, "v2")
+        ));
+        let i = m.route("inbound", "payments", "inbound", &[]);
+        i.child(Dimension::Caller, "orders")
+            .observe(200, 0.01, None);
+        let page = m.render(&[], Format::Prometheus);
+        assert!(page.contains(
+            "seawall_subset_requests_total{destination=\"orders\",route=\"place\",subset=\"v2\",status_class=\"5xx\"} 1.0"
+        ), "{page}");
+        // the subset's histogram has the route's SLO bound
+        assert!(page.contains(
+            "seawall_subset_request_duration_seconds_bucket{destination=\"orders\",route=\"place\",subset=\"v2\",le=\"0.3\"} 0.0"
+        ), "{page}");
+        assert!(page.contains(
+            "seawall_caller_requests_total{destination=\"payments\",route=\"inbound\",caller=\"orders\",status_class=\"2xx\"} 1.0"
+        ), "{page}");
+        // a page with neither has no such family
+        assert!(!Metrics::new()
+            .render(&[], Format::Prometheus)
+            .contains("seawall_subset_requests"));
+    }
+
+    #[test]
+    fn accept_headers_choose_the_format() {
+        for (accept, format) in [
+            (
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                Format::OpenMetrics,
+            ),
+            (
+                "application/openmetrics-text; version=0.0.1; q=0.75",
+                Format::OpenMetrics,
+            ),
+            ("application/openmetrics-text;q=0", Format::Prometheus),
+            ("text/plain", Format::Prometheus),
+            ("*/*", Format::Prometheus),
+            ("", Format::Prometheus),
+        ] {
+            assert_eq!(Format::accepted(accept.as_bytes()), format, "{accept}");
+        }
+        assert_eq!(trace_hex(b"4BF92F3577B34DA6A3CE929D0E0E4736"), None);
+        assert_eq!(trace_hex(b"4bf9"), None);
     }
 }

@@ -21,7 +21,7 @@ use crate::authz::Authorizer;
 use crate::clock::Clock;
 use crate::cluster::{Cluster, Plan, Reset};
 use crate::events::Events;
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Dimension, Metrics, RouteMetrics};
 use crate::route::{Route, RouteTable};
 use crate::spec::{self, Spec};
 
@@ -127,6 +127,8 @@ pub struct RoutePolicy {
     pub hedge: Option<spec::Hedge>,
     /// Where this route's finished requests are counted.
     pub metrics: Arc<RouteMetrics>,
+    /// The split's subsets, each with where its requests are counted.
+    pub subsets: Vec<(String, Arc<RouteMetrics>)>,
 }
 
 impl RoutePolicy {
@@ -170,6 +172,15 @@ impl RoutePolicy {
             tunnel_idle_timeout: dest.tunnel_idle_timeout,
             // 6. hedged copies of a slow request (on the destination's budget)
             hedge: dest.hedge.clone(),
+            subsets: route
+                .and_then(|r| r.split.as_ref())
+                .map(|weights| {
+                    weights
+                        .iter()
+                        .map(|(n, _)| (n.clone(), metrics.child(Dimension::Subset, n)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             metrics,
         })
     }

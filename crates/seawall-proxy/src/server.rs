@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use crate::body::{BodyError, BodySender, ProxyBody};
 use crate::connect::ConnectRequest;
 use crate::forward::{self, BodySource, Down, Local, Upstream};
-use crate::metrics::{TunnelEnd, TunnelMetrics};
+use crate::metrics::{Dimension, TunnelEnd, TunnelMetrics};
 use crate::runtime::{Destination, RoutePolicy, Runtime, TunnelSlot};
 use crate::spans;
 use crate::spec::EgressMode;
@@ -317,7 +317,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             .iter()
             .find(|(n, _)| n == "x-request-id")
             .map(|(_, v)| v.clone());
-        let served = Some((prepared.dest.clone(), prepared.route.clone()));
+        let subset = prepared.subset().map(|(_, m)| m.clone());
+        let served = Some((prepared.dest.clone(), prepared.route.clone(), subset));
         let out = match forward::outgoing(
             &head,
             down,
@@ -508,14 +509,28 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     if let Some(t) = &tunnelled {
         elapsed -= t.seconds; // the request, to its 101; the tunnel is counted apart
     }
+    // a sampled request is kept as the exemplar of its counters
+    let trace = span.trace_hex();
+    let trace = trace.as_ref();
     match &served {
-        // the route's counters, resolved when the runtime was built
-        Some((_, route)) => route.data.metrics.observe(status, elapsed),
+        // the route's counters (and its subsets'), resolved when the runtime was built
+        Some((_, route, subset)) => {
+            let counts = &route.data.metrics;
+            counts.observe(status, elapsed, trace);
+            if let Some(subset) = subset {
+                subset.observe(status, elapsed, trace);
+            }
+            if let Some(caller) = down.peer_service.as_deref().filter(|_| down.inbound) {
+                counts
+                    .child(Dimension::Caller, caller)
+                    .observe(status, elapsed, trace);
+            }
+        }
         None => {
             let direction = if down.inbound { "inbound" } else { "outbound" };
             rt.metrics
                 .route(direction, "-", "-", &[])
-                .observe(status, elapsed);
+                .observe(status, elapsed, trace);
         }
     }
     if span.is_recording() {
@@ -527,7 +542,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
     if rt.spec.access_log {
         let (dest, route) = match &served {
-            Some((d, r)) => (d.name.as_str(), r.data.name.as_str()),
+            Some((d, r, _)) => (d.name.as_str(), r.data.name.as_str()),
             None => ("-", "-"),
         };
         access_log(

@@ -390,8 +390,14 @@ impl Sidecar {
         self.state.runtime().close();
     }
 
-    pub fn metrics(&self) -> String {
-        crate::admin::metrics_page(&self.state)
+    /// The metrics page: Prometheus text, or OpenMetrics with exemplars.
+    pub fn metrics(&self, openmetrics: bool) -> String {
+        let format = if openmetrics {
+            crate::metrics::Format::OpenMetrics
+        } else {
+            crate::metrics::Format::Prometheus
+        };
+        crate::admin::metrics_page(&self.state, format)
     }
 
     pub fn clusters(&self) -> String {

@@ -255,6 +255,15 @@ impl RequestSpan {
             .map(|r| r.traceparent.encode())
     }
 
+    /// The trace id in 32 hex digits, when the request is recorded (sampled):
+    /// the exemplar its metrics keep.
+    pub fn trace_hex(&self) -> Option<[u8; 32]> {
+        let recording = self.0.as_ref()?;
+        let encoded = recording.traceparent.encode();
+        // `00-<trace id>-<span id>-<flags>`
+        crate::metrics::trace_hex(encoded.get(3..35)?)
+    }
+
     /// Name the span (once the route is known): `{method} {route}`, as the
     /// HTTP conventions name a span by its method and route template.
     pub fn name(&self, name: impl FnOnce() -> String) {
