@@ -176,6 +176,11 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--listen", help="HOST:PORT (default: tracing.collector, 127.0.0.1:4318)")
     traces.add_argument("--store", help="the SQLite file (default: tracing.collector.store)")
     traces.add_argument(
+        "--control",
+        help="the control plane's URL, for the UI's SLO page (default: $SEAWALL_CONTROL, "
+        "else the control-url file of $SEAWALL_STATE_DIR or .seawall)",
+    )
+    traces.add_argument(
         "--url", default="http://127.0.0.1:4318", help="for drift: the collector's URL"
     )
     traces.add_argument("--json", action="store_true", help="for drift: print JSON")
@@ -202,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     slo.add_argument("--lookback", default="7d", help="for suggest: how far back (default 7d)")
     slo.add_argument(
         "--soft", action="append", default=[], help="for suggest: a dependency with a fallback"
+    )
+    slo.add_argument(
+        "--route", help="for suggest: that route's figures only (a route name or http.route)"
     )
     slo.add_argument("-f", "--file", help="for rules: mesh.yaml; for suggest: its retries")
     slo.add_argument("-o", "--output", help="for rules: write them there (default: stdout)")
@@ -407,7 +415,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return drift(args.url, as_json=args.json)
         from .telemetry.collector import run as run_traces  # noqa: PLC0415
 
-        return run_traces(args.config, listen=args.listen, store_path=args.store)
+        return run_traces(
+            args.config, listen=args.listen, store_path=args.store, control=args.control
+        )
     if args.command == "slo" and args.action == "suggest":
         if not args.name:
             parser.error("slo suggest: name the service")
@@ -415,7 +425,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         return suggest_command(
             args.name, traces=args.traces, lookback=args.lookback, mesh_file=args.file,
-            soft=args.soft, as_json=args.json,
+            soft=args.soft, as_json=args.json, route=args.route,
         )  # fmt: skip
     if args.command == "slo" and args.action == "rules":
         if not args.file:

@@ -42,6 +42,7 @@ use seawall_policy::bulkhead::{Admission, Bulkhead, BulkheadConfig};
 use seawall_policy::outlier::{OutlierConfig, OutlierDetector, OutlierSnapshot, ReasonCounts};
 use seawall_policy::ratelimit::TokenBucket;
 use seawall_policy::rng::{Random, Sequence};
+use seawall_policy::shed::{self, Criticality, Gradient, Limit, ShedConfig, Shedder};
 use seawall_policy::split::WeightedSplit;
 
 /// Add the policy classes to `seawall._native`.
@@ -55,6 +56,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOutlierDetector>()?;
     m.add_class::<PyWeightedSplit>()?;
     m.add_class::<PyRateLimiter>()?;
+    m.add_class::<PyLoadShedder>()?;
     Ok(())
 }
 
@@ -668,6 +670,202 @@ impl PyBulkhead {
         d.set_item("waiting", m.waiting)?;
         d.set_item("rejected_queue_full", m.rejected_queue_full)?;
         d.set_item("rejected_wait_timeout", m.rejected_wait_timeout)?;
+        Ok(d)
+    }
+}
+
+// ---------------------------------------------------------------- load shedding
+
+/// `seawall_policy::shed::Shedder`: Python's `seawall.policy.shed.LoadShedder`.
+#[pyclass(module = "seawall._native", name = "LoadShedder")]
+struct PyLoadShedder {
+    inner: Shedder,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shed_config(
+    limit: Option<i64>,
+    initial_limit: f64,
+    min_limit: f64,
+    max_limit: f64,
+    smoothing: f64,
+    tolerance: f64,
+    long_window: i64,
+    warmup: i64,
+    max_waiting: i64,
+    max_wait: f64,
+) -> PyResult<ShedConfig> {
+    let count = |field: &str, value: i64, min: i64| {
+        usize::try_from(value)
+            .ok()
+            .filter(|_| value >= min)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "LoadShedder: {field} must be an int >= {min}, got {value}"
+                ))
+            })
+    };
+    let window = |field: &str, value: i64| {
+        u32::try_from(value)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "LoadShedder: {field} must be an int >= 1, got {value}"
+                ))
+            })
+    };
+    let limit = match limit {
+        Some(n) => Limit::Fixed(count("limit", n, 1)?),
+        None => Limit::Gradient(Gradient {
+            initial: initial_limit,
+            min: min_limit,
+            max: max_limit,
+            smoothing,
+            tolerance,
+            long_window: window("long_window", long_window)?,
+            warmup: window("warmup", warmup)?,
+        }),
+    };
+    Ok(ShedConfig {
+        limit,
+        max_waiting: count("max_waiting", max_waiting, 0)?,
+        max_wait,
+    })
+}
+
+fn criticality(name: &str) -> PyResult<Criticality> {
+    Criticality::parse(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "criticality {name:?} is not one of critical_plus, critical, sheddable_plus, sheddable"
+        ))
+    })
+}
+
+#[pymethods]
+impl PyLoadShedder {
+    #[new]
+    #[pyo3(signature = (
+        limit = None, *, initial_limit = 20.0, min_limit = 1.0, max_limit = 1000.0,
+        smoothing = 0.2, tolerance = 1.5, long_window = 600, warmup = 10,
+        max_waiting = 50, max_wait = 0.1
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        limit: Option<i64>,
+        initial_limit: f64,
+        min_limit: f64,
+        max_limit: f64,
+        smoothing: f64,
+        tolerance: f64,
+        long_window: i64,
+        warmup: i64,
+        max_waiting: i64,
+        max_wait: f64,
+    ) -> PyResult<Self> {
+        let config = shed_config(
+            limit,
+            initial_limit,
+            min_limit,
+            max_limit,
+            smoothing,
+            tolerance,
+            long_window,
+            warmup,
+            max_waiting,
+            max_wait,
+        )?;
+        Ok(Self {
+            inner: Shedder::new(config).map_err(value_error)?,
+        })
+    }
+
+    #[getter]
+    fn limit(&self) -> f64 {
+        self.inner.limit()
+    }
+
+    #[getter]
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight()
+    }
+
+    #[getter]
+    fn waiting(&self) -> usize {
+        self.inner.waiting()
+    }
+
+    /// `(kind, ticket, evicted)`: `admitted`, `queued` or `shed`.
+    fn acquire(
+        &mut self,
+        now: f64,
+        criticality_: &str,
+    ) -> PyResult<(&'static str, Option<u64>, Option<u64>)> {
+        Ok(match self.inner.acquire(now, criticality(criticality_)?) {
+            shed::Admission::Admitted => ("admitted", None, None),
+            shed::Admission::Queued { ticket, evicted } => ("queued", Some(ticket), evicted),
+            shed::Admission::Shed => ("shed", None, None),
+        })
+    }
+
+    #[pyo3(signature = (latency = None))]
+    fn release(&mut self, latency: Option<f64>) -> Vec<u64> {
+        self.inner.release(latency)
+    }
+
+    fn expired(&mut self, now: f64) -> Vec<u64> {
+        self.inner.expired(now)
+    }
+
+    fn cancel(&mut self, ticket: u64) -> bool {
+        self.inner.cancel(ticket)
+    }
+
+    #[pyo3(signature = (
+        limit = None, *, initial_limit = 20.0, min_limit = 1.0, max_limit = 1000.0,
+        smoothing = 0.2, tolerance = 1.5, long_window = 600, warmup = 10,
+        max_waiting = 50, max_wait = 0.1
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn reconfigure(
+        &mut self,
+        limit: Option<i64>,
+        initial_limit: f64,
+        min_limit: f64,
+        max_limit: f64,
+        smoothing: f64,
+        tolerance: f64,
+        long_window: i64,
+        warmup: i64,
+        max_waiting: i64,
+        max_wait: f64,
+    ) -> PyResult<(Vec<u64>, Vec<u64>)> {
+        let config = shed_config(
+            limit,
+            initial_limit,
+            min_limit,
+            max_limit,
+            smoothing,
+            tolerance,
+            long_window,
+            warmup,
+            max_waiting,
+            max_wait,
+        )?;
+        self.inner.reconfigure(config).map_err(value_error)
+    }
+
+    /// Requests admitted and shed, by criticality.
+    fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.inner.counts();
+        let d = PyDict::new(py);
+        for (key, values) in [("admitted", c.admitted), ("shed", c.shed)] {
+            let by = PyDict::new(py);
+            for (level, n) in Criticality::ALL.iter().zip(values) {
+                by.set_item(level.as_str(), n)?;
+            }
+            d.set_item(key, by)?;
+        }
         Ok(d)
     }
 }

@@ -15,5 +15,6 @@ pub mod bulkhead;
 pub mod outlier;
 pub mod ratelimit;
 pub mod rng;
+pub mod shed;
 pub mod split;
 pub mod window;

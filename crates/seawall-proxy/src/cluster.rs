@@ -26,9 +26,11 @@ use crate::events::Events;
 use crate::metrics::{Counter, Metrics};
 use crate::ratelimit::Limiter;
 use crate::runtime::BuildError;
+use crate::shedding::Gate;
 use crate::spec;
 use crate::tls::{OriginTls, Secure, UpstreamTls};
 use crate::upstream::{Pool, PoolLimits, Target};
+use seawall_policy::shed::ShedConfig;
 
 /// A pool limit was reached; the `x-seawall-overflow` value names it.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +145,8 @@ pub struct Cluster {
     limiter: Mutex<Option<Limiter>>,
     /// Whether there is a rate limit (read on every request without the lock).
     limited: AtomicBool,
+    /// Inbound: the concurrency limit in front of the app (`None`: off).
+    gate: RwLock<Option<Arc<Gate>>>,
     /// Recent latencies of answered attempts (the hedge's percentile).
     latencies: Mutex<Latencies>,
     /// Whether they are wanted (a hedge on a percentile): recorded only then.
@@ -219,6 +223,7 @@ struct Settings {
     tls: Option<spec::OriginTls>,
     rate_limit: Option<spec::RateLimit>,
     hedge: Option<spec::Hedge>,
+    shedding: Option<ShedConfig>,
 }
 
 impl Settings {
@@ -299,6 +304,16 @@ impl Settings {
             tls: spec.tls.clone(),
             rate_limit: spec.rate_limit.clone(),
             hedge: spec.hedge.clone(),
+            shedding: match &spec.shedding {
+                None => None,
+                Some(s) => {
+                    let config = s.config();
+                    config
+                        .validate()
+                        .map_err(|e| BuildError(format!("{name}: shedding: {e}")))?;
+                    Some(config)
+                }
+            },
             pool: PoolLimits {
                 max_connections: bh.max_connections,
                 max_pending: bh.max_pending,
@@ -397,6 +412,13 @@ impl Cluster {
                     .map_err(|e| BuildError(format!("{name}: rate_limit: {e}")))?,
             ),
         };
+        let gate = match &settings.shedding {
+            None => None,
+            Some(config) => Some(Arc::new(
+                Gate::new(&spec.name, *config, clock, metrics)
+                    .map_err(|e| BuildError(format!("{name}: shedding: {e}")))?,
+            )),
+        };
         let m_breaker_state =
             State::ALL.map(|s| metrics.breaker_state.labels(&[&name, s.as_str()]));
         if breaker.is_some() {
@@ -409,6 +431,7 @@ impl Cluster {
             origin,
             limited: AtomicBool::new(limiter.is_some()),
             limiter: Mutex::new(limiter),
+            gate: RwLock::new(gate),
             latencies: Mutex::new(Latencies::default()),
             timed: AtomicBool::new(wants_latencies(spec.hedge.as_ref())),
             endpoints: RwLock::new(Arc::new(endpoints)),
@@ -630,6 +653,23 @@ impl Cluster {
             }
             self.limited.store(limiter.is_some(), Ordering::Release);
         }
+        if new.shedding != old.shedding {
+            let mut gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+            match (gate.as_ref(), &new.shedding) {
+                // what is in flight and queued carries over (checked in plan(): cannot fail)
+                (Some(g), Some(config)) => {
+                    let _ = g.reconfigure(*config);
+                }
+                (_, Some(config)) => {
+                    let service = self.name.trim_start_matches("inbound:");
+                    *gate = Gate::new(service, *config, self.clock, &self.metrics)
+                        .ok()
+                        .map(Arc::new);
+                }
+                // the slots held keep the old gate until they end
+                (_, None) => *gate = None,
+            }
+        }
         self.timed
             .store(wants_latencies(new.hedge.as_ref()), Ordering::Release);
         if new.pool != old.pool {
@@ -674,6 +714,11 @@ impl Cluster {
             Some(limiter) => limiter.admit(caller, now),
             None => Ok(()),
         }
+    }
+
+    /// Inbound: the concurrency limit in front of the app, if there is one.
+    pub fn gate(&self) -> Option<Arc<Gate>> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The clock its policies are told the time by.

@@ -35,10 +35,12 @@ use crate::client::{self, ExchangeError, Outbound, ResponseBody};
 use crate::cluster::{Active, Cluster, Overflow};
 use crate::route::{chance, decide_fault, shadow_host, FaultDecision, Route};
 use crate::runtime::{Destination, External, RoutePolicy, Runtime};
+use crate::shedding::{self, Slot};
 use crate::spans::{self, RequestSpan};
 use crate::spec::EgressMode;
 use crate::tls::UpstreamTls;
 use crate::upstream::ConnectError;
+use seawall_policy::shed::Criticality;
 
 /// `x-seawall-deadline-ms`: time left for the whole request, relative.
 pub const DEADLINE: HeaderName = HeaderName::from_static("x-seawall-deadline-ms");
@@ -102,6 +104,7 @@ impl Local {
                 "x-seawall-overflow" => return "overflow",
                 "x-seawall-fault" => return "fault_injected",
                 "x-seawall-ratelimit" => return "rate_limited",
+                "x-seawall-shed" => return "load_shed",
                 _ => {}
             }
         }
@@ -141,6 +144,8 @@ pub struct Prepared {
     pub fault: Option<FaultDecision>,
     /// The subset the route's split chose (an index of its `subsets`).
     pub subset: Option<usize>,
+    /// Its `x-seawall-criticality`, else its route's, else `critical`.
+    pub criticality: Criticality,
 }
 
 impl Prepared {
@@ -208,6 +213,10 @@ pub struct Upstream {
     pub active: Active,
     /// Longest silence from the upstream while its body streams.
     pub idle_timeout: Option<f64>,
+    /// Inbound: the request's slot under the service's concurrency limit,
+    /// held until the response ends (given back at a 101: a tunnel is not a
+    /// request the app is busy with).
+    pub slot: Option<Slot>,
 }
 
 // ------------------------------------------------------------------ steps 1-5
@@ -326,6 +335,9 @@ pub fn prepare(
         .clone();
     let policy = &route.data;
     span.name(|| format!("{} {}", head.method, policy.name));
+    // 2a. criticality: the caller's, else the route's default
+    let asked = shedding::requested(&head.headers).map_err(|why| Local::new(400, why))?;
+    let criticality = asked.or(policy.criticality).unwrap_or(shedding::DEFAULT);
     span.attributes(|a| {
         a.push(spans::s("seawall.destination", dest.name.as_str()));
         a.push(spans::s("seawall.route", policy.name.as_str()));
@@ -399,6 +411,13 @@ pub fn prepare(
             mesh.push((PEER, v));
         }
     }
+    // outbound, a route's default criticality goes with requests that set none
+    if let (None, Some(level), false) = (asked, policy.criticality, down.inbound) {
+        mesh.push((
+            shedding::CRITICALITY,
+            HeaderValue::from_static(level.as_str()),
+        ));
+    }
     // 5. fault injection (decided now, applied first thing in `forward`)
     let fault = policy
         .fault
@@ -427,7 +446,35 @@ pub fn prepare(
         may_retry,
         fault,
         subset,
+        criticality,
     })
+}
+
+/// The slot of a request the app answered (its latency is measured).
+fn answered(slot: Option<Slot>) -> Option<Slot> {
+    if let Some(s) = &slot {
+        s.answered();
+    }
+    slot
+}
+
+/// 503 for a request the concurrency limit shed: marked "do not retry" and
+/// with its criticality, on the answer and on the span.
+fn shed(rt: &Runtime, p: &Prepared, span: &RequestSpan) -> Local {
+    let level = p.criticality.as_str();
+    let now = rt.clock.now();
+    span.attributes(|a| a.push(spans::s("seawall.criticality", level)));
+    span.event(now, "seawall.shed", || {
+        vec![spans::s("seawall.criticality", level)]
+    });
+    rt.events
+        .emit("shed", &rt.service, &[("criticality", level.into())]);
+    Local::new(
+        503,
+        format!("'{}' is overloaded: a {level} request was shed", rt.service),
+    )
+    .with(HeaderName::from_static("x-seawall-shed"), level)
+    .overloaded()
 }
 
 /// 429 over a rate limit: `retry-after` in whole seconds, marked "do not retry".
@@ -843,6 +890,14 @@ pub async fn forward(
 ) -> Result<Upstream, Local> {
     let policy = &p.route.data;
     let clock = &rt.clock;
+    // inbound, the service's concurrency limit: the least critical wait or go first
+    let slot = match p.dest.cluster.gate() {
+        Some(gate) => match gate.enter(p.criticality, p.deadline).await {
+            Some(slot) => Some(slot),
+            None => return Err(shed(rt, p, span)),
+        },
+        None => None,
+    };
     // 5. fault injection: the delay (never past the deadline), then the abort
     if let Some(fault) = p.fault {
         if fault.delay > 0.0 {
@@ -950,6 +1005,7 @@ pub async fn forward(
                     body,
                     active,
                     idle_timeout: policy.idle_timeout,
+                    slot: answered(slot),
                 });
             }
             Attempt::Status(s, head, body) => {
@@ -1018,6 +1074,7 @@ pub async fn forward(
                     body: answer.1,
                     active,
                     idle_timeout: policy.idle_timeout,
+                    slot: answered(slot),
                 }),
                 Last::Failed(status, detail) => Err(Local::new(status, detail)),
             };

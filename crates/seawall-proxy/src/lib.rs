@@ -27,6 +27,7 @@ pub mod readbuf;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod shedding;
 pub mod sidecar;
 pub mod spans;
 pub mod spec;

@@ -428,6 +428,9 @@ pub struct Metrics {
     pub hedges: Family,
     pub rate_limited: Family,
     pub spans: Family,
+    pub shed: Family,
+    pub admitted: Family,
+    pub concurrency_limit: Family,
 }
 
 impl Default for Metrics {
@@ -529,6 +532,26 @@ impl Metrics {
                  dropped_tracing_off (a new config turned tracing off before export).",
                 &["outcome"],
             ),
+            shed: Family::new(
+                "seawall_shed",
+                Kind::Counter,
+                "Inbound requests shed by the service's concurrency limit (answered 503 with \
+                 x-seawall-overloaded: 1), by criticality: the least critical first.",
+                &["service", "criticality"],
+            ),
+            admitted: Family::new(
+                "seawall_shedding_admitted",
+                Kind::Counter,
+                "Inbound requests let through the service's concurrency limit, by criticality.",
+                &["service", "criticality"],
+            ),
+            concurrency_limit: Family::new(
+                "seawall_concurrency_limit",
+                Kind::Gauge,
+                "The inbound concurrency limit now (the adaptive one moves with the app's \
+                 latency).",
+                &["service"],
+            ),
         }
     }
 
@@ -561,7 +584,7 @@ impl Metrics {
         made
     }
 
-    fn families(&self) -> [&Family; 13] {
+    fn families(&self) -> [&Family; 16] {
         [
             &self.retries,
             &self.budget_exhausted,
@@ -576,6 +599,9 @@ impl Metrics {
             &self.hedges,
             &self.rate_limited,
             &self.spans,
+            &self.shed,
+            &self.admitted,
+            &self.concurrency_limit,
         ]
     }
 

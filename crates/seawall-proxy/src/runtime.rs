@@ -129,6 +129,8 @@ pub struct RoutePolicy {
     pub metrics: Arc<RouteMetrics>,
     /// The split's subsets, each with where its requests are counted.
     pub subsets: Vec<(String, Arc<RouteMetrics>)>,
+    /// The criticality of its requests that carry none.
+    pub criticality: Option<seawall_policy::shed::Criticality>,
 }
 
 impl RoutePolicy {
@@ -172,6 +174,10 @@ impl RoutePolicy {
             tunnel_idle_timeout: dest.tunnel_idle_timeout,
             // 6. hedged copies of a slow request (on the destination's budget)
             hedge: dest.hedge.clone(),
+            // 7. how much its requests matter under overload (checked with the spec)
+            criticality: route
+                .and_then(|r| r.criticality.as_deref())
+                .and_then(seawall_policy::shed::Criticality::parse),
             subsets: route
                 .and_then(|r| r.split.as_ref())
                 .map(|weights| {

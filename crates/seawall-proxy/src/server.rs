@@ -626,10 +626,12 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         mut body,
         active,
         idle_timeout,
+        slot,
     } = upstream;
     let status = answer.status;
     if let (101, Some(route)) = (status, upgrading) {
-        // `active` is held until the tunnel ends: it counts against max_requests
+        drop(slot); // a tunnel is not a request the app is busy with
+                    // `active` is held until the tunnel ends: it counts against max_requests
         *tunnelled = tunnel(c, &answer, body, route).await;
         drop(active);
         return (101, false, 0);

@@ -312,6 +312,50 @@ pub struct Destination {
     /// of its routes' histograms, beside the standard ones.
     #[serde(default)]
     pub latency_bounds: Vec<f64>,
+    /// Inbound: the concurrency limit in front of the app, shedding the
+    /// least critical first (`services.X.shedding`).
+    #[serde(default)]
+    pub shedding: Option<Shedding>,
+}
+
+/// `services.X.shedding`: a fixed `limit`, or (when it is `None`) the
+/// adaptive gradient's settings; the queue's length and longest wait.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shedding {
+    pub limit: Option<usize>,
+    pub initial_limit: f64,
+    pub min_limit: f64,
+    pub max_limit: f64,
+    pub smoothing: f64,
+    pub tolerance: f64,
+    pub long_window: u32,
+    pub warmup: u32,
+    pub max_waiting: usize,
+    pub max_wait: f64,
+}
+
+impl Shedding {
+    /// The shedder's settings.
+    pub fn config(&self) -> seawall_policy::shed::ShedConfig {
+        use seawall_policy::shed::{Gradient, Limit, ShedConfig};
+        ShedConfig {
+            limit: match self.limit {
+                Some(n) => Limit::Fixed(n),
+                None => Limit::Gradient(Gradient {
+                    initial: self.initial_limit,
+                    min: self.min_limit,
+                    max: self.max_limit,
+                    smoothing: self.smoothing,
+                    tolerance: self.tolerance,
+                    long_window: self.long_window,
+                    warmup: self.warmup,
+                }),
+            },
+            max_waiting: self.max_waiting,
+            max_wait: self.max_wait,
+        }
+    }
 }
 
 /// TLS to an external host: its certificate must name `server_name` and
@@ -391,6 +435,11 @@ impl Destination {
                 )));
             }
         }
+        if let Some(shed) = &self.shedding {
+            shed.config()
+                .validate()
+                .map_err(|e| SpecError(format!("{at}.shedding.{}: {}", e.field, e.reason)))?;
+        }
         if let Some(o) = &self.outlier {
             duration(&format!("{at}.outlier.interval"), o.interval)?;
             duration(&format!("{at}.outlier.ejection"), o.ejection)?;
@@ -402,6 +451,14 @@ impl Destination {
             r.retry.validate(&format!("{at}.retry"))?;
             if let Some(f) = &r.fault {
                 duration(&format!("{at}.fault.delay"), f.delay)?;
+            }
+            if let Some(c) = &r.criticality {
+                if seawall_policy::shed::Criticality::parse(c).is_none() {
+                    return Err(SpecError(format!(
+                        "{at}.criticality: {c:?} is not one of critical_plus, critical, \
+                         sheddable_plus, sheddable"
+                    )));
+                }
             }
         }
         Ok(())
@@ -520,6 +577,9 @@ pub struct Route {
     /// The route's own, or its destination's, resolved by Python.
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
+    /// The criticality of its requests that carry no `x-seawall-criticality`.
+    #[serde(default)]
+    pub criticality: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -165,6 +165,22 @@ def _routes(data: dict[Any, Any], services: dict[Any, Any]) -> Iterator[Found]:
                     if is_name(subset) and subset not in subsets:
                         yield _no_subset((*here, "split", subset), subset, dest, subsets)
             yield from _mirror(route.get("mirror"), (*here, "mirror"), services)
+            yield from _progressive(route, here)
+
+
+def _progressive(route: dict[Any, Any], here: Loc) -> Iterator[Found]:
+    """A progressive split's canary is a subset of its split, beside a baseline."""
+    progressive, split = route.get("progressive"), _dict(route.get("split"))
+    if not isinstance(progressive, dict) or not split:
+        return  # no canary to check, or no split: the schema says so
+    canary = progressive.get("canary")
+    names = ", ".join(str(name) for name in split)
+    if is_name(canary) and canary not in split:
+        loc: Loc = (*here, "progressive", "canary")
+        yield loc, f"not a subset of the route's split ({names})", repr(canary)
+    elif len(split) < 2:
+        message = f"needs a baseline beside the canary in the split ({names})"
+        yield (*here, "progressive"), message, None
 
 
 def _mirror(mirror: object, here: Loc, services: dict[Any, Any]) -> Iterator[Found]:

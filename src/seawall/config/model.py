@@ -88,6 +88,7 @@ __all__ = [
     "MeshConfig",
     "MirrorConfig",
     "OutlierConfig",
+    "ProgressiveConfig",
     "RateLimitConfig",
     "RetryConfig",
     "RouteConfig",
@@ -248,6 +249,62 @@ class AuthorizationConfig(_Section):
     rules: tuple[AuthorizationRule, ...] = ()
 
 
+Criticality = Literal["critical_plus", "critical", "sheddable_plus", "sheddable"]
+"""How much a request matters when its service is overloaded, most critical first."""
+
+
+def _shed_limit(value: object) -> int | str:
+    """A number of requests (an int, 1 to 1,000,000) or ``adaptive``."""
+    if value == "adaptive":
+        return "adaptive"
+    if isinstance(value, bool) or not isinstance(value, int):
+        invalid("must be a number of requests or 'adaptive'")
+    if not 1 <= value <= 1_000_000:
+        invalid("must be from 1 to 1000000 requests, or 'adaptive'")
+    return value
+
+
+class AdaptiveLimit(_Section):
+    """The adaptive concurrency limit, a gradient (Netflix concurrency-limits'
+    ``Gradient2``): it grows while the app's latency stays within ``tolerance`` times
+    its long-term average, and shrinks as the app slows down."""
+
+    initial: Annotated[Number, Field(ge=1, le=100_000)] = 20.0
+    """The limit before anything was measured."""
+    min: Annotated[Number, Field(ge=1, le=100_000)] = 1.0
+    max: Annotated[Number, Field(ge=1, le=100_000)] = 1000.0
+    smoothing: Annotated[Number, Field(gt=0, le=1)] = 0.2
+    """How much of each step's new limit is taken: small is steady, 1 is jumpy."""
+    tolerance: Annotated[Number, Field(ge=1, le=100)] = 1.5
+    """Latency up to this many times the long-term average is no sign of overload."""
+    long_window: Annotated[int, Strict(), Ge(1), Le(1_000_000)] = 600
+    """Requests the long-term average spans."""
+
+    @_model_validator(mode="after")
+    def _ordered(self) -> AdaptiveLimit:
+        if self.max < self.min:
+            invalid(f"max ({self.max:g}) must be >= min ({self.min:g})")
+        if not self.min <= self.initial <= self.max:
+            invalid(f"initial ({self.initial:g}) must be within [min, max]")
+        return self
+
+
+class SheddingConfig(_Section):
+    """The concurrency limit a service's inbound sidecar keeps in front of its app. At
+    the limit requests queue, most critical first; when the queue is full the least
+    critical are shed with 503 and ``x-seawall-overloaded: 1`` (no hop retries them)."""
+
+    limit: Annotated[int | str, BeforeValidator(_shed_limit)] = "adaptive"
+    """Requests in flight at the app at once: a number, or ``adaptive``."""
+    adaptive: AdaptiveLimit = AdaptiveLimit()
+    """The gradient's settings, when ``limit`` is ``adaptive``."""
+    max_waiting: CountOrZero = 50
+    """Requests queued for a slot; 0 sheds at once at the limit (then criticality
+    only chooses among arrivals, not waiters)."""
+    max_wait: Duration = 0.1
+    """Longest a request waits in the queue (never past its deadline)."""
+
+
 class ServiceConfig(_Section):
     """A service in the mesh: where its app listens and where its sidecar does."""
 
@@ -271,6 +328,9 @@ class ServiceConfig(_Section):
     rate_limit: RateLimitConfig | None = None
     """Inbound: requests per second its sidecar lets in from each caller (a bucket per
     caller identity, one shared by callers without one); beyond it 429 with ``retry-after``."""
+    shedding: SheddingConfig | None = None
+    """Inbound: a concurrency limit in front of its app that sheds the least critical
+    requests first (``x-seawall-criticality``); off by default."""
     trace_sample: Percent | None = None
     """Head sampling of the traces its sidecar starts (requests that arrive with no
     ``traceparent``); ``tracing.sample`` when unset. A continued trace keeps its caller's
@@ -630,6 +690,36 @@ class FaultConfig(_Section):
         return self
 
 
+class ProgressiveConfig(_Section):
+    """A canary judged by its budget: the control plane raises the ``canary`` subset's
+    weight through ``steps`` (percent, rising to 100, the promotion), at most one step
+    an ``interval``, while the canary burns budget no faster than the rest of the split
+    (``max_burn_ratio`` times the baseline's bad share, with a tolerance for small
+    counts), judged once each side has ``min_events`` requests in the step; it rolls
+    back to 0 at once when the canary burns faster. ``seawall.control.canary``."""
+
+    canary: Name | None = None
+    """The subset being rolled out; by default the split's lightest subset."""
+    steps: tuple[Percent, ...] = (1.0, 5.0, 25.0, 50.0, 100.0)
+    interval: PositiveDuration = 60.0
+    """The shortest a step lasts before it is judged and the next one taken."""
+    min_events: Count = 100
+    """Requests each side (canary, baseline) needs in a step before it is judged."""
+    max_burn_ratio: Annotated[Number, Field(gt=0, le=100)] = 1.0
+    """The canary may burn this many times as fast as the baseline (1: no faster)."""
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, steps: tuple[float, ...]) -> tuple[float, ...]:
+        if len(steps) < 2:
+            invalid("needs a step below 100 to judge, then 100")
+        if steps[0] <= 0 or any(steps[i + 1] <= steps[i] for i in range(len(steps) - 1)):
+            invalid("must rise strictly, each above 0")
+        if steps[-1] != 100:
+            invalid("must end with 100 (the promotion)")
+        return steps
+
+
 class RouteConfig(_Section):
     """A route of a destination: a match and what differs for the requests it matches."""
 
@@ -641,10 +731,16 @@ class RouteConfig(_Section):
     retry: RouteRetry | None = None
     split: Annotated[dict[Name, Percent], MinLen(1)] | None = None
     """Share of requests per subset of the destination, in percent; sums to 100."""
+    progressive: ProgressiveConfig | None = None
+    """Roll the split's canary out step by step (the control plane's weights, not
+    ``split``'s, while it runs)."""
     mirror: MirrorConfig | None = None
     fault: FaultConfig | None = None
     upgrades: tuple[UpgradeProtocol, ...] | None = None
     """Overrides the destination's ``upgrades`` for the requests this route matches."""
+    criticality: Criticality | None = None
+    """For its requests that carry no ``x-seawall-criticality``: set by the caller's
+    sidecar, and read by the service's own (its shedding); ``critical`` when unset."""
 
     @field_validator("split")
     @classmethod
@@ -654,6 +750,26 @@ class RouteConfig(_Section):
             if abs(total - 100) > 1e-6:
                 invalid("weights must sum to 100", got=f"{total:g}")
         return split
+
+    @field_validator("progressive")
+    @classmethod
+    def _needs_a_split(
+        cls, progressive: ProgressiveConfig | None, info: ValidationInfo
+    ) -> ProgressiveConfig | None:
+        if progressive is None:
+            return None
+        split = _earlier(info, "split")
+        if split is None:
+            if "split" not in info.data:  # the split is wrong: reported there
+                return progressive
+            invalid("needs a split of the destination's subsets: the canary and a baseline")
+        if progressive.canary is None:
+            lightest = min(split.values())
+            named = [name for name, weight in split.items() if weight == lightest]
+            if len(named) != 1:
+                invalid(f"name the canary: {', '.join(named)} weigh the same")
+            return progressive.model_copy(update={"canary": named[0]})
+        return progressive
 
 
 # ---------------------------------------------------------------- policy per destination

@@ -29,7 +29,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -46,7 +46,7 @@ from ..config import (
 from ..config.report import issue_to_dict
 from ..config.units import parse_duration
 from .ca import ForeignNameError
-from .snapshot import Publisher, Snapshot, services_view, status_view
+from .snapshot import Publisher, Snapshot, SplitOverride, services_view, status_view
 from .store import ConfigRecord, Instance, InstanceConflict, SidecarStatus, Store, StoreError
 from .tokens import Tokens
 
@@ -292,8 +292,9 @@ ROUTES: tuple[Route, ...] = (
         "/v1/status",
         "none",
         "status",
-        "The current config version and every sidecar's, laggards marked.",
-        answers={200: "{config_version, digest, sidecars: [...]}"},
+        "The current config version and every sidecar's, laggards marked; every progressive "
+        "split's rollout: its phase, weights, the step's figures and its decisions.",
+        answers={200: "{config_version, digest, sidecars: [...], rollouts: [...]}"},
     ),
     Route(
         "GET",
@@ -311,7 +312,8 @@ ROUTES: tuple[Route, ...] = (
         "slo_history",
         "How an objective's budget was spent over its period: per step (query `step`, a "
         "duration; by default a day, or an hour for a period of two days or less), its "
-        "requests, bad ones, burn rate and the budget left at its end.",
+        "requests, bad ones, burn rate and the budget left at its end; query `since` (Unix "
+        "seconds): only the rows from then on.",
         answers={200: "{name, target, now, rows: [...]}", 400: "bad step", 404: "no such"},
     ),
     Route(
@@ -424,7 +426,10 @@ class ControlAPI:
         self.publishes = 0  # snapshots published (etag changes) since start
         self.closing = False  # stopping: long-polls answer at once
         self.slo_report: Callable[[], dict[str, Any]] | None = None  # the SLO monitor's
-        self.slo_history_of: Callable[[str, float | None], dict[str, Any] | None] | None = None
+        self.slo_history_of: (
+            Callable[[str, float | None, float | None], dict[str, Any] | None] | None
+        ) = None
+        self.rollouts_view: Callable[[], list[dict[str, Any]]] | None = None  # the canaries'
 
     @property
     def snapshot(self) -> Snapshot:
@@ -492,6 +497,12 @@ class ControlAPI:
                 waiter.set_result(None)
         if len(waiters) > WAKE_CHUNK:
             asyncio.get_running_loop().call_later(WAKE_SPACING, self._wake, waiters[WAKE_CHUNK:])
+
+    def set_splits(self, overrides: Sequence[SplitOverride]) -> None:
+        """Push these effective splits (the canary controller's weights) at once, as a
+        new snapshot of the same config version (:meth:`Publisher.set_splits`)."""
+        if self.publisher.set_splits(overrides):
+            self.registry_changed(now=True)
 
     def close(self) -> None:
         """The server is stopping: answer every long-poll now (what is pending is published
@@ -864,7 +875,9 @@ class ControlAPI:
     async def status(self, call: Call) -> tuple[int, Any]:
         """GET /v1/status"""
         statuses = await self.store.statuses()
-        return 200, status_view(self.config, statuses, self._wall(), self.registry.instances())
+        view = status_view(self.config, statuses, self._wall(), self.registry.instances())
+        view["rollouts"] = self.rollouts_view() if self.rollouts_view is not None else []
+        return 200, view
 
     async def slos(self, call: Call) -> tuple[int, Any]:
         """GET /v1/slos"""
@@ -885,7 +898,15 @@ class ControlAPI:
                 raise ApiError(
                     400, f"query.step: must be from 1m to 31d, got {call.query['step']!r}"
                 )
-        found = None if self.slo_history_of is None else self.slo_history_of(name, step)
+        since = None
+        if "since" in call.query:
+            try:
+                since = float(call.query["since"])
+            except ValueError:
+                since = math.nan
+            if not math.isfinite(since):
+                raise ApiError(400, f"query.since: Unix seconds, got {call.query['since']!r}")
+        found = None if self.slo_history_of is None else self.slo_history_of(name, step, since)
         if found is None:
             raise ApiError(404, f"no objective {name!r} (seawall slo lists them)")
         return 200, found

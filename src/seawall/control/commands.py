@@ -261,6 +261,51 @@ def _status_text(data: dict[str, Any], out: TextIO) -> None:
     if len(edges) > 1:
         out.write("\n")
         _table(edges, out)
+    _rollouts_text(data.get("rollouts") or [], out)
+
+
+_PHASES = {"pending": "pending", "progressing": "progressing", "promoted": "PROMOTED",
+           "rolled_back": "ROLLED BACK"}  # fmt: skip
+
+
+def _figures(c: dict[str, Any]) -> str:
+    """A comparison of ``GET /v1/status``'s rollouts, as one line."""
+
+    def side(s: dict[str, Any]) -> str:
+        share = "-" if s.get("ratio") is None else f"{100 * s['ratio']:.2f}%"
+        burn = "" if s.get("burn") is None else f", burn {s['burn']:.1f}x"
+        return f"{s['bad']:.0f} bad of {s['total']:.0f} ({share}{burn})"
+
+    text = f"{c['judge']}: canary {side(c['canary'])}, baseline {side(c['baseline'])}"
+    if c.get("allowed_bad") is not None:
+        text += f"; canary allowed {c['allowed_bad']:.1f} bad"
+    return text
+
+
+def _rollouts_text(rollouts: list[dict[str, Any]], out: TextIO) -> None:
+    """Each progressive split: where it is, then every decision with its reason."""
+    if not rollouts:
+        return
+    rows = [["ROLLOUT", "CANARY", "WEIGHT", "STEP", "PHASE", "SINCE"]]
+    for r in rollouts:
+        steps = r["steps"]
+        step = f"{r['step'] + 1}/{len(steps)}" if r["step"] >= 0 else "-"
+        weight = "-" if r["weight"] is None else f"{r['weight']:g}%"
+        since = r.get("step_started_at")
+        ago = "-" if since is None else _ago(max(0.0, time.time() - since))
+        rows.append([f"{r['destination']}/{r['route']}", r["canary"], weight, step,
+                     _PHASES.get(r["phase"], r["phase"]), ago])  # fmt: skip
+    out.write("\n")
+    _table(rows, out)
+    for r in rollouts:
+        out.write(f"{r['destination']}/{r['route']}: {r['canary']} against "
+                  f"{', '.join(r['baseline'])}, steps {', '.join(f'{s:g}%' for s in r['steps'])}"
+                  f" every {r['interval']:g}s, judged on {', '.join(r['judges'])}\n")  # fmt: skip
+        for d in r["decisions"]:
+            when = dt.datetime.fromtimestamp(d["at"], dt.UTC).strftime("%H:%M:%S")
+            out.write(f"  {when}  {d['action']:<8}  {d['reason']}\n")
+        for c in r.get("current") or []:
+            out.write(f"  this step so far: {_figures(c)}\n")
 
 
 def status(

@@ -16,6 +16,7 @@ The state directory holds::
     ca.pem          the mesh CA certificate (unless --ca-cert is given)
     ca-key.pem      its private key, 0600 (unless --ca-key is given)
     control-url     where the last started server listens (read by the CLI)
+    canaries.json   the progressive splits' rollouts (seawall.control.rollouts)
 
 Several replicas share one mesh by sharing the etcd store and the state
 directory's secrets (copy ``admin-token``, ``join-secret`` and the CA files,
@@ -42,6 +43,7 @@ from ..telemetry.store import TraceStoreError
 from .api import ControlAPI
 from .ca import CertificateAuthority
 from .http_server import HttpServer
+from .rollouts import CanaryController
 from .store import Store, StoreError
 from .tokens import Tokens
 
@@ -73,6 +75,7 @@ class ControlServer:
         self.store = store
         self.slo_interval = slo_interval
         self.slo: SloMonitor | None = None
+        self.canaries: CanaryController | None = None
         self.state_dir = state_dir
         self.host = host
         self.port = port
@@ -121,6 +124,11 @@ class ControlServer:
         await self.store.open()
         api = ControlAPI(self.store, self.tokens, self._issue, self._ca_pem)
         self.api = api
+        canaries = CanaryController(api.set_splits, state_file=self.state_dir / "canaries.json")
+        self.canaries = canaries
+        # the rollouts' weights go out with the first snapshot: a restart never sends the
+        # sidecars back to the document's weights
+        api.publisher.set_splits(canaries.saved_overrides())
         await api.refresh()
         # The CA exists from the first start (created now if it does not).
         self._ca_pem()
@@ -136,6 +144,9 @@ class ControlServer:
             store=SloHistory(self.state_dir / "slo.db"),
         )
         api.slo_report = self.slo.report
+        api.rollouts_view = canaries.view
+        self.slo.on_pages = lambda pages: canaries.pages(api.mesh, pages)
+        self.slo.pages_wanted = lambda: canaries.wanted(api.mesh)
         api.slo_history_of = self.slo.history
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(api.follow()), loop.create_task(self.slo.run())]
@@ -206,7 +217,9 @@ async def _serve(server: ControlServer, traces: tuple[str, int] | None = None) -
         store = TraceStore(server.state_dir / "traces.db")
         # the UI reads the breaker and outlier state from the applied mesh's sidecars
         mesh = server.api.mesh if server.api is not None else None
-        ui = UiConfig.from_mesh(mesh) if mesh is not None else None
+        ui = UiConfig(control_url=server.url)  # the SLO page reads this control plane's
+        if mesh is not None:
+            ui = UiConfig.from_mesh(mesh, control_url=server.url)
         collector = CollectorServer(Collector(store, extra=ui_routes(store, ui)))
         await collector.start(*traces)
         _log(f"traces: serving http://{traces[0]}:{collector.port} (OTLP /v1/traces, /api/, /ui/)")

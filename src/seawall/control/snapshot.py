@@ -15,6 +15,15 @@
   body is assembled from per-service fragments cached until their service
   changes, so building it after one registration re-serializes one service.
 
+  **Effective splits.** While a progressive split rolls out
+  (:mod:`seawall.control.canary`), the weights the sidecars run are the
+  controller's, not the applied document's: :meth:`Publisher.set_splits`
+  overrides them in the pushed document (the config's version and digest
+  stay the applied ones: mesh.yaml stays the user's intent), and the etag
+  changes with them, so the sidecars take the new weights as they take a new
+  config. An override names the route's ``split`` and ``progressive`` as the
+  document has them, and applies only while they are still those.
+
 * :func:`services_view` and :func:`status_view`: what ``seawall services``
   and ``seawall status`` print (health from the sidecars' ejection reports,
   sidecars that lag behind the current version).
@@ -41,7 +50,14 @@ from typing import Any
 from .store import ConfigRecord, Instance, SidecarStatus
 from .store.registry import Registry, endpoint_entry
 
-__all__ = ["Publisher", "Snapshot", "services_view", "status_view"]
+__all__ = [
+    "Publisher",
+    "Snapshot",
+    "SplitOverride",
+    "route_identity",
+    "services_view",
+    "status_view",
+]
 
 HISTORY = 256
 """How many past etags a delta can start from."""
@@ -55,10 +71,31 @@ class Snapshot:
     config_version: int  # 0 when no config was applied yet
     config_digest: str
     registry_revision: int
+    splits: str = ""  # the effective splits' hash ("" when the document's own apply)
 
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class SplitOverride:
+    """The weights a route's split runs with instead of the document's, while the route's
+    ``split`` and ``progressive`` are still what they were (:func:`route_identity`)."""
+
+    destination: str
+    route: str
+    """The route's name as the sidecars give it (``route<i>`` for an unnamed one)."""
+    declared: str
+    """:func:`route_identity` of the route the override was made for."""
+    weights: dict[str, float]
+
+
+def route_identity(route: dict[str, Any]) -> str:
+    """What a route's rollout is about: its ``split`` and ``progressive`` as the document
+    (or ``RouteConfig.model_dump(mode="json")``) has them, canonical."""
+    found = {"split": route.get("split"), "progressive": route.get("progressive")}
+    return json.dumps(found, sort_keys=True, separators=(",", ":"))
 
 
 def _sorted_entries(instances: Sequence[Instance] | Any) -> list[dict[str, Any]]:
@@ -72,6 +109,9 @@ class Publisher:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.config: ConfigRecord | None = None
+        self._document: dict[str, Any] | None = None
+        self._overrides: tuple[SplitOverride, ...] = ()
+        self._splits = ""  # the hash of the overrides the pushed document has
         self._config_json = b"null"
         self._fragments: dict[str, tuple[int, bytes]] = {}  # service -> (revision, fragment)
         self._history: OrderedDict[str, Snapshot] = OrderedDict()
@@ -82,14 +122,33 @@ class Publisher:
 
     def set_config(self, config: ConfigRecord | None, document: dict[str, Any] | None) -> None:
         """The config to push from now on (``document`` is ``config.document`` parsed)."""
-        self.config = config
+        old, self.config = self.config, config
         if config is None:
-            self._config_json = b"null"
-        else:
-            parsed = document if document is not None else json.loads(config.document)
-            self._config_json = _dumps(
-                {"version": config.version, "digest": config.digest, "document": parsed}
-            )
+            self._document = None
+        elif document is not None:
+            self._document = document
+        elif self._document is None or old is None or old.digest != config.digest:
+            self._document = json.loads(config.document)
+        self._render()
+
+    def set_splits(self, overrides: Sequence[SplitOverride]) -> bool:
+        """Push these weights instead of the document's (see the module); ``True`` if the
+        pushed document changes (then :meth:`publish`)."""
+        before = self._splits
+        self._overrides = tuple(overrides)
+        self._render()
+        return self._splits != before
+
+    def _render(self) -> None:
+        config, document = self.config, self._document
+        if config is None or document is None:
+            self._config_json, self._splits = b"null", ""
+            return
+        effective, applied = _with_splits(document, self._overrides)
+        self._splits = hashlib.sha256(_dumps(applied)).hexdigest()[:16] if applied else ""
+        self._config_json = _dumps(
+            {"version": config.version, "digest": config.digest, "document": effective}
+        )
 
     def pending(self) -> bool:
         """Whether the config or the registry changed since the last :meth:`publish`."""
@@ -98,6 +157,7 @@ class Publisher:
             self.registry.revision != self.current.registry_revision
             or (c.version if c else 0) != self.current.config_version
             or (c.digest if c else "") != self.current.config_digest
+            or self._splits != self.current.splits
         )
 
     def publish(self) -> bool:
@@ -152,7 +212,9 @@ class Publisher:
             return None
         now = self.current
         document: dict[str, Any] = {"etag": now.etag, "base": base}
-        if (start.config_version, start.config_digest) != (now.config_version, now.config_digest):
+        if (start.config_version, start.config_digest, start.splits) != (
+            now.config_version, now.config_digest, now.splits
+        ):  # fmt: skip
             document["config"] = json.loads(self._config_json)
         document["changes"] = {
             service: {
@@ -170,15 +232,45 @@ class Publisher:
     def _make(self) -> Snapshot:
         c = self.config
         version, digest = (c.version, c.digest) if c else (0, "")
-        identity = f"{version}|{digest}|{self.registry.content_hash:032x}"
+        splits = f"{self._splits}|" if self._splits else ""  # (none: the etag as before)
+        identity = f"{version}|{digest}|{splits}{self.registry.content_hash:032x}"
         etag = hashlib.sha256(identity.encode()).hexdigest()[:24]
-        return Snapshot(etag, version, digest, self.registry.revision)
+        return Snapshot(etag, version, digest, self.registry.revision, self._splits)
 
     def _remember(self, snapshot: Snapshot) -> None:
         self._history[snapshot.etag] = snapshot
         self._history.move_to_end(snapshot.etag)
         while len(self._history) > HISTORY:
             self._history.popitem(last=False)
+
+
+def _with_splits(
+    document: dict[str, Any], overrides: Sequence[SplitOverride]
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """``document`` with the overrides that still apply (copies of what they change), and
+    those overrides as ``[destination, route, weights]``, sorted."""
+    policies = document.get("policies")
+    if not overrides or not isinstance(policies, dict):
+        return document, []
+    changed: dict[str, Any] = {}
+    applied: list[list[Any]] = []
+    for o in overrides:
+        policy = changed.get(o.destination, policies.get(o.destination))
+        routes = policy.get("routes") if isinstance(policy, dict) else None
+        if not isinstance(routes, list):
+            continue
+        for index, route in enumerate(routes):
+            name = route.get("name") or f"route{index}"
+            if name != o.route or route_identity(route) != o.declared:
+                continue
+            routes = list(routes)
+            routes[index] = {**route, "split": dict(o.weights)}
+            changed[o.destination] = {**(policy or {}), "routes": routes}
+            applied.append([o.destination, o.route, o.weights])
+            break
+    if not changed:
+        return document, []
+    return {**document, "policies": {**policies, **changed}}, sorted(applied)
 
 
 def services_view(

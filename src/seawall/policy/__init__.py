@@ -47,6 +47,7 @@ from .hedge import Hedge
 from .pipeline import Pipeline
 from .ratelimit import RateLimiter
 from .retry import Retry, RetryDetails, RetryHook, StopReason, current_attempt
+from .shed import Admission, Criticality, LoadShedder, ShedSettings
 from .throttle import AdaptiveThrottle, ThrottleMetrics
 
 __all__ = [
@@ -60,9 +61,11 @@ __all__ = [
     "Fallback",
     "Hedge",
     "KeyedBulkhead",
+    "LoadShedder",
     "RateLimiter",
     "Retry",
     "RetryBudget",
+    "ShedSettings",
     "Timeout",
     # backoff strategies
     "Backoff",
@@ -79,10 +82,12 @@ __all__ = [
     "encode_deadline",
     "remaining",
     # observation
+    "Admission",
     "BreakerListener",
     "BreakerMetrics",
     "BreakerState",
     "BulkheadMetrics",
+    "Criticality",
     "RetryDetails",
     "RetryHook",
     "StopReason",

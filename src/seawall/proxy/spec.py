@@ -40,6 +40,7 @@ from ..config.model import (
     DestinationPolicy,
     EndpointConfig,
     RouteConfig,
+    SheddingConfig,
 )
 
 __all__ = ["SPEC_VERSION", "EndpointSpec", "destination_spec", "main", "sidecar_spec"]
@@ -84,6 +85,7 @@ def _route(index: int, policy: DestinationPolicy, rc: RouteConfig) -> dict[str, 
         else {"to": rc.mirror.to, "subset": rc.mirror.subset, "percent": rc.mirror.percent},
         "fault": fault,
         "upgrades": list(policy.upgrades if rc.upgrades is None else rc.upgrades),
+        "criticality": rc.criticality,
     }
 
 
@@ -132,8 +134,28 @@ def destination_spec(
     spec = _destination(name, policy, endpoints, inbound=inbound)
     if inbound and svc.rate_limit is not None:  # the service's own limit, per caller
         spec["rate_limit"] = rate_limit_settings(svc.rate_limit)
+    if inbound and svc.shedding is not None:  # the concurrency limit in front of the app
+        spec["shedding"] = shedding_settings(svc.shedding)
     spec["latency_bounds"] = latency_bounds(config, name, inbound=inbound)
     return spec
+
+
+def shedding_settings(shedding: SheddingConfig) -> dict[str, Any]:
+    """``services.X.shedding`` as the core's shedder takes it (the keywords of
+    :class:`seawall.policy.shed.LoadShedder`)."""
+    a = shedding.adaptive
+    return {
+        "limit": None if shedding.limit == "adaptive" else shedding.limit,
+        "initial_limit": a.initial,
+        "min_limit": a.min,
+        "max_limit": a.max,
+        "smoothing": a.smoothing,
+        "tolerance": a.tolerance,
+        "long_window": a.long_window,
+        "warmup": 10,
+        "max_waiting": shedding.max_waiting,
+        "max_wait": shedding.max_wait,
+    }
 
 
 def latency_bounds(config: MeshConfig, service: str, *, inbound: bool) -> list[float]:

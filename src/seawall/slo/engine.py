@@ -5,23 +5,26 @@ objective and one :class:`~seawall.slo.alerts.AlertTracker`. The control
 plane's scraper gives it each sidecar's page (:meth:`SloEngine.scrape`: the
 sidecar's id, its service, the text, the time) and, on its interval, asks
 :meth:`SloEngine.evaluate` for every objective's and journey's status and the
-notices to send. A sidecar that leaves the registry is
-:meth:`forgotten <SloEngine.forget>`; a new config (:meth:`SloEngine.apply`)
-keeps the series of every objective it leaves as it was, so a config change
-elsewhere in mesh.yaml loses no history.
+notices to send; each objective keeps the last few exemplars of its bad
+requests that the pages showed (:meth:`SloEngine.exemplars`). A sidecar that
+leaves the registry is :meth:`forgotten <SloEngine.forget>`; a new config
+(:meth:`SloEngine.apply`) keeps the series of every objective it leaves as it
+was, so a config change elsewhere in mesh.yaml loses no history.
 
 Sans-I/O: nothing here reads a clock, a socket or a file.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..config.model import SloConfig
 from .alerts import AlertTracker, Notice
 from .evaluate import Objective, ObjectiveStatus, SliceVerdicts, evaluate, journey, objectives
-from .scrape import MetricsError, PageIndex, counters, parse
+from .exemplars import BadExemplar, RecentExemplars, newest
+from .scrape import MetricsError, PageIndex, bad_exemplars, counters, parse
 from .series import EventSeries
 from .windows import period
 
@@ -34,6 +37,7 @@ class _Tracked:
     slo: SloConfig
     series: EventSeries
     slices: SliceVerdicts | None
+    exemplars: RecentExemplars = field(default_factory=RecentExemplars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class SloEngine:
         try:
             index = PageIndex(parse(page))
             readings = []
+            examples: list[tuple[RecentExemplars, list[BadExemplar]]] = []
             for tracked in self._tracked.values():
                 found = counters(tracked.objective, tracked.slo, service, index)
                 if found is not None:
@@ -111,12 +116,28 @@ class SloEngine:
                     if not (total >= 0 and total != float("inf")):
                         raise MetricsError(f"{tracked.objective.name}: a counter of {total}")
                     readings.append((tracked.series, total, bad))
+                    if index.exemplars:
+                        bad_ones = bad_exemplars(tracked.objective, tracked.slo, service, index, t)
+                        examples.append((tracked.exemplars, bad_ones))
             for series, total, bad in readings:
                 series.observe(source, t, total, bad)
+            for keeper, bad_ones in examples:
+                keeper.add(bad_ones)
         except (MetricsError, ValueError) as exc:
             self.malformed += 1
             return f"{source}: {exc}"
         return None
+
+    def exemplars(self, name: str) -> list[BadExemplar]:
+        """The last exemplars of objective ``name``'s bad requests, newest first; a
+        journey's are its objectives'. :class:`KeyError` if there is no such name."""
+        tracked = self._tracked.get(name)
+        if tracked is not None:
+            return tracked.exemplars.items
+        slo = self._journeys[name]
+        assert slo.journey is not None
+        of = slo.journey.of
+        return newest(t.exemplars.items for t in self._tracked.values() if t.objective.slo in of)
 
     def forget(self, source: str) -> None:
         """``source`` left the registry: gone, not missing."""
@@ -146,11 +167,17 @@ class SloEngine:
 
 
 def history(
-    objective: Objective, series: EventSeries, now: float, step: float | None = None
+    objective: Objective,
+    series: EventSeries,
+    now: float,
+    step: float | None = None,
+    since: float | None = None,
 ) -> list[dict[str, float | None]]:
     """How an objective's budget was spent over its period up to ``now``: per ``step``
     (by default a day, or an hour for a period of two days or less), the interval's
-    requests, bad ones and burn rate, and the budget left at its end."""
+    requests, bad ones and burn rate, and the budget left at its end. ``since``: only
+    the rows from the one holding that time (the budget left still counts from the
+    period's start), so a fine step over the last hours of a long period stays short."""
     bounds = period(objective.window, now)
     start = bounds.start
     if step is None:
@@ -160,6 +187,10 @@ def history(
     budget = objective.budget
     rows: list[dict[str, float | None]] = []
     at = start
+    if since is not None and since > start:  # (rows on the same grid as without it)
+        at = start + math.floor((min(since, now) - start) / step) * step
+        if at >= now:  # since now or later: the last row, which ends now
+            at = max(start, at - step)
     while at < min(now, bounds.end):
         end = min(at + step, now)
         part = series.events(at, end, now)

@@ -2,8 +2,9 @@
 
 :class:`SloMonitor` is the I/O around :class:`~seawall.slo.engine.SloEngine`:
 every ``interval`` it fetches each target's admin ``/metrics`` (all at once,
-at most ``concurrency`` in flight, each within ``timeout``), hands the pages
-to the engine with the time of the pass, forgets the targets that left the
+at most ``concurrency`` in flight, each within ``timeout``; OpenMetrics
+first, for the exemplars: :data:`~seawall.slo.scrape.ACCEPT`), hands the
+pages to the engine with the time of the pass, forgets the targets that left the
 registry, and evaluates. A sidecar that does not answer is simply not
 observed: the engine counts its silence as missing data, never as good
 minutes. A malformed page is skipped, its reason logged and counted.
@@ -33,7 +34,9 @@ from ..config.model import AlertingConfig, SloConfig
 from .engine import Evaluation, SloEngine
 from .engine import history as spending
 from .evaluate import ObjectiveStatus
+from .exemplars import BadExemplar
 from .history import Saved, SloHistory, definition
+from .scrape import ACCEPT
 from .webhook import WebhookSender
 
 __all__ = ["SloMonitor", "Target", "status_json"]
@@ -87,6 +90,11 @@ class SloMonitor:
         self.evaluated_at: float | None = None
         self.scrape_failures = 0
         self.passes = 0
+        self.on_pages: Callable[[Sequence[tuple[Target, str]]], None] | None = None
+        """Told each pass's pages (the control plane's canary controller; none when the
+        pass scraped nothing)..."""
+        self.pages_wanted: Callable[[], bool] = lambda: False
+        """... and the sidecars are scraped for it, with no SLO, while this says so."""
 
     async def run(self) -> None:
         """Pass after pass, until cancelled."""
@@ -137,8 +145,8 @@ class SloMonitor:
                         self.restored.append(name)
                         # its sidecars as they were: forgotten below if they left meanwhile
                         self._known.update(series.sources)
-        # no SLO, no scrape: nothing reads the pages
-        targets = list(self._targets()) if slos else []
+        # no SLO and no one told of the pages: no scrape, nothing would read them
+        targets = list(self._targets()) if slos or self.pages_wanted() else []
         now = self._wall()
         pages = await asyncio.gather(*(self._fetch(session, t) for t in targets))
         for target, page in zip(targets, pages, strict=True):
@@ -151,6 +159,8 @@ class SloMonitor:
         for gone in self._known - current:
             self.engine.forget(gone)
         self._known = current
+        if self.on_pages is not None:
+            self.on_pages([(t, p) for t, p in zip(targets, pages, strict=True) if p is not None])
         self.last = self.engine.evaluate(now)
         self.evaluated_at = now
         self.passes += 1
@@ -167,7 +177,7 @@ class SloMonitor:
     async def _fetch(self, session: aiohttp.ClientSession, target: Target) -> str | None:
         async with self._limit:
             try:
-                async with session.get(target.url) as response:
+                async with session.get(target.url, headers=_HEADERS) as response:
                     if response.status != 200:
                         raise aiohttp.ClientError(f"answered {response.status}")
                     return await response.text()
@@ -176,20 +186,24 @@ class SloMonitor:
                 log.info("slo: no metrics from %s (%s): %s", target.id, target.url, exc)
                 return None
 
-    def history(self, name: str, step: float | None = None) -> dict[str, Any] | None:
+    def history(
+        self, name: str, step: float | None = None, since: float | None = None
+    ) -> dict[str, Any] | None:
         """How objective ``name``'s budget was spent (``GET /v1/slos/{name}/history``);
-        ``None`` for an unknown objective. ``step``: see :func:`~seawall.slo.engine.history`."""
+        ``None`` for an unknown objective. ``step``, ``since``: see
+        :func:`~seawall.slo.engine.history`."""
         try:
             objective = self.engine.objective(name)
         except KeyError:
             return None
         now = self.evaluated_at if self.evaluated_at is not None else self._wall()
-        rows = spending(objective, self.engine.series(name), now, step)
+        rows = spending(objective, self.engine.series(name), now, step, since)
         return {"name": name, "target": objective.target, "now": now, "rows": rows}
 
     def report(self) -> dict[str, Any]:
         """The last evaluation as JSON (``GET /v1/slos``)."""
         ev = self.last
+        statuses = [] if ev is None else ev.statuses
         return {
             "evaluated_at": self.evaluated_at,
             "passes": self.passes,
@@ -201,7 +215,7 @@ class SloMonitor:
                 "retried": self.webhooks.retried,
                 "dropped": self.webhooks.dropped,
             },
-            "objectives": [] if ev is None else [status_json(s) for s in ev.statuses],
+            "objectives": [status_json(s, self._exemplars(s.name)) for s in statuses],
             "alerts": [
                 {
                     "state": a.state,
@@ -213,9 +227,19 @@ class SloMonitor:
             ],
         }
 
+    def _exemplars(self, name: str) -> list[BadExemplar]:
+        try:
+            return self.engine.exemplars(name)
+        except KeyError:  # (a config applied since the evaluation)
+            return []
 
-def status_json(s: ObjectiveStatus) -> dict[str, Any]:
-    """One objective's status as JSON."""
+
+_HEADERS = {"Accept": ACCEPT}
+
+
+def status_json(s: ObjectiveStatus, exemplars: Sequence[BadExemplar] = ()) -> dict[str, Any]:
+    """One objective's status as JSON; ``exemplars``: traces of its last bad requests
+    (``trace_id``, ``kind`` ``error`` or ``slow``, ``value``, ``at``), newest first."""
     return {
         "name": s.name,
         "service": s.service,
@@ -238,4 +262,5 @@ def status_json(s: ObjectiveStatus) -> dict[str, Any]:
             }
             for b in s.burn
         ],
+        "exemplars": [e.to_json() for e in exemplars],
     }

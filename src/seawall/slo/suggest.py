@@ -23,15 +23,36 @@ edge, over a lookback):
 Every callee of the service counts as a hard, serial dependency unless
 named ``soft`` (a call with a fallback, or one made in parallel with an
 alternative). Sans-I/O: figures in, rows out.
+
+**Per route** (``--route R``): :func:`route_calls` reads the figures from
+whole traces (Jaeger's JSON, as ``/api/traces`` answers) instead of the
+service graph: the service's requests on route ``R`` (a request is a SERVER
+span of the service whose parent is not one of its own SERVER spans, as the
+graph counts them; it is on ``R`` when it, or a SERVER span of the service
+under it, has ``seawall.route`` or ``http.route`` ``R``: the sidecar's route
+name or the application's template), their errors and latency; and, under
+those requests only, the calls to other services (a SERVER span of another
+service whose parent is one of the service's spans, or a CLIENT span of the
+service that no one answered, by its ``seawall.destination``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["TARGETS", "Dependency", "Suggestion", "TargetRow", "snippet", "suggest"]
+__all__ = [
+    "TARGETS",
+    "Dependency",
+    "RouteCalls",
+    "Suggestion",
+    "TargetRow",
+    "route_calls",
+    "snippet",
+    "suggest",
+]
 
 TARGETS = (99.0, 99.5, 99.9, 99.95, 99.99)
 """The targets a suggestion weighs, percent."""
@@ -147,3 +168,113 @@ def snippet(s: Suggestion, route: str | None = None) -> str:
     if not fields:
         return f"# {s.service}: no data to suggest from\n"
     return f"slos:\n  {s.service}: {{{', '.join(fields)}}}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCalls:
+    """A service's requests on one route, from traces, and the calls they made."""
+
+    calls: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    dependencies: tuple[Dependency, ...]
+    """Per callee, sorted by name (one attempt a call: the caller sets the retries)."""
+    traces: int
+    """Traces read."""
+
+
+@dataclass(slots=True)
+class _Span:
+    service: str
+    kind: str
+    parent: str | None
+    duration_us: int
+    error: bool
+    tags: dict[str, Any]
+    children: list[str]
+
+
+def _spans(trace: Mapping[str, Any]) -> dict[str, _Span]:
+    processes = trace.get("processes") or {}
+    spans: dict[str, _Span] = {}
+    for raw in trace.get("spans") or ():
+        tags = {t.get("key"): t.get("value") for t in raw.get("tags") or ()}
+        refs = raw.get("references") or ()
+        parent = next((r.get("spanID") for r in refs if r.get("refType") == "CHILD_OF"), None)
+        process = processes.get(raw.get("processID")) or {}
+        error = tags.get("error") is True or tags.get("otel.status_code") == "ERROR"
+        spans[str(raw.get("spanID"))] = _Span(
+            str(process.get("serviceName", "")), str(tags.get("span.kind", "")), parent,
+            int(raw.get("duration") or 0), error, tags, [],
+        )  # fmt: skip
+    for span_id, span in spans.items():
+        if span.parent in spans:
+            spans[span.parent].children.append(span_id)
+    return spans
+
+
+def _nearest_rank_ms(sorted_us: Sequence[int], q: float) -> float | None:
+    if not sorted_us:
+        return None
+    return sorted_us[max(0, math.ceil(q * len(sorted_us)) - 1)] / 1000.0
+
+
+def route_calls(traces: Iterable[Mapping[str, Any]], service: str, route: str) -> RouteCalls:
+    """The figures of ``service``'s requests on ``route`` in ``traces`` (see the module);
+    a trace seen twice counts once."""
+    calls = errors = read = 0
+    durations: list[int] = []
+    deps: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    for trace in traces:
+        trace_id = str(trace.get("traceID", ""))
+        if trace_id in seen:
+            continue
+        seen.add(trace_id)
+        read += 1
+        spans = _spans(trace)
+        for span in spans.values():
+            if span.service != service or span.kind != "server":
+                continue
+            parent = spans.get(span.parent) if span.parent is not None else None
+            if parent is not None and parent.service == service and parent.kind == "server":
+                continue  # the app's SERVER span under its sidecar's: the same request
+            inside = _own_subtree(spans, span)
+            if not any(s.kind == "server" and _on_route(s, route) for s in inside):
+                continue
+            calls += 1
+            errors += span.error
+            durations.append(span.duration_us)
+            for s in inside:
+                for child in (spans[c] for c in s.children):
+                    if child.service != service and child.kind == "server":
+                        _count(deps, child.service, child.error)
+                if s.kind == "client" and not s.children:
+                    callee = s.tags.get("seawall.destination") or s.tags.get("peer.service")
+                    if isinstance(callee, str) and callee and callee != service:
+                        _count(deps, callee, s.error)
+    durations.sort()
+    found = tuple(Dependency(name, c, e) for name, (c, e) in sorted(deps.items()))
+    return RouteCalls(calls, errors, _nearest_rank_ms(durations, 0.5),
+                      _nearest_rank_ms(durations, 0.99), found, read)  # fmt: skip
+
+
+def _own_subtree(spans: Mapping[str, _Span], top: _Span) -> list[_Span]:
+    """``top`` and every span under it reached through spans of its own service."""
+    out, stack = [], [top]
+    while stack:
+        span = stack.pop()
+        out.append(span)
+        stack += [spans[c] for c in span.children if spans[c].service == top.service]
+    return out
+
+
+def _on_route(span: _Span, route: str) -> bool:
+    return route in (span.tags.get("seawall.route"), span.tags.get("http.route"))
+
+
+def _count(deps: dict[str, list[int]], name: str, error: bool) -> None:
+    acc = deps.setdefault(name, [0, 0])
+    acc[0] += 1
+    acc[1] += error

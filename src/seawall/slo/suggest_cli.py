@@ -1,26 +1,37 @@
-"""``seawall slo suggest SERVICE``: :mod:`seawall.slo.suggest` from a running ``seawall traces``.
+"""``seawall slo suggest SERVICE [--route R]``: :mod:`seawall.slo.suggest` from a running
+``seawall traces``.
 
 Reads the service graph of the lookback (``GET /api/seawall/graph``: calls,
 errors and latency per service and per edge) from the collector, the
 attempts each dependency's calls get from mesh.yaml (``-f``; one without
 it), and prints the table and a ready ``slos:`` snippet (``--json``: the
-same as JSON).
+same as JSON). With ``--route R``, the figures are the route's: the traces
+of the lookback with a span of the service on ``R`` (``GET /api/traces``,
+by ``seawall.route`` and by ``http.route``, the newest :data:`ROUTE_TRACES`
+of each), read by :func:`~seawall.slo.suggest.route_calls`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from dataclasses import asdict
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
-from ..config import ConfigError, load_mesh
-from .suggest import Dependency, snippet, suggest
+from ..config import ConfigError, load_mesh, parse_duration
+from .suggest import Dependency, RouteCalls, Suggestion, route_calls, snippet, suggest
 
-__all__ = ["suggest_command"]
+__all__ = ["ROUTE_TRACES", "suggest_command"]
+
+ROUTE_TRACES = 10_000
+"""Traces read per route tag (the collector's largest search)."""
+
+_ROUTE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # a route name of mesh.yaml
 
 
 def suggest_command(
@@ -31,21 +42,18 @@ def suggest_command(
     mesh_file: str | None,
     soft: list[str],
     as_json: bool,
+    route: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
     """Exit status: 0, 1 (no data for the service, a bad mesh.yaml), 2 (no collector)."""
-    attempts: dict[str, int] = {}
-    if mesh_file is not None:
-        try:
-            mesh = load_mesh(Path(mesh_file))
-        except ConfigError as exc:
-            err.write(exc.describe() + "\n")
-            return 1
-        except OSError as exc:
-            err.write(f"seawall slo suggest: cannot read {mesh_file}: {exc.strerror or exc}\n")
-            return 1
-        attempts = {name: mesh.policy_for(name).retry.attempts for name in mesh.policies}
+    if route is not None:
+        return _route_command(service, route, traces=traces, lookback=lookback,
+                              mesh_file=mesh_file, soft=soft, as_json=as_json, out=out,
+                              err=err)  # fmt: skip
+    attempts = _attempts(mesh_file, err)
+    if attempts is None:
+        return 1
     try:
         with httpx.Client(trust_env=False, timeout=60) as client:
             answer = client.get(
@@ -72,15 +80,88 @@ def suggest_command(
     ]
     s = suggest(service, int(node["calls"]), int(node["errors"]), deps,
                 p50_ms=node.get("p50Ms"), p99_ms=node.get("p99Ms"), soft=soft)  # fmt: skip
+    _show(s, f"{service}, the last {lookback}", None, as_json, out)
+    return 0
+
+
+def _attempts(mesh_file: str | None, err: TextIO) -> dict[str, int] | None:
+    """Each destination's retry attempts in mesh.yaml (none without it); ``None``: an
+    unreadable or invalid file (reported)."""
+    if mesh_file is None:
+        return {}
+    try:
+        mesh = load_mesh(Path(mesh_file))
+    except ConfigError as exc:
+        err.write(exc.describe() + "\n")
+        return None
+    except OSError as exc:
+        err.write(f"seawall slo suggest: cannot read {mesh_file}: {exc.strerror or exc}\n")
+        return None
+    return {name: mesh.policy_for(name).retry.attempts for name in mesh.policies}
+
+
+def _route_command(
+    service: str, route: str, *, traces: str, lookback: str, mesh_file: str | None,
+    soft: list[str], as_json: bool, out: TextIO, err: TextIO,
+) -> int:  # fmt: skip
+    attempts = _attempts(mesh_file, err)
+    if attempts is None:
+        return 1
+    try:
+        seconds = parse_duration(lookback)
+    except ValueError as exc:
+        err.write(f"seawall slo suggest: --lookback: {exc}\n")
+        return 2
+    end_us = int(time.time() * 1_000_000)
+    found: list[dict[str, Any]] = []
+    try:
+        with httpx.Client(trust_env=False, timeout=120) as client:
+            for tag in ("seawall.route", "http.route"):
+                answer = client.get(f"{traces.rstrip('/')}/api/traces", params={
+                    "service": service, "tags": json.dumps({tag: route}),
+                    "start": str(end_us - int(seconds * 1_000_000)), "end": str(end_us),
+                    "limit": str(ROUTE_TRACES),
+                })  # fmt: skip
+                if answer.status_code != 200:
+                    err.write(f"seawall slo suggest: the collector answered"
+                              f" {answer.status_code}: {answer.text[:300]}\n")  # fmt: skip
+                    return 2
+                found += answer.json().get("data") or []
+    except httpx.HTTPError as exc:
+        err.write(f"seawall slo suggest: cannot reach the collector at {traces}: {exc}\n")
+        return 2
+    calls: RouteCalls = route_calls(found, service, route)
+    if calls.calls == 0:
+        err.write(f"seawall slo suggest: no calls of {service!r} on route {route!r} in the"
+                  f" last {lookback} ({calls.traces} traces read)\n")  # fmt: skip
+        return 1
+    deps = [replace(d, attempts=attempts.get(d.name, 1)) for d in calls.dependencies]
+    s = suggest(service, calls.calls, calls.errors, deps, p50_ms=calls.p50_ms,
+                p99_ms=calls.p99_ms, soft=soft)  # fmt: skip
+    where = f"{service}, route {route}, the last {lookback} ({calls.traces} traces)"
+    _show(s, where, route, as_json, out)
+    return 0
+
+
+def _show(s: Suggestion, where: str, route: str | None, as_json: bool, out: TextIO) -> None:
+    """The suggestion as a table and a snippet, or as JSON."""
+    # a route of mesh.yaml goes in the snippet; an application's template (/checkout) is
+    # not one: the SLO needs the name of the policy route that matches it
+    named = route if route is not None and _ROUTE_NAME.fullmatch(route) else None
+    text = snippet(s, route=named)
+    if route is not None and named is None:
+        text = (f"# {route} is not a route name of mesh.yaml: add the name of the"
+                f" policies.{s.service}.routes entry that matches it\n") + text  # fmt: skip
     if as_json:
         doc = asdict(s)
+        doc["route"] = route
         doc["suggested"] = s.suggested
-        doc["snippet"] = snippet(s)
+        doc["snippet"] = text
         out.write(json.dumps(doc, indent=1) + "\n")
-        return 0
+        return
     p99 = "-" if s.p99_ms is None else f"{s.p99_ms:.0f} ms"
     out.write(
-        f"{service}, the last {lookback}: {s.calls} calls, {s.errors} failed:"
+        f"{where}: {s.calls} calls, {s.errors} failed:"
         f" {s.achieved:.3f}% available; latency p50"
         f" {'-' if s.p50_ms is None else f'{s.p50_ms:.0f} ms'}, p99 {p99}\n"
     )
@@ -95,5 +176,4 @@ def suggest_command(
         out.write(f"{r.target:<7g} {'yes' if r.held else 'no':<5} {left:<12} "
                   f"{'yes' if r.reachable else 'no':<18} "
                   f"{'yes' if r.reachable_with_retries else 'no (unreachable)'}\n")  # fmt: skip
-    out.write("\n" + snippet(s))
-    return 0
+    out.write("\n" + text)

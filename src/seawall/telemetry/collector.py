@@ -430,14 +430,32 @@ async def serve(
         await server.stop()
 
 
+def default_control(env: Mapping[str, str] = os.environ) -> str | None:
+    """The control plane ``seawall traces`` reads the SLOs from when not told: as the
+    other commands find it, ``$SEAWALL_CONTROL`` (the first of several replicas), else the
+    ``control-url`` file a control plane writes in its state directory
+    (``$SEAWALL_STATE_DIR``, else ``.seawall``); ``None`` when neither says."""
+    url = env.get("SEAWALL_CONTROL", "").split(",")[0].strip()
+    if url:
+        return url
+    state = env.get("SEAWALL_STATE_DIR") or ".seawall"
+    try:
+        with open(os.path.join(state, "control-url"), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def run(
     config_path: str | None,
     *,
     listen: str | None = None,
     store_path: str | None = None,
+    control: str | None = None,
 ) -> int:
     """``seawall traces``: the collector of ``config_path``'s ``tracing.collector`` section
-    (or the defaults), with ``listen`` and ``store_path`` overriding it."""
+    (or the defaults), with ``listen`` and ``store_path`` overriding it; ``control``: the
+    control plane's URL, whose SLOs the UI's ``/ui/slos`` page shows."""
     from ..config import CollectorConfig, ConfigError, MeshConfig, load_mesh  # noqa: PLC0415
     from .ui_api import UiConfig, ui_routes  # noqa: PLC0415
 
@@ -460,11 +478,19 @@ def run(
             print(f"seawall traces: --listen {listen!r}: must be HOST:PORT", file=sys.stderr)
             return 2
         host, port = h.strip("[]") or "127.0.0.1", int(p)
+    if control is None:
+        control = default_control()
+    if control is not None and not control.startswith(("http://", "https://")):
+        print(f"seawall traces: --control {control!r}: must be an http(s) URL", file=sys.stderr)
+        return 2
+    if mesh is not None:
+        ui = UiConfig.from_mesh(mesh, control_url=control)
+    else:
+        ui = UiConfig(control_url=control)
     path = store_path or os.path.join(base, settings.store)
     store = TraceStore(
         path, max_age=settings.retention.max_age, max_bytes=settings.retention.max_size
     )
-    ui = UiConfig.from_mesh(mesh) if mesh is not None else None
     collector = Collector(
         store,
         tail=tail_policy(settings.tail_sampling),

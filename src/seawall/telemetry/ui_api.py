@@ -27,6 +27,9 @@ takes as ``extra`` (the routes the query API does not know).
                                                  attribute by attribute (BubbleUp)
 ``GET /api/seawall/diff/{a}/{b}``                two traces: spans added, missing, slower
 ``GET /api/seawall/routes``                      the routes each service is called on
+``GET /api/seawall/slos``                        the control plane's SLOs (see
+                                                 :mod:`~seawall.telemetry.ui_slos`)
+``GET /api/seawall/slos/{name}/history``         how an objective's budget was spent
 ===============================================  ======================================
 
 Every parameter is checked: a bad one is 400 with a message naming it,
@@ -73,6 +76,7 @@ from .otlpjson import attribute_value
 from .spans import SpanKind, SpanRow, StatusCode
 from .store import MAX_LIMIT, ORDERS, TraceQuery, TraceStore
 from .traces_api import Answer
+from .ui_slos import ControlError, SloSource
 
 if TYPE_CHECKING:
     from ..config.model import MeshConfig
@@ -141,10 +145,15 @@ class UiConfig:
             gives the breaker and outlier state of the service's outgoing
             edges.
         admin_timeout: seconds to wait for one admin page (0 < t <= 10).
+        control_url: the control plane's base URL (``http://127.0.0.1:7600``), whose
+            ``/v1/slos`` the SLO page shows; ``None``: the page says there is none.
+        control_timeout: seconds to wait for the control plane (0 < t <= 30).
     """
 
     admin_urls: Mapping[str, str] = field(default_factory=dict)
     admin_timeout: float = 0.5
+    control_url: str | None = None
+    control_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.admin_urls, Mapping):
@@ -167,15 +176,31 @@ class UiConfig:
             or not 0 < timeout <= 10
         ):
             raise ValueError(f"UiConfig.admin_timeout must be in (0, 10] seconds, got {timeout!r}")
+        control = self.control_url
+        if control is not None:
+            if not isinstance(control, str) or not control.startswith(("http://", "https://")):
+                raise ValueError(f"UiConfig.control_url must be an http(s) URL, got {control!r}")
+            object.__setattr__(self, "control_url", control.rstrip("/"))
+        timeout = self.control_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= 30
+        ):
+            raise ValueError(
+                f"UiConfig.control_timeout must be in (0, 30] seconds, got {timeout!r}"
+            )
 
     @classmethod
-    def from_mesh(cls, mesh: MeshConfig, *, admin_timeout: float = 0.5) -> UiConfig:
+    def from_mesh(
+        cls, mesh: MeshConfig, *, admin_timeout: float = 0.5, control_url: str | None = None
+    ) -> UiConfig:
         """The admin URL of every service's sidecar in ``mesh`` (the admin listener is on
         loopback: reachable when ``seawall traces`` runs on the sidecars' host)."""
         urls = {
             name: f"http://127.0.0.1:{svc.sidecar.admin}" for name, svc in mesh.services.items()
         }
-        return cls(admin_urls=urls, admin_timeout=admin_timeout)
+        return cls(admin_urls=urls, admin_timeout=admin_timeout, control_url=control_url)
 
 
 def _http_get(url: str, timeout: float) -> bytes:
@@ -325,6 +350,10 @@ def _load_files() -> dict[str, _File]:
     return files
 
 
+_PAGES = {"": "index.html", "slos": "slos.html"}
+"""The pages served at a path of their own: ``/ui/`` and ``/ui/slos``."""
+
+
 # ---------------------------------------------------------------------- the routes
 
 
@@ -339,6 +368,8 @@ class UiAPI:
     ``on_stored``), answers the graph and drift from memory; without it they are
     computed from the store. ``max_spans`` bounds the spans a graph or heatmap
     reads, ``max_compare_spans`` those of each side a comparison holds (beyond: a sample).
+    ``slos`` reads the control plane's SLOs for ``/ui/slos`` (by default from
+    ``config.control_url``; tests pass their own).
     """
 
     def __init__(
@@ -351,6 +382,7 @@ class UiAPI:
         fetch: Fetch = _http_get,
         files: Mapping[str, tuple[bytes, str]] | None = None,
         rollups: analytics.Rollups | None = None,
+        slos: SloSource | None = None,
         max_spans: int = MAX_VIEW_SPANS,
         max_compare_spans: int = MAX_COMPARE_SPANS,
     ) -> None:
@@ -369,6 +401,11 @@ class UiAPI:
         )
         self._admin_lock = threading.Lock()
         self._admin_cache: dict[str, tuple[float, Any]] = {}
+        self.slos = (
+            slos
+            if slos is not None
+            else SloSource(self.config.control_url, timeout=self.config.control_timeout)
+        )
 
     def __call__(self, path: str, params: Mapping[str, Sequence[str]]) -> Answer | None:
         if path in ("/", "/ui"):
@@ -383,12 +420,14 @@ class UiAPI:
                 return _error(400, str(exc), exc.param)
             except _NotFound as exc:
                 return _error(404, str(exc))
+            except ControlError as exc:
+                return _error(exc.status, str(exc), exc.param)
         return None
 
     # -- static --------------------------------------------------------------
 
     def _static(self, name: str) -> Answer:
-        found = self._files.get(name or "index.html")
+        found = self._files.get(_PAGES.get(name, name))
         if found is None:  # only the names read at start: "..", "%2e", "/" never match
             return Answer(404, b"not found\n", {"Content-Type": "text/plain; charset=utf-8"})
         return Answer(
@@ -418,6 +457,11 @@ class UiAPI:
             return _json(200, self.diff(_trace_id(parts[1], "a"), _trace_id(parts[2], "b")))
         if parts == ["routes"]:
             return _json(200, self.routes(p))
+        if parts == ["slos"]:
+            return _json(200, self.slos.report())
+        if len(parts) == 3 and parts[0] == "slos" and parts[2] == "history" and parts[1]:
+            found = self.slos.history(parts[1], p.text("step") or None, p.text("since") or None)
+            return _json(200, found)
         raise _NotFound(f"no route /api/seawall/{'/'.join(parts)}")
 
     def _now_us(self) -> int:

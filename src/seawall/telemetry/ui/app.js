@@ -7,12 +7,15 @@
 //   #/graph?lookback=            the service graph: RED per edge, drift, breaker and outlier state
 //   #/latency?service=&route=    a route's latency heatmap; select a region to compare it
 //   #/compare/<a>/<b>            two traces side by side
+//
+// and /ui/slos (slos.html, the same header): the SLOs the control plane evaluates.
 import { fill, errorBox, pageState } from "./util.js";
 import * as search from "./search.js";
 import * as trace from "./trace.js";
 import * as graph from "./graph.js";
 import * as latency from "./latency.js";
 import * as compare from "./compare.js";
+import * as slos from "./slos.js";
 
 const ROUTES = [
   [/^\/search$/, search, "search"],
@@ -52,11 +55,19 @@ async function route() {
   pageState("none", "error");
 }
 
+// /ui/slos is a page of its own (slos.html): no hash routing there, its hash is an anchor
+const ownPage = document.body.dataset.app;
+
 document.getElementById("jump").addEventListener("submit", (event) => {
   event.preventDefault();
   const id = event.target.elements.trace.value.trim().toLowerCase();
-  if (id) location.hash = `#/trace/${id}`;
+  if (id && ownPage) location.href = slos.traceUrl(id);
+  else if (id) location.hash = `#/trace/${id}`;
 });
 
-window.addEventListener("hashchange", route);
-route();
+if (ownPage === "slos") {
+  slos.render(document.getElementById("view"), { signal: new AbortController().signal });
+} else {
+  window.addEventListener("hashchange", route);
+  route();
+}
