@@ -32,7 +32,7 @@ every sidecar's certificate (``seawall certs``), a plaintext request to orders
 refused, a caller that is not allowed refused (403). After a warm-up (three
 checkouts and three logins, one at a time: the first connections and TLS
 handshakes), it drives about 40 requests/s, half ``POST /checkout``, half
-``POST /login``, through seven phases:
+``POST /login``, through nine phases:
 
 1. healthy;
 2. canary: ``seawall apply`` of a copy of mesh.yaml whose place-order route
@@ -52,7 +52,26 @@ handshakes), it drives about 40 requests/s, half ``POST /checkout``, half
 6. payments fails (503): the breaker of orders' sidecar opens, and checkouts
    fail fast instead of waiting on payments;
 7. recovery: the faults are cleared; once both breakers have closed again,
-   everything succeeds.
+   everything succeeds;
+8. progressive canary: ``seawall apply`` of a copy whose place-order split is
+   progressive (``{canary: v2, steps: [20, 50, 100], interval: 3s}``): the
+   control plane gives v2 20% of the orders, then 50% once it has burnt no
+   faster than v1;
+9. canary fails: v2 answers 503 to every order, and the control plane rolls it
+   back to 0% by itself (``seawall status`` shows each decision, with its
+   figures).
+
+The shop declares SLOs (``slos:`` in mesh.yaml): checkout at the gateway
+(availability 99.5%, 95% within 300 ms) and login (99.9%). The control plane
+scrapes every sidecar each second (``--slo-interval 1s``, budgets kept in 5 s
+buckets: ``--slo-resolution 5s``) and sends its alerts to a webhook receiver
+the demo runs (Alertmanager's JSON), with checkout's page alert scaled to the
+demo's minute (14.4x over 30 s and 5 s). The demo prints the budgets after
+"email hangs" (login's untouched: the bulkhead, told as budget), the alerts
+received when the charges fail (the page alert firing), their resolution after
+the recovery, and at the end ``seawall slo suggest gateway --route /checkout``:
+what checkout achieved, the ceiling its dependencies set, and what the retries
+buy.
 
 After each phase it prints, per route, the requests, success rate and p50/p99
 latency (from the client, and from each app's view of its calls through its
@@ -77,7 +96,7 @@ overflows, retries, timeouts), so the trace alone says where the time went::
 
     one checkout from its trace (24 spans, 590.9 ms): http://127.0.0.1:4318/ui/#/trace/bcca...
       critical path (what it waited on, in order; self time):
-        gateway   sidecar POST inbound SERVER                    0.6 ms
+        gateway   sidecar POST checkout SERVER                   0.6 ms
         gateway   POST /checkout SERVER                          1.8 ms
         ...
         orders    sidecar POST default → email CLIENT            0.1 ms
@@ -87,8 +106,8 @@ overflows, retries, timeouts), so the trace alone says where the time went::
       the mesh's decisions on the trace: 1
         email     sidecar POST inbound SERVER: timeout: answered 504 (the caller's deadline: 499 ms)
 
-It ends by itself in about a minute and stops every process it started (the
-control plane and the stand-in too), also on Ctrl-C or an error.
+It ends by itself in about a minute and a half and stops every process it
+started (the control plane and the stand-in too), also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -109,13 +128,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from seawall.config import MeshConfig, load_mesh
@@ -143,6 +163,14 @@ STOP_GRACE = 8.0  # SIGTERM, then SIGKILL after this many seconds
 TRACE_INTERVAL = "200ms"  # tracing.interval in the copy applied: spans reach the collector soon
 TRACE_POLL = 0.5  # between two looks at a trace (longer than the interval of every exporter)
 TRACE_SETTLE = 5.0  # at most this long for a trace's spans to stop arriving
+SLO_INTERVAL = "1s"  # seawall control --slo-interval: every sidecar scraped each second
+SLO_RESOLUTION = "5s"  # seawall control --slo-resolution: the budget kept in 5 s buckets
+# checkout's page alert in the copy applied: the workbook's 14.4x over 1h and 5m, its
+# windows scaled to the demo's minute (both must burn: the long one says the budget is
+# going, the short one that it still is, so the alert resolves soon after recovery)
+DEMO_ALERT = {"severity": "page", "long": "30s", "short": "5s", "burn_rate": 14.4}
+RESOLVE_TIMEOUT = 30.0  # after recovery, for checkout's alert to resolve
+ROLLOUT_WAIT = 15.0  # at most this long for a progressive canary's next decision
 
 
 @dataclass(frozen=True)
@@ -170,10 +198,18 @@ TRACED = {
 @dataclass(frozen=True)
 class Phase:
     title: str
-    seconds: float
-    modes: dict[str, str]  # service -> /_control mode for this phase
+    seconds: float  # its length; with `until`, the longest it waits for that
+    modes: dict[str, str]  # service (or instance: "orders-v2") -> /_control mode
     story: str
     split: dict[str, int] | None = None  # applied (seawall apply) before the phase starts
+    progressive: dict[str, Any] | None = None  # the place-order route's, with the split
+    until: str | None = None  # ends early once the canary's rollout is "advanced" or
+    # "rolled_back"
+
+
+# The progressive canary: the control plane raises v2's weight a step at a time while it
+# burns checkout's budget no faster than v1, and rolls it back by itself once it does.
+PROGRESSIVE = {"canary": "v2", "steps": [20, 50, 100], "interval": "3s", "min_events": 10}
 
 
 PHASES = (
@@ -184,6 +220,22 @@ PHASES = (
     Phase("cardnet down", 4.0, {EXTERNAL: "fail"}, "the card network answers 503 to every charge"),
     Phase("payments fails", 5.0, {"payments": "fail"}, "every charge answers 503 at once"),
     Phase("recovery", 4.0, {}, "faults cleared, breakers closed again"),
+    Phase(
+        "progressive canary",
+        ROLLOUT_WAIT,
+        {},
+        "orders v2 rolled out by the control plane: 20%, then 50% if it burns no faster",
+        split={"v1": 100, "v2": 0},
+        progressive=PROGRESSIVE,
+        until="advanced",
+    ),
+    Phase(
+        "canary fails",
+        ROLLOUT_WAIT,
+        {"orders-v2": "fail"},
+        "v2 answers 503 to every order: the control plane must roll it back by itself",
+        until="rolled_back",
+    ),
 )
 
 T0 = time.monotonic()
@@ -404,17 +456,49 @@ async def seawall(*args: str) -> str:
     return text
 
 
-def write_split(source: Path, split: dict[str, int], dest: Path) -> Path:
-    """A copy of ``source`` whose place-order route splits orders as ``split``."""
-    text = source.read_text()
-    spelled = "{" + ", ".join(f"{k}: {v}" for k, v in split.items()) + "}"
-    new, count = re.subn(r"split: \{[^}]*\}", f"split: {spelled}", text)
-    if count != 1:
-        raise RuntimeError(f"{source}: expected one `split:` (the place-order route), got {count}")
-    dest.write_text(new)
+def write_mesh(source: Path, dest: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of ``source`` with ``change`` made to its document, every setting spelled
+    out (the config as JSON, which is YAML too; checked by loading it)."""
+    doc = json.loads(load_mesh(source).to_json())
+    change(doc)
+    dest.write_text(json.dumps(doc, indent=1) + "\n")
+    load_mesh(dest)
+    return dest
+
+
+def write_split(
+    source: Path, split: dict[str, int], dest: Path, progressive: dict[str, Any] | None = None
+) -> Path:
+    """A copy of ``source`` whose place-order route splits orders as ``split`` (and rolls
+    the split's canary out as ``progressive`` says, when given)."""
+
+    def change(doc: dict[str, Any]) -> None:
+        routes = doc["policies"]["orders"]["routes"]
+        (route,) = [r for r in routes if r.get("name") == "place-order"]
+        route["split"] = dict(split)
+        route.pop("progressive", None)
+        if progressive is not None:
+            route["progressive"] = dict(progressive)
+
+    write_mesh(source, dest, change)
     route = next(r for r in load_mesh(dest).policy_for("orders").routes if r.name == "place-order")
     assert route.split == {k: float(v) for k, v in split.items()}, route.split
     return dest
+
+
+def write_alerting(source: Path, webhook: str, dest: Path) -> Path:
+    """A copy of ``source`` whose SLO alerts go to ``webhook`` (the demo's receiver), with
+    checkout's page alert scaled to the demo's minute (:data:`DEMO_ALERT`)."""
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["slos"]["checkout"]["alerts"] = {"burn": [dict(DEMO_ALERT)], "min_events": 50}
+        doc["alerting"] = {
+            "webhooks": [webhook],
+            "timeout": "1s",
+            "backoff": {"base": "100ms", "max": "1s"},
+        }
+
+    return write_mesh(source, dest, change)
 
 
 def write_ca_file(source: Path, name: str, ca_file: Path, dest: Path) -> Path:
@@ -729,6 +813,86 @@ def answer_text(span: TraceSpan) -> str:
 # --------------------------------------------------------------------------- the demo
 
 
+def percent(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}%"
+
+
+def slo_lines(doc: dict[str, Any]) -> list[str]:
+    """``GET /v1/slos`` as a small table: each objective's SLI, budget left and events."""
+    rows = [("OBJECTIVE", "TARGET", "SLI", "BUDGET LEFT", "EVENTS (BAD)")]
+    for o in doc.get("objectives", []):
+        left = o.get("budget_remaining")
+        events = o.get("events") or {}
+        rows.append((
+            str(o.get("name")),
+            f"{o.get('target')}%",
+            percent(o.get("sli"), 3),
+            percent(None if left is None else 100 * left, 1),
+            f"{events.get('total', 0):.0f} ({events.get('bad', 0):.0f})",
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One alert of a webhook the demo received: when (demo seconds), in which phase."""
+
+    at: float
+    phase: str
+    status: str  # firing or resolved
+    labels: dict[str, str]
+
+    def text(self) -> str:
+        labels = self.labels
+        return (
+            f"[{self.at:5.1f}s] {self.status.upper():<8} {labels.get('alertname')}"
+            f" slo={labels.get('slo')} objective={labels.get('objective')}"
+            f" severity={labels.get('severity')} windows {labels.get('long')}/"
+            f"{labels.get('short')} (during {self.phase})"
+        )
+
+
+class AlertInbox:
+    """The demo's webhook receiver, on loopback: what the control plane sends to
+    ``alerting.webhooks``, in Alertmanager's JSON (any Alertmanager receiver takes it)."""
+
+    def __init__(self, phase: Callable[[], str]) -> None:
+        self.notices: list[Notice] = []
+        self.payloads = 0
+        self.url = ""
+        self._phase = phase
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/alerts", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/alerts"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        doc = await request.json()
+        self.payloads += 1
+        for alert in doc.get("alerts", []):
+            labels = {str(k): str(v) for k, v in alert.get("labels", {}).items()}
+            at = time.monotonic() - T0
+            self.notices.append(Notice(at, self._phase(), str(alert.get("status")), labels))
+        return web.Response(text="ok\n")
+
+    def of(self, slo: str, status: str | None = None) -> list[Notice]:
+        return [
+            n for n in self.notices if n.labels.get("slo") == slo and status in (None, n.status)
+        ]
+
+
 class Demo:
     def __init__(self, config_path: Path, config: MeshConfig, sup: Supervisor, scratch: Path):
         self.source = config_path  # mesh.yaml as committed
@@ -759,6 +923,11 @@ class Demo:
         # phase -> its start and end in Unix seconds: the collector's API searches by those
         self.wall: dict[str, tuple[float, float]] = {}
         self.traced: dict[str, CheckoutTrace | None] = {}  # phase -> the checkout read
+        self.inbox = AlertInbox(lambda: self.phase)
+        self.slo_seen: dict[str, dict[str, Any]] = {}  # phase -> GET /v1/slos at its end
+        self.rollouts: dict[str, dict[str, Any]] = {}  # phase -> the canary's rollout then
+        self.resolved_after: float | None = None  # seconds from recovery to "resolved"
+        self.suggested = ""
 
     def admin(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.instances[name].admin}{path}"
@@ -784,9 +953,12 @@ class Demo:
 
     async def start(self) -> None:
         python = sys.executable
+        await self.inbox.start()
         await self.start_cardnet()
         argv = ["control", "--state-dir", str(self.state), "--listen", f"127.0.0.1:{CONTROL_PORT}"]
         argv += ["--traces", f"{self.traces_host}:{self.traces_port}"]  # the trace collector too
+        # the SLOs, at the demo's pace: every sidecar scraped each second, 5 s buckets
+        argv += ["--slo-interval", SLO_INTERVAL, "--slo-resolution", SLO_RESOLUTION]
         control = self.sup.start("control", [python, "-m", "seawall", *argv], stop_first=True)
         pid = control.process.pid
         say(
@@ -854,7 +1026,9 @@ class Demo:
         source = self.source if self.source.is_absolute() else ROOT / self.source
         applied = write_ca_file(source, EXTERNAL, certs.ca, self.scratch / source.name)
         # ... whose spans reach the collector soon, to read a phase's trace right after it
-        self.config_path = write_tracing_interval(applied, TRACE_INTERVAL, applied)
+        applied = write_tracing_interval(applied, TRACE_INTERVAL, applied)
+        # ... and whose SLO alerts come to the demo's receiver
+        self.config_path = write_alerting(applied, self.inbox.url, applied)
         self.config = load_mesh(self.config_path)
         self.cardnet_http = httpx.AsyncClient(
             trust_env=False,
@@ -1029,7 +1203,7 @@ class Demo:
     async def control(self, modes: dict[str, str]) -> None:
         """Every app's mode, and the stand-in's, for the next phase (``ok`` unless given)."""
         for name, inst in self.instances.items():
-            mode = modes.get(inst.service, "ok")
+            mode = modes.get(name, modes.get(inst.service, "ok"))
             r = await self.http.get(self.app(name, "/_control"), params={"mode": mode})
             r.raise_for_status()
         assert self.cardnet_http is not None
@@ -1264,7 +1438,8 @@ class Demo:
         for path, rs in self.client_stats.get(phase.title, {}).items():
             stats[("client", path)] = rs
         say()
-        say(f"== phase {index}/{len(PHASES)}: {phase.title} ({phase.seconds:.0f} s): {phase.story}")
+        began, ended = self.wall[phase.title]
+        say(f"== phase {index}/{len(PHASES)}: {phase.title} ({ended - began:.0f} s): {phase.story}")
         for line in table(stats):
             say(line)
         seen = self.versions.get(phase.title)
@@ -1300,7 +1475,7 @@ class Demo:
                     await self.control(phase.modes)
                     self.begin(phase.title)
                 say(f"{stamp()} phase {index}: {phase.title}: {phase.story}")
-                await asyncio.sleep(phase.seconds)
+                await self.hold(phase)
                 ended = time.monotonic()
                 self.wall[phase.title] = (self.wall[phase.title][0], time.time())
                 self.phase = "between"
@@ -1308,6 +1483,9 @@ class Demo:
                     loader.result()  # raise what stopped the load
                 self.sup.check_alive()
                 after = await self.observe()
+                # the budgets as the phase ends (the next one begins at once)
+                slos = await self.http.get(f"{self.control_url}/v1/slos")
+                self.slo_seen[phase.title] = slos.json()
                 following = PHASES[index] if index < len(PHASES) else None
                 if following is not None and following.title != "recovery" and not following.split:
                     await self.control(following.modes)
@@ -1317,13 +1495,24 @@ class Demo:
                 if phase.title in TRACED:
                     self.traced[phase.title] = await self.read_trace(phase.title)
                 self.report(index, phase, hops, before, after)
+                await self.slo_story(phase)
                 before = after
             await self.count_connections()
+            self.suggested = await self.seawall(
+                "slo", "suggest", "gateway", "--route", "/checkout", "-f", str(self.config_path)
+            )
+            say()
+            say(
+                f"{stamp()} a realistic objective for checkout, from what the traces saw"
+                " (seawall slo suggest gateway --route /checkout):"
+            )
+            say(indent(self.suggested))
         finally:
             stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(loader, watcher), CLIENT_TIMEOUT + 2.0)
             await self.http.aclose()
+            await self.inbox.stop()
         self.summary()
 
     async def rollout(self, phase: Phase) -> None:
@@ -1333,12 +1522,20 @@ class Demo:
         original = next(
             r.split for r in self.config.policy_for("orders").routes if r.name == "place-order"
         )
-        if original == {k: float(v) for k, v in phase.split.items()}:
+        if original == {k: float(v) for k, v in phase.split.items()} and not phase.progressive:
             path = self.config_path  # the original file, as it is
         else:
             slug = phase.title.replace(" ", "-")
-            path = write_split(self.config_path, phase.split, self.scratch / f"mesh-{slug}.yaml")
+            dest = self.scratch / f"mesh-{slug}.yaml"
+            path = write_split(self.config_path, phase.split, dest, phase.progressive)
         spelled = ", ".join(f"{k}: {v}" for k, v in phase.split.items())
+        if phase.progressive:
+            p = phase.progressive
+            steps = ", ".join(map(str, p["steps"]))
+            spelled += (
+                f"}}, progressive {{canary: {p['canary']}, steps: [{steps}],"
+                f" interval: {p['interval']}, min_events: {p['min_events']}"
+            )
         say()
         say(f"{stamp()} {phase.title}: seawall apply -f {path}   (place-order split {{{spelled}}})")
         applied = await self.seawall("apply", "-f", str(path))
@@ -1360,6 +1557,77 @@ class Demo:
         if phase.title == "canary":
             say("  seawall status:")
             say(indent(await self.seawall("status")))
+
+    # -- the SLO stories ----------------------------------------------------
+
+    async def hold(self, phase: Phase) -> None:
+        """The phase's length; a phase waiting on the canary ends once its rollout got
+        there (``advanced``: a step up; ``rolled_back``), or after ``seconds`` at most."""
+        if phase.until is None:
+            await asyncio.sleep(phase.seconds)
+            return
+        deadline = time.monotonic() + phase.seconds
+        while time.monotonic() < deadline:
+            rollout = await self.rollout_status()
+            actions = [d["action"] for d in (rollout or {}).get("decisions", [])]
+            if rollout is not None and (
+                (phase.until == "advanced" and "advance" in actions)
+                or (phase.until == "rolled_back" and rollout["phase"] == "rolled_back")
+            ):
+                await asyncio.sleep(1.0)  # the load goes on a moment at the new weights
+                return
+            await asyncio.sleep(0.25)
+
+    async def rollout_status(self) -> dict[str, Any] | None:
+        """The place-order rollout in ``GET /v1/status``, if there is one."""
+        status = (await self.http.get(f"{self.control_url}/v1/status")).json()
+        for r in status.get("rollouts") or []:
+            if r["destination"] == "orders" and r["route"] == "place-order":
+                return dict(r)
+        return None
+
+    async def slo_story(self, phase: Phase) -> None:
+        """What the SLOs say after a phase: the budgets (login's, while email hung), the
+        alerts received, the resolution after recovery, the canary's decisions."""
+        if phase.title == "email hangs":
+            say("  the budgets as it ended (GET /v1/slos, as `seawall slo` shows them): login's")
+            say("  untouched, the bulkhead told as budget; checkouts waited on email, slowly")
+            for line in slo_lines(self.slo_seen.get(phase.title, {})):
+                say(f"    {line}")
+        if phase.title == "payments fails":
+            fired = self.inbox.of("checkout", "firing")
+            say(f"  alerts received by the demo's webhook ({self.inbox.url}), so far:")
+            for n in fired or []:
+                say(f"    {n.text()}")
+            if not fired:
+                say("    none")
+        if phase.title == "recovery":
+            await self.await_resolution()
+        if phase.title in ("progressive canary", "canary fails"):
+            rollout = await self.rollout_status()
+            if rollout is not None:
+                self.rollouts[phase.title] = rollout
+                weights = ", ".join(f"{k} {v:g}%" for k, v in rollout["weights"].items())
+                say(f"  the rollout (seawall status): {rollout['phase']}, weights {weights}")
+                for d in rollout["decisions"]:
+                    say(f"    {d['action']:<8} {d['reason']}")
+
+    async def await_resolution(self) -> None:
+        """Wait (bounded) for checkout's firing alerts to resolve, the load on."""
+        start = time.monotonic()
+        while time.monotonic() - start < RESOLVE_TIMEOUT:
+            firing = {n.labels.get("objective") for n in self.inbox.of("checkout", "firing")}
+            resolved = {n.labels.get("objective") for n in self.inbox.of("checkout", "resolved")}
+            if not firing or firing <= resolved:
+                break
+            await asyncio.sleep(0.25)
+        self.resolved_after = time.monotonic() - start
+        resolved_notices = self.inbox.of("checkout", "resolved")
+        say(f"  alerts resolved ({self.resolved_after:.1f} s after the recovery phase ended):")
+        for n in resolved_notices or []:
+            say(f"    {n.text()}")
+        if not resolved_notices:
+            say("    none")
 
     async def settle(self) -> None:
         """Clear the faults, keep the load on, and wait for both breakers to close: payments
@@ -1445,8 +1713,52 @@ class Demo:
         for line in self.trace_summary():
             say(line)
         say(f"  after recovery:  {rec.success:.1f}% ok of {len(rec.statuses)} requests")
+        for line in self.slo_summary():
+            say(line)
         if self.dropped:
             say(f"  (the load loop skipped {self.dropped} requests: too many in flight)")
+
+    def slo_summary(self) -> list[str]:
+        """What the SLOs told: checkout's alert, login's budget, the canary's rollback."""
+        lines = []
+        fired = self.inbox.of("checkout", "firing")
+        resolved = self.inbox.of("checkout", "resolved")
+        if fired:
+            first = fired[0]
+            text = (
+                f"  SLO checkout: the page alert ({first.labels.get('objective')}, burn >="
+                f" {DEMO_ALERT['burn_rate']}x over {DEMO_ALERT['long']} and"
+                f" {DEMO_ALERT['short']}) fired at {first.at:.1f} s, during {first.phase};"
+            )
+            if resolved:
+                text += f" resolved at {resolved[-1].at:.1f} s, after the recovery"
+            else:
+                text += " NOT RESOLVED"
+            lines.append(text + f" ({self.inbox.payloads} webhook deliveries received)")
+        else:
+            lines.append("  SLO checkout: NO ALERT FIRED")
+        while_email = self.slo_seen.get("email hangs", {}).get("objectives", [])
+        login = next((o for o in while_email if o.get("name") == "login:availability"), None)
+        if login is not None:
+            sli, left = login.get("sli"), login.get("budget_remaining")
+            lines.append(
+                f"  SLO login while email hung: SLI {percent(sli, 2)},"
+                f" budget left {percent(None if left is None else 100 * left, 1)}"
+                " (the bulkhead, told as budget)"
+            )
+        final = self.rollouts.get("canary fails")
+        if final is not None:
+            rolled = [d for d in final["decisions"] if d["action"] == "rollback"]
+            steps = [d for d in final["decisions"] if d["action"] == "advance"]
+            lines.append(
+                f"  progressive canary of orders v2: {len(steps)} step(s) up while healthy, then "
+                + (
+                    f"rolled back by the control plane: {rolled[-1]['reason']}"
+                    if rolled
+                    else f"NOT ROLLED BACK (phase {final['phase']})"
+                )
+            )
+        return lines
 
     def trace_summary(self) -> list[str]:
         """What the two checkouts read from the collector answer, from their traces alone."""

@@ -125,3 +125,18 @@ def test_its_errors_carry_their_line(tmp_path: Any) -> None:
         f"  {path}:14: policies.orders.routes[0].progressive.steps: must end with 100 (the"
         " promotion), got [5, 50]",
     ]
+
+
+def test_a_progressive_destinations_callers_measure_every_latency_threshold() -> None:
+    """The canary is judged on the callers' per-subset histograms: a latency SLO measured
+    at the server (300ms, not a standard bound) must be an exact bound there too, or its
+    judge would never have a count and the rollout would hold forever."""
+    from seawall.proxy.spec import destination_spec  # noqa: PLC0415
+
+    data = with_route(split={"v1": 100, "v2": 0}, progressive={})
+    data["slos"] = {"orders": {"latency": {"threshold": "300ms", "percent": "95%"}}}
+    assert destination_spec(parse_mesh(data), "orders")["latency_bounds"] == [0.3]
+    assert destination_spec(parse_mesh(data), "orders", inbound=True)["latency_bounds"] == [0.3]
+    plain = with_route(split={"v1": 100, "v2": 0})
+    plain["slos"] = data["slos"]
+    assert destination_spec(parse_mesh(plain), "orders")["latency_bounds"] == []

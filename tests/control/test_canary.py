@@ -4,12 +4,14 @@ computed by hand."""
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from seawall.config import parse_mesh
 from seawall.config.model import ProgressiveConfig
 from seawall.control.canary import (
+    INTERIM_ALPHA,
     PLAIN_5XX,
     Judge,
     Rollout,
@@ -18,6 +20,7 @@ from seawall.control.canary import (
     compare,
     judges_for,
     subset_counts,
+    upper_tail,
     with_canary,
 )
 
@@ -33,34 +36,70 @@ def progressive(**kw: object) -> ProgressiveConfig:
 # -- the rule ------------------------------------------------------------------------
 
 
-def test_a_clean_baseline_proves_one_bad_request_in_its_count() -> None:
-    # q = (0 + 1) / (1000 + 1); e = 100 q = 0.0999; allowed = e + 2 sqrt(e + 1) = 2.197
-    e = 100 / 1001
-    ok = compare(PLAIN_5XX, Tally(100, 2), Tally(1000, 0), min_events=100, max_burn_ratio=1)
-    assert ok.verdict == "ok"
-    assert ok.allowed_bad == pytest.approx(e + 2 * math.sqrt(e + 1))
-    assert ok.allowed_bad == pytest.approx(2.1974, abs=1e-4)
-    worse = compare(PLAIN_5XX, Tally(100, 3), Tally(1000, 0), min_events=100, max_burn_ratio=1)
-    assert worse.verdict == "worse"
+def test_the_canarys_share_of_the_bad_requests_is_binomial() -> None:
+    # 100 canary requests beside 1000: a bad request is the canary's with pi = 1/11
+    pi = 100 / 1100
+    ok = compare(PLAIN_5XX, Tally(100, 1), Tally(1000, 0), min_events=100, max_burn_ratio=1)
+    assert ok.verdict == "ok"  # P(X >= 1 | k = 1) = pi = 0.091
+    assert upper_tail(2, pi, 2) == pytest.approx(pi**2)  # 0.0083: under 1 in 100
+    worse = compare(PLAIN_5XX, Tally(100, 2), Tally(1000, 0), min_events=100, max_burn_ratio=1)
+    assert (worse.verdict, worse.allowed_bad) == ("worse", 1.0)
+    # a look inside a step is stricter: 2 of 2 is allowed (pi^3 = 0.00075 < 1/1000 is not)
+    interim = compare(PLAIN_5XX, Tally(100, 2), Tally(1000, 0), min_events=100,
+                      max_burn_ratio=1, alpha=INTERIM_ALPHA)  # fmt: skip
+    assert (interim.verdict, interim.allowed_bad) == ("ok", 2.0)
+    assert upper_tail(3, pi, 3) == pytest.approx(pi**3)
 
 
-def test_the_canary_may_burn_as_fast_as_the_baseline_with_two_deviations() -> None:
-    # baseline 9 bad of 999: q = 10 / 1000 = 1%; canary 400: e = 4, allowed 4 + 2 sqrt 5
+def test_both_sides_noise_is_weighed_and_the_ratio_scales_the_canarys_side() -> None:
+    # baseline 9 bad of 999, canary 400: pi = 400 / 1399; with b canary bad requests,
+    # P(X >= b) for X ~ Binomial(b + 9, pi); 11 is the most that stays above 1%
     judge = Judge("orders:availability", "availability", 99.0)
-    ok = compare(judge, Tally(400, 8), Tally(999, 9), min_events=100, max_burn_ratio=1)
-    assert ok.allowed_bad == pytest.approx(4 + 2 * math.sqrt(5))  # 8.472
-    assert ok.verdict == "ok"
+    pi = 400 / 1399
+
+    def tail(b: int, k: int) -> float:
+        return sum(math.comb(k, i) * pi**i * (1 - pi) ** (k - i) for i in range(b, k + 1))
+
+    assert upper_tail(20, pi, 11) == pytest.approx(tail(11, 20))
+    assert tail(11, 20) == pytest.approx(0.01178, abs=1e-5)
+    assert tail(12, 21) == pytest.approx(0.00574, abs=1e-5)
+    ok = compare(judge, Tally(400, 11), Tally(999, 9), min_events=100, max_burn_ratio=1)
+    assert (ok.verdict, ok.allowed_bad) == ("ok", 11.0)
     # burn rates: bad share over the 1% budget
-    assert ok.canary_burn == pytest.approx(2.0)  # 8 / 400 = 2%
+    assert ok.canary_burn == pytest.approx(2.75)  # 11 / 400
     assert ok.baseline_burn == pytest.approx(0.9009, abs=1e-4)  # 9 / 999
-    assert compare(judge, Tally(400, 9), Tally(999, 9), min_events=100,
+    assert compare(judge, Tally(400, 12), Tally(999, 9), min_events=100,
                    max_burn_ratio=1).verdict == "worse"  # fmt: skip
-    # twice the baseline's burn allowed: q = 2%, e = 8, allowed 8 + 2 * 3 = 14
-    twice = compare(judge, Tally(400, 14), Tally(999, 9), min_events=100, max_burn_ratio=2)
-    assert twice.allowed_bad == pytest.approx(14.0)
-    assert twice.verdict == "ok"
-    assert compare(judge, Tally(400, 15), Tally(999, 9), min_events=100,
+    # twice the baseline's burn allowed: the canary weighs double, pi = 800 / 1799
+    twice = compare(judge, Tally(400, 19), Tally(999, 9), min_events=100, max_burn_ratio=2)
+    assert (twice.verdict, twice.allowed_bad) == ("ok", 19.0)
+    assert compare(judge, Tally(400, 20), Tally(999, 9), min_events=100,
                    max_burn_ratio=2).verdict == "worse"  # fmt: skip
+
+
+def test_a_canary_as_good_as_its_baseline_is_seldom_rolled_back() -> None:
+    """An identical canary (1% errors on both sides), 200 seeded rollouts of four steps
+    at 100 requests a second, a look every 10 s and 60 s steps: the rule's false
+    rollbacks stay rare (an interim look at 1/1000, the step's end at 1/100)."""
+    rng = random.Random(7)
+    rolled = 0
+    for _ in range(200):
+        r = Rollout(KEY, progressive(steps=[5, 25, 50, 100], min_events=50),
+                    {"v1": 100, "v2": 0})  # fmt: skip
+        totals = {"v1": [0.0, 0.0], "v2": [0.0, 0.0]}
+        r.observe("a", {("5xx", s): Tally(*t) for s, t in totals.items()})
+        now = 0.0
+        while r.phase in ("pending", "progressing") and now < 600:
+            r.tick(now)
+            now += 10.0
+            for subset, weight in r.weights().items():
+                n = int(1000 * weight / 100)
+                bad = sum(rng.random() < 0.01 for _ in range(n))
+                totals[subset][0] += n
+                totals[subset][1] += bad
+            r.observe("a", {("5xx", s): Tally(*t) for s, t in totals.items()})
+        rolled += r.phase == "rolled_back"
+    assert rolled <= 0.08 * 200, rolled
 
 
 def test_too_few_events_on_either_side_say_nothing() -> None:
@@ -111,12 +150,12 @@ def test_it_starts_advances_holds_and_promotes() -> None:
     d = r.tick(60.0)
     assert d is not None
     assert (d.action, d.step, d.weight) == ("advance", 1, 50)
-    # q = 2 / 991; e = 110 q = 0.222; allowed = e + 2 sqrt(e + 1) = 2.433
-    e = 110 * 2 / 991
-    assert d.comparisons[0].allowed_bad == pytest.approx(e + 2 * math.sqrt(e + 1))
+    # pi = 110 / 1100 = 0.1; with the baseline's 1, the canary's 2 bad of 3 would have
+    # the chance 3 pi^2 (1 - pi) + pi^3 = 0.028, 3 of 4 0.0037 (< 1%): 2 allowed
+    assert d.comparisons[0].allowed_bad == 2.0
     assert d.reason == (
         "v2 to 50%: 5xx: canary 1 bad of 110 (0.91%), baseline 1 bad of 990 (0.10%); "
-        "canary allowed 2.4 bad (step 2 of 3)"
+        "canary allowed 2 bad (step 2 of 3)"
     )
     # the next step counts from its start
     r.observe("api-1", counts((100, 0), (5600, 3)))  # +40 canary, +60 baseline
@@ -146,10 +185,11 @@ def test_it_rolls_back_at_once_when_the_canary_burns_faster() -> None:
     d = r.tick(2.0)  # long before the interval: a rollback does not wait for it
     assert d is not None
     assert (d.action, d.step, d.weight) == ("rollback", -1, 0.0)
-    # q = 1 / 2101; e = 20 q = 0.0095; allowed = e + 2 sqrt(e + 1) = 2.019
+    # an interim look: pi = 20 / 2120; 1 bad of 1 has the chance pi = 0.0094, 2 of 2
+    # pi^2 = 0.00009 (< 1/1000): 1 allowed
     assert d.reason == (
         "v2 burns faster than the baseline: 5xx: canary 20 bad of 20 (100.00%), "
-        "baseline 0 bad of 2100 (0.00%); canary allowed 2.0 bad"
+        "baseline 0 bad of 2100 (0.00%); canary allowed 1 bad"
     )
     assert (r.phase, r.weights()) == ("rolled_back", {"v1": 100, "v2": 0})
     assert r.tick(100.0) is None

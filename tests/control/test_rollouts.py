@@ -4,8 +4,12 @@ publisher's effective splits."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from seawall.config import parse_mesh
 from seawall.config.model import MeshConfig
@@ -91,6 +95,7 @@ def test_it_rolls_out_records_pushes_and_keeps_its_state(tmp_path: Path) -> None
         "total": 50, "bad": 0, "ratio": 0.0, "burn": 0.0
     }  # fmt: skip
     # a restart: the saved weights go out with the first snapshot, and it carries on
+    c.close()  # (its last write done, as the server does when it stops)
     again = controller(tmp_path, pushed, clock)
     assert again.saved_overrides() == [pushed[-1][0]]
     again.pages(m, [(GATEWAY, page((0, 0), (0, 0)))])
@@ -123,11 +128,13 @@ def test_a_failing_canary_is_rolled_back_and_shown_with_its_figures(tmp_path: Pa
     (view,) = c.view()
     rollback = view["decisions"][-1]
     assert (view["phase"], rollback["action"], rollback["weight"]) == ("rolled_back", "rollback", 0)
-    # q = 1 / 251, e = 60 q = 0.239, allowed = e + 2 sqrt(e + 1) = 2.465
+    # an interim look: pi = 60 / 310; b bad of b has the chance pi^b: 0.0014 at 4,
+    # 0.00027 at 5 (< 1/1000): 4 allowed
     assert rollback["reason"] == (
         "v2 burns faster than the baseline: orders:availability: canary 50 bad of 60 "
-        "(83.33%, burn 83.3x), baseline 0 bad of 250 (0.00%, burn 0.0x); canary allowed 2.5 bad"
+        "(83.33%, burn 83.3x), baseline 0 bad of 250 (0.00%, burn 0.0x); canary allowed 4 bad"
     )
+    c.flush()  # written off the event loop
     saved = json.loads((tmp_path / "canaries.json").read_text())
     assert saved["rollouts"][0]["phase"] == "rolled_back"
 
@@ -158,3 +165,36 @@ def test_the_publisher_pushes_the_effective_splits_as_the_same_version() -> None
     p.publish()
     assert p.current.etag == before  # as it was without any
     assert json.loads(p.full_body())["config"]["document"] == document
+
+
+def test_a_damaged_state_file_loses_its_bad_rollouts_not_the_control_plane(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = {
+        "destination": "orders",
+        "route": "place-order",
+        "declared": "x",
+        "phase": "progressing",
+        "step": 0,
+        "weights": {"v1": 90, "v2": 10},
+        "decisions": [],
+    }
+    rollouts = [
+        good,
+        {**good, "route": "a", "weights": {"v1": None}},
+        {**good, "route": "b", "weights": {"v1": 90, "v2": 20}},
+        {**good, "route": "c", "step": "1"},
+        {**good, "route": "d", "phase": "exploded"},
+        "junk",
+    ]  # fmt: skip
+    (tmp_path / "canaries.json").write_text(json.dumps({"version": 1, "rollouts": rollouts}))
+    with caplog.at_level(logging.WARNING, "seawall.control.canary"):
+        c = CanaryController(lambda _: None, state_file=tmp_path / "canaries.json")
+    assert [(o.route, o.weights) for o in c.saved_overrides()] == [
+        ("place-order", {"v1": 90.0, "v2": 10.0})
+    ]
+    for index, why in enumerate(["a weight is not a finite number >= 0",
+                                 "the weights sum to 110, not 100", "step is not an integer",
+                                 "phase 'exploded'", "not an object"], start=1):  # fmt: skip
+        assert re.search(rf"ignored rollouts\[{index}\] of \S+: {re.escape(why)}", caplog.text)
+    c.close()

@@ -107,6 +107,26 @@ def test_counters_select_the_side_the_route_and_the_caller() -> None:
     assert counters(o_routed, routed, "orders", no_bound) is None  # no exact bucket
 
 
+def test_a_caller_measured_at_the_server_reads_its_counts_by_caller() -> None:
+    """The server's sidecar counts each mTLS caller's requests apart
+    (``seawall_caller_*``): an SLO of one caller measured there reads those only."""
+    by_gateway = slo(service="orders", caller="gateway", availability="99%",
+                     latency={"threshold": "300ms", "percent": "95%"})  # fmt: skip
+    availability, latency = objectives({"g": by_gateway})
+    text = page("inbound", "orders", 90, 10) + page("inbound", "orders", 30, 6, fast=20).replace(
+        "seawall_request", "seawall_caller_request"
+    ).replace('direction="inbound"', 'caller="gateway"')
+    index = PageIndex(parse(text))
+    assert counters(availability, by_gateway, "orders", index) == (36, 6)
+    assert counters(latency, by_gateway, "orders", index) == (36, 16)
+    # another caller, or no count by caller at all: nothing measured
+    other = slo(service="orders", caller="login", availability="99%")
+    (o_other,) = objectives({"o": other})
+    assert counters(o_other, other, "orders", index) is None
+    plain = PageIndex(parse(page("inbound", "orders", 90, 10)))
+    assert counters(availability, by_gateway, "orders", plain) is None
+
+
 def engine() -> SloEngine:
     return SloEngine(
         {

@@ -240,6 +240,11 @@ def test_the_bad_exemplars_are_the_5xx_and_the_buckets_above_the_threshold() -> 
     assert bad_exemplars(by_callers, from_callers, "app", outbound, T0) == [
         BadExemplar(trace(3), "error", 1.0, T0)
     ]
+    # older than the longest alert window (3d by default) before the scrape: left out
+    assert bad_exemplars(AVAILABILITY, CHECKOUT, "gateway", index, T0 + 1 + 3 * 86_400) == [
+        BadExemplar(trace(1), "error", 1.0, T0 + 1)
+    ]
+    assert bad_exemplars(AVAILABILITY, CHECKOUT, "gateway", index, T0 + 2 + 3 * 86_400) == []
 
 
 def test_an_exemplar_needs_a_trace_id_and_is_dated_when_seen_without_a_time() -> None:

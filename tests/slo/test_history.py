@@ -100,3 +100,17 @@ def test_restored_sidecars_that_left_meanwhile_are_forgotten(tmp_path: Path) -> 
 
     assert asyncio.run(main()) == []  # "a" is not registered any more: gone, not missing
     store.close()
+
+
+def test_a_finer_resolution_is_another_history_and_must_divide_ten_minutes() -> None:
+    (o,) = objectives({"orders": SloConfig.model_validate({"availability": "99%"})})
+    # a minute is the default: histories kept before the option existed keep their key
+    assert definition(o) == definition(o, 60.0)
+    assert "resolution" not in definition(o)
+    assert definition(o, 5.0) != definition(o)
+    monitor = SloMonitor(lambda: [], lambda: None, resolution=5.0)
+    monitor.engine.apply({"orders": SloConfig.model_validate({"availability": "99%"})})
+    assert monitor.engine.series("orders:availability").resolution == 5.0
+    for bad in (0.0, 7.0, -5.0):
+        with pytest.raises(ValueError, match="resolution must divide 600 seconds"):
+            SloMonitor(lambda: [], lambda: None, resolution=bad)

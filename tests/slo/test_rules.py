@@ -15,7 +15,7 @@ import yaml
 from seawall.config import parse_mesh
 from seawall.config.model import MeshConfig
 from seawall.slo import AlertTracker, EventSeries, evaluate, objectives
-from seawall.slo.rules import RulesError, rules_yaml
+from seawall.slo.rules import rules_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
@@ -92,10 +92,19 @@ def test_promtool_checks_the_rules_of_every_kind(tmp_path: Path) -> None:
     assert 'seawall_service="gateway"' in callers["expr"]
 
 
-def test_a_caller_at_the_server_is_refused_with_its_name() -> None:
-    slos = {"orders": {"caller": "gateway", "availability": "99%"}}
-    with pytest.raises(RulesError, match=r"slos\.orders: a caller measured at the server"):
-        rules_yaml(mesh(slos))
+def test_a_caller_at_the_server_reads_the_servers_counts_by_caller() -> None:
+    slos = {"orders": {"caller": "gateway", "availability": "99%",
+                       "latency": {"threshold": "300ms", "percent": "95%"}}}  # fmt: skip
+    rules = yaml.safe_load(rules_yaml(mesh(slos)))["groups"][0]["rules"]
+    ratio = [r for r in rules if r.get("record") == "slo:sli_error:ratio_rate5m"]
+    availability, latency = sorted(ratio, key=lambda r: str(r["labels"]["objective"]))
+    assert 'seawall_caller_requests_total{destination="orders",caller="gateway"' in (
+        availability["expr"]
+    )
+    assert "direction" not in availability["expr"]
+    assert 'seawall_caller_request_duration_seconds_bucket{destination="orders",' in (
+        latency["expr"]
+    )
 
 
 def test_the_cli_writes_the_rules_and_reports_a_bad_file(tmp_path: Path) -> None:
@@ -106,7 +115,7 @@ def test_the_cli_writes_the_rules_and_reports_a_bad_file(tmp_path: Path) -> None
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    assert yaml.safe_load(out.read_text())["groups"][0]["name"] == "seawall-slo-gateway"
+    assert yaml.safe_load(out.read_text())["groups"][0]["name"] == "seawall-slo-checkout"
     bad = tmp_path / "bad.yaml"
     bad.write_text("mesh: shop\nservices: {a: {port: 1, sidecar: {inbound: 2, outbound: 3,"
                    " admin: 4}}}\nslos: {a: {availability: 100%}}\n")  # fmt: skip

@@ -77,7 +77,8 @@ def shop(now: int) -> list[SpanRow]:
                  http_route="/checkout"),
             span(t, b + 3, b + 2, "gateway", client, start, 1, seawall_destination="orders"),
             span(t, b + 4, b + 3, "orders", server, start, 1, error=i % 10 == 0),
-            span(t, b + 5, b + 2, "gateway", client, start, 1, seawall_destination="payments"),
+            span(t, b + 5, b + 2, "gateway", client, start, 1, seawall_destination="payments",
+                 seawall_route="pay-any"),
             span(t, b + 6, b + 5, "payments", server, start, 1, error=i % 25 == 0),
             span(t, b + 7, b + 2, "gateway", client, start, 1, error=i % 50 == 0,
                  seawall_destination="email"),
@@ -105,6 +106,8 @@ def test_a_routes_requests_and_the_calls_they_made_by_hand() -> None:
             Dependency("orders", 100, 10),
             Dependency("payments", 100, 4),  # orders' own calls to payments are not counted
         )
+        # the routes of the gateway's own sidecar its calls took (their retries count)
+        assert found.routes == {"payments": ("pay-any",)}
     login = route_calls(traces, "gateway", "login")
     assert (login.calls, login.errors, login.dependencies) == (
         100,
@@ -144,6 +147,18 @@ def test_suggest_route_against_a_real_collector(tmp_path: Path) -> None:
             )  # fmt: skip
 
         as_json = run("--route", "/checkout", "--soft", "email", "--json")
+        # with a policy route that takes the path, the snippet names that route
+        routed = tmp_path / "routed.yaml"
+        routed.write_text(mesh.read_text().replace(
+            "policies: {", "policies: {gateway: {routes: [{name: pay, match: {path_prefix: /x}},"
+            " {name: checkout, match: {path_exact: /checkout, method: POST}}]}, "
+        ).replace(  # the route the checkout's charges take never retries
+            "payments: {retry: {attempts: 3}}",
+            "payments: {retry: {attempts: 3}, routes: [{name: pay-any, retry: {attempts: 1}}]}",
+        ))  # fmt: skip
+        mesh, original = routed, mesh
+        by_path = run("--route", "/checkout", "--json")
+        mesh = original
         text = run("--route", "checkout", "--soft", "email")
         nothing = run("--route", "nope")
     assert as_json.returncode == 0, as_json.stderr
@@ -154,6 +169,14 @@ def test_suggest_route_against_a_real_collector(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert s["ceiling"] == pytest.approx(86.4)
     assert s["snippet"].startswith("# /checkout is not a route name of mesh.yaml")
+    assert by_path.returncode == 0, by_path.stderr
+    named = json.loads(by_path.stdout)
+    assert named["route"] == "/checkout"
+    assert named["snippet"].startswith("slos:\n  gateway: {route: checkout, ")
+    # its charges took payments' route pay-any, which never retries: 1 attempt, not 3
+    assert [(d["name"], d["attempts"]) for d in named["dependencies"]] == [
+        ("email", 1), ("orders", 2), ("payments", 1),
+    ]  # fmt: skip
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith(
         "gateway, route checkout, the last 1h (100 traces): 100 calls, 5 failed: 95.000% available;"

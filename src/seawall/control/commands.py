@@ -278,7 +278,7 @@ def _figures(c: dict[str, Any]) -> str:
 
     text = f"{c['judge']}: canary {side(c['canary'])}, baseline {side(c['baseline'])}"
     if c.get("allowed_bad") is not None:
-        text += f"; canary allowed {c['allowed_bad']:.1f} bad"
+        text += f"; canary allowed {c['allowed_bad']:.0f} bad"
     return text
 
 

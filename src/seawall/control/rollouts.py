@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,9 @@ class CanaryController:
         self._mesh: MeshConfig | None = None
         self._sources: set[str] = set()
         self._pushed: list[SplitOverride] = []
+        # the state file is written off the event loop, one write after another
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="canaries")
+        self._written: Future[None] | None = None
         if state_file is not None:
             self._saved = _load(state_file)
         self._pushed = self.saved_overrides()  # what the server pushes from its start
@@ -101,7 +106,6 @@ class CanaryController:
         """Follow ``mesh``'s progressive splits; ``True`` if the set of rollouts changed."""
         if mesh is None or mesh is self._mesh:
             return False
-        self._mesh = mesh
         now = self._clock()
         found: dict[RolloutKey, _Tracked] = {}
         for destination, policy in mesh.policies.items():
@@ -109,14 +113,18 @@ class CanaryController:
                 if route.progressive is None or route.split is None:
                     continue
                 key = RolloutKey(destination, route_name(route, index))
-                declared = route_identity(route.model_dump(mode="json"))
-                judges = judges_for(mesh, key)
-                old = self._tracked.get(key)
-                if old is not None and old.declared == declared:
-                    old.rollout.judges = judges
-                    found[key] = old
-                    continue
-                found[key] = self._begin(key, route, declared, judges, now)
+                try:
+                    declared = route_identity(route.model_dump(mode="json"))
+                    judges = judges_for(mesh, key)
+                    old = self._tracked.get(key)
+                    if old is not None and old.declared == declared:
+                        old.rollout.judges = judges
+                        found[key] = old
+                        continue
+                    found[key] = self._begin(key, route, declared, judges, now)
+                except (ValueError, TypeError, KeyError) as exc:  # one route, not the others
+                    log.error("canary %s: cannot roll out: %s", key, exc)
+        self._mesh = mesh  # followed (a route that failed is retried with the next mesh)
         changed = found.keys() != self._tracked.keys() or any(
             found[k] is not self._tracked[k] for k in found
         )
@@ -254,7 +262,8 @@ class CanaryController:
         return out
 
     def save(self) -> None:
-        """Write the state file (temporary file, fsync, rename); a failure is logged."""
+        """Write the state file (temporary file, fsync, rename) in the writer's thread,
+        after any write before it; a failure is logged."""
         if self.state_file is None:
             return
         doc = {
@@ -272,28 +281,75 @@ class CanaryController:
                 for key, t in sorted(self._tracked.items())
             ],
         }
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.state_file)
-        except OSError as exc:
-            log.warning("canary: could not save %s: %s", self.state_file, exc)
+        self._written = self._writer.submit(_write, self.state_file, doc)
+
+    def flush(self) -> None:
+        """Wait for the state file's last write (at stop, and for tests)."""
+        if self._written is not None:
+            self._written.result()
+
+    def close(self) -> None:
+        """Finish the writes, and the writer's thread."""
+        self._writer.shutdown(wait=True)
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("canary: could not save %s: %s", path, exc)
 
 
 def _load(path: Path) -> dict[RolloutKey, dict[str, Any]]:
-    """The saved rollouts by route; nothing if the file is missing or unreadable."""
+    """The saved rollouts by route; nothing if the file is missing or unreadable, and
+    without any rollout that is not whole (each dropped one is logged with why)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            RolloutKey(str(r["destination"]), str(r["route"])): r
-            for r in doc["rollouts"]
-            if isinstance(r, dict) and r.get("phase") in ("progressing", "promoted", "rolled_back")
-        }
+        rollouts = doc["rollouts"]
+        if not isinstance(rollouts, list):
+            raise TypeError("rollouts is not a list")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("canary: ignored the state file %s: %s", path, exc)
         return {}
+    kept = {}
+    for i, r in enumerate(rollouts):
+        why = _unusable(r)
+        if why is not None:
+            log.warning("canary: ignored rollouts[%d] of %s: %s", i, path, why)
+            continue
+        kept[RolloutKey(r["destination"], r["route"])] = r
+    return kept
+
+
+def _unusable(r: object) -> str | None:
+    """Why a saved rollout cannot be used (``None``: it can)."""
+    if not isinstance(r, dict):
+        return "not an object"
+    for name in ("destination", "route", "declared"):
+        if not isinstance(r.get(name), str):
+            return f"{name} is not a string"
+    if r.get("phase") not in ("progressing", "promoted", "rolled_back"):
+        return f"phase {r.get('phase')!r} is not progressing, promoted or rolled_back"
+    if isinstance(r.get("step"), bool) or not isinstance(r.get("step"), int):
+        return "step is not an integer"
+    weights = r.get("weights")
+    if weights is None:
+        return None
+    if not isinstance(weights, dict) or not weights:
+        return "weights is not a mapping of subsets"
+    values = list(weights.values())
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in values
+    ):
+        return "a weight is not a finite number >= 0"
+    if abs(sum(values) - 100.0) > 1e-6:
+        return f"the weights sum to {sum(values):g}, not 100"
+    return None

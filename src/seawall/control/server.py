@@ -71,9 +71,11 @@ class ControlServer:
         ca_key: Path | None = None,
         cert_ttl: float = DEFAULT_CERT_TTL,
         slo_interval: float = 10.0,
+        slo_resolution: float = 60.0,
     ) -> None:
         self.store = store
         self.slo_interval = slo_interval
+        self.slo_resolution = slo_resolution
         self.slo: SloMonitor | None = None
         self.canaries: CanaryController | None = None
         self.state_dir = state_dir
@@ -141,6 +143,7 @@ class ControlServer:
             alerting=lambda: api.mesh.alerting if api.mesh else AlertingConfig(),
             external_url=f"{self.url}/v1/slos",
             interval=self.slo_interval,
+            resolution=self.slo_resolution,
             store=SloHistory(self.state_dir / "slo.db"),
         )
         api.slo_report = self.slo.report
@@ -170,6 +173,8 @@ class ControlServer:
                 await task
         if self.slo is not None and self.slo.store is not None:
             self.slo.store.close()  # (the monitor saved what changed as it stopped)
+        if self.canaries is not None:
+            await asyncio.to_thread(self.canaries.close)  # its last state written
         await self.store.close()
 
 
@@ -268,6 +273,7 @@ def run(
     cert_ttl: float = DEFAULT_CERT_TTL,
     traces: str | None = None,
     slo_interval: float = 10.0,
+    slo_resolution: float = 60.0,
 ) -> int:
     """Run a control-plane replica until SIGTERM; returns the exit status.
 
@@ -300,6 +306,7 @@ def run(
             ca_key=Path(ca_key) if ca_key else None,
             cert_ttl=cert_ttl,
             slo_interval=slo_interval,
+            slo_resolution=slo_resolution,
         )
         with contextlib.suppress(ImportError):
             import uvloop  # noqa: PLC0415

@@ -161,15 +161,18 @@ def shedding_settings(shedding: SheddingConfig) -> dict[str, Any]:
 def latency_bounds(config: MeshConfig, service: str, *, inbound: bool) -> list[float]:
     """The latency thresholds of the SLOs measured at this side of ``service`` (its
     inbound sidecar for ``measured_at: server``, its callers' for ``callers``): exact
-    bounds of the histograms there, so no SLO leans on a nearby bucket."""
+    bounds of the histograms there, so no SLO leans on a nearby bucket. A service with a
+    progressive split has its canary judged at its callers on every latency SLO it
+    has, wherever that SLO is measured: its callers get every threshold then."""
     side = "server" if inbound else "callers"
+    progressive = any(r.progressive is not None for r in config.policy_for(service).routes)
     return sorted(
         {
             slo.latency.threshold
             for key, slo in config.slos.items()
             if slo.latency is not None
             and (slo.service or key) == service
-            and slo.measured_at == side
+            and (slo.measured_at == side or (progressive and not inbound))
         }
     )
 

@@ -63,19 +63,21 @@ CREATE TABLE IF NOT EXISTS sources (
 _FINE, _COARSE = 0, 1
 
 
-def definition(o: Objective) -> str:
-    """What an objective counts and how, as JSON: its history's key."""
-    return json.dumps(
-        {
-            "kind": o.kind,
-            "service": o.service,
-            "target": o.target,
-            "threshold": o.threshold,
-            "window": o.window.model_dump(mode="json"),
-            "budgeting": o.budgeting.model_dump(mode="json"),
-        },
-        sort_keys=True,
-    )
+def definition(o: Objective, resolution: float = 60.0) -> str:
+    """What an objective counts and how, as JSON: its history's key. Buckets of
+    another ``resolution`` than the default minute are another history too (the key
+    names it then, so histories kept at a minute stay valid)."""
+    key: dict[str, object] = {
+        "kind": o.kind,
+        "service": o.service,
+        "target": o.target,
+        "threshold": o.threshold,
+        "window": o.window.model_dump(mode="json"),
+        "budgeting": o.budgeting.model_dump(mode="json"),
+    }
+    if resolution != 60.0:
+        key["resolution"] = resolution
+    return json.dumps(key, sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)

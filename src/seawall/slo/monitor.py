@@ -66,6 +66,7 @@ class SloMonitor:
         store: SloHistory | None = None,
         save_every: float = 60.0,
         interval: float = 10.0,
+        resolution: float = 60.0,
         timeout: float = 2.0,
         concurrency: int = 64,
         wall: Callable[[], float] = time.time,
@@ -80,7 +81,11 @@ class SloMonitor:
         self.restored: list[str] = []
         """The objectives whose history came back from the store."""
         self._applied: Mapping[str, SloConfig] | None = None
-        self.engine = SloEngine({})
+        if not (resolution > 0 and 600 % resolution == 0):
+            raise ValueError(f"resolution must divide 600 seconds, got {resolution!r}")
+        self.resolution = resolution
+        """Seconds a stored bucket spans (the finest a window or a burn rate can tell)."""
+        self.engine = SloEngine({}, resolution=resolution, max_gap=1.5 * resolution)
         self.interval = interval
         self.timeout = timeout
         self._limit = asyncio.Semaphore(concurrency)
@@ -123,7 +128,7 @@ class SloMonitor:
         """Every objective's changes since the last save, and the objectives to keep."""
         objectives = self.engine.objectives
         saved = [
-            Saved(o.name, definition(o), self.engine.series(o.name).take_changes())
+            Saved(o.name, definition(o, self.resolution), self.engine.series(o.name).take_changes())
             for o in objectives
         ]
         return saved, [o.name for o in objectives]
@@ -141,7 +146,8 @@ class SloMonitor:
                 for name in fresh:
                     o = self.engine.objective(name)
                     series = self.engine.series(name)
-                    if await asyncio.to_thread(self.store.load, name, definition(o), series):
+                    key = definition(o, self.resolution)
+                    if await asyncio.to_thread(self.store.load, name, key, series):
                         self.restored.append(name)
                         # its sidecars as they were: forgotten below if they left meanwhile
                         self._known.update(series.sources)

@@ -22,7 +22,9 @@ Every series has the labels ``slo``, ``objective`` (``availability`` or
 
 * ``measured_at: server``: the service's inbound sidecars,
   ``seawall_requests_total{direction="inbound", destination="<service>"}``
-  (and ``route`` when the SLO has one);
+  (and ``route`` when the SLO has one); with a ``caller``, their counts by
+  caller, ``seawall_caller_requests_total{destination="<service>",
+  caller="<caller>"}`` and ``seawall_caller_request_duration_seconds``;
 * ``measured_at: callers``: its callers' outbound sidecars,
   ``direction="outbound", destination="<service>"``; with a ``caller``, only
   the targets labelled ``seawall_service="<caller>"`` by the scrape config
@@ -46,24 +48,25 @@ from .alerts import span
 from .evaluate import Objective, objectives
 from .scrape import le_label
 
-__all__ = ["RulesError", "prometheus_rules", "rules_yaml"]
-
-
-class RulesError(ValueError):
-    """An SLO these rules cannot express (the message names it and says why)."""
+__all__ = ["prometheus_rules", "rules_yaml"]
 
 
 _CALENDAR = {"month": 30 * 86_400.0, "week": 7 * 86_400.0}
 
 
 def _selector(name: str, slo: SloConfig, service: str, extra: dict[str, str]) -> str:
-    labels = {
-        "direction": "inbound" if slo.measured_at == "server" else "outbound",
-        "destination": service,
-    }
+    by_caller = slo.caller is not None and slo.measured_at == "server"
+    labels: dict[str, str] = {}
+    if not by_caller:
+        labels["direction"] = "inbound" if slo.measured_at == "server" else "outbound"
+    labels["destination"] = service
     if slo.route is not None:
         labels["route"] = slo.route
-    if slo.caller is not None:
+    if by_caller:
+        # the server's counts of one caller's requests: a family of their own
+        name = name.replace("seawall_", "seawall_caller_", 1)
+        labels["caller"] = str(slo.caller)
+    elif slo.caller is not None:
         labels["seawall_service"] = slo.caller
     labels.update(extra)
     inside = ",".join(f'{k}="{v}"' for k, v in labels.items())
@@ -93,11 +96,6 @@ def _total(o: Objective, slo: SloConfig, service: str, window: str) -> str:
 
 def _objective_rules(name: str, slo: SloConfig, o: Objective) -> list[dict[str, Any]]:
     service = slo.service or name
-    if slo.caller is not None and slo.measured_at == "server":
-        raise RulesError(
-            f"slos.{name}: a caller measured at the server needs a caller label on the"
-            " sidecars' inbound metrics, which they do not have yet; use measured_at: callers"
-        )
     labels = {"slo": name, "objective": o.kind, "service": service}
     match = f'{{slo="{name}",objective="{o.kind}"}}'
     budget_text = f"{o.budget:.12g}"
@@ -220,10 +218,8 @@ def rules_yaml(mesh: MeshConfig) -> str:
 
 
 def prometheus_rules(mesh: MeshConfig) -> dict[str, Any]:
-    """The rule file (as data: ``yaml.safe_dump`` it) for every SLO of ``mesh``.
-
-    Raises :class:`RulesError` for an SLO the rules cannot express.
-    """
+    """The rule file (as data: ``yaml.safe_dump`` it) for every SLO of ``mesh`` (a
+    journey has no rules: the embedded evaluator's only)."""
     groups = []
     for name, slo in mesh.slos.items():
         if slo.journey is not None:

@@ -15,7 +15,10 @@ the page, logs why and counts it.
 there (see :mod:`seawall.slo.rules` for the same selection as PromQL):
 
 * ``measured_at: server``: the sidecars *of the service*, their inbound
-  requests (``direction="inbound"``, ``destination`` the service);
+  requests (``direction="inbound"``, ``destination`` the service); with a
+  ``caller``, the same sidecars' counts of that caller's requests
+  (``seawall_caller_requests_total{caller=...}`` and its histogram, the caller
+  known from its mTLS certificate);
 * ``measured_at: callers``: any other sidecar's outbound requests to the
   service (only the ``caller``'s sidecars when the SLO names one);
 * the SLO's ``route``, if it has one;
@@ -288,7 +291,13 @@ class PageIndex:
             if name not in _FAMILIES:
                 continue
             labels = s.labels
-            direction, destination = labels.get("direction"), labels.get("destination")
+            if name in _CALLER_FAMILIES:  # inbound, by caller: a scope of its own
+                caller = labels.get("caller")
+                direction = None if caller is None else _by_caller(caller)
+                name = _CALLER_FAMILIES[name]
+            else:
+                direction = labels.get("direction")
+            destination = labels.get("destination")
             if direction is None or destination is None:
                 continue
             route = labels.get("route")
@@ -323,13 +332,26 @@ def _bound(le: str) -> float:
         return math.nan
 
 
+_CALLER_FAMILIES = {
+    "seawall_caller_requests_total": "seawall_requests_total",
+    "seawall_caller_request_duration_seconds_count": "seawall_request_duration_seconds_count",
+    "seawall_caller_request_duration_seconds_bucket": "seawall_request_duration_seconds_bucket",
+}
+"""An inbound sidecar's counts by caller, and the route family each one reads as."""
+
 _FAMILIES = frozenset(
     {
         "seawall_requests_total",
         "seawall_request_duration_seconds_count",
         "seawall_request_duration_seconds_bucket",
+        *_CALLER_FAMILIES,
     }
 )
+
+
+def _by_caller(caller: str) -> str:
+    """The scope key's direction of one caller's inbound requests."""
+    return f"inbound from {caller}"
 
 
 def _scope(
@@ -340,7 +362,7 @@ def _scope(
     if slo.measured_at == "server":
         if page_service != service:
             return None
-        direction = "inbound"
+        direction = "inbound" if slo.caller is None else _by_caller(slo.caller)
     else:
         if page_service == service or (slo.caller is not None and page_service != slo.caller):
             return None
@@ -374,7 +396,9 @@ def bad_exemplars(
     ``page_service``: the 5xx counters' (availability), or the buckets' above the
     threshold (latency: ``le`` above it, ``+Inf`` included, and a latency above it).
     Those without a trace id (``trace_id``, 32 hex digits, not all zero) are left out;
-    one without a timestamp is dated ``seen_at``."""
+    one without a timestamp is dated ``seen_at``; one older than the objective's longest
+    alert window before ``seen_at`` is left out too (a sidecar keeps an exemplar until a
+    newer request replaces it: days later, its trace may be gone)."""
     scope = _scope(objective, slo, page_service, page) if page.exemplars else None
     if scope is None:
         return []
@@ -386,10 +410,12 @@ def bad_exemplars(
         assert threshold is not None
         kind = "slow"
         picked = [e for le, e in scope.buckets if _bound(le) > threshold and e.value > threshold]
+    oldest = seen_at - max(a.long for a in objective.alerts.burn)
     found = []
     for e in picked:
         trace_id = e.labels.get("trace_id", "").lower()
         if _TRACE_ID.fullmatch(trace_id) and trace_id != "0" * 32:
             at = e.timestamp if e.timestamp is not None and math.isfinite(e.timestamp) else seen_at
-            found.append(BadExemplar(trace_id, kind, e.value, at))
+            if at >= oldest:
+                found.append(BadExemplar(trace_id, kind, e.value, at))
     return found

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -182,6 +182,9 @@ class RouteCalls:
     """Per callee, sorted by name (one attempt a call: the caller sets the retries)."""
     traces: int
     """Traces read."""
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per callee, the routes of the service's own sidecar its calls took (its
+    outbound spans' ``seawall.route``): their retries are the ones these calls get."""
 
 
 @dataclass(slots=True)
@@ -226,6 +229,7 @@ def route_calls(traces: Iterable[Mapping[str, Any]], service: str, route: str) -
     calls = errors = read = 0
     durations: list[int] = []
     deps: dict[str, list[int]] = {}
+    routes: dict[str, set[str]] = {}
     seen: set[str] = set()
     for trace in traces:
         trace_id = str(trace.get("traceID", ""))
@@ -250,6 +254,11 @@ def route_calls(traces: Iterable[Mapping[str, Any]], service: str, route: str) -
                 for child in (spans[c] for c in s.children):
                     if child.service != service and child.kind == "server":
                         _count(deps, child.service, child.error)
+                if s.kind == "client":
+                    out = s.tags.get("seawall.route")
+                    to = s.tags.get("seawall.destination")
+                    if isinstance(out, str) and isinstance(to, str) and to != service:
+                        routes.setdefault(to, set()).add(out)
                 if s.kind == "client" and not s.children:
                     callee = s.tags.get("seawall.destination") or s.tags.get("peer.service")
                     if isinstance(callee, str) and callee and callee != service:
@@ -257,7 +266,8 @@ def route_calls(traces: Iterable[Mapping[str, Any]], service: str, route: str) -
     durations.sort()
     found = tuple(Dependency(name, c, e) for name, (c, e) in sorted(deps.items()))
     return RouteCalls(calls, errors, _nearest_rank_ms(durations, 0.5),
-                      _nearest_rank_ms(durations, 0.99), found, read)  # fmt: skip
+                      _nearest_rank_ms(durations, 0.99), found, read,
+                      {name: tuple(sorted(r)) for name, r in sorted(routes.items())})  # fmt: skip
 
 
 def _own_subtree(spans: Mapping[str, _Span], top: _Span) -> list[_Span]:

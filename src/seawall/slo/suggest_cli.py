@@ -17,13 +17,14 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import httpx
 
-from ..config import ConfigError, load_mesh, parse_duration
+from ..config import ConfigError, MeshConfig, load_mesh, parse_duration
 from .suggest import Dependency, RouteCalls, Suggestion, route_calls, snippet, suggest
 
 __all__ = ["ROUTE_TRACES", "suggest_command"]
@@ -84,29 +85,74 @@ def suggest_command(
     return 0
 
 
+def _mesh(mesh_file: str | None, err: TextIO) -> MeshConfig | Literal[False] | None:
+    """mesh.yaml (``None`` without one); ``False``: an unreadable or invalid file
+    (reported)."""
+    if mesh_file is None:
+        return None
+    try:
+        return load_mesh(Path(mesh_file))
+    except ConfigError as exc:
+        err.write(exc.describe() + "\n")
+    except OSError as exc:
+        err.write(f"seawall slo suggest: cannot read {mesh_file}: {exc.strerror or exc}\n")
+    return False
+
+
 def _attempts(mesh_file: str | None, err: TextIO) -> dict[str, int] | None:
     """Each destination's retry attempts in mesh.yaml (none without it); ``None``: an
     unreadable or invalid file (reported)."""
-    if mesh_file is None:
+    mesh = _mesh(mesh_file, err)
+    if mesh is False:
+        return None
+    if mesh is None:
         return {}
-    try:
-        mesh = load_mesh(Path(mesh_file))
-    except ConfigError as exc:
-        err.write(exc.describe() + "\n")
-        return None
-    except OSError as exc:
-        err.write(f"seawall slo suggest: cannot read {mesh_file}: {exc.strerror or exc}\n")
-        return None
     return {name: mesh.policy_for(name).retry.attempts for name in mesh.policies}
+
+
+def _route_attempts(mesh: MeshConfig, callee: str, routes: Sequence[str]) -> int:
+    """The attempts a call to ``callee`` gets: the retries of the routes of
+    ``policies.<callee>`` the calls took (the fewest, if they took several: a route
+    that never retries, such as a charge, is not helped by another that does), else the
+    destination's; 1 for a callee the mesh does not know."""
+    try:
+        policy = mesh.policy_for(callee)
+    except KeyError:
+        return 1
+    by_name = {r.name: r for r in policy.routes if r.name is not None}
+    taken = [by_name[name] for name in routes if name in by_name]
+    if not taken:
+        return policy.retry.attempts
+    return min(policy.retry_for(r).attempts for r in taken)
+
+
+def policy_route(mesh: MeshConfig, service: str, path: str) -> str | None:
+    """The name of the route of ``policies.<service>.routes`` a request for ``path``
+    takes (its path condition: exact, prefix or regex; the first that matches, as the
+    sidecar checks them), if it has a name; ``None`` otherwise."""
+    for i, r in enumerate(mesh.policy_for(service).routes):
+        m = r.match
+        if m.path_exact is not None and m.path_exact != path:
+            continue
+        if m.path_prefix is not None and not path.startswith(m.path_prefix):
+            continue
+        if m.path_regex is not None and re.fullmatch(m.path_regex, path) is None:
+            continue
+        return r.name or f"route{i}"
+    return None
 
 
 def _route_command(
     service: str, route: str, *, traces: str, lookback: str, mesh_file: str | None,
     soft: list[str], as_json: bool, out: TextIO, err: TextIO,
 ) -> int:  # fmt: skip
-    attempts = _attempts(mesh_file, err)
-    if attempts is None:
+    mesh = _mesh(mesh_file, err)
+    if mesh is False:
         return 1
+    # a path (an application's template, /checkout) names the policy route it takes
+    named = route if _ROUTE_NAME.fullmatch(route) else None
+    if named is None and mesh is not None:
+        named = policy_route(mesh, service, route)
     try:
         seconds = parse_duration(lookback)
     except ValueError as exc:
@@ -135,23 +181,36 @@ def _route_command(
         err.write(f"seawall slo suggest: no calls of {service!r} on route {route!r} in the"
                   f" last {lookback} ({calls.traces} traces read)\n")  # fmt: skip
         return 1
-    deps = [replace(d, attempts=attempts.get(d.name, 1)) for d in calls.dependencies]
+    deps = [
+        replace(d, attempts=_route_attempts(mesh, d.name, calls.routes.get(d.name, ()))
+                if mesh is not None else 1)
+        for d in calls.dependencies
+    ]  # fmt: skip
     s = suggest(service, calls.calls, calls.errors, deps, p50_ms=calls.p50_ms,
                 p99_ms=calls.p99_ms, soft=soft)  # fmt: skip
     where = f"{service}, route {route}, the last {lookback} ({calls.traces} traces)"
-    _show(s, where, route, as_json, out)
+    _show(s, where, route, as_json, out, named=named)
     return 0
 
 
-def _show(s: Suggestion, where: str, route: str | None, as_json: bool, out: TextIO) -> None:
-    """The suggestion as a table and a snippet, or as JSON."""
+def _show(
+    s: Suggestion,
+    where: str,
+    route: str | None,
+    as_json: bool,
+    out: TextIO,
+    *,
+    named: str | None = None,
+) -> None:
+    """The suggestion as a table and a snippet, or as JSON. ``named``: the route of
+    mesh.yaml the snippet names (``route`` itself, or the policy route a path takes)."""
     # a route of mesh.yaml goes in the snippet; an application's template (/checkout) is
     # not one: the SLO needs the name of the policy route that matches it
-    named = route if route is not None and _ROUTE_NAME.fullmatch(route) else None
     text = snippet(s, route=named)
     if route is not None and named is None:
         text = (f"# {route} is not a route name of mesh.yaml: add the name of the"
-                f" policies.{s.service}.routes entry that matches it\n") + text  # fmt: skip
+                f" policies.{s.service}.routes entry that matches it (or give -f)\n"
+                ) + text  # fmt: skip
     if as_json:
         doc = asdict(s)
         doc["route"] = route

@@ -18,6 +18,10 @@ const GRAPH_W = 640;
 const GRAPH_H = 170;
 const PAD = { left: 46, right: 12, top: 10, bottom: 24 };
 const PARALLEL = 4;
+// A history row spans a minute at least: a graph is read again no sooner, and kept on
+// screen meanwhile (a refresh redraws the figures, not the graphs).
+const HISTORY_MS = 60000;
+const drawnGraphs = new Map(); // objective name -> { nodes: the graph's, at: when read }
 
 let view = null;
 let shown = null; // the evaluated_at drawn, so an unchanged report is not drawn again
@@ -152,9 +156,10 @@ function alertTable(alerts) {
 function card(o, active, doc, graphs) {
   const burning = isBurning(o, active);
   const journey = !o.name.includes(":");
+  const kept = drawnGraphs.get(o.name);
   const graph = h("div", { class: "budget-graph" },
     journey ? h("p", { class: "muted" }, "A journey: the graphs of its objectives show how their budgets were spent.")
-      : h("p", { class: "muted" }, "Reading the history…"));
+      : kept ? kept.nodes : h("p", { class: "muted" }, "Reading the history…"));
   if (!journey) graphs.push({ objective: o, box: graph, burning });
   const events = o.events || { total: 0, bad: 0 };
   return h("section", { class: `slo-card${burning ? " burning" : ""}`, id: cardId(o.name), "data-name": o.name },
@@ -228,6 +233,8 @@ async function loadGraphs(graphs, doc, signal) {
   const worker = async () => {
     while (queue.length && !signal.aborted) {
       const { objective, box } = queue.shift();
+      const kept = drawnGraphs.get(objective.name);
+      if (kept && Date.now() - kept.at < HISTORY_MS) continue; // still on screen, still fresh
       const path = `seawall/slos/${encodeURIComponent(objective.name)}/history`;
       const start = objective.period ? objective.period.start : now - 86400;
       let step = pickStep(now - start);
@@ -249,6 +256,7 @@ async function loadGraphs(graphs, doc, signal) {
         }
         fill(box, budgetGraph(objective, history, step, from),
           from > start ? h("p", { class: "muted graph-note" }, `Data since ${fmtDate(from)}; the period began ${fmtDate(start)}.`) : null);
+        drawnGraphs.set(objective.name, { nodes: [...box.childNodes], at: Date.now() });
       } catch (err) {
         if (err.name === "AbortError") return;
         fill(box, errorBox(err));
