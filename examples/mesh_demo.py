@@ -1,12 +1,13 @@
 """The shop behind its service mesh: a canary, then break email, the card network and
 payments; the mesh holds.
 
-``python -m examples.mesh_demo [--config examples/shop/mesh.yaml]`` starts a
-control plane (``seawall control``), applies ``mesh.yaml`` to it (``seawall
-apply``) and starts the shop of ``examples/shop`` on loopback, every service as
-its own process next to its own ``seawall sidecar --control`` process, and a
-stand-in for CardNet, the card network payments charges cards on: a host
-outside the mesh, over HTTPS, with a certificate from a throwaway CA::
+``python -m examples.mesh_demo [--config examples/shop/mesh.yaml]`` runs the shop
+of ``examples/shop`` on loopback with ``seawall up``: a control plane
+(``seawall control``), ``mesh.yaml`` applied to it, and every service's ``run:``
+(orders twice: v1, and v2 from its subset's ``run:``) as its own process next to
+its own ``seawall sidecar --control`` process; and, beside it, a stand-in for
+CardNet, the card network payments charges cards on: a host outside the mesh,
+over HTTPS, with a certificate from a throwaway CA::
 
     client ──► gateway ──► orders v1 ──► payments ══TLS══► cardnet (external)
                   │    └─► orders v2 ─┘   email
@@ -140,6 +141,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from seawall.config import MeshConfig, load_mesh
 from seawall.telemetry.critical_path import TimedSpan, critical_path, self_times
+from seawall.up.processes import processes_in_groups
 
 from .shop import cardnet
 
@@ -150,16 +152,15 @@ EXTERNAL = "cardnet"  # the card network: external.cardnet, a stand-in started h
 # Each breaker the demo watches: its destination, and the sidecar that holds it.
 BREAKERS = (("payments", "orders"), (EXTERNAL, "payments"))
 CONTROL_PORT = 7600  # seawall control's default
-CANARY_PORTS = (8012, 18012, 15012, 19012)  # orders v2: app, inbound, outbound, admin
 RATE = 40.0  # requests per second, alternating /checkout and /login
 CLIENT_TIMEOUT = 5.0
 MAX_OUTSTANDING = 200  # the load loop never has more requests in flight than this
 WARM_UP = 3  # checkouts and logins sent one at a time before the load (see Demo.warm_up)
-START_TIMEOUT = 30.0  # every sidecar /ready and app /health, all together
+START_TIMEOUT = 60.0  # `seawall up`: every sidecar /ready and app port, all together
 ROLLOUT_TIMEOUT = 10.0  # after `seawall apply`, for every sidecar to run the new version
 CLI_TIMEOUT = 20.0  # one `seawall apply|status|certs|services` command
 SETTLE_TIMEOUT = 8.0  # after the faults are cleared, for both breakers to close
-STOP_GRACE = 8.0  # SIGTERM, then SIGKILL after this many seconds
+STOP_GRACE = 30.0  # SIGTERM to `seawall up` (it drains each process), then SIGKILL
 TRACE_INTERVAL = "200ms"  # tracing.interval in the copy applied: spans reach the collector soon
 TRACE_POLL = 0.5  # between two looks at a trace (longer than the interval of every exporter)
 TRACE_SETTLE = 5.0  # at most this long for a trace's spans to stop arriving
@@ -274,19 +275,6 @@ class Instance:
     admin: int
 
 
-def shop_instances(config: MeshConfig) -> dict[str, Instance]:
-    """Every service of the shop as in mesh.yaml; orders twice: v1, and v2 (the canary)."""
-    out = {}
-    for name in SERVICES:
-        svc = config.services[name]
-        ports = (svc.port, svc.sidecar.inbound, svc.sidecar.outbound, svc.sidecar.admin)
-        subset = "v1" if name == "orders" else None
-        out[name] = Instance(name, name, subset, *ports)
-        if name == "orders":
-            out["orders-v2"] = Instance("orders-v2", "orders", "v2", *CANARY_PORTS)
-    return out
-
-
 # --------------------------------------------------------------------------- processes
 
 
@@ -305,6 +293,9 @@ class Supervisor:
         self.log_dir = log_dir
         self.children: list[Child] = []
         self._logs: list[TextIO] = []
+        # what `seawall up` started (in a process group of its own): checked at the end
+        self.up_group: int | None = None
+        self.up_pids: list[int] = []
 
     def start(self, name: str, argv: list[str], *, stop_first: bool = False, **env: str) -> Child:
         log_path = self.log_dir / f"{name.replace(':', '-')}.log"
@@ -355,6 +346,10 @@ class Supervisor:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         groups = {child.process.pid for child in self.children}
+        if self.up_group is not None:  # `seawall up` stopped its own; anything left goes
+            groups.add(self.up_group)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.up_group, signal.SIGKILL)
         for child in self.children:
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -370,24 +365,19 @@ class Supervisor:
         time.sleep(0.1)
         return sorted(set(alive) | set(_processes_in_groups(groups)))
 
+    def pids(self) -> list[int]:
+        """Every process of the demo: its children, and what `seawall up` started."""
+        return [c.process.pid for c in self.children] + self.up_pids
+
 
 def _processes_in_groups(groups: set[int]) -> list[int]:
     """Live (non-zombie) shop processes (control plane, apps, sidecars) in one of ``groups``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields_ = stat[stat.rindex(")") + 2 :].split()
-        state, pgrp = fields_[0], int(fields_[2])
-        if pgrp in groups and state != "Z":
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes()
-                if b"examples.shop" in cmdline or b"seawall" in cmdline:
-                    found.append(int(entry.name))
+    for pid in processes_in_groups(groups):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"examples.shop" in cmdline or b"seawall" in cmdline:
+                found.append(pid)
     return found
 
 
@@ -486,11 +476,16 @@ def write_split(
     return dest
 
 
-def write_alerting(source: Path, webhook: str, dest: Path) -> Path:
+def write_alerting(source: Path, webhook: str, dest: Path, origin: Path) -> Path:
     """A copy of ``source`` whose SLO alerts go to ``webhook`` (the demo's receiver), with
-    checkout's page alert scaled to the demo's minute (:data:`DEMO_ALERT`)."""
+    checkout's page alert scaled to the demo's minute (:data:`DEMO_ALERT`), and each
+    ``run.cwd`` made absolute (it was relative to ``origin``, the original's folder)."""
 
     def change(doc: dict[str, Any]) -> None:
+        for svc in doc["services"].values():
+            for run in [svc.get("run"), *(s.get("run") for s in svc["subsets"].values())]:
+                if run is not None:
+                    run["cwd"] = str((origin / (run.get("cwd") or ".")).resolve())
         doc["slos"]["checkout"]["alerts"] = {"burn": [dict(DEMO_ALERT)], "min_events": 50}
         doc["alerting"] = {
             "webhooks": [webhook],
@@ -834,6 +829,14 @@ def slo_lines(doc: dict[str, Any]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
+def say_notices(title: str, notices: list[Notice]) -> None:
+    say(f"  {title}:")
+    for n in notices:
+        say(f"    {n.text()}")
+    if not notices:
+        say("    none")
+
+
 @dataclass(frozen=True)
 class Notice:
     """One alert of a webhook the demo received: when (demo seconds), in which phase."""
@@ -894,15 +897,23 @@ class AlertInbox:
 
 
 class Demo:
-    def __init__(self, config_path: Path, config: MeshConfig, sup: Supervisor, scratch: Path):
+    def __init__(
+        self,
+        config_path: Path,
+        config: MeshConfig,
+        sup: Supervisor,
+        scratch: Path,
+        up_state: Path | None = None,
+    ):
         self.source = config_path  # mesh.yaml as committed
         self.config_path = config_path  # what is applied: a copy with cardnet's ca_file
         self.config = config
         self.sup = sup
         self.scratch = scratch
-        self.state = scratch / "control"  # the control plane's state directory
+        self.up_state = up_state or scratch / "up"  # `seawall up`'s state directory
+        self.state = self.up_state / "control"  # the control plane's, within it
         self.control_url = f"http://127.0.0.1:{CONTROL_PORT}"
-        self.instances = shop_instances(config)
+        self.instances: dict[str, Instance] = {}  # as `seawall up` started them
         self.phase = "starting"
         self.client_stats: dict[str, dict[str, RouteStats]] = {}
         self.versions: dict[str, Counter[str]] = {}  # phase -> orders version -> checkouts
@@ -952,72 +963,70 @@ class Demo:
     # -- start ------------------------------------------------------------
 
     async def start(self) -> None:
-        python = sys.executable
         await self.inbox.start()
         await self.start_cardnet()
-        argv = ["control", "--state-dir", str(self.state), "--listen", f"127.0.0.1:{CONTROL_PORT}"]
-        argv += ["--traces", f"{self.traces_host}:{self.traces_port}"]  # the trace collector too
-        # the SLOs, at the demo's pace: every sidecar scraped each second, 5 s buckets
-        argv += ["--slo-interval", SLO_INTERVAL, "--slo-resolution", SLO_RESOLUTION]
-        control = self.sup.start("control", [python, "-m", "seawall", *argv], stop_first=True)
-        pid = control.process.pid
+        argv = [sys.executable, "-m", "seawall", "up", "-f", str(self.config_path),
+                "--state-dir", str(self.up_state), "--control-port", str(CONTROL_PORT),
+                "--status-interval", "0",
+                # the SLOs, at the demo's pace: every sidecar scraped each second, 5 s buckets
+                "--slo-interval", SLO_INTERVAL, "--slo-resolution", SLO_RESOLUTION]  # fmt: skip
+        up = self.sup.start("up", argv, stop_first=True)
         say(
-            f"  {'control':<9} pid {pid:<7} {self.control_url}, state in {self.state};"
-            f" traces at {self.traces_url} (OTLP /v1/traces, /api/, the UI /ui/)"
+            f"  {'up':<9} pid {up.process.pid:<7} seawall up -f {self.config_path}"
+            f" (its state in {self.up_state}): the whole mesh from the file"
         )
-        await wait_ready(
-            self.sup,
-            self.http,
-            {"control": f"{self.control_url}/v1/health", "traces": f"{self.traces_url}/health"},
-        )
-        applied = await self.seawall("apply", "-f", str(self.config_path))
+        doc = await self.wait_up(up.process.pid)
+        processes = doc["processes"]
+        self.sup.up_group = int(doc["group"])
+        self.sup.up_pids = [int(p["pid"]) for p in processes.values()]
         say(
-            f"{stamp()} control plane up; seawall apply -f {self.config_path}"
+            f"  {'control':<9} pid {processes['control']['pid']:<7} {self.control_url}, state in"
+            f" {self.state}; traces at {self.traces_url} (OTLP /v1/traces, /api/, the UI /ui/)"
+        )
+        status = (await self.http.get(f"{self.control_url}/v1/status")).json()
+        say(
+            f"{stamp()} control plane up; seawall up applied {self.config_path}"
             f"   ({self.source}, external.{EXTERNAL}.ca_file set to the stand-in's CA,"
             f" tracing.interval {TRACE_INTERVAL}):"
         )
-        say(indent(applied))
-        # One join token per service (orders v1 and v2 share orders'): it lets a
-        # sidecar register an instance of that service and get its certificate.
-        minted = await self.seawall_all(*(("certs", "token", name) for name in SERVICES))
-        token = {name: t.strip() for name, t in zip(SERVICES, minted, strict=True)}
-        say(f"{stamp()} join tokens minted (seawall certs token NAME); starting the shop:")
-        for inst in self.instances.values():
-            state = self.scratch / "sidecars" / inst.name  # its key, certificate, snapshot
-            argv = ["--service", inst.service, "--control", self.control_url]
-            argv += ["--state-dir", str(state)]
-            app_argv = ["--config", str(self.config_path)]
-            if inst.subset is not None:
-                argv += ["--subset", inst.subset]
-                app_argv += ["--version", inst.subset]
-            if inst.name != inst.service:  # a second instance: its own ports
-                argv += ["--app-port", str(inst.port), "--inbound-port", str(inst.inbound)]
-                argv += ["--outbound-port", str(inst.outbound), "--admin-port", str(inst.admin)]
-                app_argv += ["--port", str(inst.port), "--outbound-port", str(inst.outbound)]
-            # The token goes in the environment, not on a command line others can read.
-            sidecar = self.sup.start(
-                f"sidecar:{inst.name}",
-                [python, "-m", "seawall", "sidecar", *argv],
-                SEAWALL_JOIN_TOKEN=token[inst.service],
-            )
-            app = self.sup.start(
-                f"app:{inst.name}", [python, "-m", f"examples.shop.{inst.service}", *app_argv]
-            )
+        say(
+            f"    applied {self.config_path} as version {status['config_version']}"
+            f" (digest {status['digest'][:12]})"
+        )
+        # seawall up minted one join token per service (orders v1 and v2 share orders'):
+        # it lets a sidecar register an instance of that service and get its certificate
+        say(f"{stamp()} seawall up minted a join token per service and started the shop:")
+        for d in doc["instances"]:
+            inst = Instance(d["name"], d["service"], d["subset"], d["app_port"], d["inbound"],
+                            d["outbound"], d["admin"])  # fmt: skip
+            self.instances[inst.name] = inst
+            app, car = processes[f"app:{inst.name}"], processes[f"sidecar:{inst.name}"]
             say(
-                f"  {inst.name:<9} app pid {app.process.pid:<7} :{inst.port}   "
-                f"sidecar pid {sidecar.process.pid:<7} "
+                f"  {inst.name:<9} app pid {app['pid']:<7} :{inst.port}   "
+                f"sidecar pid {car['pid']:<7} "
                 f"in :{inst.inbound} out :{inst.outbound} admin :{inst.admin}"
                 + (f"   --subset {inst.subset}" if inst.subset else "")
             )
-        urls = {f"sidecar:{n}": self.admin(n, "/ready") for n in self.instances}
-        urls |= {f"app:{n}": self.app(n, "/health") for n in self.instances}
-        await wait_ready(self.sup, self.http, urls)
         version = await self.wait_mesh(1)
         say(
-            f"{stamp()} all {len(self.sup.children)} processes ready;"
+            f"{stamp()} all {len(self.sup.pids())} processes ready;"
             f" {len(self.instances)} of {len(self.instances)} sidecars registered with the"
             f" control plane, each running config version {version} from it"
         )
+
+    async def wait_up(self, pid: int) -> dict[str, Any]:
+        """``seawall up``'s ``up.json`` once everything it starts is ready (bounded)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        path = self.up_state / "up.json"
+        while True:
+            self.sup.check_alive()
+            with contextlib.suppress(OSError, ValueError):
+                doc = json.loads(path.read_text())
+                if isinstance(doc, dict) and doc.get("pid") == pid:
+                    return doc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"seawall up not ready after {START_TIMEOUT:g} s")
+            await asyncio.sleep(0.1)
 
     async def start_cardnet(self) -> None:
         """CardNet's stand-in: a throwaway CA and its certificate, the HTTPS server, and the
@@ -1028,7 +1037,7 @@ class Demo:
         # ... whose spans reach the collector soon, to read a phase's trace right after it
         applied = write_tracing_interval(applied, TRACE_INTERVAL, applied)
         # ... and whose SLO alerts come to the demo's receiver
-        self.config_path = write_alerting(applied, self.inbox.url, applied)
+        self.config_path = write_alerting(applied, self.inbox.url, applied, source.parent)
         self.config = load_mesh(self.config_path)
         self.cardnet_http = httpx.AsyncClient(
             trust_env=False,
@@ -1264,7 +1273,7 @@ class Demo:
     def breaker_events(self, sidecar: str, destination: str) -> tuple[str, ...]:
         """The events of ``destination``'s breaker in ``sidecar``'s log so far
         (``... payments breaker_opened destination=cardnet from=closed ...``)."""
-        log = self.sup.log_dir / f"sidecar-{sidecar}.log"
+        log = self.up_state / "logs" / f"sidecar-{sidecar}.log"  # as `seawall up` keeps it
         try:
             lines = log.read_text(errors="replace").splitlines()
         except OSError:
@@ -1596,11 +1605,7 @@ class Demo:
                 say(f"    {line}")
         if phase.title == "payments fails":
             fired = self.inbox.of("checkout", "firing")
-            say(f"  alerts received by the demo's webhook ({self.inbox.url}), so far:")
-            for n in fired or []:
-                say(f"    {n.text()}")
-            if not fired:
-                say("    none")
+            say_notices(f"alerts received by the demo's webhook ({self.inbox.url}), so far", fired)
         if phase.title == "recovery":
             await self.await_resolution()
         if phase.title in ("progressive canary", "canary fails"):
@@ -1622,12 +1627,10 @@ class Demo:
                 break
             await asyncio.sleep(0.25)
         self.resolved_after = time.monotonic() - start
-        resolved_notices = self.inbox.of("checkout", "resolved")
-        say(f"  alerts resolved ({self.resolved_after:.1f} s after the recovery phase ended):")
-        for n in resolved_notices or []:
-            say(f"    {n.text()}")
-        if not resolved_notices:
-            say("    none")
+        say_notices(
+            f"alerts resolved ({self.resolved_after:.1f} s after the recovery phase ended)",
+            self.inbox.of("checkout", "resolved"),
+        )
 
     async def settle(self) -> None:
         """Clear the faults, keep the load on, and wait for both breakers to close: payments
@@ -1830,7 +1833,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.mesh_demo", description=__doc__)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument(
-        "--logs", type=Path, help="keep each process's output in this directory (default: discard)"
+        "--logs",
+        type=Path,
+        help="keep each process's output in this directory, and `seawall up`'s state in"
+        " its up/ (default: discard)",
     )
     args = parser.parse_args()
     config_path: Path = args.config
@@ -1845,8 +1851,8 @@ def main() -> int:
         return 1
     ports = [CONTROL_PORT, traces_port, config.external[EXTERNAL].effective_port()] + [
         port
-        for inst in shop_instances(config).values()
-        for port in (inst.port, inst.inbound, inst.outbound, inst.admin)
+        for svc in config.services.values()
+        for port in (svc.port, svc.sidecar.inbound, svc.sidecar.outbound, svc.sidecar.admin)
     ]
     busy = busy_ports(ports)
     if busy:
@@ -1867,7 +1873,9 @@ def main() -> int:
         logs.mkdir(parents=True, exist_ok=True)
         sup = Supervisor(logs)
         try:
-            asyncio.run(Demo(config_path, config, sup, Path(scratch)).run())
+            # with --logs, `seawall up`'s state (its processes' logs in it) is kept there too
+            up_state = args.logs / "up" if args.logs else None
+            asyncio.run(Demo(config_path, config, sup, Path(scratch), up_state).run())
         except KeyboardInterrupt:
             say("\ninterrupted")
             status = 130
@@ -1880,12 +1888,13 @@ def main() -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
             left = sup.stop_all()
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            pids = " ".join(str(c.process.pid) for c in sup.children)
+            every = sup.pids()
+            pids = " ".join(map(str, every))
             if left:
-                say(f"stopped {len(sup.children)} processes; STILL RUNNING: {left}")
+                say(f"stopped {len(every)} processes; STILL RUNNING: {left}")
                 status = status or 1
             else:
-                say(f"stopped {len(sup.children)} processes (pids {pids}); none remain")
+                say(f"stopped {len(every)} processes (pids {pids}); none remain")
     say(f"demo finished in {time.monotonic() - T0:.1f} s")
     return status
 

@@ -39,7 +39,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL_TIMEOUT_MS = 500  # policies.email.timeout in examples/shop/mesh.yaml
-PROCESSES = 14  # the control plane, CardNet's stand-in, 6 apps and 6 sidecars (orders v1, v2)
+PROCESSES = 15  # seawall up, the control plane, CardNet's stand-in, 6 apps and 6 sidecars
 SIDECARS = 6
 CANARY_SHARE = 0.10  # the canary's split: {v1: 90, v2: 10}
 PHASES = [
@@ -164,8 +164,10 @@ def test_mesh_demo_story() -> None:
     assert re.search(
         rf"^  cardnet +pid \d+ +https://{CARDNET}, .* throwaway CA: \S+/cardnet/ca\.pem$", out, re.M
     ), report
+    # The mesh runs on `seawall up`, of a copy of mesh.yaml
+    assert re.search(r"^  up +pid \d+ +seawall up -f \S+/mesh\.yaml ", out, re.M), report
     assert re.search(
-        r"seawall apply -f (\S+)/mesh\.yaml +\(examples/shop/mesh\.yaml,"
+        r"seawall up applied (\S+)/mesh\.yaml +\(examples/shop/mesh\.yaml,"
         r" external\.cardnet\.ca_file set to the stand-in's CA, tracing\.interval 200ms\)",
         out,
     ), report
@@ -179,8 +181,11 @@ def test_mesh_demo_story() -> None:
     ), report
     started = re.findall(r"^  \S+ +app pid \d+ .* sidecar pid \d+ ", out, re.M)
     assert len(started) == SIDECARS, report
-    # ... and registered its instance: orders twice, v1 and v2, on their own ports.
-    for subset, port in (("v1", 18002), ("v2", 18012)):
+    # ... and registered its instance: orders twice, v1 on the file's ports and v2 (its
+    # subset's own run:) on the ports seawall up allocated
+    v2 = re.search(r"^  orders-v2 +app pid \d+ +:\d+ +sidecar pid \d+ +in :(\d+) ", out, re.M)
+    assert v2, report
+    for subset, port in (("v1", "18002"), ("v2", v2.group(1))):
         row = rf"^    orders +orders\.[0-9a-f]{{16}} +{subset} +127\.0\.0\.1:{port} +healthy$"
         assert re.search(row, out, re.M), report
 

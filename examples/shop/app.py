@@ -440,13 +440,31 @@ class ShopApp:
         await uvicorn.Server(config).serve()
 
 
+def _int(text: str | None) -> int | None:
+    return None if not text else int(text)
+
+
 def main(name: str, build: Callable[[ShopApp], None]) -> None:
     """``python -m examples.shop.<name> --config mesh.yaml``: build the app and serve it."""
+    # `seawall up` says where in the environment: SEAWALL_MESH_FILE, SEAWALL_APP_PORT...
+    env = os.environ
     parser = argparse.ArgumentParser(prog=f"examples.shop.{name}")
-    parser.add_argument("--config", default="examples/shop/mesh.yaml", help="the mesh.yaml")
-    parser.add_argument("--port", type=int, help="listen here instead of the config's port")
-    parser.add_argument("--outbound-port", type=int, help="this instance's sidecar outbound port")
-    parser.add_argument("--version", help="the subset this instance runs as (e.g. v2)")
+    parser.add_argument(
+        "--config", default=env.get("SEAWALL_MESH_FILE", "examples/shop/mesh.yaml"),
+        help="the mesh.yaml",
+    )  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, default=_int(env.get("SEAWALL_APP_PORT")),
+        help="listen here instead of the config's port",
+    )  # fmt: skip
+    parser.add_argument(
+        "--outbound-port", type=int, default=_int(env.get("SEAWALL_OUTBOUND_PORT")),
+        help="this instance's sidecar outbound port",
+    )  # fmt: skip
+    parser.add_argument(
+        "--version", default=env.get("SEAWALL_SUBSET"),
+        help="the subset this instance runs as (e.g. v2)",
+    )  # fmt: skip
     args = parser.parse_args()
     app = ShopApp(
         name, args.config, port=args.port, outbound=args.outbound_port, version=args.version

@@ -84,6 +84,34 @@ def _slo_resolution(text: str) -> float:
     return value
 
 
+def _seconds_or_zero(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0s") else _positive_seconds(text)
+
+
+def _compose(args: argparse.Namespace) -> int:
+    """``seawall up``, ``down``, ``ps`` and ``logs`` (:mod:`seawall.up.cli`)."""
+    from .up import cli as compose  # noqa: PLC0415
+    from .up.runner import UpOptions  # noqa: PLC0415
+
+    state = Path(args.state_dir)
+    if args.command == "down":
+        return compose.down(state)
+    if args.command == "ps":
+        return compose.ps(state, as_json=args.json)
+    if args.command == "logs":
+        return compose.logs(state, args.service, follow=args.follow)
+    options = UpOptions(
+        Path(args.file),
+        state,
+        control_port=args.control_port,
+        colour=sys.stdout.isatty(),
+        status_interval=args.status_interval,
+        slo_interval=args.slo_interval,
+        slo_resolution=args.slo_resolution,
+    )
+    return compose.up(options, detach=args.detach)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
@@ -142,6 +170,38 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("--outbound-port", type=_port, help="this instance's outbound port")
     link.add_argument("--admin-port", type=_port, help="this instance's admin port")
     link.add_argument("--lease-ttl", type=_positive_seconds, default=10.0, help="default 10s")
+
+    up = commands.add_parser(
+        "up",
+        help="run the whole mesh of mesh.yaml: control plane, sidecars, apps",
+        description="Start the control plane, apply mesh.yaml, start every service's "
+        "`run:` instances beside their sidecars, and keep them running until Ctrl-C",
+    )
+    up.add_argument("-f", "--file", default="mesh.yaml", help="mesh.yaml (default: ./mesh.yaml)")
+    up.add_argument("--state-dir", default=".seawall", help="default .seawall (kept: CA, store)")
+    up.add_argument("--control-port", type=_port, default=7600, help="default 7600")
+    up.add_argument("--detach", "-d", action="store_true", help="run in the background")
+    up.add_argument(
+        "--status-interval",
+        type=_seconds_or_zero,
+        default=30.0,
+        help="seconds between two status tables (0: only when ready; default 30s)",
+    )
+    up.add_argument(
+        "--slo-interval", type=_positive_seconds, help="the control plane's (default 10s)"
+    )
+    up.add_argument(
+        "--slo-resolution", type=_slo_resolution, help="the control plane's (default 1m)"
+    )
+    down = commands.add_parser("down", help="stop what `seawall up` runs")
+    down.add_argument("--state-dir", default=".seawall")
+    ps = commands.add_parser("ps", help="what `seawall up` runs, and each instance's state")
+    ps.add_argument("--state-dir", default=".seawall")
+    ps.add_argument("--json", action="store_true")
+    logs = commands.add_parser("logs", help="the logs of a service that `seawall up` runs")
+    logs.add_argument("service", help="a service, or `control`")
+    logs.add_argument("--state-dir", default=".seawall")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow them until Ctrl-C")
 
     control = commands.add_parser("control", help="run a control-plane replica")
     control.add_argument(
@@ -362,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command in ("up", "down", "ps", "logs"):
+        return _compose(args)
     if args.command == "check":
         return _check(args.file, args.service, args.json)
     if args.command == "sidecar":

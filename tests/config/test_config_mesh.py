@@ -56,7 +56,10 @@ def test_shop_ports_are_loopback_and_distinct(shop: MeshConfig) -> None:
 
 def test_shop_every_service_runs_and_has_endpoints(shop: MeshConfig) -> None:
     for name, service in shop.services.items():
-        assert service.run == ("python", "-m", f"examples.shop.{name}")
+        assert service.run is not None
+        assert service.run.command == ("python", "-m", f"examples.shop.{name}")
+        # the short form: a command line, once, where mesh.yaml is
+        assert (service.run.instances, service.run.cwd, service.run.env) == (1, None, {})
         (endpoint,) = service.effective_endpoints()
         assert (endpoint.address, endpoint.port) == ("127.0.0.1", service.sidecar.inbound)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiohttp
@@ -14,6 +12,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loopback import serving
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from seawall.config import SloConfig
@@ -326,27 +325,12 @@ class Sidecar:
         return web.Response(text=text, headers={"Content-Type": f"{kind}; charset=utf-8"})
 
 
-@asynccontextmanager
-async def serving(sidecar: Sidecar) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_get("/metrics", sidecar.metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        await runner.cleanup()
-
-
 def test_the_monitor_asks_for_openmetrics_and_serves_the_exemplars() -> None:
     sidecar = Sidecar()
     clock = [T0]
 
     async def main() -> dict[str, object]:
-        async with serving(sidecar) as url:
+        async with serving("GET", "/metrics", sidecar.metrics) as url:
             targets = [Target("gateway.1", "gateway", url)]
             monitor = SloMonitor(lambda: targets, lambda: {"checkout": CHECKOUT},
                                  wall=lambda: clock[0])  # fmt: skip

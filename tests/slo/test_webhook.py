@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
+from loopback import serving
 
 from seawall.config import AlertingConfig
 from seawall.slo import Notice
@@ -42,22 +41,6 @@ class Receiver:
         return web.Response(status=status)
 
 
-@asynccontextmanager
-async def serving(handler: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
-    """A real HTTP receiver on loopback: its /hook URL."""
-    app = web.Application()
-    app.router.add_post("/hook", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
-
-
 def config(*urls: str, **fields: Any) -> AlertingConfig:
     return AlertingConfig.model_validate(
         {"webhooks": list(urls), "backoff": {"base": "10ms", "max": "40ms", "jitter": "none"},
@@ -79,7 +62,7 @@ def test_a_notice_is_retried_until_delivered_as_the_same_bytes() -> None:
         waits.append(seconds)
 
     async def main() -> WebhookSender:
-        async with serving(rx.handle) as url:
+        async with serving("POST", "/hook", rx.handle) as url:
             sender = WebhookSender(config(url), sleep=sleep, external_url="http://c/ui/slos")
             assert sender.send([FIRING]) == 1
             await asyncio.wait_for(rx.got.wait(), 10)
@@ -108,7 +91,7 @@ def test_a_refusal_is_final_and_a_dead_receiver_is_given_up() -> None:
         return None
 
     async def main() -> WebhookSender:
-        async with serving(refuse) as url:
+        async with serving("POST", "/hook", refuse) as url:
             dead = f"http://127.0.0.1:{closed_port()}/hook"
             sender = WebhookSender(config(url, dead, max_tries=3), sleep=no_wait)
             sender.send([FIRING])

@@ -65,7 +65,7 @@ class Change:
 
 
 _LISTENER = re.compile(r"services\.([^.]+)\.sidecar\.(inbound|outbound|admin|upstreams)(\..*)?$")
-_RUN = re.compile(r"services\.([^.]+)\.run$")
+_RUN = re.compile(r"services\.([^.]+)\.run(\..*)?$")
 _POLICY = re.compile(r"policies\.([^.]+)(?:\.(.*))?$")
 _SERVICE = re.compile(r"services\.([^.]+)$")
 _EXTERNAL = re.compile(r"external\.([^.]+)(?:\.(tls|ca_file|server_name))?$")
@@ -77,7 +77,7 @@ def _restart(path: str) -> str | None:
     if path == "sidecar.workers":
         return "every sidecar: worker threads start with the process"
     if m := _RUN.match(path):
-        return f"the app of {m.group(1)}: `seawall up` runs it with this command at start"
+        return f"the app of {m.group(1)}: `seawall up` restarts that service's instances"
     return None
 
 

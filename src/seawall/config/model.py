@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from annotated_types import Ge, Le, MinLen
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -61,6 +63,7 @@ from ._types import (
     TrustDomain,
     UpgradeProtocol,
     UrlPath,
+    _command,
     invalid,
     is_name,
     seconds,
@@ -149,11 +152,52 @@ def _show(seconds: float) -> str:
 # ---------------------------------------------------------------- services
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _run_shorthand(value: object) -> object:
+    """``run: python -m app`` (or a list of arguments) is ``run: {command: ...}``; its
+    errors are said at ``run`` itself."""
+    if isinstance(value, str | list | tuple):
+        return {"command": _command(value)}
+    return value
+
+
+def _env_names(env: dict[str, str]) -> dict[str, str]:
+    for name in env:
+        if _ENV_NAME.fullmatch(name) is None:
+            invalid(f"{name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    return env
+
+
+class RunConfig(_Section):
+    """What ``seawall up`` starts for a service: its app, once per instance, each beside
+    its own sidecar. The app is told where to listen and how to reach the mesh by its
+    environment: ``SEAWALL_SERVICE``, ``SEAWALL_INSTANCE``, ``SEAWALL_APP_PORT`` (its
+    port), ``SEAWALL_SUBSET``, and ``HTTP_PROXY`` (its sidecar's outbound listener)."""
+
+    command: Command
+    """A command line (split like a shell does, without a shell) or a list of arguments;
+    a first word ``python`` (or ``python3``) is the Python ``seawall up`` runs on."""
+    cwd: Text | None = None
+    """Where it runs: relative to mesh.yaml's directory (default: that directory)."""
+    env: Annotated[dict[str, Text], AfterValidator(_env_names)] = {}
+    """Added to the environment ``seawall up`` was started with."""
+    instances: Annotated[int, Strict(), Ge(1), Le(64)] = 1
+    """How many run: the first on the ports of this file, the others on ports
+    ``seawall up`` allocates."""
+    subset: Name | None = None
+    """The subset its instances register in (``--subset``), if any."""
+
+
 class SubsetConfig(_Section):
     """A named group of a service's endpoints (a version, a canary)."""
 
     labels: dict[Text, Text] = {}
     """Labels selecting the subset's instances (used by the control plane's registry)."""
+    run: Annotated[RunConfig, BeforeValidator(_run_shorthand)] | None = None
+    """What ``seawall up`` starts for this subset (its instances register in it, on ports
+    ``seawall up`` allocates): a canary's build beside the service's own ``run``."""
 
 
 class EndpointConfig(_Section):
@@ -315,8 +359,9 @@ class ServiceConfig(_Section):
     subsets: dict[Name, SubsetConfig] = {}
     endpoints: tuple[EndpointConfig, ...] = ()
     """Static endpoints; when empty, the one endpoint is ``host:sidecar.inbound``."""
-    run: Command | None = None
-    """What ``seawall up`` starts (a command line, split like a shell does, or a list)."""
+    run: Annotated[RunConfig, BeforeValidator(_run_shorthand)] | None = None
+    """What ``seawall up`` starts: a command line, or ``{command, cwd, env, instances,
+    subset}``."""
     mtls: Literal["strict", "permissive"] = "permissive"
     """How its sidecar's inbound listener takes connections: ``strict``, mutual TLS only;
     ``permissive``, mutual TLS and plaintext on the same port (for migrating a mesh)."""

@@ -1,0 +1,196 @@
+"""``seawall up``, ``down``, ``ps`` and ``logs``: compose's verbs for a mesh.yaml.
+
+``seawall up [-f mesh.yaml]`` runs in the foreground until Ctrl-C or SIGTERM;
+``--detach`` starts it in the background (its own output in ``state-dir/up.log``)
+and returns once everything is ready. ``seawall down`` stops a detached (or any)
+``up`` of the state directory and waits until it has stopped everything;
+``seawall ps`` shows its instances; ``seawall logs SERVICE`` prints the logs of a
+service's apps and sidecars (``-f`` follows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from .runner import UpOptions, run_up, status_rows
+
+__all__ = ["down", "logs", "ps", "up"]
+
+UP_LOG = "up.log"
+STATE = "up.json"
+
+
+def up(options: UpOptions, *, detach: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall up``: the exit status (0: started, ran and stopped cleanly)."""
+    if detach:
+        return _detach(options, out)
+    if (options.state_dir / STATE).exists() and _alive(_read(options.state_dir).get("pid")):
+        out.write(f"seawall up: already running for {options.state_dir} (seawall down stops it)\n")
+        return 1
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_up(options, out, stop)
+
+    return asyncio.run(main())
+
+
+def _detach(options: UpOptions, out: TextIO) -> int:
+    state = options.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "seawall", "up", "-f", str(options.mesh_file),
+            "--state-dir", str(state), "--control-port", str(options.control_port),
+            "--status-interval", str(options.status_interval)]  # fmt: skip
+    for flag, value in (("--slo-interval", options.slo_interval),
+                        ("--slo-resolution", options.slo_resolution)):  # fmt: skip
+        if value is not None:
+            argv += [flag, f"{value:g}s"]
+    with (state / UP_LOG).open("ab") as log:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + options.ready_timeout + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out.write(f"seawall up: exited with {process.returncode}; its log:\n")
+            out.write(_tail(state / UP_LOG, 30))
+            return 1
+        if _read(state).get("pid") == process.pid:
+            out.write(f"seawall up: running in the background (pid {process.pid});"
+                      f" seawall ps, seawall logs SERVICE, seawall down\n")  # fmt: skip
+            return 0
+        time.sleep(0.2)
+    out.write("seawall up: not ready in time; stopping it\n")
+    process.terminate()
+    return 1
+
+
+def down(state_dir: Path, *, timeout: float = 60.0, out: TextIO = sys.stdout) -> int:
+    """``seawall down``: SIGTERM the ``up`` of ``state_dir``; wait until it has stopped."""
+    pid = _read(state_dir).get("pid")
+    if not _alive(pid):
+        out.write(f"seawall down: nothing runs for {state_dir}\n")
+        return 0
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        out.write(f"seawall down: pid {pid} still runs after {timeout:g}s\n")
+        return 1
+    out.write(f"seawall down: stopped (pid {pid})\n")
+    return 0
+
+
+def ps(state_dir: Path, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall ps``: what the ``up`` of ``state_dir`` runs, each instance's state."""
+    doc = _read(state_dir)
+    if not _alive(doc.get("pid")):
+        out.write(f"seawall ps: nothing runs for {state_dir}\n")
+        return 1
+    if as_json:
+        out.write(json.dumps(doc, indent=1) + "\n")
+        return 0
+
+    class _Inst:
+        def __init__(self, d: dict[str, Any]) -> None:
+            self.name, self.app_port = d["name"], d["app_port"]
+            self.inbound, self.admin = d["inbound"], d["admin"]
+
+    async def rows() -> list[list[str]]:
+        async with httpx.AsyncClient(trust_env=False, timeout=3.0) as http:
+            found = [_Inst(d) for d in doc.get("instances", [])]
+            return await status_rows(http, str(doc["control_url"]), state_dir, found)
+
+    table = asyncio.run(rows())
+    processes = doc.get("processes", {})
+    table[0] += ["PIDS (APP/SIDECAR)", "RESTARTS"]
+    for row in table[1:]:
+        app, car = processes.get(f"app:{row[0]}", {}), processes.get(f"sidecar:{row[0]}", {})
+        row += [f"{app.get('pid', '-')}/{car.get('pid', '-')}",
+                str(app.get("restarts", 0) + car.get("restarts", 0))]  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    out.write(f"seawall up pid {doc['pid']}, control plane {doc['control_url']}\n")
+    for row in table:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    return 0
+
+
+def logs(state_dir: Path, service: str, *, follow: bool = False, out: TextIO = sys.stdout) -> int:
+    """``seawall logs SERVICE``: its apps' and sidecars' logs (``control`` for the
+    control plane's), each line prefixed by its process; ``follow``: until Ctrl-C."""
+    folder = state_dir / "logs"
+    if service == "control":
+        paths = [folder / "control.log"]
+    else:
+        # its instances as `up` runs them (else the first, named after the service)
+        names = [str(i["name"]) for i in _read(state_dir).get("instances", [])
+                 if i.get("service") == service] or [service]  # fmt: skip
+        paths = [folder / f"{kind}-{name}.log" for name in names for kind in ("sidecar", "app")]
+    paths = [p for p in paths if p.exists()]
+    if not paths:
+        out.write(f"seawall logs: no log of {service!r} in {folder}\n")
+        return 1
+    offsets = dict.fromkeys(paths, 0)
+    try:
+        while True:
+            for path in paths:
+                with path.open("rb") as f:
+                    f.seek(offsets[path])
+                    data = f.read()
+                    offsets[path] = f.tell()
+                for line in data.decode(errors="replace").splitlines():
+                    out.write(f"{path.stem.replace('-', ':', 1)} | {line}\n")
+            out.flush()
+            if not follow:
+                return 0
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _read(state_dir: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((state_dir / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    return True
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "".join(f"  {line}\n" for line in text.splitlines()[-lines:])
