@@ -148,6 +148,20 @@ class ManagedSidecar:
     def digest(self) -> str:
         return str(self.admin_json("/config")["digest"])
 
+    def send(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` (if it runs), without waiting: several drain at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait_stopped(self) -> None:
+        """Wait for the exit :meth:`send` asked for (SIGKILL after 10 s)."""
+        if self.proc is not None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -116,8 +116,10 @@ class Mesh:
         return Load(self.ports["api_up"], count=count, seconds=seconds)
 
     def close(self) -> None:
+        for s in self.sidecars:  # every sidecar drains at once, then each is waited for
+            s.send()
         for s in self.sidecars:
-            s.stop()
+            s.wait_stopped()
         for c in self.controls:
             c.stop()
         self.loop.close()
