@@ -206,16 +206,23 @@ def test_a_new_config_keeps_the_history_of_unchanged_objectives() -> None:
     assert e.series("orders:availability").sources == []
 
 
-def test_history_tells_how_the_budget_was_spent() -> None:
-    (o,) = objectives({"orders": slo(availability="99%", window="2d")})
+def three_hours() -> tuple[EventSeries, float]:
+    """One source from T0: three hours at 100 requests a minute, the second hour 2% bad;
+    the series and the time of its last sample."""
     s = EventSeries(resolution=60)
     t, total, bad = T0, 0.0, 0.0
     s.observe("a", t, total, bad)
-    for minute in range(180):  # three hours at 100 a minute; the second hour 2% bad
+    for minute in range(180):
         t += 60
         total += 100
         bad += 2 if 60 <= minute < 120 else 0
         s.observe("a", t, total, bad)
+    return s, t
+
+
+def test_history_tells_how_the_budget_was_spent() -> None:
+    (o,) = objectives({"orders": slo(availability="99%", window="2d")})
+    s, t = three_hours()
     rows = history(o, s, t)  # a 2-day period: one row an hour
     assert len(rows) == 48
     first = next(i for i, r in enumerate(rows) if r["total"])

@@ -3,28 +3,17 @@ objective from its first data (``GET /v1/slos/{name}/history?since=``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
+from test_engine import T0, three_hours
 
 from seawall.config import SloConfig
 from seawall.slo import objectives
 from seawall.slo.engine import history
-from seawall.slo.series import EventSeries
-
-T0 = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
 
 
 def test_since_keeps_the_grid_and_counts_the_budget_from_the_periods_start() -> None:
     (o,) = objectives({"orders": SloConfig.model_validate({"availability": "99%", "window": "2d"})})
-    s = EventSeries(resolution=60)
-    t, total, bad = T0, 0.0, 0.0
-    s.observe("a", t, total, bad)
-    for minute in range(180):  # three hours at 100 a minute; the second hour 2% bad
-        t += 60
-        total += 100
-        bad += 2 if 60 <= minute < 120 else 0
-        s.observe("a", t, total, bad)
+    s, t = three_hours()  # three hours at 100 a minute; the second hour 2% bad
     whole = history(o, s, t, step=600)
     since = history(o, s, t, step=600, since=T0 + 3_601)  # in a row: from that row on
     assert since == whole[-len(since) :]

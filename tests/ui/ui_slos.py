@@ -156,6 +156,22 @@ def seed_history(state_dir: Path, configs: dict[str, SloConfig], now: float) -> 
     return shop
 
 
+class LoopbackServer:
+    """An ``http.server`` handler class served on a free loopback port, in a thread."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
 class MetricsPage:
     """A sidecar's admin listener on loopback: ``/metrics``, OpenMetrics when the scrape
     asks for it (with the exemplars given), else Prometheus's text."""
@@ -188,15 +204,11 @@ class MetricsPage:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(Handler)
+        self.port = self.loopback.port
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.loopback.close()
 
 
 @contextmanager
