@@ -497,38 +497,26 @@ def write_alerting(source: Path, webhook: str, dest: Path, origin: Path) -> Path
 
 
 def write_ca_file(source: Path, name: str, ca_file: Path, dest: Path) -> Path:
-    """A copy of ``source`` whose external service ``name`` trusts ``ca_file``.
+    """A copy of ``source`` whose external service ``name`` trusts ``ca_file``, and has no
+    stand-in of its own for ``seawall up`` to run (the demo runs it, on its own CA)."""
 
-    ``external.<name>`` must be written on one line, as a flow mapping with no
-    ``ca_file`` (``cardnet: {host: localhost, port: 9443, tls: true}``).
-    """
-    text = source.read_text()
-    line = re.compile(rf"^([ \t]+{re.escape(name)}:[ \t]*\{{(?:(?!ca_file)[^}}\n])*)\}}", re.M)
-    new, count = line.subn(lambda m: f"{m.group(1)}, ca_file: {json_string(ca_file)}}}", text)
-    if count != 1:
-        raise RuntimeError(
-            f"{source}: expected external.{name} on one line ({{host: ..., port: ...}},"
-            f" no ca_file), found {count}"
-        )
-    dest.write_text(new)
+    def change(doc: dict[str, Any]) -> None:
+        external = doc["external"][name]
+        external["ca_file"] = str(ca_file)
+        external.pop("run", None)
+
+    write_mesh(source, dest, change)
     assert load_mesh(dest).external[name].ca_file == str(ca_file), dest
     return dest
 
 
 def write_tracing_interval(source: Path, interval: str, dest: Path) -> Path:
-    """A copy of ``source`` whose ``tracing.interval`` is ``interval``.
+    """A copy of ``source`` whose ``tracing.interval`` is ``interval``."""
 
-    The ``tracing:`` section must be a block with an ``interval:`` line.
-    """
-    text = source.read_text()
-    line = re.compile(
-        r"^(tracing:[ \t]*\n(?:[ \t]+[^\n]*\n|[ \t]*\n)*?[ \t]+interval:[ \t]*)[^\s#]+", re.M
-    )
-    new, count = line.subn(lambda m: m.group(1) + interval, text)
-    if count != 1:
-        raise RuntimeError(f"{source}: expected a tracing: block with an interval: line")
-    dest.write_text(new)
-    return dest
+    def change(doc: dict[str, Any]) -> None:
+        doc["tracing"]["interval"] = interval
+
+    return write_mesh(source, dest, change)
 
 
 def collector_address(config: MeshConfig) -> tuple[str, int]:
@@ -539,11 +527,6 @@ def collector_address(config: MeshConfig) -> tuple[str, int]:
     if url.scheme != "http" or url.hostname != "127.0.0.1" or url.path != "/v1/traces":
         raise ValueError(f"tracing.endpoint is {endpoint}: want http://127.0.0.1:PORT/v1/traces")
     return "127.0.0.1", url.port or 80
-
-
-def json_string(path: Path) -> str:
-    """``path`` as a YAML scalar whatever it holds (a JSON string is one)."""
-    return json.dumps(str(path))
 
 
 # --------------------------------------------------------------------------- statistics

@@ -324,13 +324,41 @@ def serve(port: int, cert: Path, key: Path, host: str = "127.0.0.1") -> None:
         server.server_close()
 
 
+def certificates_in(directory: Path, host: str = "localhost") -> Certificates:
+    """The certificates in ``directory``, made there (:func:`write_certificates`) when
+    missing or within an hour of expiry: a stand-in started again (``seawall up``
+    restarts a process that exits) keeps the CA its callers already trust."""
+    out = Certificates(
+        directory / "ca.pem", directory / "cardnet.pem", directory / "cardnet-key.pem"
+    )
+    try:
+        cert = x509.load_pem_x509_certificate(out.cert.read_bytes())
+        fresh = cert.not_valid_after_utc - datetime.now(UTC) > timedelta(hours=1)
+        if fresh and out.ca.exists() and out.key.exists():
+            return out
+    except (OSError, ValueError):
+        pass
+    return write_certificates(directory, host)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="examples.shop.cardnet", description=__doc__)
     parser.add_argument("--port", type=int, default=9443)
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
-    parser.add_argument("--cert", type=Path, required=True, help="certificate (PEM)")
-    parser.add_argument("--key", type=Path, required=True, help="its key (PEM)")
+    parser.add_argument("--cert", type=Path, help="certificate (PEM)")
+    parser.add_argument("--key", type=Path, help="its key (PEM)")
+    parser.add_argument(
+        "--certs-dir",
+        type=Path,
+        help="instead of --cert and --key: the certificates there, made when missing"
+        " (the CA in ca.pem: the mesh's external.cardnet.ca_file)",
+    )
     args = parser.parse_args()
+    if args.certs_dir is not None:
+        made = certificates_in(args.certs_dir)
+        args.cert, args.key = made.cert, made.key
+    elif args.cert is None or args.key is None:
+        parser.error("give --cert and --key, or --certs-dir")
     serve(args.port, args.cert, args.key, args.host)
 
 

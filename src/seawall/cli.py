@@ -108,6 +108,7 @@ def _compose(args: argparse.Namespace) -> int:
         status_interval=args.status_interval,
         slo_interval=args.slo_interval,
         slo_resolution=args.slo_resolution,
+        netns=args.netns,
     )
     return compose.up(options, detach=args.detach)
 
@@ -165,6 +166,14 @@ def _parser() -> argparse.ArgumentParser:
         help="metadata registered with the instance (repeatable): zone=a, pod=...",
     )
     link.add_argument("--address", help="address other sidecars reach this one at")
+    link.add_argument(
+        "--listen-address",
+        metavar="ADDRESS",
+        help="the inbound and admin listeners' address (default: the service's host, 127.0.0.1)",
+    )
+    link.add_argument(
+        "--traces-endpoint", metavar="URL", help="export spans there instead of tracing's endpoint"
+    )
     link.add_argument("--app-port", type=_port, help="this instance's app port")
     link.add_argument("--inbound-port", type=_port, help="this instance's inbound port")
     link.add_argument("--outbound-port", type=_port, help="this instance's outbound port")
@@ -181,6 +190,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", default=".seawall", help="default .seawall (kept: CA, store)")
     up.add_argument("--control-port", type=_port, default=7600, help="default 7600")
     up.add_argument("--detach", "-d", action="store_true", help="run in the background")
+    up.add_argument(
+        "--netns",
+        action="store_true",
+        help="each instance in a network namespace of its own (root, iproute2; docs/up.md)",
+    )
     up.add_argument(
         "--status-interval",
         type=_seconds_or_zero,
@@ -202,6 +216,33 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("service", help="a service, or `control`")
     logs.add_argument("--state-dir", default=".seawall")
     logs.add_argument("-f", "--follow", action="store_true", help="follow them until Ctrl-C")
+
+    chaos = commands.add_parser(
+        "chaos",
+        help="run chaos experiments against the mesh `seawall up` runs",
+        description="An experiment checks a steady-state hypothesis, injects faults, "
+        "checks it again, rolls every fault back and checks it after: docs/chaos.md",
+    )
+    chaos_verbs = chaos.add_subparsers(dest="chaos_command", required=True, metavar="VERB")
+    chaos_run = chaos_verbs.add_parser("run", help="run an experiment file")
+    chaos_run.add_argument("experiment", help="EXPERIMENT.yaml")
+    chaos_run.add_argument("--state-dir", default=".seawall", help="the `seawall up` it runs on")
+    chaos_run.add_argument(
+        "--fast", action="store_true", help="every duration scaled by the file's fast.scale"
+    )
+    chaos_run.add_argument("--json", metavar="FILE", help="write the report as JSON there")
+    chaos_run.add_argument("--markdown", metavar="FILE", help="write the report as Markdown there")
+    chaos_run.add_argument(
+        "--netns", action="store_true", help="partitions by network namespaces (see docs)"
+    )
+    chaos_check = chaos_verbs.add_parser("validate", help="validate experiment files")
+    chaos_check.add_argument("experiment", nargs="+", help="EXPERIMENT.yaml ...")
+    chaos_check.add_argument("--state-dir", default=".seawall", help="check services against it")
+    chaos_status = chaos_verbs.add_parser("status", help="faults still applied (left over)")
+    chaos_status.add_argument("--state-dir", default=".seawall")
+    chaos_status.add_argument(
+        "--rollback", action="store_true", help="roll every leftover fault back"
+    )
 
     control = commands.add_parser("control", help="run a control-plane replica")
     control.add_argument(
@@ -424,6 +465,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command in ("up", "down", "ps", "logs"):
         return _compose(args)
+    if args.command == "chaos":
+        from .chaos.cli import main as chaos_main  # noqa: PLC0415 - keep `seawall --help` light
+
+        return chaos_main(args)
     if args.command == "check":
         return _check(args.file, args.service, args.json)
     if args.command == "sidecar":
@@ -444,6 +489,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                     ("--outbound-port", args.outbound_port),
                     ("--admin-port", args.admin_port),
                     ("--address", args.address),
+                    ("--listen-address", args.listen_address),
+                    ("--traces-endpoint", args.traces_endpoint),
                     ("--subset", args.subset),
                     ("--join-token", args.join_token),
                     ("--state-dir", args.state_dir),
@@ -479,6 +526,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             admin_port=args.admin_port,
             lease_ttl=args.lease_ttl,
             log_format=args.log_format,
+            listen=args.listen_address,
+            traces_endpoint=args.traces_endpoint,
         )
         return run_linked(args.service, options, bootstrap=args.config, workers=args.workers)
     if args.command == "traces":

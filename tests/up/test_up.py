@@ -273,7 +273,8 @@ def test_the_plan_names_instances_and_gives_extra_ones_allocated_ports(tmp_path:
     ]  # fmt: skip  (b has no run: not started)
     sidecar, app = process_specs(found[1], control_url="http://127.0.0.1:7600",
                                  state_dir=tmp_path, base_dir=tmp_path, python="py")  # fmt: skip
-    assert sidecar.argv[:7] == ("py", "-m", "seawall", "sidecar", "--service", "a", "--control")
+    assert sidecar.argv[:8] == ("py", "-P", "-m", "seawall", "sidecar", "--service", "a",
+                               "--control")  # fmt: skip
     assert sidecar.argv[-2:] == ("--subset", "v1")
     assert sidecar.ready == "http://127.0.0.1:30003/ready"
     assert app.argv == ("py", "app.py")  # `python` is the Python seawall runs on

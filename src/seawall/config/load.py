@@ -32,7 +32,7 @@ from .checks import cross_check
 from .errors import ConfigError, ConfigIssue
 from .model import MeshConfig
 
-__all__ = ["load_mesh", "parse_mesh"]
+__all__ = ["load_document", "load_mesh", "parse_mesh"]
 
 MAX_VALUES = 100_000
 """Values a config may hold once YAML aliases are expanded (a real mesh has a few thousand)."""
@@ -51,6 +51,31 @@ def load_mesh(source: str | bytes | os.PathLike[str]) -> MeshConfig:
     YAML (with its line and column), or an invalid config (every error, each
     with its path).
     """
+    parsed, name = _read(source)
+    return _parse(parsed, name)
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+Check = typing.Callable[[Any], typing.Iterable[tuple[tuple[Any, ...], str, str | None]]]
+"""Checks across sections, on the plain data: ``(path, message, got)`` for each problem."""
+
+
+def load_document(
+    source: str | bytes | os.PathLike[str],
+    model: type[M],
+    check: Check | None = None,
+    *,
+    what: str = "document",
+) -> M:
+    """Load another YAML document of seawall's (a chaos experiment...) the way
+    :func:`load_mesh` loads mesh.yaml: the same YAML limits, every problem reported at
+    once with its path, value and line, in document order; ``check`` adds problems
+    found across sections."""
+    parsed, name = _read(source)
+    return _parse(parsed, name, model, check, what)
+
+
+def _read(source: str | bytes | os.PathLike[str]) -> tuple[Parsed, str | None]:
     name: str | None = None
     if isinstance(source, bytes):
         try:
@@ -74,7 +99,7 @@ def load_mesh(source: str | bytes | os.PathLike[str]) -> MeshConfig:
         raise ConfigError([ConfigIssue(where, message, line=line)], name) from None
     except RecursionError:
         raise ConfigError([ConfigIssue("", "invalid YAML: nested too deeply")], name) from None
-    return _parse(parsed, name)
+    return parsed, name
 
 
 def parse_mesh(data: Mapping[str, Any]) -> MeshConfig:
@@ -90,10 +115,27 @@ def parse_mesh(data: Mapping[str, Any]) -> MeshConfig:
 # ---------------------------------------------------------------- the one path in
 
 
-def _parse(parsed: Parsed, source: str | None) -> MeshConfig:
+@typing.overload
+def _parse(parsed: Parsed, source: str | None) -> MeshConfig: ...
+@typing.overload
+def _parse(
+    parsed: Parsed, source: str | None, model: type[M], check: Check | None, what: str
+) -> M: ...
+def _parse(
+    parsed: Parsed,
+    source: str | None,
+    model: type[BaseModel] = MeshConfig,
+    check: Check | None = cross_check,
+    what: str = "config",
+) -> BaseModel:
     raw = parsed.data
     if raw is None:
-        empty = ConfigIssue("", "empty config: expected a mapping with mesh and services")
+        expected = (
+            "mesh and services"
+            if model is MeshConfig
+            else ", ".join(name for name, info in model.model_fields.items() if info.is_required())
+        )
+        empty = ConfigIssue("", f"empty {what}: expected a mapping with {expected}")
         raise ConfigError([empty], source)
     if not isinstance(raw, Mapping):
         raise ConfigError([ConfigIssue("", "must be a mapping", _show(raw))], source)
@@ -107,20 +149,27 @@ def _parse(parsed: Parsed, source: str | None) -> MeshConfig:
         loc = (*_find(raw, dup.container), dup.key)
         message = f"duplicate key (first on line {dup.first_line})"
         found.append((loc, ConfigIssue(_format(raw, loc), message, line=dup.line)))
-    mesh: MeshConfig | None = None
+    result: BaseModel | None = None
     try:
-        mesh = MeshConfig.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            loc = _clean_loc(error["loc"])
-            found.append((loc, _issue(error, loc, raw, parsed)))
-    for loc, message, got in cross_check(data):
+        errors = exc.errors(include_url=False)
+        inner = [e["loc"] for e in errors]
+        for error in errors:
+            if error["type"] == "too_short" and any(
+                len(other) > len(error["loc"]) and other[: len(error["loc"])] == error["loc"]
+                for other in inner
+            ):
+                continue  # its items' own errors say more (an invalid item is dropped)
+            loc = _clean_loc(error["loc"], raw)
+            found.append((loc, _issue(error, loc, raw, parsed, model)))
+    for loc, message, got in check(data) if check is not None else ():
         found.append((loc, ConfigIssue(_format(raw, loc), message, got, parsed.line_of(loc))))
 
-    if found or mesh is None:
+    if found or result is None:
         found.sort(key=lambda item: _position(raw, item[0]))
         raise ConfigError(_unique(issue for _, issue in found), source)
-    return mesh
+    return result
 
 
 def _unique(issues: typing.Iterable[ConfigIssue]) -> list[ConfigIssue]:
@@ -198,9 +247,19 @@ def _find(root: object, target: object) -> tuple[Any, ...]:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _clean_loc(loc: tuple[int | str, ...]) -> tuple[Any, ...]:
-    # pydantic marks a dict key's own error with a trailing "[key]".
-    return tuple(loc[:-1]) if loc and loc[-1] == "[key]" else tuple(loc)
+def _clean_loc(loc: tuple[int | str, ...], raw: object = None) -> tuple[Any, ...]:
+    # pydantic marks a dict key's own error with a trailing "[key]", and puts the tag of
+    # a discriminated union's member in the path (``actions[3].partition``): not a key.
+    parts = list(loc[:-1]) if loc and loc[-1] == "[key]" else list(loc)
+    out: list[Any] = []
+    node = raw
+    for part in parts:
+        if (isinstance(node, Mapping) and isinstance(part, str) and part not in node
+                and part in node.values()):  # fmt: skip
+            continue
+        out.append(part)
+        node = _child(node, part)
+    return tuple(out)
 
 
 def _format(raw: object, loc: tuple[Any, ...]) -> str:
@@ -306,6 +365,10 @@ def _message(error: ErrorDetails) -> str:
         return str(ctx["message"])
     if kind in _TEXT:
         return _TEXT[kind]
+    if kind == "union_tag_invalid":
+        return f"{ctx['discriminator'].strip(chr(39))}: must be one of {ctx['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return f"needs {ctx['discriminator'].strip(chr(39))}"
     if kind == "literal_error":
         return f"must be {ctx['expected']}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -327,16 +390,24 @@ def _message(error: ErrorDetails) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _issue(error: ErrorDetails, loc: tuple[Any, ...], raw: object, parsed: Parsed) -> ConfigIssue:
+def _issue(
+    error: ErrorDetails,
+    loc: tuple[Any, ...],
+    raw: object,
+    parsed: Parsed,
+    model: type[BaseModel] = MeshConfig,
+) -> ConfigIssue:
     kind = error["type"]
     path = _format(raw, loc)
     message = _message(error)
     if kind == "extra_forbidden" and loc:
-        message += _did_you_mean(loc)
+        message += _did_you_mean(loc, model)
     got: str | None
     ctx = error.get("ctx") or {}
     if kind in _NO_VALUE:
         got = None
+    elif kind == "union_tag_invalid":
+        got = repr(ctx.get("tag"))
     elif "got" in ctx:
         got = str(ctx["got"])
     elif error["loc"] and error["loc"][-1] == "[key]":
@@ -356,17 +427,17 @@ _RENAMED = {
 }
 
 
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
+def _did_you_mean(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
     if len(loc) >= 2 and (new := _RENAMED.get((str(loc[-2]), str(loc[-1])))):
         return f" (renamed {new!r}: the name seawall.policy uses too)"
-    fields = _fields_at(loc[:-1])
+    fields = _fields_at(loc[:-1], model)
     close = difflib.get_close_matches(str(loc[-1]), fields, n=1) if fields else []
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the model accepts at ``loc`` (for "did you mean")."""
-    kind: Any = MeshConfig
+def _fields_at(loc: tuple[Any, ...], model: type[BaseModel]) -> list[str]:
+    """The keys ``model`` accepts at ``loc`` (for "did you mean")."""
+    kind: Any = model
     for part in loc:
         kind = _unwrap(kind)
         if isinstance(kind, type) and issubclass(kind, BaseModel):

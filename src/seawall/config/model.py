@@ -409,6 +409,16 @@ class ExternalService(_Section):
     roots (a private CA). The system's: ``SSL_CERT_FILE`` if set, else the OS bundle."""
     server_name: Host | None = None
     """The name the certificate must carry (and the SNI sent); default ``host``."""
+    run: Annotated[RunConfig, BeforeValidator(_run_shorthand)] | None = None
+    """A local stand-in for the host that ``seawall up`` starts before the services
+    (a test double: the shop's CardNet), with no sidecar; one instance, no subset."""
+
+    @field_validator("run")
+    @classmethod
+    def _one_stand_in(cls, run: RunConfig | None) -> RunConfig | None:
+        if run is not None and (run.instances != 1 or run.subset is not None):
+            invalid("a stand-in runs once: no instances or subset")
+        return run
 
     @field_validator("ca_file")
     @classmethod

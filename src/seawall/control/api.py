@@ -13,7 +13,10 @@ Who may call what:
   **admin token**;
 * what a sidecar does (subscribe, register, renew its lease, report, get a
   certificate) needs the **join token** of its service (the admin token also
-  works, for tools and tests).
+  works, for tools and tests);
+* chaos faults (force a certificate expiry, lift it, list them) need the
+  **admin token**: they are an operator's experiment on the mesh
+  (:mod:`seawall.control.cert_faults`).
 
 Tokens travel as ``Authorization: Bearer <token>``. Every refusal is a JSON
 object ``{"error": "..."}`` saying what was wrong; an invalid config is a 422
@@ -31,7 +34,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from ..config import (
@@ -45,7 +48,10 @@ from ..config import (
 )
 from ..config.report import issue_to_dict
 from ..config.units import parse_duration
-from .ca import ForeignNameError
+from .ca import ForeignNameError, csr_key_id
+from .cert_faults import MAX_TTL as MAX_FAULT_TTL
+from .cert_faults import MIN_TTL as MIN_FAULT_TTL
+from .cert_faults import CertFault, CertFaults, RenewalBlockedError
 from .snapshot import Publisher, Snapshot, SplitOverride, services_view, status_view
 from .store import ConfigRecord, Instance, InstanceConflict, SidecarStatus, Store, StoreError
 from .tokens import Tokens
@@ -107,8 +113,14 @@ class ApiError(Exception):
         self.extra = extra
 
 
-Issuer = Callable[[bytes, str, str], Awaitable[dict[str, Any]]]
-"""(CSR PEM, service, trust domain) -> the issued certificate's JSON answer."""
+class Issuer(Protocol):
+    """Signs a CSR: (CSR PEM, service, trust domain, lifetime in seconds or ``None`` for
+    the normal one) -> the issued certificate's JSON answer."""
+
+    def __call__(
+        self, csr: bytes, service: str, trust_domain: str, ttl: float | None = None, /
+    ) -> Awaitable[dict[str, Any]]: ...
+
 
 _JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 _PEM = {"Content-Type": "application/x-pem-file", "Cache-Control": "no-store"}
@@ -188,6 +200,26 @@ _INSTANCE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+_FAULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["service", "ttl"],
+    "properties": {
+        "service": {"type": "string", "description": "a service of the applied config"},
+        "ttl": {
+            "type": "number",
+            "minimum": MIN_FAULT_TTL,
+            "maximum": MAX_FAULT_TTL,
+            "description": "lifetime of the certificates issued under the fault, seconds",
+        },
+        "block_renewal": {
+            "type": "boolean",
+            "default": False,
+            "description": "refuse each sidecar's CSRs after its one short-lived certificate",
+        },
+    },
+    "additionalProperties": False,
+}
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/openapi.json", "none", "openapi", "This document.", answers={200: "OpenAPI"}),
     Route(
@@ -228,7 +260,11 @@ ROUTES: tuple[Route, ...] = (
             ("known", "string", "etag the caller has; the answer waits until it changes"),
             ("wait", "number", f"seconds to wait for a change (at most {MAX_WAIT:g})"),
         ),
-        answers={200: "{etag, config, endpoints}", 304: "no change within `wait`"},
+        answers={
+            200: "{etag, config, endpoints, renew: {service: token} once a chaos fault was "
+            "forced: a sidecar renews its certificate at once when its service's changes}",
+            304: "no change within `wait`",
+        },
     ),
     Route(
         "POST",
@@ -327,7 +363,11 @@ ROUTES: tuple[Route, ...] = (
             "required": ["csr"],
             "properties": {"csr": {"type": "string", "description": "PEM"}},
         },
-        answers={200: "{certificate, ca, spiffe_id, serial, not_after}", 422: "bad CSR"},
+        answers={
+            200: "{certificate, ca, spiffe_id, serial, not_after}",
+            422: "bad CSR",
+            503: "a chaos fault blocks this sidecar's renewals (POST /v1/chaos/certificates)",
+        },
     ),
     Route("GET", "/v1/ca", "none", "ca", "The mesh CA certificate (PEM).", answers={200: "PEM"}),
     Route(
@@ -351,6 +391,40 @@ ROUTES: tuple[Route, ...] = (
         "Revoke the service's join token: every instance of it is deregistered at once, "
         "and only the new token (returned) works from now on.",
         answers={200: "{service, generation, deregistered, token}"},
+    ),
+    Route(
+        "POST",
+        "/v1/chaos/certificates",
+        "admin",
+        "force_cert_expiry",
+        "Chaos: force a certificate expiry on a service. From now on its certificates live "
+        "`ttl` seconds and its sidecars renew at once; with `block_renewal`, each sidecar "
+        "gets that one short-lived certificate and its later CSRs are refused (503), so the "
+        "certificate expires on the wire. Kept in this replica's memory: a restart lifts it.",
+        body=_FAULT_SCHEMA,
+        answers={
+            200: "the fault as stored: {service, ttl, block_renewal, since}",
+            404: "no such service in the applied config",
+            409: "no config applied yet",
+            422: "invalid body (names the field)",
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/chaos/certificates",
+        "admin",
+        "list_cert_faults",
+        "Chaos: the forced certificate expiries in force on this replica.",
+        answers={200: "{faults: [{service, ttl, block_renewal, since}, ...]}"},
+    ),
+    Route(
+        "DELETE",
+        "/v1/chaos/certificates/{service}",
+        "admin",
+        "lift_cert_expiry",
+        "Chaos: lift a forced certificate expiry: the normal lifetime again, signing allowed "
+        "again, and the service's sidecars renew at once. Idempotent.",
+        answers={200: "{service, lifted: the fault lifted, or null if none was in force}"},
     ),
 )
 
@@ -430,6 +504,7 @@ class ControlAPI:
             Callable[[str, float | None, float | None], dict[str, Any] | None] | None
         ) = None
         self.rollouts_view: Callable[[], list[dict[str, Any]]] | None = None  # the canaries'
+        self.cert_faults = CertFaults()  # chaos: forced certificate expiries (in memory)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -930,12 +1005,27 @@ class ControlAPI:
             raise ApiError(409, "no config applied yet: seawall apply -f mesh.yaml")
         if service not in mesh.services:
             raise ApiError(403, f"no service {service!r} in mesh {mesh.mesh!r}")
+        pem, key = csr.encode(), ""
         try:
-            return 200, await self._issuer(csr.encode(), service, mesh.trust_domain)
+            if self.cert_faults.get(service) is not None:
+                key = csr_key_id(pem)  # the faults count certificates per sidecar key
+            ttl = self.cert_faults.admit(service, key)
+        except RenewalBlockedError as exc:
+            raise ApiError(503, str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(422, f"body.csr: {exc}") from None
+        signed = False
+        try:
+            answer = await self._issuer(pem, service, mesh.trust_domain, ttl)
+            signed = True
         except ForeignNameError as exc:
             raise ApiError(403, f"body.csr: {exc}") from None
         except ValueError as exc:
             raise ApiError(422, f"body.csr: {exc}") from None
+        finally:
+            if not signed:  # the key may ask again under a fault that blocks renewals
+                self.cert_faults.release(service, key)
+        return 200, answer
 
     async def ca(self, call: Call) -> tuple[int, Any]:
         """GET /v1/ca"""
@@ -970,3 +1060,70 @@ class ControlAPI:
             "deregistered": removed,
             "token": self.tokens.join_token(service, generation),
         }
+
+    # -- chaos --------------------------------------------------------------
+
+    def _renewals_changed(self) -> None:
+        """Push the faults' renewal tokens: the sidecars they name renew at once."""
+        if self.publisher.set_renewals(self.cert_faults.renewals):
+            self.registry_changed(now=True)
+
+    async def force_cert_expiry(self, call: Call) -> tuple[int, Any]:
+        """POST /v1/chaos/certificates"""
+        data = call.json()
+        problems = [
+            f"body.{key}: unknown field"
+            for key in sorted(set(data) - set(_FAULT_SCHEMA["properties"]))
+        ]
+        service, ttl = data.get("service"), data.get("ttl")
+        block = data.get("block_renewal", False)
+        if not is_name(service):
+            problems.append(f"body.service: must be a service name, {NAME_RULE}; got {service!r}")
+        if (
+            not isinstance(ttl, (int, float))
+            or isinstance(ttl, bool)
+            or not math.isfinite(ttl)
+            or not MIN_FAULT_TTL <= ttl <= MAX_FAULT_TTL
+        ):
+            problems.append(
+                f"body.ttl: must be seconds in {MIN_FAULT_TTL:g}..{MAX_FAULT_TTL:g}, got {ttl!r}"
+            )
+        if not isinstance(block, bool):
+            problems.append(f"body.block_renewal: must be true or false, got {block!r}")
+        if problems:
+            raise ApiError(422, "; ".join(problems), errors=problems)
+        assert isinstance(service, str)
+        assert isinstance(ttl, (int, float))
+        mesh = self.mesh
+        if mesh is None:
+            raise ApiError(409, "no config applied yet: seawall apply -f mesh.yaml")
+        if service not in mesh.services:
+            known = ", ".join(sorted(mesh.services)) or "none"
+            raise ApiError(
+                404, f"body.service: no service {service!r} in mesh {mesh.mesh!r} ({known})"
+            )
+        fault = CertFault(service, float(ttl), block, self._wall())
+        self.cert_faults.force(fault)
+        self._renewals_changed()
+        sys.stderr.write(
+            f"seawall control: chaos: forced certificate expiry on {service!r} "
+            f"(ttl {fault.ttl:g}s, block_renewal {str(block).lower()})\n"
+        )
+        return 200, fault.to_dict()
+
+    async def list_cert_faults(self, call: Call) -> tuple[int, Any]:
+        """GET /v1/chaos/certificates"""
+        return 200, {"faults": [f.to_dict() for f in self.cert_faults.faults()]}
+
+    async def lift_cert_expiry(self, call: Call) -> tuple[int, Any]:
+        """DELETE /v1/chaos/certificates/{service}"""
+        service = call.params["service"]
+        if not is_name(service):
+            raise ApiError(422, f"path: must be a service name, {NAME_RULE}; got {service!r}")
+        fault = self.cert_faults.lift(service)
+        if fault is not None:
+            self._renewals_changed()
+            sys.stderr.write(
+                f"seawall control: chaos: lifted the certificate expiry on {service!r}\n"
+            )
+        return 200, {"service": service, "lifted": None if fault is None else fault.to_dict()}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -52,7 +53,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..proxy.identity import as_utc
 
-__all__ = ["CAError", "CertificateAuthority", "ForeignNameError"]
+__all__ = ["CAError", "CertificateAuthority", "ForeignNameError", "csr_key_id"]
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
@@ -269,7 +270,12 @@ class CertificateAuthority:
             raise CAError("the signing request's public key is not supported") from None
         _check_leaf_key(public_key)
         start = as_utc(now)
-        not_after = min(start + dt.timedelta(seconds=ttl), self._cert.not_valid_after_utc)
+        # X.509 times are whole seconds: the end is rounded up, so that a certificate
+        # lives at least `ttl` (a second lost to truncation matters to a 2 s one).
+        end = start + dt.timedelta(seconds=ttl)
+        if end.microsecond:
+            end = end.replace(microsecond=0) + dt.timedelta(seconds=1)
+        not_after = min(end, self._cert.not_valid_after_utc)
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
@@ -314,6 +320,18 @@ class CertificateAuthority:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def csr_key_id(csr_pem: bytes) -> str:
+    """The SHA-256 (hex) of the public key a CSR asks a certificate for: which sidecar
+    asks, as its key never leaves it. Raises :class:`CAError` if ``csr_pem`` is not a
+    PEM CSR with a public key."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        der = _public_der(csr.public_key())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CAError("not a PEM certificate signing request") from None
+    return hashlib.sha256(der).hexdigest()
 
 
 def _serial() -> int:

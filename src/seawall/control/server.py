@@ -21,6 +21,10 @@ The state directory holds::
 Several replicas share one mesh by sharing the etcd store and the state
 directory's secrets (copy ``admin-token``, ``join-secret`` and the CA files,
 or give the CA with ``--ca-cert``/``--ca-key``).
+
+Chaos faults (a forced certificate expiry, :mod:`seawall.control.cert_faults`)
+are kept in the memory of the replica they were forced on, not in the store: a
+restart lifts them, and other replicas do not apply them.
 """
 
 from __future__ import annotations
@@ -99,11 +103,16 @@ class ControlServer:
             self._cas[trust_domain] = ca
         return ca
 
-    async def _issue(self, csr: bytes, service: str, trust_domain: str) -> dict[str, Any]:
+    async def _issue(
+        self, csr: bytes, service: str, trust_domain: str, ttl: float | None = None, /
+    ) -> dict[str, Any]:
+        """Sign ``csr`` for ``service``, for ``ttl`` seconds (a chaos fault's) or, by
+        default, ``--cert-ttl`` (never longer)."""
         from cryptography import x509  # noqa: PLC0415 - only when a certificate is asked for
 
         ca = self._ca(trust_domain)
-        pem = ca.issue(csr, service, ttl=self.cert_ttl)
+        lifetime = self.cert_ttl if ttl is None else min(ttl, self.cert_ttl)
+        pem = ca.issue(csr, service, ttl=lifetime)
         cert = x509.load_pem_x509_certificate(pem)
         return {
             "certificate": pem.decode("ascii"),

@@ -24,6 +24,12 @@
   config. An override names the route's ``split`` and ``progressive`` as the
   document has them, and applies only while they are still those.
 
+  **Renew now.** :meth:`Publisher.set_renewals` pushes, per service, a token
+  that changes when the control plane wants that service's sidecars to renew
+  their certificate at once (a chaos fault forcing a short lifetime, or
+  lifting it: :mod:`seawall.control.cert_faults`). The etag changes with the
+  tokens; with none (the usual case) the documents and etags are as without.
+
 * :func:`services_view` and :func:`status_view`: what ``seawall services``
   and ``seawall status`` print (health from the sidecars' ejection reports,
   sidecars that lag behind the current version).
@@ -31,9 +37,11 @@
 The two documents::
 
     full:  {"etag", "config": {"version", "digest", "document"} | null,
-            "endpoints": {service: [{"id", "address", "port", "subset"}, ...]}}
+            "endpoints": {service: [{"id", "address", "port", "subset"}, ...]},
+            "renew": {service: token} (only when there are tokens)}
     delta: {"etag", "base": <etag it applies to>, "config": ... (only if changed),
-            "changes": {service: {"put": [endpoint, ...], "removed": [id, ...]}}}
+            "changes": {service: {"put": [endpoint, ...], "removed": [id, ...]}},
+            "renew": {service: token} (only if changed)}
 
 Endpoint lists in a full document are sorted by (address, port, id).
 """
@@ -43,7 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +80,7 @@ class Snapshot:
     config_digest: str
     registry_revision: int
     splits: str = ""  # the effective splits' hash ("" when the document's own apply)
+    renew: str = ""  # the renewal tokens' hash ("" when there are none)
 
 
 def _dumps(value: Any) -> bytes:
@@ -113,6 +122,8 @@ class Publisher:
         self._overrides: tuple[SplitOverride, ...] = ()
         self._splits = ""  # the hash of the overrides the pushed document has
         self._config_json = b"null"
+        self._renew_json = b""  # the renewal tokens as pushed ("" when none)
+        self._renew = ""  # their hash
         self._fragments: dict[str, tuple[int, bytes]] = {}  # service -> (revision, fragment)
         self._history: OrderedDict[str, Snapshot] = OrderedDict()
         self._full: tuple[str, bytes] | None = None
@@ -139,6 +150,17 @@ class Publisher:
         self._render()
         return self._splits != before
 
+    def set_renewals(self, renewals: Mapping[str, str]) -> bool:
+        """Push these renewal tokens (see the module); ``True`` if they changed (then
+        :meth:`publish`)."""
+        before = self._renew
+        if renewals:
+            self._renew_json = _dumps(dict(sorted(renewals.items())))
+            self._renew = hashlib.sha256(self._renew_json).hexdigest()[:16]
+        else:
+            self._renew_json, self._renew = b"", ""
+        return self._renew != before
+
     def _render(self) -> None:
         config, document = self.config, self._document
         if config is None or document is None:
@@ -158,6 +180,7 @@ class Publisher:
             or (c.version if c else 0) != self.current.config_version
             or (c.digest if c else "") != self.current.config_digest
             or self._splits != self.current.splits
+            or self._renew != self.current.renew
         )
 
     def publish(self) -> bool:
@@ -193,7 +216,9 @@ class Publisher:
             + self._config_json
             + b',"endpoints":{'
             + b",".join(parts)
-            + b"}}"
+            + b"}"
+            + (b',"renew":' + self._renew_json if self._renew_json else b"")
+            + b"}"
         )
         self._full = (etag, body)
         return body
@@ -223,6 +248,8 @@ class Publisher:
             }
             for service, c in sorted(changes.items())
         }
+        if start.renew != now.renew:
+            document["renew"] = json.loads(self._renew_json or b"{}")
         body = _dumps(document)
         if len(self._deltas) >= HISTORY:
             self._deltas.clear()
@@ -233,9 +260,10 @@ class Publisher:
         c = self.config
         version, digest = (c.version, c.digest) if c else (0, "")
         splits = f"{self._splits}|" if self._splits else ""  # (none: the etag as before)
-        identity = f"{version}|{digest}|{splits}{self.registry.content_hash:032x}"
+        renew = f"r{self._renew}|" if self._renew else ""
+        identity = f"{version}|{digest}|{splits}{renew}{self.registry.content_hash:032x}"
         etag = hashlib.sha256(identity.encode()).hexdigest()[:24]
-        return Snapshot(etag, version, digest, self.registry.revision, self._splits)
+        return Snapshot(etag, version, digest, self.registry.revision, self._splits, self._renew)
 
     def _remember(self, snapshot: Snapshot) -> None:
         self._history[snapshot.etag] = snapshot

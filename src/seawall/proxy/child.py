@@ -35,7 +35,7 @@ def _read_all(fd: int) -> bytes:
 
 def run_python(args: list[str], data: bytes) -> tuple[bytes | None, str]:
     """Run ``python ARGS`` with ``data`` on stdin: (stdout, "") on exit 0, else (None, stderr)."""
-    argv = [sys.executable, *args]
+    argv = [sys.executable, "-P", *args]  # -P: never a module of the working directory
     stdin, stdout, stderr = _memfile("stdin", data), _memfile("stdout"), _memfile("stderr")
     try:
         actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((stdin, stdout, stderr))]

@@ -17,8 +17,11 @@ plane is up or not (static stability). Its loops:
   is gone (control plane restarted on a fresh store, long partition) it
   registers again; after each change it reports the config version it runs,
   the endpoints its outlier detection has ejected, and its certificate;
-* **certificate**: renews the certificate at two thirds of its life; the
-  private key stays in the state directory, only a CSR travels.
+* **certificate**: renews the certificate at two thirds of its life, or at
+  once when a snapshot changes the renewal token of its service (``"renew":
+  {service: token}``: the control plane forced a certificate expiry on the
+  service or lifted it, :mod:`seawall.control.cert_faults`); the private key
+  stays in the state directory, only a CSR travels.
 
 Every failure is retried with exponential backoff and full jitter (0.1 s,
 doubling, capped at 5 s), moving to the next control-plane URL each time, so
@@ -88,6 +91,15 @@ def _query(params: Mapping[str, str]) -> str:
         return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode("utf-8"))
 
     return "?" + "&".join(f"{enc(k)}={enc(v)}" for k, v in params.items()) if params else ""
+
+
+def _error_of(raw: bytes, prefix: str = "") -> str:
+    """The ``error`` of a JSON refusal, after ``prefix`` (``""`` if there is none)."""
+    with contextlib.suppress(ValueError):
+        decoded = json.loads(raw)
+        if isinstance(decoded, dict) and "error" in decoded:
+            return prefix + str(decoded["error"])[:500]
+    return ""
 
 
 class ControlUnavailable(Exception):
@@ -171,13 +183,9 @@ class ControlClient:
         answer = Answer(status, raw)
         if status >= 500:
             self.fail_over()
-            raise ControlUnavailable(f"{url}{path}: {status}")
+            raise ControlUnavailable(f"{url}{path}: {status}{_error_of(raw, ': ')}")
         if status >= 400 and status != 404:
-            message = answer.text[:200]
-            with contextlib.suppress(ValueError):
-                decoded = json.loads(raw)
-                if isinstance(decoded, dict) and "error" in decoded:
-                    message = str(decoded["error"])[:500]
+            message = _error_of(raw) or answer.text[:200]
             raise ControlRefused(status, f"{method} {path}: {message}")
         return answer
 
@@ -258,11 +266,15 @@ def apply_delta(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
             endpoints[service] = sorted(by_id.values(), key=_endpoint_order)
         else:
             endpoints.pop(service, None)
-    return {
+    snapshot = {
         "etag": delta["etag"],
         "config": delta["config"] if "config" in delta else base.get("config"),
         "endpoints": endpoints,
     }
+    renew = delta["renew"] if "renew" in delta else base.get("renew")
+    if renew:
+        snapshot["renew"] = renew
+    return snapshot
 
 
 EndpointSets = dict[str, list[dict[str, Any]]]
@@ -343,7 +355,13 @@ class LinkStatus:
     """What the link knows, for the logs and the tests."""
 
     __slots__ = (
-        "applied", "config_version", "connected", "etag", "last_error", "lease", "reported"
+        "applied",
+        "config_version",
+        "connected",
+        "etag",
+        "last_error",
+        "lease",
+        "reported",
     )
 
     def __init__(self) -> None:
@@ -454,13 +472,39 @@ class ControlLink:
         self._lease_lock = threading.Lock()  # held around a lease call: deregister waits for it
         self._known: str | None = None  # the etag last received, applied or refused
         self._latest: dict[str, Any] | None = None  # that snapshot whole (a delta's base)
+        self._renewal: str | None = None  # the renewal token of our service last seen
+        self._renew_now = threading.Event()  # the control plane asked for a renewal
 
     # -- snapshots ----------------------------------------------------------
 
+    def _renewal_of(self, snapshot: dict[str, Any]) -> str | None:
+        """The snapshot's renewal token for this sidecar's service (``None``: none)."""
+        renew = snapshot.get("renew")
+        token = renew.get(self.instance.service) if isinstance(renew, dict) else None
+        return token if isinstance(token, str) else None
+
+    def note_renewal(self, snapshot: dict[str, Any]) -> bool:
+        """Renew the certificate at once if ``snapshot`` changed our service's renewal
+        token; whether it did. A snapshot without one (another replica, an older
+        control plane) changes nothing."""
+        token = self._renewal_of(snapshot)
+        if token is None or token == self._renewal:
+            return False
+        self._renewal = token
+        self._renew_now.set()
+        return True
+
+    @property
+    def renewal_requested(self) -> bool:
+        """Whether a renewal the control plane asked for is pending."""
+        return self._renew_now.is_set()
+
     def adopt(self, snapshot: dict[str, Any], *, persist: bool) -> bool:
-        """Apply ``snapshot``; persist it if asked and it was accepted. Returns success."""
+        """Apply ``snapshot``; persist it if asked and it was accepted. Returns success.
+        A changed renewal token asks for a renewal either way."""
         self._known = str(snapshot.get("etag"))  # refused or not: do not fetch it again
         self._latest = snapshot
+        self.note_renewal(snapshot)
         try:
             version = self._apply(snapshot)
         except Exception as exc:  # any problem in it: keep the running config
@@ -473,7 +517,11 @@ class ControlLink:
         return True
 
     def record(self, snapshot: dict[str, Any], version: int, *, persist: bool) -> None:
-        """Note ``snapshot`` (config ``version``) as the one running; persist it if asked."""
+        """Note ``snapshot`` (config ``version``) as the one running; persist it if asked.
+
+        Its renewal token is taken as known: the first snapshot comes with the
+        certificate the sidecar started with (a later change renews, :meth:`adopt`)."""
+        self._renewal = self._renewal_of(snapshot) or self._renewal
         if persist:
             try:
                 save_snapshot(self.state_dir, snapshot)
@@ -642,22 +690,28 @@ class ControlLink:
     def keep_certificate(
         self, renew_at: Callable[[], float | None], renew: Callable[[], str]
     ) -> None:
-        """Renew the certificate at two thirds of its life, until stopped.
+        """Renew the certificate at two thirds of its life, or at once when the control
+        plane asks (:meth:`note_renewal`), until stopped.
 
         ``renew_at()`` is the wall-clock time to renew the current certificate
         (``None``: there is none); ``renew()`` gets and installs a new one,
         returning its serial. Certificates are wall-clock objects; the wait
-        itself is measured on the monotonic clock.
+        itself is measured on the monotonic clock, in steps of at most a
+        second (as the lease loop's), to see :attr:`stop` and a renewal asked for.
         """
         retry = Reconnect("certificate", self.stop, self.log)
         while not self.stop.is_set():
             due = renew_at()
-            if due is not None and due > time.time():
-                self.stop.wait(min(due - time.time(), 3600.0))
+            asked = self._renew_now.is_set()
+            if not asked and due is not None and due > time.time():
+                self._renew_now.wait(min(due - time.time(), 1.0))
                 continue
+            self._renew_now.clear()  # before the call: a request during it renews again
             try:
                 serial = renew()
             except Exception as exc:  # unavailable, refused, a bad certificate: retry
+                if asked:  # the control plane's request still stands
+                    self._renew_now.set()
                 retry.failed(exc, self.status)
                 continue
             retry.succeeded(self.client.url)

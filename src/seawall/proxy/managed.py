@@ -93,6 +93,8 @@ class LinkOptions:
     admin_port: int | None = None
     lease_ttl: float = 10.0
     log_format: str = "text"  # the long-running process's event log: text or json
+    listen: str | None = None  # inbound and admin bind here (default: `host`, 127.0.0.1)
+    traces_endpoint: str | None = None  # spans go here (default: tracing's endpoint)
 
 
 def with_instance_ports(config: MeshConfig, service: str, options: LinkOptions) -> MeshConfig:
@@ -114,6 +116,25 @@ def with_instance_ports(config: MeshConfig, service: str, options: LinkOptions) 
         update["port"] = options.app_port
     services = {**config.services, service: svc.model_copy(update=update)}
     return config.model_copy(update={"services": services})
+
+
+def instance_spec(
+    config: MeshConfig,
+    service: str,
+    options: LinkOptions,
+    endpoints: EndpointSets | None = None,
+) -> dict[str, Any]:
+    """The core's spec of this instance: the service's, with ``--listen-address`` and
+    ``--traces-endpoint`` when given (``seawall up --netns``: an instance in a network
+    namespace of its own serves on that namespace's address, and reaches the collector
+    outside it)."""
+    spec = sidecar_spec(config, service, endpoints=endpoints)
+    if options.listen is not None:
+        for name in ("inbound", "admin"):
+            spec["listeners"][name][0] = options.listen
+    if options.traces_endpoint is not None and spec["tracing"] is not None:
+        spec["tracing"]["endpoint"] = options.traces_endpoint
+    return spec
 
 
 def config_from_snapshot(
@@ -283,7 +304,7 @@ def _prepare(
     )
     identity = _identity(client, state / "identity", service, config.trust_domain, rng)
     try:
-        spec = sidecar_spec(config, service, endpoints=endpoints)
+        spec = instance_spec(config, service, options, endpoints)
     except ValueError as exc:
         sys.stderr.write(f"seawall sidecar: {exc}\n")
         return 2
@@ -339,7 +360,7 @@ def run_linked(
     os.lseek(fd, 0, os.SEEK_SET)
     sys.stdout.flush()
     sys.stderr.flush()
-    argv = [sys.executable, "-m", "seawall.proxy.linked", "--handoff-fd", str(fd)]
+    argv = [sys.executable, "-P", "-m", "seawall.proxy.linked", "--handoff-fd", str(fd)]
     os.execv(sys.executable, argv)
 
 
@@ -353,7 +374,7 @@ def _child_snapshot(request: dict[str, Any]) -> dict[str, Any]:
         request["snapshot"], request["service"], options
     )
     return {
-        "spec": sidecar_spec(config, request["service"], endpoints=endpoints),
+        "spec": instance_spec(config, request["service"], options, endpoints),
         "static": static_sets(config),
         "version": version,
         "trust_domain": config.trust_domain,

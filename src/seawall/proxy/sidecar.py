@@ -60,7 +60,7 @@ def _exec_serve(
     sys.stderr.flush()
     sys.stdout.flush()
     argv = [
-        sys.executable, "-m", "seawall.proxy.serve", "--config", os.fspath(path),
+        sys.executable, "-P", "-m", "seawall.proxy.serve", "--config", os.fspath(path),
         "--service", service, "--workers", str(workers), "--spec-fd", str(fd),
         "--log-format", log_format,
     ]

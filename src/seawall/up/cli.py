@@ -5,7 +5,9 @@
 and returns once everything is ready. ``seawall down`` stops a detached (or any)
 ``up`` of the state directory and waits until it has stopped everything;
 ``seawall ps`` shows its instances; ``seawall logs SERVICE`` prints the logs of a
-service's apps and sidecars (``-f`` follows them).
+service's apps and sidecars (``-f`` follows them). An ``up --netns`` that did not
+stop cleanly (killed) leaves network namespaces: ``down`` removes them, as does the
+next ``up`` of the state directory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from . import netns
 from .runner import UpOptions, run_up, status_rows
 
 __all__ = ["down", "logs", "ps", "up"]
@@ -55,6 +58,8 @@ def _detach(options: UpOptions, out: TextIO) -> int:
     argv = [sys.executable, "-m", "seawall", "up", "-f", str(options.mesh_file),
             "--state-dir", str(state), "--control-port", str(options.control_port),
             "--status-interval", str(options.status_interval)]  # fmt: skip
+    if options.netns:
+        argv.append("--netns")
     for flag, value in (("--slo-interval", options.slo_interval),
                         ("--slo-resolution", options.slo_resolution)):  # fmt: skip
         if value is not None:
@@ -82,9 +87,17 @@ def _detach(options: UpOptions, out: TextIO) -> int:
 
 def down(state_dir: Path, *, timeout: float = 60.0, out: TextIO = sys.stdout) -> int:
     """``seawall down``: SIGTERM the ``up`` of ``state_dir``; wait until it has stopped."""
-    pid = _read(state_dir).get("pid")
+    doc = _read(state_dir)
+    pid = doc.get("pid")
     if not _alive(pid):
         out.write(f"seawall down: nothing runs for {state_dir}\n")
+        if doc.get("network"):  # an `up --netns` that was killed: its namespaces stay
+            try:
+                for gone in netns.cleanup(state_dir):
+                    out.write(f"seawall down: removed the stale {gone}\n")
+            except netns.NetnsError as exc:
+                out.write(f"seawall down: cannot remove its network namespaces: {exc}\n")
+                return 1
         return 0
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGTERM)
@@ -112,6 +125,7 @@ def ps(state_dir: Path, *, as_json: bool = False, out: TextIO = sys.stdout) -> i
         def __init__(self, d: dict[str, Any]) -> None:
             self.name, self.app_port = d["name"], d["app_port"]
             self.inbound, self.admin = d["inbound"], d["admin"]
+            self.netns, self.address = d.get("netns"), d.get("address", "127.0.0.1")
 
     async def rows() -> list[list[str]]:
         async with httpx.AsyncClient(trust_env=False, timeout=3.0) as http:
@@ -143,6 +157,7 @@ def logs(state_dir: Path, service: str, *, follow: bool = False, out: TextIO = s
         names = [str(i["name"]) for i in _read(state_dir).get("instances", [])
                  if i.get("service") == service] or [service]  # fmt: skip
         paths = [folder / f"{kind}-{name}.log" for name in names for kind in ("sidecar", "app")]
+        paths.append(folder / f"external-{service}.log")  # an external host's stand-in
     paths = [p for p in paths if p.exists()]
     if not paths:
         out.write(f"seawall logs: no log of {service!r} in {folder}\n")

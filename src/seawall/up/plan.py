@@ -9,6 +9,11 @@ own sidecar. The first instance of a service takes the ports mesh.yaml gives it
 Each process is a :class:`ProcessSpec`: its argv, environment and working directory,
 what says it is ready, and the order things start in: the control plane first, then
 each instance's sidecar and its app. They stop in the reverse order.
+
+With ``seawall up --netns`` an instance also has a network namespace and an address
+(:mod:`seawall.up.netns`): its app and its sidecar run in that namespace and talk over
+its ``127.0.0.1`` as before, while the sidecar's inbound and admin listeners are on
+the address, which it registers (``--address``, ``--listen-address``).
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from typing import Literal
 
 from ..config.model import MeshConfig, RunConfig
 
-__all__ = ["Instance", "ProcessSpec", "instances", "plan", "process_specs"]
+__all__ = ["Instance", "ProcessSpec", "external_specs", "instances", "plan", "process_specs"]
 
-Kind = Literal["control", "sidecar", "app"]
+Kind = Literal["control", "external", "sidecar", "app"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,10 @@ class Instance:
     outbound: int
     admin: int
     run: RunConfig
+    netns: str | None = None
+    """Its network namespace (``seawall up --netns``), else ``None``."""
+    address: str = "127.0.0.1"
+    """Where its sidecar's inbound and admin listeners are, from outside."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,9 @@ class ProcessSpec:
     connection; ``None``: started is ready."""
     service: str | None = None
     instance: str | None = None
+    netns: str | None = None
+    """The network namespace it runs in (``ip netns exec``); ``None``: the root one.
+    A ``tcp://`` readiness is then checked inside it."""
 
 
 def instances(config: MeshConfig, allocate: Callable[[], int]) -> list[Instance]:
@@ -91,15 +103,23 @@ def process_specs(
     base_dir: Path,
     mesh_file: Path | None = None,
     python: str = sys.executable,
+    traces_endpoint: str | None = None,
 ) -> tuple[ProcessSpec, ProcessSpec]:
     """An instance's sidecar (managed by the control plane, on the instance's ports) and
-    its app (told its port, its sidecar and ``mesh_file`` by its environment)."""
+    its app (told its port, its sidecar and ``mesh_file`` by its environment), both in
+    the instance's network namespace when it has one; ``traces_endpoint``: where both
+    send their spans (``--traces-endpoint``, ``SEAWALL_TRACES_ENDPOINT``), when not
+    where mesh.yaml says."""
     sidecar_argv = [
-        python, "-m", "seawall", "sidecar", "--service", instance.service,
+        python, "-P", "-m", "seawall", "sidecar", "--service", instance.service,
         "--control", control_url, "--state-dir", str(state_dir / "sidecars" / instance.name),
         "--app-port", str(instance.app_port), "--inbound-port", str(instance.inbound),
         "--outbound-port", str(instance.outbound), "--admin-port", str(instance.admin),
     ]  # fmt: skip
+    if instance.netns is not None:
+        sidecar_argv += ["--address", instance.address, "--listen-address", instance.address]
+    if traces_endpoint is not None:
+        sidecar_argv += ["--traces-endpoint", traces_endpoint]
     if instance.subset is not None:
         sidecar_argv += ["--subset", instance.subset]
     sidecar = ProcessSpec(
@@ -107,9 +127,10 @@ def process_specs(
         "sidecar",
         tuple(sidecar_argv),
         base_dir,
-        ready=f"http://127.0.0.1:{instance.admin}/ready",
+        ready=f"http://{instance.address}:{instance.admin}/ready",
         service=instance.service,
         instance=instance.name,
+        netns=instance.netns,
     )
     run = instance.run
     proxy = f"http://127.0.0.1:{instance.outbound}"
@@ -124,6 +145,7 @@ def process_specs(
         "PYTHONUNBUFFERED": "1",
         **({"SEAWALL_SUBSET": instance.subset} if instance.subset else {}),
         **({"SEAWALL_MESH_FILE": str(mesh_file)} if mesh_file is not None else {}),
+        **({"SEAWALL_TRACES_ENDPOINT": traces_endpoint} if traces_endpoint else {}),
         **run.env,
     }
     cwd = base_dir if run.cwd is None else (base_dir / run.cwd)
@@ -141,8 +163,31 @@ def process_specs(
         ready=f"tcp://127.0.0.1:{instance.app_port}",
         service=instance.service,
         instance=instance.name,
+        netns=instance.netns,
     )
     return sidecar, app
+
+
+def external_specs(
+    config: MeshConfig, base_dir: Path, python: str = sys.executable
+) -> list[ProcessSpec]:
+    """The stand-ins of external hosts (``external.<name>.run``): started after the control
+    plane and before the services (their sidecars reach them at once), with no sidecar;
+    ready when ``host:port`` takes a connection."""
+    specs = []
+    for name, ext in config.external.items():
+        run = ext.run
+        if run is None:
+            continue
+        command = run.command
+        if command[0] in ("python", "python3"):
+            command = (python, *command[1:])
+        host = "127.0.0.1" if ext.host == "localhost" else ext.host
+        env = {"SEAWALL_EXTERNAL": name, "PYTHONUNBUFFERED": "1", **run.env}
+        cwd = base_dir if run.cwd is None else (base_dir / run.cwd)
+        specs.append(ProcessSpec(f"external:{name}", "external", command, cwd, env,
+                                 ready=f"tcp://{host}:{ext.effective_port()}"))  # fmt: skip
+    return specs
 
 
 def plan(

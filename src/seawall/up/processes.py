@@ -6,6 +6,10 @@ children in the reverse order of their start, and then kills whatever is left in
 group, grandchildren included. :meth:`Supervisor.leftovers` says whether anything
 outlived it.
 
+A child with a network namespace (``seawall up --netns``) is started as ``ip netns
+exec NETNS ARGV...``: ``ip`` enters the namespace and execs the program, which keeps
+its pid and its process group.
+
 Each child's output (stdout and stderr together) is read line by line, written to
 ``logs/<name>.log`` in the state directory and to ``seawall up``'s own output,
 prefixed by the child's name (coloured on a terminal).
@@ -30,7 +34,7 @@ from typing import TextIO
 
 from .plan import ProcessSpec
 
-__all__ = ["Child", "Restarts", "Supervisor", "processes_in_groups"]
+__all__ = ["Child", "Restarts", "Supervisor", "listening", "processes_in_groups"]
 
 _COLOURS = (36, 32, 33, 35, 34, 91, 92, 93, 94, 95, 96)
 
@@ -152,8 +156,9 @@ class Supervisor:
         spec = child.spec
         group = await self._hold()
         env = {**os.environ, **spec.env}
+        argv = spec.argv if spec.netns is None else ("ip", "netns", "exec", spec.netns, *spec.argv)
         process = await asyncio.create_subprocess_exec(
-            *spec.argv,
+            *argv,
             cwd=spec.cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -250,3 +255,20 @@ def processes_in_groups(groups: Collection[int]) -> list[int]:
         if fields[0] != "Z" and int(fields[2]) in groups:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` in the network namespace of process
+    ``pid`` (Linux ``/proc/PID/net/tcp``, ``tcp6``): the readiness of an app in a
+    namespace of its own, whose ``127.0.0.1`` nothing outside reaches."""
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local address "HEXIP:HEXPORT", state "0A": LISTEN
+            if len(fields) > 3 and fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):
+                return True
+    return False

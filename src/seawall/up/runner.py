@@ -13,6 +13,12 @@ everything in the reverse order, and the exit checks that no process is left.
 
 ``state-dir/up.json`` says what runs (``seawall ps`` reads it); ``state-dir/logs``
 holds each process's output (``seawall logs``).
+
+``--netns`` (:mod:`seawall.up.netns`): each instance runs in a network namespace of
+its own, on an address of its own; the control plane and the collector listen on the
+gateway address every namespace routes to. What an earlier ``up`` of the state
+directory left is removed first; ``stop`` removes every namespace, even after a
+failure.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ import httpx
 
 from ..config import ConfigError, MeshConfig, load_mesh
 from ..proxy.managed import INSTANCE_ID_FILE
-from .plan import Instance, ProcessSpec, instances, process_specs
-from .processes import Supervisor
+from . import netns
+from .plan import Instance, ProcessSpec, external_specs, instances, process_specs
+from .processes import Supervisor, listening
 
 __all__ = ["UpOptions", "run_up", "status_rows"]
 
@@ -58,6 +65,8 @@ class UpOptions:
     """The control plane's ``--slo-interval`` (its default when ``None``)."""
     slo_resolution: float | None = None
     """The control plane's ``--slo-resolution`` (its default when ``None``)."""
+    netns: bool = False
+    """Each instance in a network namespace of its own (:mod:`seawall.up.netns`)."""
 
 
 def free_port() -> int:
@@ -81,6 +90,9 @@ class Up:
         self._seen: tuple[float, int] | None = None
         self._pids: dict[str, int | None] = {}
         self._base = options.mesh_file.resolve().parent
+        self.net: netns.Network | None = None
+        self.traces_endpoint: str | None = None
+        """Where sidecars and apps send spans when not where mesh.yaml says (--netns)."""
 
     def say(self, line: str) -> None:
         self.sup.say("up", line)
@@ -98,12 +110,17 @@ class Up:
             return False
         self._seen = self._stamp()
         self.state.mkdir(parents=True, exist_ok=True)
+        host = await self.open_network()
+        self.control_url = f"http://{host}:{self.o.control_port}"
         control_dir = self.state / "control"
-        argv = [sys.executable, "-m", "seawall", "control", "--state-dir", str(control_dir),
-                "--listen", f"127.0.0.1:{self.o.control_port}"]  # fmt: skip
-        traces = collector_address(self.config)
+        argv = [sys.executable, "-P", "-m", "seawall", "control", "--state-dir", str(control_dir),
+                "--listen", f"{host}:{self.o.control_port}"]  # fmt: skip
+        traces = collector_address(self.config, host)
         if traces is not None:
             argv += ["--traces", traces]
+            if self.net is not None:  # mesh.yaml's 127.0.0.1 is each namespace's own
+                path = urlsplit(self.config.tracing.export_endpoint()).path
+                self.traces_endpoint = f"http://{traces}{path}"
         if self.o.slo_interval is not None:
             argv += ["--slo-interval", f"{self.o.slo_interval:g}s"]
         if self.o.slo_resolution is not None:
@@ -116,6 +133,10 @@ class Up:
                  + (f"; traces at http://{traces}" if traces else ""))  # fmt: skip
         if not await self.apply():
             return False
+        stand_ins = external_specs(self.config, self._base)
+        for spec in stand_ins:
+            await self.sup.start(spec)
+        await self.wait_ready(stand_ins)
         found = instances(self.config, free_port)
         await self.start_instances(found)
         await self.wait_endpoints()
@@ -124,6 +145,28 @@ class Up:
                  f" service(s), {len(self.sup.children)} processes")  # fmt: skip
         await self.print_status()
         return True
+
+    async def open_network(self) -> str:
+        """With ``--netns``, the namespaces' network (what an earlier ``up`` left of it
+        removed first): the gateway address; else ``127.0.0.1``. Without ``--netns``, the
+        namespaces a crashed ``up --netns`` of this state directory left are removed."""
+        if not self.o.netns:
+            if _stale_network(self.state):
+                with contextlib.suppress(netns.NetnsError):
+                    for gone in await asyncio.to_thread(netns.cleanup, self.state):
+                        self.say(f"removed the stale {gone}")
+            return "127.0.0.1"
+        reason = await asyncio.to_thread(netns.netns_available)
+        if reason is not None:
+            raise netns.NetnsError(f"--netns: {reason}")
+        net, stale = await asyncio.to_thread(netns.Network.open, self.state)
+        self.net = net
+        for gone in stale:
+            self.say(f"removed the stale {gone}")
+        layout = net.layout
+        self.say(f"network namespaces {layout.prefix}N on {layout.subnet}; the control plane"
+                 f" at {layout.gateway} (on lo)")  # fmt: skip
+        return str(layout.gateway)
 
     async def apply(self) -> bool:
         token = (self.state / "control" / "admin-token").read_text().strip()
@@ -154,13 +197,18 @@ class Up:
 
     async def start_instances(self, found: Sequence[Instance]) -> None:
         specs: list[ProcessSpec] = []
-        for inst in found:
+        for planned in found:
+            inst = planned
+            if self.net is not None:
+                slot = await asyncio.to_thread(self.net.add, inst.name)
+                inst = dataclasses.replace(inst, netns=slot.name, address=str(slot.address))
             sidecar, app = process_specs(
                 inst,
                 control_url=self.control_url,
                 state_dir=self.state,
                 base_dir=self._base,
                 mesh_file=self.o.mesh_file.resolve(),
+                traces_endpoint=self.traces_endpoint,
             )
             token = await self.token(inst.service)
             sidecar = dataclasses.replace(sidecar, env={"SEAWALL_JOIN_TOKEN": token})
@@ -172,6 +220,7 @@ class Up:
                 f"{inst.name}: app :{inst.app_port}, sidecar in :{inst.inbound}"
                 f" out :{inst.outbound} admin :{inst.admin}"
                 + (f", subset {inst.subset}" if inst.subset else "")
+                + (f", in {inst.netns} at {inst.address}" if inst.netns else "")
             )
         await self.wait_ready(specs)
 
@@ -188,7 +237,7 @@ class Up:
             missing = []
             for inst in self.instances.values():
                 try:
-                    r = await self.http.get(f"http://127.0.0.1:{inst.admin}/clusters")
+                    r = await self.http.get(f"http://{inst.address}:{inst.admin}/clusters")
                     known = {
                         c["name"]: {e["port"] for e in c.get("endpoints") or []}
                         for c in r.json()["clusters"]
@@ -219,6 +268,11 @@ class Up:
 
     async def _ready(self, spec: ProcessSpec) -> bool:
         assert spec.ready is not None
+        if spec.ready.startswith("tcp://") and spec.netns is not None:
+            # its 127.0.0.1 is the namespace's: a socket listening there, read from outside
+            child = self.sup.children.get(spec.name)
+            pid = None if child is None else child.pid
+            return pid is not None and listening(pid, int(spec.ready.rsplit(":", 1)[1]))
         if spec.ready.startswith("tcp://"):
             host, port = spec.ready[len("tcp://") :].rsplit(":", 1)
             try:
@@ -295,6 +349,8 @@ class Up:
             await self.sup.stop(f"app:{inst.name}", self.o.grace)
             await self.sup.stop(f"sidecar:{inst.name}", self.o.grace)
             del self.instances[inst.name]
+            if self.net is not None:
+                await asyncio.to_thread(self.net.remove, inst.name)
         if service not in config.services or config.services[service].run is None:
             self.say(f"{service}: stopped (no longer run)")
             return
@@ -318,6 +374,7 @@ class Up:
             "mesh_file": str(self.o.mesh_file.resolve()),
             "control_url": self.control_url,
             "group": self.sup.group,
+            "network": self._network(),
             "instances": [
                 dataclasses.asdict(i) | {"run": i.run.model_dump(mode="json")}
                 for i in self.instances.values()
@@ -331,18 +388,38 @@ class Up:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
         tmp.replace(self.state / "up.json")
 
-    async def close(self) -> list[int]:
+    def _network(self) -> dict[str, str] | None:
+        """What up.json says of the namespaces' network (``None``: no --netns)."""
+        if self.net is None:
+            return None
+        layout = self.net.layout
+        return {"prefix": layout.prefix, "subnet": str(layout.subnet),
+                "gateway": str(layout.gateway)}  # fmt: skip
+
+    async def close(self) -> list[int | str]:
+        """Stop everything; what is left (pids, and namespaces or links by name)."""
         self.say("stopping: every process in the reverse order of its start")
-        await self.sup.stop_all(self.o.grace)
-        await self.http.aclose()
+        try:
+            await self.sup.stop_all(self.o.grace)
+            await self.http.aclose()
+        finally:  # the namespaces go even when the stop failed
+            net_left: list[str] = []
+            if self.net is not None:
+                try:
+                    net_left = await asyncio.to_thread(self.net.close)
+                except netns.NetnsError as exc:
+                    net_left = [str(exc)]
         left = self.sup.leftovers()
         with contextlib.suppress(OSError):
             (self.state / "up.json").unlink()
         if left:
             self.say(f"STILL RUNNING after the stop: {left}")
-        else:
-            self.say("stopped; no process is left")
-        return left
+        if net_left:
+            self.say(f"STILL THERE after the stop: {', '.join(net_left)}")
+        if not left and not net_left:
+            self.say("stopped; no process is left"
+                     + ("; every network namespace removed" if self.net else ""))  # fmt: skip
+        return [*left, *net_left]
 
 
 def _run_of(config: MeshConfig, service: str) -> Any:
@@ -359,16 +436,26 @@ def _ports_of(config: MeshConfig, service: str) -> Any:
     return None if svc is None else (svc.port, svc.sidecar.model_dump(mode="json"))
 
 
-def collector_address(config: MeshConfig) -> str | None:
-    """``host:port`` of ``tracing.endpoint`` when it is a collector on this machine (then
-    ``seawall up`` runs it, beside the control plane), else ``None``."""
+def collector_address(config: MeshConfig, host: str = "127.0.0.1") -> str | None:
+    """``host:port`` where ``seawall up`` runs the collector, beside the control plane,
+    when ``tracing.endpoint`` is one on this machine, else ``None``: on ``host``, at the
+    endpoint's port (``host`` is the gateway with ``--netns``)."""
     endpoint = config.tracing.export_endpoint()
     if not endpoint:
         return None
     url = urlsplit(endpoint)
     if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost"):
         return None
-    return f"127.0.0.1:{url.port or 80}"
+    return f"{host}:{url.port or 80}"
+
+
+def _stale_network(state: Path) -> bool:
+    """Whether the ``up.json`` an ``up`` left in ``state`` (it crashed) says --netns."""
+    try:
+        doc = json.loads((state / "up.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and bool(doc.get("network"))
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -386,8 +473,10 @@ async def status_rows(
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
         status = (await http.get(f"{control_url}/v1/status")).json()
         by_id = {s["id"]: s for s in status["sidecars"]}
-    rows = [["INSTANCE", "APP", "SIDECAR", "VERSION", "CERT EXPIRES", "REQUESTS", "5XX",
-             "BREAKERS OPEN"]]  # fmt: skip
+    found = list(found)
+    addresses = any(inst.netns for inst in found)  # else every one is 127.0.0.1
+    rows = [["INSTANCE", *(["ADDRESS"] if addresses else []), "APP", "SIDECAR", "VERSION",
+             "CERT EXPIRES", "REQUESTS", "5XX", "BREAKERS OPEN"]]  # fmt: skip
     for inst in found:
         try:
             iid = (state / "sidecars" / inst.name / INSTANCE_ID_FILE).read_text().strip()
@@ -397,10 +486,10 @@ async def status_rows(
         requests = errors = "-"
         opened = "-"
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            page = (await http.get(f"http://127.0.0.1:{inst.admin}/metrics")).text
+            page = (await http.get(f"http://{inst.address}:{inst.admin}/metrics")).text
             total, bad = _inbound_counts(page)
             requests, errors = f"{total:.0f}", f"{bad:.0f}"
-            doc = (await http.get(f"http://127.0.0.1:{inst.admin}/clusters")).json()
+            doc = (await http.get(f"http://{inst.address}:{inst.admin}/clusters")).json()
             opened = ", ".join(
                 c["name"] for c in doc.get("clusters", [])
                 if (c.get("breaker") or {}).get("state") not in (None, "closed")
@@ -408,6 +497,7 @@ async def status_rows(
         expires = s.get("certificate_expires")
         rows.append([
             inst.name,
+            *([inst.address] if addresses else []),
             f":{inst.app_port}",
             f":{inst.inbound}",
             str(s.get("config_version", "-")),
@@ -451,7 +541,7 @@ async def run_up(options: UpOptions, out: TextIO, stop: asyncio.Event) -> int:
             await up.follow(stop)
         else:
             status = 1
-    except (RuntimeError, httpx.HTTPError, OSError) as exc:
+    except (RuntimeError, httpx.HTTPError, OSError) as exc:  # NetnsError too
         up.say(f"failed: {exc}")
         status = 1
     finally:
