@@ -97,7 +97,7 @@ def _compose(args: argparse.Namespace) -> int:
     if args.command == "down":
         return compose.down(state)
     if args.command == "ps":
-        return compose.ps(state, as_json=args.json)
+        return compose.ps(state, as_json=args.json, watch=args.watch)
     if args.command == "logs":
         return compose.logs(state, args.service, follow=args.follow)
     options = UpOptions(
@@ -212,6 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     ps = commands.add_parser("ps", help="what `seawall up` runs, and each instance's state")
     ps.add_argument("--state-dir", default=".seawall")
     ps.add_argument("--json", action="store_true")
+    ps.add_argument(
+        "--watch",
+        "-w",
+        nargs="?",
+        const=1.0,
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="a live table (requests/s, errors/s), drawn again every SECONDS (default 1s)",
+    )
     logs = commands.add_parser("logs", help="the logs of a service that `seawall up` runs")
     logs.add_argument("service", help="a service, or `control`")
     logs.add_argument("--state-dir", default=".seawall")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,8 @@ from seawall.up.netns import netns_available
 from seawall.up.processes import processes_in_groups
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "tests" / "up" / "app.py"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+sys.path.insert(0, str(ROOT / "tests" / "up"))
+from tiny import APP, PORTS, free_ports, mesh_yaml  # noqa: E402
 
 
 class Tiny:
@@ -48,31 +38,18 @@ class Tiny:
 
     def __init__(self, folder: Path, *, netns: bool = False) -> None:
         self.folder = folder
-        p = free_ports(10)
+        p = free_ports(PORTS)
         self.a_inbound, self.control = p[1], p[8]
         self.state = folder / "state"
         self.file = folder / "mesh.yaml"
-        self.file.write_text(f"""mesh: tiny
-services:
-  a:
-    port: {p[0]}
-    sidecar: {{inbound: {p[1]}, outbound: {p[2]}, admin: {p[3]}}}
-    run: {sys.executable} {APP}
-    mtls: permissive
-  b:
-    port: {p[4]}
-    sidecar: {{inbound: {p[5]}, outbound: {p[6]}, admin: {p[7]}}}
-    run: {{command: {sys.executable} {APP}, instances: 2}}
-    mtls: strict
-policies:
-  b:
-    timeout: 2s
-    retry: {{attempts: 1}}
-    circuit_breaker: {{enabled: false}}
-    outlier: {{enabled: false}}
-limits: {{idle_timeout: 500ms}}
-tracing: {{endpoint: http://127.0.0.1:{p[9]}/v1/traces}}
-""")
+        b_run = f"{{command: {sys.executable} {APP}, instances: 2}}"
+        policies = (
+            "  b:\n    timeout: 2s\n    retry: {attempts: 1}\n"
+            "    circuit_breaker: {enabled: false}\n    outlier: {enabled: false}"
+        )
+        self.file.write_text(mesh_yaml(p, b_run=b_run, a_extra="    mtls: permissive\n",
+                                       b_extra="    mtls: strict\n", policies=policies,
+                                       extra="limits: {idle_timeout: 500ms}\n"))  # fmt: skip
         argv = ["up", "-f", str(self.file), "--control-port", str(self.control), "--detach",
                 "--status-interval", "600"] + (["--netns"] if netns else [])  # fmt: skip
         started = self.seawall(*argv, timeout=150)

@@ -28,7 +28,8 @@ from typing import Any
 
 import httpx
 import pytest
-from test_up import APP, ROOT, free_ports, wait_for
+from test_up import ROOT, wait_for
+from tiny import APP, PORTS, free_ports, mesh_yaml
 
 from seawall.config import parse_mesh
 from seawall.proxy.managed import LinkOptions, instance_spec
@@ -201,23 +202,10 @@ class NetMesh:
     """Services a and b, one instance each, on free ports; a local collector."""
 
     def __init__(self, folder: Path) -> None:
-        p = free_ports(11)
+        p = free_ports(PORTS)
         self.folder, self.file, self.state = folder, folder / "mesh.yaml", folder / "state"
         self.control, self.collector = p[8], p[9]
-        self.file.write_text(f"""mesh: tiny
-services:
-  a:
-    port: {p[0]}
-    sidecar: {{inbound: {p[1]}, outbound: {p[2]}, admin: {p[3]}}}
-    run: {sys.executable} {APP}
-  b:
-    port: {p[4]}
-    sidecar: {{inbound: {p[5]}, outbound: {p[6]}, admin: {p[7]}}}
-    run: {sys.executable} {APP}
-policies:
-  b: {{timeout: 2s}}
-tracing: {{endpoint: http://127.0.0.1:{self.collector}/v1/traces, interval: 0.2s}}
-""")
+        self.file.write_text(mesh_yaml(p))
         self.prefix = f"sw-{netns.tag_of(self.state)}-"
 
     def edit(self, old: str, new: str) -> None:

@@ -12,11 +12,13 @@ Bounded: every wait has a deadline, and pytest-timeout kills a stuck test.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,25 +26,14 @@ from typing import Any
 
 import httpx
 import pytest
+from tiny import APP, free_ports, mesh_yaml
 
 from seawall.config import parse_mesh
+from seawall.up import cli as compose
 from seawall.up.plan import instances, process_specs
 from seawall.up.processes import Restarts, processes_in_groups
 
-APP = Path(__file__).with_name("app.py")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(n: int) -> list[int]:
-    import socket  # noqa: PLC0415
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -66,23 +57,11 @@ class Mesh:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         p = free_ports(10)
-        self.a_inbound, self.control, collector = p[1], p[8], p[9]
+        self.a_inbound, self.control = p[1], p[8]
         self.file = folder / "mesh.yaml"
         self.state = folder / "state"
-        self.text = f"""mesh: tiny
-services:
-  a:
-    port: {p[0]}
-    sidecar: {{inbound: {p[1]}, outbound: {p[2]}, admin: {p[3]}}}
-    run: {sys.executable} {APP}
-  b:
-    port: {p[4]}
-    sidecar: {{inbound: {p[5]}, outbound: {p[6]}, admin: {p[7]}}}
-    run: {{command: {sys.executable} {APP}, instances: 2, env: {{GREETING: hi}}}}
-policies:
-  b: {{timeout: 2s}}
-tracing: {{endpoint: http://127.0.0.1:{collector}/v1/traces}}
-"""
+        b_run = f"{{command: {sys.executable} {APP}, instances: 2, env: {{GREETING: hi}}}}"
+        self.text = mesh_yaml(p, b_run=b_run)
         self.file.write_text(self.text)
         self.admin = {"a": p[3], "b": p[7]}
 
@@ -232,6 +211,19 @@ def test_detach_ps_and_down(mesh: Mesh) -> None:
     doc = mesh.state_doc()
     group = doc["group"]
     assert mesh.seawall("ps").returncode == 0
+    # the live table: requests per second between two of its frames
+    frames = io.StringIO()
+    calls = threading.Thread(target=lambda: [call(mesh, "/call/b") for _ in range(20)])
+    calls.start()
+    assert compose.ps(mesh.state, watch=1.0, frames=2, out=frames) == 0
+    calls.join()
+    first, second = frames.getvalue().split("seawall up pid ")[1:]
+    header = second.splitlines()[1]
+    at = header.index("REQ/S")
+    rates = {line.split()[0]: line[at:].split()[0] for line in second.splitlines()[2:]}
+    assert "REQ/S" in first
+    assert set(rates) == {"a", "b", "b-2"}
+    assert float(rates["a"]) > 0, second  # called by the test, between the two frames
     again = mesh.seawall("up", "-f", str(mesh.file))
     assert again.returncode == 1
     assert "already running" in again.stdout

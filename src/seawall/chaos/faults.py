@@ -31,8 +31,10 @@ import httpx
 
 from ..config.errors import ConfigError
 from ..config.load import parse_mesh
+from ..up.cli import alive
+from ..up.cli import read_state as read_up
 from .measure import send
-from .mesh import MeshState, fetch_config, read_up
+from .mesh import MeshState, fetch_config
 from .model import (
     Action,
     CertExpiryAction,
@@ -525,17 +527,7 @@ def leftovers(state_dir: Path) -> dict[str, Any]:
     doc = read_ledger(state_dir)
     if not doc:
         return {}
-    pid = doc.get("pid")
-    alive = False
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-    doc["running"] = alive
+    doc["running"] = alive(doc.get("pid"))
     return doc
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ from ..config.errors import ConfigError
 from ..config.load import parse_mesh
 from ..config.model import MeshConfig
 from ..slo.scrape import MetricsError, Sample, parse
+from ..up.cli import alive
+from ..up.cli import read_state as read_up
 
 __all__ = ["MeshState", "NotRunning", "Scrape", "Scraper", "open_mesh"]
 
@@ -71,26 +71,6 @@ class MeshState:
         return None if self.collector is None else f"{self.collector}/ui/#/trace/{trace_id}"
 
 
-def read_up(state_dir: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads((state_dir / "up.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def fetch_config(
     http: httpx.AsyncClient, control_url: str
 ) -> tuple[int, dict[str, Any], MeshConfig]:
@@ -116,7 +96,7 @@ async def fetch_config(
 async def open_mesh(state_dir: Path, http: httpx.AsyncClient) -> MeshState:
     """The mesh ``seawall up`` runs for ``state_dir``; :class:`NotRunning` if none."""
     up = read_up(state_dir)
-    if not up or not _alive(up.get("pid")):
+    if not up or not alive(up.get("pid")):
         raise NotRunning(
             f"no `seawall up` is running for {state_dir} (start one: seawall up -f mesh.yaml"
             f" --state-dir {state_dir} --detach)"

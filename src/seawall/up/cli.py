@@ -28,7 +28,7 @@ import httpx
 from . import netns
 from .runner import UpOptions, run_up, status_rows
 
-__all__ = ["down", "logs", "ps", "up"]
+__all__ = ["alive", "down", "logs", "ps", "read_state", "up"]
 
 UP_LOG = "up.log"
 STATE = "up.json"
@@ -38,7 +38,7 @@ def up(options: UpOptions, *, detach: bool = False, out: TextIO = sys.stdout) ->
     """``seawall up``: the exit status (0: started, ran and stopped cleanly)."""
     if detach:
         return _detach(options, out)
-    if (options.state_dir / STATE).exists() and _alive(_read(options.state_dir).get("pid")):
+    if (options.state_dir / STATE).exists() and alive(read_state(options.state_dir).get("pid")):
         out.write(f"seawall up: already running for {options.state_dir} (seawall down stops it)\n")
         return 1
 
@@ -75,7 +75,7 @@ def _detach(options: UpOptions, out: TextIO) -> int:
             out.write(f"seawall up: exited with {process.returncode}; its log:\n")
             out.write(_tail(state / UP_LOG, 30))
             return 1
-        if _read(state).get("pid") == process.pid:
+        if read_state(state).get("pid") == process.pid:
             out.write(f"seawall up: running in the background (pid {process.pid});"
                       f" seawall ps, seawall logs SERVICE, seawall down\n")  # fmt: skip
             return 0
@@ -87,9 +87,9 @@ def _detach(options: UpOptions, out: TextIO) -> int:
 
 def down(state_dir: Path, *, timeout: float = 60.0, out: TextIO = sys.stdout) -> int:
     """``seawall down``: SIGTERM the ``up`` of ``state_dir``; wait until it has stopped."""
-    doc = _read(state_dir)
+    doc = read_state(state_dir)
     pid = doc.get("pid")
-    if not _alive(pid):
+    if not alive(pid):
         out.write(f"seawall down: nothing runs for {state_dir}\n")
         if doc.get("network"):  # an `up --netns` that was killed: its namespaces stay
             try:
@@ -102,25 +102,64 @@ def down(state_dir: Path, *, timeout: float = 60.0, out: TextIO = sys.stdout) ->
     assert isinstance(pid, int)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if alive(pid):
         out.write(f"seawall down: pid {pid} still runs after {timeout:g}s\n")
         return 1
     out.write(f"seawall down: stopped (pid {pid})\n")
     return 0
 
 
-def ps(state_dir: Path, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
-    """``seawall ps``: what the ``up`` of ``state_dir`` runs, each instance's state."""
-    doc = _read(state_dir)
-    if not _alive(doc.get("pid")):
+def ps(
+    state_dir: Path,
+    *,
+    as_json: bool = False,
+    watch: float | None = None,
+    out: TextIO = sys.stdout,
+    frames: int | None = None,
+) -> int:
+    """``seawall ps``: what the ``up`` of ``state_dir`` runs, each instance's state.
+    ``watch``: a live table, drawn again every ``watch`` seconds (in place on a
+    terminal) with the requests and errors per second, until Ctrl-C (or ``frames``
+    tables) or until the ``up`` stops."""
+    doc = read_state(state_dir)
+    if not alive(doc.get("pid")):
         out.write(f"seawall ps: nothing runs for {state_dir}\n")
         return 1
     if as_json:
         out.write(json.dumps(doc, indent=1) + "\n")
         return 0
+    if watch is None:
+        _ps_table(state_dir, doc, out, None)
+        return 0
+    seen: dict[str, tuple[float, float, float]] = {}
+    live = out.isatty()
+    drawn = 0
+    try:
+        while frames is None or drawn < frames:
+            doc = read_state(state_dir)
+            if not alive(doc.get("pid")):
+                out.write(f"seawall ps: the up of {state_dir} stopped\n")
+                return 0
+            if live:
+                out.write("\033[H\033[2J")  # home, clear: the table drawn again in place
+            _ps_table(state_dir, doc, out, seen)
+            out.flush()
+            drawn += 1
+            if frames is None or drawn < frames:
+                time.sleep(watch)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
+
+def _ps_table(
+    state_dir: Path,
+    doc: dict[str, Any],
+    out: TextIO,
+    seen: dict[str, tuple[float, float, float]] | None,
+) -> None:
     class _Inst:
         def __init__(self, d: dict[str, Any]) -> None:
             self.name, self.app_port = d["name"], d["app_port"]
@@ -130,7 +169,7 @@ def ps(state_dir: Path, *, as_json: bool = False, out: TextIO = sys.stdout) -> i
     async def rows() -> list[list[str]]:
         async with httpx.AsyncClient(trust_env=False, timeout=3.0) as http:
             found = [_Inst(d) for d in doc.get("instances", [])]
-            return await status_rows(http, str(doc["control_url"]), state_dir, found)
+            return await status_rows(http, str(doc["control_url"]), state_dir, found, seen)
 
     table = asyncio.run(rows())
     processes = doc.get("processes", {})
@@ -143,7 +182,6 @@ def ps(state_dir: Path, *, as_json: bool = False, out: TextIO = sys.stdout) -> i
     out.write(f"seawall up pid {doc['pid']}, control plane {doc['control_url']}\n")
     for row in table:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-    return 0
 
 
 def logs(state_dir: Path, service: str, *, follow: bool = False, out: TextIO = sys.stdout) -> int:
@@ -154,7 +192,7 @@ def logs(state_dir: Path, service: str, *, follow: bool = False, out: TextIO = s
         paths = [folder / "control.log"]
     else:
         # its instances as `up` runs them (else the first, named after the service)
-        names = [str(i["name"]) for i in _read(state_dir).get("instances", [])
+        names = [str(i["name"]) for i in read_state(state_dir).get("instances", [])
                  if i.get("service") == service] or [service]  # fmt: skip
         paths = [folder / f"{kind}-{name}.log" for name in names for kind in ("sidecar", "app")]
         paths.append(folder / f"external-{service}.log")  # an external host's stand-in
@@ -180,7 +218,8 @@ def logs(state_dir: Path, service: str, *, follow: bool = False, out: TextIO = s
         return 0
 
 
-def _read(state_dir: Path) -> dict[str, Any]:
+def read_state(state_dir: Path) -> dict[str, Any]:
+    """``up.json`` of the ``seawall up`` of ``state_dir`` (``{}``: none, or unreadable)."""
     try:
         doc = json.loads((state_dir / STATE).read_text())
     except (OSError, ValueError):
@@ -188,7 +227,8 @@ def _read(state_dir: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _alive(pid: object) -> bool:
+def alive(pid: object) -> bool:
+    """Whether ``pid`` is a running process (a zombie is not)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:

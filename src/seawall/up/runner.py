@@ -89,6 +89,7 @@ class Up:
         self.tokens: dict[str, str] = {}
         self._seen: tuple[float, int] | None = None
         self._pids: dict[str, int | None] = {}
+        self._rates: dict[str, tuple[float, float, float]] = {}
         self._base = options.mesh_file.resolve().parent
         self.net: netns.Network | None = None
         self.traces_endpoint: str | None = None
@@ -362,7 +363,8 @@ class Up:
     # -- status -----------------------------------------------------------------
 
     async def print_status(self) -> None:
-        rows = await status_rows(self.http, self.control_url, self.state, self.instances.values())
+        rows = await status_rows(self.http, self.control_url, self.state,
+                                 self.instances.values(), self._rates)  # fmt: skip
         self.sup.say("up", "status:")
         for line in _table(rows):
             self.sup.say("up", "  " + line)
@@ -464,11 +466,17 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 async def status_rows(
-    http: httpx.AsyncClient, control_url: str, state: Path, found: Any
+    http: httpx.AsyncClient,
+    control_url: str,
+    state: Path,
+    found: Any,
+    seen: dict[str, tuple[float, float, float]] | None = None,
 ) -> list[list[str]]:
     """A row per instance: its ports, its sidecar's config version and certificate
     expiry (from the control plane), its requests and 5xx answers so far, and the
-    breakers it holds open (from its sidecar's admin port)."""
+    breakers it holds open (from its sidecar's admin port). ``seen``: the counts of the
+    last call (instance -> (time, requests, 5xx)), updated: the requests and errors per
+    second since then (``-`` on the first call)."""
     by_id: dict[str, dict[str, Any]] = {}
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
         status = (await http.get(f"{control_url}/v1/status")).json()
@@ -476,19 +484,26 @@ async def status_rows(
     found = list(found)
     addresses = any(inst.netns for inst in found)  # else every one is 127.0.0.1
     rows = [["INSTANCE", *(["ADDRESS"] if addresses else []), "APP", "SIDECAR", "VERSION",
-             "CERT EXPIRES", "REQUESTS", "5XX", "BREAKERS OPEN"]]  # fmt: skip
+             "CERT EXPIRES", "REQ/S", "5XX/S", "REQUESTS", "5XX", "BREAKERS OPEN"]]  # fmt: skip
     for inst in found:
         try:
             iid = (state / "sidecars" / inst.name / INSTANCE_ID_FILE).read_text().strip()
         except OSError:
             iid = ""
         s = by_id.get(iid, {})
-        requests = errors = "-"
+        requests = errors = rate = error_rate = "-"
         opened = "-"
         with contextlib.suppress(httpx.HTTPError, ValueError):
             page = (await http.get(f"http://{inst.address}:{inst.admin}/metrics")).text
             total, bad = _inbound_counts(page)
             requests, errors = f"{total:.0f}", f"{bad:.0f}"
+            now = time.monotonic()
+            if seen is not None:
+                last = seen.get(inst.name)
+                if last is not None and now > last[0] and total >= last[1]:
+                    rate = f"{(total - last[1]) / (now - last[0]):.1f}"
+                    error_rate = f"{max(0.0, bad - last[2]) / (now - last[0]):.1f}"
+                seen[inst.name] = (now, total, bad)
             doc = (await http.get(f"http://{inst.address}:{inst.admin}/clusters")).json()
             opened = ", ".join(
                 c["name"] for c in doc.get("clusters", [])
@@ -502,6 +517,8 @@ async def status_rows(
             f":{inst.inbound}",
             str(s.get("config_version", "-")),
             "-" if not expires else _until(float(expires)),
+            rate,
+            error_rate,
             requests,
             errors,
             opened,
