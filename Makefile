@@ -5,7 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 NATIVE := $(VENV)/.native-built
 CARGO  ?= cargo
-# The Rust core is rebuilt (incrementally: cargo's cache in target/ is reused) when any of these change.
+# Cargo's build cache, kept outside the checkout and shared by every clone on this
+# machine (a fresh clone, CI's, rebuilds only seawall's own crates, not tokio, hyper,
+# rustls, ring...): `make CARGO_TARGET_DIR=target` keeps it in the checkout instead.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/seawall/cargo-target
+export CARGO_TARGET_DIR
+# The fuzz targets' (nightly, sanitizers): a cache of their own.
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/seawall/fuzz-target
+# The Rust core is rebuilt (incrementally, from that cache) when any of these change.
 RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) $(shell find crates -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 
 .PHONY: test rust-check native demo demo-policy lint typecheck bench-policy bench-proxy bench-control docs clean
@@ -59,7 +66,7 @@ FUZZ_TARGETS ?= request_head trace_context spec_json response_head connect_head 
 FUZZ_TOOLCHAIN ?= nightly
 CARGO_FUZZ_ROOT ?= $(HOME)/.cargo
 CARGO_FUZZ ?= $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
-FUZZ_RUN = CARGO_FUZZ=$(CARGO_FUZZ) FUZZ_TOOLCHAIN=$(FUZZ_TOOLCHAIN) bash fuzz/run.sh
+FUZZ_RUN = CARGO_FUZZ=$(CARGO_FUZZ) FUZZ_TOOLCHAIN=$(FUZZ_TOOLCHAIN) CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR)/nightly bash fuzz/run.sh
 
 # Installed once (skipped while `cargo-fuzz fuzz --version` works).
 fuzz-tool:
@@ -67,8 +74,8 @@ fuzz-tool:
 
 fuzz-check:
 	cd fuzz && $(CARGO) fmt --check
-	cd fuzz && $(CARGO) clippy --all-targets --quiet -- -D warnings
-	cd fuzz && $(CARGO) test --quiet
+	cd fuzz && CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR)/stable $(CARGO) clippy --all-targets --quiet -- -D warnings
+	cd fuzz && CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR)/stable $(CARGO) test --quiet
 
 fuzz: fuzz-tool $(NATIVE)
 	$(FUZZ_RUN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
@@ -113,5 +120,6 @@ bench-traces: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_api_reference.py
 
+# The shared cargo caches stay (rm -rf $(CARGO_TARGET_DIR) $(FUZZ_TARGET_DIR) for those).
 clean:
 	rm -rf $(VENV) target src/seawall/_native*.so .mypy_cache .ruff_cache .pytest_cache .hypothesis

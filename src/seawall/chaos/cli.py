@@ -94,6 +94,13 @@ async def _run(args: argparse.Namespace, state: Path, out: TextIO) -> int:
         except asyncio.CancelledError:
             out.write("seawall chaos: interrupted; every fault was rolled back\n")
             return 130
+        except Exception as exc:  # said, after the rollback ran
+            left = leftovers(state).get("faults") or []
+            out.write(f"seawall chaos: failed: {type(exc).__name__}: {exc}\n")
+            out.write("every fault was rolled back\n" if not left else
+                      "NOT rolled back (seawall chaos status --rollback):\n"
+                      + "".join(f"  {f['describe']}\n" for f in left))  # fmt: skip
+            return 1
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

@@ -358,7 +358,7 @@ class Injector:
         got = await send(self.http, self.mesh, action, every=True)
         bad = [f"{u}: {s or e}" for u, s, _, e in got if not 200 <= s < 400]
         if bad:
-            raise FaultError(f"{action.method} {action.path}: " + "; ".join(bad))
+            raise FaultError(f"{action.method} " + "; ".join(bad))
         undo = {} if action.undo is None else {"http": action.undo.model_dump(by_alias=True)}
         return self._record("http", f"{action.method} " + ", ".join(u for u, *_ in got), undo)
 

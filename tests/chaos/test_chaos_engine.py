@@ -187,6 +187,42 @@ method:
     assert now["config"] == base["config"]
 
 
+def test_a_delay_fault_and_an_action_that_fails_rolls_back_the_others(tiny: Tiny) -> None:
+    b = tiny.pid("app:b")
+    closed = free_ports(1)[0]  # nothing listens there
+    code, doc, out = tiny.run("delay", f"""
+title: calls to b delayed, then a switch that is not there
+{LOAD.format(edge=tiny.edge())}
+steady_state:
+  window: 1.5s
+  recovery: 0s
+  probes:
+    - {{load: calls, latency: {{threshold: 100ms, percent: 99%}}, when: [before, after]}}
+    - name: every call delayed 300 ms
+      load: calls
+      latency: {{threshold: 250ms, percent: 1%}}
+      when: [during]
+method:
+  duration: 2.5s
+  settle: 0.5s
+  actions:
+    - {{action: fault, service: b, delay: {{duration: 300ms, percent: 100}}}}
+    - {{action: hang, service: b, instance: b, at: 0.5s}}
+    - {{action: http, url: 'http://127.0.0.1:{closed}/switch', at: 1s}}
+""")
+    assert code == 1, out
+    assert doc["verdict"] == "error"
+    first = f"method.actions[2]: not injected: GET http://127.0.0.1:{closed}/switch: ConnectError"
+    assert doc["problems"][0].startswith(first), doc["problems"]
+    during = next(p for p in doc["phases"] if p["phase"] == "during")
+    delayed = during["checks"][0]["measured"]
+    assert delayed["p50_ms"] >= 300, delayed
+    after = next(p for p in doc["phases"] if p["phase"] == "after")
+    assert after["held"], after
+    assert state_of(b) != "T"
+    assert not (tiny.state / "chaos.json").exists()
+
+
 def test_a_partition_at_the_sidecars_and_a_hung_app(tiny: Tiny) -> None:
     code, doc, out = tiny.run(
         "partition",
