@@ -190,7 +190,9 @@ method:
 def test_a_delay_fault_and_an_action_that_fails_rolls_back_the_others(tiny: Tiny) -> None:
     b = tiny.pid("app:b")
     closed = free_ports(1)[0]  # nothing listens there
-    code, doc, out = tiny.run("delay", f"""
+    code, doc, out = tiny.run(
+        "delay",
+        f"""
 title: calls to b delayed, then a switch that is not there
 {LOAD.format(edge=tiny.edge())}
 steady_state:
@@ -209,7 +211,8 @@ method:
     - {{action: fault, service: b, delay: {{duration: 300ms, percent: 100}}}}
     - {{action: hang, service: b, instance: b, at: 0.5s}}
     - {{action: http, url: 'http://127.0.0.1:{closed}/switch', at: 1s}}
-""")
+""",
+    )
     assert code == 1, out
     assert doc["verdict"] == "error"
     first = f"method.actions[2]: not injected: GET http://127.0.0.1:{closed}/switch: ConnectError"
@@ -417,7 +420,7 @@ def test_ctrl_c_rolls_back(tiny: Tiny) -> None:
         run.send_signal(signal.SIGINT)
         out, _ = run.communicate(timeout=30)
         assert run.returncode == 130, out
-        assert "interrupted; every fault was rolled back" in out
+        assert "seawall chaos: interrupted\nevery fault was rolled back\n" in out
         assert state_of(b) != "T"
         assert not (tiny.state / "chaos.json").exists()
     finally:

@@ -174,6 +174,16 @@ def test_config_overlays_are_valid_meshes_and_leave_the_base_alone() -> None:
     retry = parse_mesh(overlay(base, naive)).policies["payments"].retry
     assert (retry.attempts, retry.budget.ratio) == (5, 1000)
     assert retry.backoff.base == 0.02  # the rest of the policy is kept
+    mirror = PolicyAction.model_validate(
+        {"action": "policy", "service": "orders", "set": {"routes": [
+            {"name": "place-order", "mirror": {"to": "orders", "subset": "v2"}},
+            {"name": "new", "match": {"path_prefix": "/x"}, "timeout": "1s"}]}})  # fmt: skip
+    routes = parse_mesh(overlay(base, mirror)).policies["orders"].routes
+    assert [r.name for r in routes] == ["place-order", "order-status", "new"]  # by name
+    assert routes[0].mirror is not None
+    assert routes[0].split == {"v1": 100.0, "v2": 0.0}  # the rest of the route kept
+    assert routes[1].mirror is not None  # order-status untouched
+    assert routes[1].timeout == 0.5
     wrong = PolicyAction.model_validate({"action": "policy", "service": "payments",
                                          "set": {"retry": {"attempts": 0}}})  # fmt: skip
     with pytest.raises(ConfigError, match="policies.payments.retry.attempts: must be >= 1"):
@@ -190,3 +200,22 @@ def test_the_shipped_experiments_are_valid_and_name_the_shop() -> None:
     for path in files:
         exp = load_experiment(path)
         assert check_against(exp, mesh, instances) == [], path
+
+
+def test_counts_are_for_counting_probes_and_a_ratio_needs_its_draws() -> None:
+    bad = GOOD.replace(
+        "    - {load: c, availability: 99%, latency: {threshold: 300ms, percent: 95%}}",
+        "    - {metric: {service: orders, name: x_total}, max: 1, max_failed: 0}\n"
+        "    - {ratio: {of: {service: a, name: x_total}, to: {service: a, name: y_total},"
+        " min_to: 0}, max: 1}",
+    )
+    assert errors(bad) == [
+        "steady_state.probes[0]: max_failed and min_requests are for load, slo and service"
+        " probes, got {'metric': {'service': 'orders', 'name': 'x_total'}, 'max...",
+        "steady_state.probes[1].ratio.min_to: must be >= 1, got 0",
+    ]
+
+
+def test_a_tag_that_is_also_a_key_is_not_in_the_path() -> None:
+    text = GOOD.replace("abort: {status: 503, percent: 50%}}", "fault: {abort: 1}}")
+    assert "method.actions[0].fault: unknown key" in errors(text)

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,11 @@ import httpx
 
 from ..config.errors import ConfigError
 from ..config.load import parse_mesh
+from ..policy.errors import SeawallError
 from ..up.cli import alive
 from ..up.cli import read_state as read_up
-from .measure import send
-from .mesh import MeshState, fetch_config
+from .measure import Instances, send
+from .mesh import MeshState, UpInstances, fetch_config, instances_of
 from .model import (
     Action,
     CertExpiryAction,
@@ -57,7 +59,7 @@ COMEBACK_TIMEOUT = 30.0
 """How long a rollback waits for a killed process to be back."""
 
 
-class FaultError(RuntimeError):
+class FaultError(SeawallError, RuntimeError):
     """A fault could not be injected (or rolled back): what and why."""
 
 
@@ -89,13 +91,30 @@ def read_ledger(state_dir: Path) -> dict[str, Any]:
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in: mappings key by key, ``routes`` route by name
+    (a named route of ``extra`` merged into the one of that name, or added), anything
+    else replaced."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
+        elif key == "routes" and isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = _merge_routes(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _merge_routes(routes: list[Any], extra: list[Any]) -> list[Any]:
+    merged = [copy.deepcopy(r) for r in routes]
+    names = {r.get("name"): i for i, r in enumerate(merged) if isinstance(r, dict)}
+    for route in extra:
+        name = route.get("name") if isinstance(route, dict) else None
+        if name is not None and name in names:
+            merged[names[name]] = _deep_merge(merged[names[name]], route)
+        else:
+            merged.append(copy.deepcopy(route))
+    return merged
 
 
 def overlay(doc: dict[str, Any], action: Action) -> dict[str, Any]:
@@ -150,7 +169,7 @@ class Injector:
         *,
         title: str,
         netns: bool = False,
-        log: Any = print,
+        log: Callable[[str], None] = print,
     ) -> None:
         self.mesh = mesh
         self.http = http
@@ -161,6 +180,8 @@ class Injector:
         self._base = copy.deepcopy(mesh.document)
         self._base_version = mesh.version
         self._applied_version: int | None = None
+        self._sent: dict[str, Any] | None = None
+        """The last document PUT (its answer may have been lost: a cancellation)."""
         self._overlays: list[tuple[int, Action]] = []
         self._ledger: dict[str, Any] = {
             "pid": os.getpid(), "title": title, "started_at": time.time(),
@@ -172,7 +193,8 @@ class Injector:
     def _save(self) -> None:
         self._ledger["faults"] = [{"id": a.id, "kind": a.kind, "describe": a.describe,
                                    "undo": a.undo} for a in self.applied]  # fmt: skip
-        self._ledger["base_config"] = self._base if self._overlays else None
+        config = any(a.undo.get("config") for a in self.applied)
+        self._ledger["base_config"] = self._base if config else None
         self._ledger["applied_version"] = self._applied_version
         if self.applied:
             _write_ledger(self.mesh.state_dir, self._ledger)
@@ -181,27 +203,38 @@ class Injector:
                 (self.mesh.state_dir / LEDGER).unlink()
 
     def _record(self, kind: str, describe: str, undo: dict[str, Any]) -> Applied:
+        """A fault about to be injected, written to the ledger first."""
         a = Applied(self._next, kind, describe, undo)
         self._next += 1
         self.applied.append(a)
         self._save()
         return a
 
+    def forget(self, a: Applied) -> None:
+        """``a`` is not in force (never injected, or rolled back)."""
+        if a in self.applied:
+            self.applied.remove(a)
+        self._overlays = [(i, act) for i, act in self._overlays if i != a.id]
+        self._save()
+
     # -- the config ------------------------------------------------------------
 
     async def _put_config(self, doc: dict[str, Any]) -> int:
+        """Apply ``doc`` (the config in force must be the one chaos applied last); its
+        version, once every sidecar runs it."""
         try:
             parse_mesh(doc)
         except ConfigError as exc:
             raise FaultError(f"the config with this fault does not validate:\n{exc}") from None
-        current, _, _ = await fetch_config(self.http, self.mesh.control_url)
+        current, current_doc, _ = await fetch_config(self.http, self.mesh.control_url)
         expected = self._applied_version if self._applied_version is not None \
             else self._base_version  # fmt: skip
-        if current != expected:
+        if current != expected and not self._is_sent(current_doc):
             raise FaultError(
                 f"the config changed under the experiment (version {current}, chaos expected"
                 f" {expected}): not overwritten; apply the one you want by hand"
             )
+        self._sent = doc
         r = await self.http.put(
             f"{self.mesh.control_url}/v1/config",
             content=json.dumps(doc),
@@ -216,6 +249,16 @@ class Injector:
         self._applied_version = version
         await self._wait_version(version)
         return version
+
+    def _is_sent(self, doc: dict[str, Any]) -> bool:
+        """Whether ``doc`` (the config in force) is the last one chaos sent, whose
+        answer it did not see."""
+        if self._sent is None:
+            return False
+        try:
+            return parse_mesh(doc) == parse_mesh(self._sent)
+        except ConfigError:
+            return False
 
     async def _wait_version(self, version: int, within: float = 10.0) -> None:
         """Until every sidecar reports ``version``; :class:`FaultError` naming those that
@@ -236,21 +279,24 @@ class Injector:
             f" {', '.join(behind) or 'no status'} (seawall logs SERVICE says why)"
         )
 
-    def _config_doc(self) -> dict[str, Any]:
+    def _config_doc(self, overlays: list[tuple[int, Action]] | None = None) -> dict[str, Any]:
+        """The config before the experiment with ``overlays`` (those in force) on it."""
         doc = self._base
-        for _, action in self._overlays:
+        for _, action in self._overlays if overlays is None else overlays:
             doc = overlay(doc, action)
         return doc
 
     async def _config_fault(self, action: Action, describe: str) -> Applied:
         a = self._record(action.action, describe, {"config": True})
         self._overlays.append((a.id, action))
+        sent = self._sent
         try:
             version = await self._put_config(self._config_doc())
         except BaseException:
-            self._overlays.pop()
-            self.applied.remove(a)
-            self._save()
+            if self._sent is sent:  # refused before the PUT: nothing reached the mesh
+                self.forget(a)
+            # else it may be in force (a sidecar behind, a cancellation): kept, and
+            # rolled back with the others
             raise
         a.describe += f" (config version {version})"
         self._save()
@@ -293,9 +339,16 @@ class Injector:
             if self.netns:
                 from ..up.netns import partition  # noqa: PLC0415
 
-                rules = await asyncio.to_thread(partition, self.mesh.state_dir, one, two)
-                return self._record("partition", f"network partition {one} <-> {two}: "
-                                    + "; ".join(rules), {"netns": [one, two]})  # fmt: skip
+                a = self._record("partition", f"network partition {one} <-> {two}",
+                                 {"netns": [one, two]})  # fmt: skip
+                try:  # kept on a failure half way: heal() is idempotent
+                    rules = await asyncio.to_thread(partition, self.mesh.state_dir, one, two)
+                except ValueError as exc:  # refused before any rule: nothing to heal
+                    self.forget(a)
+                    raise FaultError(str(exc)) from None
+                a.describe += ": " + "; ".join(rules)
+                self._save()
+                return a
             return await self._config_fault(
                 action, f"partition {one} <-> {two} at the sidecars (each denies the other)"
             )
@@ -349,23 +402,27 @@ class Injector:
                     action.ttl,
                     action.block_renewal,
                 )
-            except BaseException:
-                self.applied.remove(a)
-                self._save()
-                raise
+            except RuntimeError as exc:  # refused (a cancellation keeps it: lifting is safe)
+                self.forget(a)
+                raise FaultError(str(exc)) from None
             return a
         assert isinstance(action, HttpAction)
+        undo = {} if action.undo is None else {"http": action.undo.model_dump(by_alias=True)}
+        a = self._record("http", f"{action.method} {action.url or action.service}", undo)
         got = await send(self.http, self.mesh, action, every=True)
         bad = [f"{u}: {s or e}" for u, s, _, e in got if not 200 <= s < 400]
-        if bad:
+        if bad and len(bad) == len(got):  # none took it: nothing to undo
+            self.forget(a)
+        if bad:  # some did: kept, so that its undo is sent to them all
             raise FaultError(f"{action.method} " + "; ".join(bad))
-        undo = {} if action.undo is None else {"http": action.undo.model_dump(by_alias=True)}
-        return self._record("http", f"{action.method} " + ", ".join(u for u, *_ in got), undo)
+        a.describe = f"{action.method} " + ", ".join(u for u, *_ in got)
+        self._save()
+        return a
 
     # -- roll back -------------------------------------------------------------
 
     async def roll_back(self, a: Applied) -> str | None:
-        """Undo ``a``; a problem, said, or ``None``."""
+        """Undo ``a``; a problem, said, or ``None`` (then ``a`` is forgotten)."""
         problem = None
         try:
             if a.task is not None:
@@ -373,16 +430,15 @@ class Injector:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await a.task
             if a.undo.get("config"):
-                self._overlays = [(i, act) for i, act in self._overlays if i != a.id]
-                await self._put_config(self._config_doc())
+                remaining = [(i, act) for i, act in self._overlays if i != a.id]
+                await self._put_config(self._config_doc(remaining))
             else:
                 problem = await undo(a.undo, self.mesh.state_dir, self.mesh.control_url,
-                                     self.mesh.admin_token, self.http)  # fmt: skip
-        except (FaultError, httpx.HTTPError, OSError, ValueError) as exc:
+                                     self.mesh.admin_token, self.http, self.mesh)  # fmt: skip
+        except (FaultError, httpx.HTTPError, OSError, ValueError, RuntimeError) as exc:
             problem = str(exc)
         if problem is None:
-            self.applied.remove(a)
-            self._save()
+            self.forget(a)
         return problem
 
     async def roll_back_all(self) -> list[str]:
@@ -425,8 +481,13 @@ async def _starve(pids: list[int], share: float, period: float) -> None:
                 os.kill(pid, signal.SIGCONT)
 
 
-async def undo(
-    spec: dict[str, Any], state_dir: Path, control_url: str, token: str, http: httpx.AsyncClient
+async def undo(  # noqa: PLR0917 - a ledger entry's and where it applies
+    spec: dict[str, Any],
+    state_dir: Path,
+    control_url: str,
+    token: str,
+    http: httpx.AsyncClient,
+    where: Instances | None = None,
 ) -> str | None:
     """Undo a ledger entry that is not a config overlay; a problem, or ``None``."""
     for pid in spec.get("continue", []):
@@ -447,30 +508,13 @@ async def undo(
         from .model import Target  # noqa: PLC0415
 
         target = Target.model_validate(spec["http"])
-        up = read_up(state_dir)
-        mesh = _MiniMesh(up)
-        got = await send(http, mesh, target, every=True)  # type: ignore[arg-type]
+        if where is None:
+            where = UpInstances(instances_of(read_up(state_dir)))
+        got = await send(http, where, target, every=True)
         bad = [f"{u}: {s or e}" for u, s, _, e in got if not 200 <= s < 400]
         if bad:
             return "undo request failed: " + "; ".join(bad)
     return None
-
-
-class _MiniMesh:
-    """Enough of :class:`MeshState` for :func:`send` from a ledger (no control plane)."""
-
-    def __init__(self, up: dict[str, Any]) -> None:
-        from .mesh import InstanceInfo  # noqa: PLC0415
-
-        self.instances = {
-            i["name"]: InstanceInfo(i["name"], i["service"], int(i["app_port"]), int(i["inbound"]),
-                                    int(i["admin"]), str(i.get("address") or "127.0.0.1"))
-            for i in up.get("instances", [])
-        }  # fmt: skip
-
-    def of(self, service: str, instance: str | None = None) -> list[Any]:
-        return [i for i in self.instances.values()
-                if i.service == service and (instance is None or i.name == instance)]  # fmt: skip
 
 
 async def _wait_back(
@@ -534,8 +578,10 @@ def leftovers(state_dir: Path) -> dict[str, Any]:
 async def roll_back_leftovers(
     state_dir: Path, http: httpx.AsyncClient, control_url: str, token: str
 ) -> list[str]:
-    """Undo what a dead run left: the config it replaced applied again, stopped
-    processes continued, partitions healed, certificate faults lifted. The problems."""
+    """Undo what a dead run left: stopped processes continued, partitions healed,
+    certificate faults lifted, and the config before the experiment applied again, unless
+    the config changed since chaos last applied one. The problems; the faults not undone
+    stay in the ledger."""
     doc = read_ledger(state_dir)
     problems = []
     remaining = []
@@ -550,15 +596,12 @@ async def roll_back_leftovers(
         if problem:
             problems.append(f"{fault.get('describe')}: {problem}")
             remaining.append(fault)
-    base = doc.get("base_config")
-    if base is not None:
-        r = await http.put(
-            f"{control_url}/v1/config", content=json.dumps(base),
-            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
-        )  # fmt: skip
-        if r.status_code != 200:
-            problems.append(f"the config before the experiment was refused: {r.text[:300]}")
-            remaining += [f for f in doc.get("faults", []) if f.get("undo", {}).get("config")]
+    configs = [f for f in doc.get("faults", []) if f.get("undo", {}).get("config")]
+    if configs:
+        problem = await _restore_config(doc, http, control_url, token)
+        if problem:
+            problems.append(problem)
+            remaining += configs
     if remaining:
         doc["faults"] = remaining
         _write_ledger(state_dir, doc)
@@ -566,3 +609,24 @@ async def roll_back_leftovers(
         with contextlib.suppress(FileNotFoundError):
             (state_dir / LEDGER).unlink()
     return problems
+
+
+async def _restore_config(
+    doc: dict[str, Any], http: httpx.AsyncClient, control_url: str, token: str
+) -> str | None:
+    """Apply the ledger's config before the experiment again; a problem, or ``None``."""
+    base = doc.get("base_config")
+    if not isinstance(base, dict):
+        return "the ledger has no config from before the experiment: apply yours by hand"
+    current, _, _ = await fetch_config(http, control_url)
+    ours = doc.get("applied_version") or doc.get("base_version")
+    if ours is not None and current not in (ours, doc.get("base_version")):
+        return (f"the config changed since the experiment (version {current}, chaos applied"
+                f" {ours}): not overwritten; apply the one you want by hand")  # fmt: skip
+    r = await http.put(
+        f"{control_url}/v1/config", content=json.dumps(base),
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    if r.status_code != 200:
+        return f"the config before the experiment was refused: {r.text[:300]}"
+    return None

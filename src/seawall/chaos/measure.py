@@ -13,16 +13,16 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from ..config.model import LatencyObjective, SloConfig
 from ..slo.evaluate import objectives
 from ..slo.scrape import PageIndex, Sample, counters, le_label
-from .mesh import MeshState, Scrape, Scraper
+from .mesh import InstanceInfo, MeshState, Scrape, Scraper
 from .model import HttpCheck, LoadSpec, MetricSelector, Probe, Target
 
 __all__ = ["Load", "Record", "Result", "judge", "policy_events", "send"]
@@ -44,18 +44,24 @@ class Record:
         return self.status == 0 or self.status >= 500
 
 
-def proxy_of(mesh: MeshState, target: Target) -> str | None:
+class Instances(Protocol):
+    """Where a service's instances are (a :class:`MeshState`, or ``up.json``'s)."""
+
+    def of(self, service: str, instance: str | None = None) -> list[InstanceInfo]: ...
+
+
+def proxy_of(mesh: Instances, target: Target) -> str | None:
     """The outbound listener of ``target.via`` (its first instance), or ``None``."""
     if target.via is None:
         return None
     found = mesh.of(target.via)
-    if not found:
-        raise ValueError(f"no running instance of {target.via}")
-    # its 127.0.0.1 is the instance's own: in a namespace, only the app reaches it
+    if not found or not found[0].outbound or found[0].netns is not None:
+        # (in a namespace, its outbound listener is the namespace's 127.0.0.1: its app's)
+        raise ValueError(f"no instance of {target.via} whose sidecar this machine can call")
     return f"http://127.0.0.1:{found[0].outbound}"
 
 
-def _urls(mesh: MeshState, target: Target) -> list[str]:
+def _urls(mesh: Instances, target: Target) -> list[str]:
     if target.url is not None:
         return [target.url]
     found = mesh.of(target.service or "")
@@ -64,7 +70,7 @@ def _urls(mesh: MeshState, target: Target) -> list[str]:
 
 
 async def send(
-    http: httpx.AsyncClient, mesh: MeshState, target: Target, *, every: bool = False
+    http: httpx.AsyncClient, mesh: Instances, target: Target, *, every: bool = False
 ) -> list[tuple[str, int, float, str]]:
     """One request to ``target`` (to each of its instances with ``every``):
     ``(url, status, seconds, error)`` for each (status 0: no answer)."""
@@ -75,18 +81,20 @@ async def send(
     proxy = proxy_of(mesh, target)
     own = None if proxy is None else httpx.AsyncClient(trust_env=False, proxy=proxy)
     client = http if own is None else own
-    for url in urls:
-        started = time.monotonic()
-        try:
-            r = await client.request(
-                target.method, url, headers=target.headers, timeout=target.timeout,
-                content=target.body, json=target.json_body,
-            )  # fmt: skip
-            out.append((url, r.status_code, time.monotonic() - started, ""))
-        except httpx.HTTPError as exc:
-            out.append((url, 0, time.monotonic() - started, f"{type(exc).__name__}: {exc}"))
-    if own is not None:
-        await own.aclose()
+    try:
+        for url in urls:
+            started = time.monotonic()
+            try:
+                r = await client.request(
+                    target.method, url, headers=target.headers, timeout=target.timeout,
+                    content=target.body, json=target.json_body,
+                )  # fmt: skip
+                out.append((url, r.status_code, time.monotonic() - started, ""))
+            except httpx.HTTPError as exc:
+                out.append((url, 0, time.monotonic() - started, f"{type(exc).__name__}: {exc}"))
+    finally:
+        if own is not None:
+            await own.aclose()
     return out
 
 
@@ -104,9 +112,13 @@ class Load:
         self.urls = _urls(mesh, spec)
         self.records: list[Record] = []
         self.in_flight = 0
+        self.pending: dict[int, float] = {}
+        """Requests sent and not yet answered: their start times, by number."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._started: dict[asyncio.Task[None], float] = {}
 
-    async def _one(self, url: str, t: float) -> None:
+    async def _one(self, url: str, t: float, n: int) -> None:
+        self.pending[n] = t
         trace_id = os.urandom(16).hex()
         headers = dict(self.spec.headers)
         headers["traceparent"] = f"00-{trace_id}-{os.urandom(8).hex()}-01"
@@ -120,6 +132,7 @@ class Load:
             status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
         finally:
             self.in_flight -= 1
+            self.pending.pop(n, None)
         self.records.append(Record(t, time.monotonic() - t, status, trace_id, error))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -140,17 +153,34 @@ class Load:
                     self.records.append(Record(now, 0.0, 0, "", "not sent: concurrency full"))
                     continue
                 self.in_flight += 1
-                task = asyncio.get_running_loop().create_task(self._one(url, now))
+                task = asyncio.get_running_loop().create_task(self._one(url, now, n))
                 self._tasks.add(task)
+                self._started[task] = now
                 task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._started.pop)
         finally:
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=self.spec.timeout + 1)
             if self.own is not None:
                 await self.own.aclose()
 
-    def between(self, t0: float, t1: float) -> list[Record]:
-        return [r for r in self.records if t0 <= r.t < t1]
+    async def settle(self, t1: float) -> None:
+        """Until every request sent before ``t1`` has its answer (or its timeout)."""
+        waiting = [task for task, t in self._started.items() if t < t1]
+        if waiting:
+            await asyncio.wait(waiting, timeout=max(0.0, t1 + self.spec.timeout + 1.0
+                                                    - time.monotonic()))  # fmt: skip
+
+    def between(self, t0: float, t1: float, *, now: float | None = None) -> list[Record]:
+        """The requests sent in ``[t0, t1)``; with ``now``, those still unanswered too,
+        as slow as they are so far (status 0 once past their timeout)."""
+        found = [r for r in self.records if t0 <= r.t < t1]
+        if now is not None:
+            for t in self.pending.values():
+                if t0 <= t < t1:
+                    late = now - t >= self.spec.timeout
+                    found.append(Record(t, now - t, 0 if late else 1, "", "no answer yet"))
+        return found
 
 
 # ---------------------------------------------------------------- judging
@@ -209,7 +239,7 @@ def _judge_slo_numbers(  # noqa: PLR0917 - the numbers of one judgement
     failures = []
     expected = []
     measured: dict[str, Any] = {"requests": int(total), "failed": int(bad)}
-    if total < max(probe.min_requests, 1):
+    if total < probe.min_requests:
         failures.append(f"{int(total)} request(s) in the window, fewer than {probe.min_requests}")
     if probe.max_failed is not None:
         expected.append(f"at most {probe.max_failed} failed")
@@ -261,7 +291,10 @@ def judge_load(probe: Probe, records: Sequence[Record], mesh: MeshState) -> Resu
         measured["max_ms"] = round(max(answered) * 1000, 1)
     statuses: dict[str, int] = {}
     for r in records:
-        key = str(r.status) if r.status else (r.error.split(":")[0] or "no answer")
+        if r.error == "no answer yet":
+            key = "pending"
+        else:
+            key = str(r.status) if r.status else (r.error.split(":")[0] or "no answer")
         statuses[key] = statuses.get(key, 0) + 1
     measured["statuses"] = dict(sorted(statuses.items()))
     failing = [r.trace_id for r in records if r.trace_id and (r.bad or (
@@ -297,46 +330,66 @@ def _as_objective(probe: Probe) -> LatencyObjective | None:
                             percent=min(probe.latency.percent, 99.999))  # fmt: skip
 
 
-def _counts(
-    name: str, slo: SloConfig, mesh: MeshState, scrape: Scrape
-) -> dict[str, tuple[float, float] | None]:
-    """Per objective kind: ``(total, bad)`` summed over the sidecars that measure it."""
-    out: dict[str, tuple[float, float] | None] = {}
-    for objective in objectives({name: slo}):
-        total = bad = 0.0
-        seen = False
-        for inst, samples in scrape.pages.items():
-            info = mesh.instances.get(inst)
-            if info is None:
+SeriesOf = Callable[[str, Scrape], dict[str, float] | None]
+"""An instance and a scrape -> its values by series key (``None``: it has no such
+series, nor declares their family)."""
+
+
+def increase(scrapes: Sequence[Scrape], values: SeriesOf) -> tuple[dict[str, float], bool]:
+    """What counters grew by over ``scrapes``, per series key, summed over instances:
+    each instance's increases between its consecutive pages (a drop is a restart,
+    counted from 0; a series that appears, from 0), so a page missing at one end loses
+    an interval, never counts a lifetime. Also whether any instance had the series."""
+    out: dict[str, float] = {}
+    seen = False
+    last: dict[str, dict[str, float]] = {}
+    for scrape in scrapes:
+        for inst in scrape.pages:
+            now = values(inst, scrape)
+            if now is None:
                 continue
-            got = counters(objective, slo, info.service, PageIndex(samples))
-            if got is not None:
-                seen = True
-                total += got[0]
-                bad += got[1]
-        out[objective.kind] = (total, bad) if seen else None
-    return out
+            seen = True
+            before = last.get(inst)
+            if before is not None:
+                for key, value in now.items():
+                    was = before.get(key)
+                    grew = value if was is None or value < was else value - was
+                    out[key] = out.get(key, 0.0) + grew
+            else:
+                for key in now:
+                    out.setdefault(key, 0.0)
+            last[inst] = now
+    return out, seen
 
 
-def _delta(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[float, float]:
-    """The increase from ``a`` to ``b`` (a counter that went down restarted: ``b``)."""
-    if b is None:
-        return 0.0, 0.0
-    if a is None or b[0] < a[0]:
-        return b
-    return b[0] - a[0], max(0.0, b[1] - a[1])
+def _slo_series(name: str, slo: SloConfig, mesh: MeshState, kind: str) -> SeriesOf:
+    """An instance's ``total`` and ``bad`` of ``slo``'s ``kind`` objective."""
+    objective = next(o for o in objectives({name: slo}) if o.kind == kind)
+
+    def values(inst: str, scrape: Scrape) -> dict[str, float] | None:
+        info = mesh.instances.get(inst)
+        if info is None:
+            return None
+        got = counters(objective, slo, info.service, PageIndex(scrape.pages[inst]))
+        return None if got is None else {"total": got[0], "bad": got[1]}
+
+    return values
 
 
-def judge_slo(probe: Probe, mesh: MeshState, first: Scrape, last: Scrape) -> Result:
+def judge_slo(probe: Probe, mesh: MeshState, scrapes: Sequence[Scrape]) -> Result:
     name, slo = _slo_of(probe, mesh)
-    before, after = _counts(name, slo, mesh, first), _counts(name, slo, mesh, last)
-    avail = _delta(before.get("availability"), after.get("availability"))
-    latency = _delta(before.get("latency"), after.get("latency"))
-    total, bad = avail if "availability" in after else latency
+    counts: dict[str, tuple[float, float] | None] = {}
+    for kind, objective in (("availability", slo.availability), ("latency", slo.latency)):
+        if objective is None:
+            continue
+        grew, seen = increase(scrapes, _slo_series(name, slo, mesh, kind))
+        counts[kind] = (grew.get("total", 0.0), grew.get("bad", 0.0)) if seen else None
+    avail, latency = counts.get("availability"), counts.get("latency")
+    total, bad = avail or latency or (0.0, 0.0)
     within = None
-    if slo.latency is not None:
-        within = None if after.get("latency") is None else latency[0] - latency[1]
-        if slo.availability is None:
+    if latency is not None:
+        within = latency[0] - latency[1]
+        if avail is None:
             total, bad = latency[0], 0.0
     percent = slo.latency.percent if slo.latency else None
     if probe.latency is not None:
@@ -345,83 +398,97 @@ def judge_slo(probe: Probe, mesh: MeshState, first: Scrape, last: Scrape) -> Res
         probe, total, bad, within, slo.availability, percent,
         slo.latency.threshold if slo.latency else None,
     )  # fmt: skip
-    if slo.latency is not None and after.get("latency") is None:
-        measured["note"] = (f"no sidecar of {slo.service or name} has a bucket at"
+    service = slo.service or name
+    if slo.latency is not None and latency is None:
+        measured["note"] = (f"no sidecar of {service} has a bucket at"
                             f" le={le_label(slo.latency.threshold)}")  # fmt: skip
+    if slo.availability is not None and avail is None:
+        ok = False
+        failures.append(f"no sidecar of {service} counted its requests")
     return Result(probe.label(), ok, "; ".join(expected), measured, "; ".join(failures))
 
 
-def metric_value(sel: MetricSelector, mesh: MeshState, scrape: Scrape) -> float | None:
-    """The sum of the matching samples over ``sel.service``'s instances (``None``: no
-    page of the service could be read)."""
-    total = 0.0
-    seen = False
-    for inst, samples in scrape.pages.items():
+def _metric_series(sel: MetricSelector, mesh: MeshState) -> SeriesOf:
+    """An instance of ``sel.service``'s matching series, by their labels."""
+
+    def values(inst: str, scrape: Scrape) -> dict[str, float] | None:
         info = mesh.instances.get(inst)
         if info is None or info.service != sel.service:
-            continue
-        seen = True
-        total += sum(s.value for s in _matching(samples, sel))
-    return total if seen else None
+            return None
+        found = {
+            ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())): s.value
+            for s in scrape.pages[inst]
+            if s.name == sel.name and all(s.labels.get(k) == v for k, v in sel.labels.items())
+        }
+        # none counted yet (a labelled series appears at its first count), when the
+        # page declares the family; a name no page declares is a mistake, said
+        return found if found or scrape.declares(inst, sel.name) else None
+
+    return values
 
 
-def _matching(samples: Iterable[Sample], sel: MetricSelector) -> Iterable[Sample]:
-    for s in samples:
-        if s.name == sel.name and all(s.labels.get(k) == v for k, v in sel.labels.items()):
-            yield s
-
-
-def _metric_over(
-    sel: MetricSelector, mesh: MeshState, scrapes: Sequence[Scrape], worst: str
-) -> float | None:
-    values = [v for s in scrapes if (v := metric_value(sel, mesh, s)) is not None]
-    if not values:
-        return None
+def metric_over(
+    sel: MetricSelector, mesh: MeshState, scrapes: Sequence[Scrape]
+) -> tuple[float, float] | None:
+    """``sel`` over the window, as ``(lowest, highest)``: a counter's increase (both the
+    same), or a gauge's sum over the instances at each scrape, at its lowest and its
+    highest. ``None``: no instance of the service has such a series."""
+    series = _metric_series(sel, mesh)
     if sel.is_delta:
-        first, last = values[0], values[-1]
-        return last if last < first else last - first
-    return max(values) if worst == "max" else min(values)
+        grew, seen = increase(scrapes, series)
+        if not seen:
+            return None
+        total = sum(grew.values())
+        return total, total
+    sums: list[float] = []
+    for scrape in scrapes:
+        pages = [series(inst, scrape) for inst in scrape.pages]
+        found = [page for page in pages if page is not None]
+        if found:
+            sums.append(sum(v for page in found for v in page.values()))
+    return (min(sums), max(sums)) if sums else None
 
 
-def _bounds(probe: Probe) -> tuple[str, str]:
+def _bounds(probe: Probe) -> str:
     parts = []
     if probe.min is not None:
         parts.append(f">= {probe.min:g}")
     if probe.max is not None:
         parts.append(f"<= {probe.max:g}")
-    return " and ".join(parts), "max" if probe.max is not None else "min"
-
-
-def _within_bounds(probe: Probe, value: float) -> bool:
-    return (probe.max is None or value <= probe.max) and (probe.min is None or value >= probe.min)
+    return " and ".join(parts)
 
 
 def judge_metric(probe: Probe, mesh: MeshState, scrapes: Sequence[Scrape]) -> Result:
-    expected, worst = _bounds(probe)
+    expected = _bounds(probe)
     if probe.metric is not None:
         sel = probe.metric
-        value = _metric_over(sel, mesh, scrapes, worst)
-        what = "increase" if sel.is_delta else f"{worst} seen"
-        if value is None:
-            return Result(probe.label(), False, expected, {}, f"no page of {sel.service} was read")
-        ok = _within_bounds(probe, value)
-        reason = "" if ok else f"{what} {value:g} not {expected}"
-        return Result(probe.label(), ok, expected, {what: value}, reason)
+        got = metric_over(sel, mesh, scrapes)
+        if got is None:
+            why = f"no page of {sel.service} declares {sel.name} (a typo?)"
+            return Result(probe.label(), False, expected, {}, why)
+        low, high = got
+        failures = []
+        if probe.max is not None and high > probe.max:
+            failures.append(f"{high:g} > {probe.max:g}")
+        if probe.min is not None and low < probe.min:
+            failures.append(f"{low:g} < {probe.min:g}")
+        measured: dict[str, Any] = {"increase": high} if sel.is_delta else \
+            {"min seen": low, "max seen": high}  # fmt: skip
+        return Result(probe.label(), not failures, expected, measured, "; ".join(failures))
     assert probe.ratio is not None
-    of = _metric_over(probe.ratio.of, mesh, scrapes, worst)
-    to = _metric_over(probe.ratio.to, mesh, scrapes, worst)
-    measured: dict[str, Any] = {"of": of, "to": to}
-    if of is None or to is None or to <= 0:
-        return Result(
-            probe.label(),
-            False,
-            expected,
-            measured,
-            "nothing to divide by (no page read, or the denominator did not grow)",
-        )
-    ratio = of / to
+    ratio_spec = probe.ratio
+    of, to = metric_over(ratio_spec.of, mesh, scrapes), metric_over(ratio_spec.to, mesh, scrapes)
+    measured = {"of": None if of is None else of[1], "to": None if to is None else to[1]}
+    if of is None or to is None:
+        missing = ratio_spec.of if of is None else ratio_spec.to
+        why = f"no page of {missing.service} declares {missing.name} (a typo?)"
+        return Result(probe.label(), False, expected, measured, why)
+    if to[1] < ratio_spec.min_to or to[1] <= 0:
+        why = f"the denominator grew by {to[1]:g}, fewer than {ratio_spec.min_to}"
+        return Result(probe.label(), False, expected, measured, why)
+    ratio = of[1] / to[1]
     measured["ratio"] = round(ratio, 4)
-    ok = _within_bounds(probe, ratio)
+    ok = (probe.max is None or ratio <= probe.max) and (probe.min is None or ratio >= probe.min)
     return Result(
         probe.label(), ok, expected, measured, "" if ok else f"{ratio:.3f} not {expected}"
     )
@@ -453,21 +520,25 @@ async def judge(
     loads: dict[str, Load],
     scraper: Scraper,
     http: httpx.AsyncClient,
+    sliding: bool = False,
 ) -> Result:
-    """``probe`` over ``[t0, t1)`` of the experiment's clock."""
+    """``probe`` over ``[t0, t1)`` of the experiment's clock. ``sliding``: a window that
+    ends now (an abort condition's): requests not yet answered count as slow as they are
+    so far, and the counters' baseline is the last scrape before ``t0``."""
     kind = probe.kind
     if kind == "load":
-        return judge_load(probe, loads[probe.load or ""].between(t0, t1), mesh)
+        now = time.monotonic() if sliding else None
+        return judge_load(probe, loads[probe.load or ""].between(t0, t1, now=now), mesh)
     if kind == "http":
         assert probe.http is not None
         return await judge_http(probe, probe.http, mesh, http)
-    scrapes = scraper.between(t0, t1)
+    scrapes = scraper.around(t0, t1) if sliding else scraper.between(t0, t1)
     if len(scrapes) < 2:
         return Result(
             probe.label(), False, "", {}, "fewer than two scrapes of the sidecars in the window"
         )
     if kind in ("slo", "service"):
-        return judge_slo(probe, mesh, scrapes[0], scrapes[-1])
+        return judge_slo(probe, mesh, scrapes)
     return judge_metric(probe, mesh, scrapes)
 
 

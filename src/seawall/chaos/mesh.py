@@ -18,14 +18,24 @@ import httpx
 from ..config.errors import ConfigError
 from ..config.load import parse_mesh
 from ..config.model import MeshConfig
+from ..policy.errors import SeawallError
 from ..slo.scrape import MetricsError, Sample, parse
 from ..up.cli import alive
 from ..up.cli import read_state as read_up
 
-__all__ = ["MeshState", "NotRunning", "Scrape", "Scraper", "open_mesh"]
+__all__ = [
+    "InstanceInfo",
+    "MeshState",
+    "NotRunning",
+    "Scrape",
+    "Scraper",
+    "UpInstances",
+    "instances_of",
+    "open_mesh",
+]
 
 
-class NotRunning(RuntimeError):
+class NotRunning(SeawallError, RuntimeError):
     """No ``seawall up`` runs for the state directory (or its control plane is down)."""
 
 
@@ -38,6 +48,31 @@ class InstanceInfo:
     admin: int
     address: str = "127.0.0.1"
     outbound: int = 0
+    netns: str | None = None
+
+
+def instances_of(up: dict[str, Any]) -> dict[str, InstanceInfo]:
+    """The instances ``up.json`` lists, by name."""
+    found = {}
+    for i in up.get("instances", []):
+        found[i["name"]] = InstanceInfo(
+            name=i["name"], service=i["service"], app_port=int(i["app_port"]),
+            inbound=int(i["inbound"]), admin=int(i["admin"]),
+            address=str(i.get("address") or "127.0.0.1"), outbound=int(i.get("outbound", 0)),
+            netns=i.get("netns"),
+        )  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class UpInstances:
+    """The instances of a ``seawall up`` (enough to send requests; no control plane)."""
+
+    instances: dict[str, InstanceInfo]
+
+    def of(self, service: str, instance: str | None = None) -> list[InstanceInfo]:
+        return [i for i in self.instances.values()
+                if i.service == service and (instance is None or i.name == instance)]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -110,13 +145,7 @@ async def open_mesh(state_dir: Path, http: httpx.AsyncClient) -> MeshState:
         version, document, config = await fetch_config(http, control_url)
     except httpx.HTTPError as exc:
         raise NotRunning(f"the control plane at {control_url} does not answer: {exc}") from None
-    instances = {}
-    for i in up.get("instances", []):
-        instances[i["name"]] = InstanceInfo(
-            name=i["name"], service=i["service"], app_port=int(i["app_port"]),
-            inbound=int(i["inbound"]), admin=int(i["admin"]),
-            address=str(i.get("address") or "127.0.0.1"), outbound=int(i.get("outbound", 0)),
-        )  # fmt: skip
+    instances = instances_of(up)
     endpoint = config.tracing.export_endpoint()
     collector = None
     if endpoint:
@@ -138,6 +167,15 @@ class Scrape:
     t: float
     pages: dict[str, list[Sample]]
     texts: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def declares(self, instance: str, name: str) -> bool:
+        """Whether the instance's page declares the family of ``name`` (its ``# TYPE``
+        line), so that no sample of it means none counted yet, not no such metric."""
+        text = self.texts.get(instance, "")
+        family = name
+        for suffix in ("_total", "_count", "_sum", "_bucket"):
+            family = family.removesuffix(suffix)
+        return f"# TYPE {name} " in text or f"# TYPE {family} " in text
 
 
 class Scraper:
@@ -192,7 +230,12 @@ class Scraper:
             return None
         return min(self.scrapes, key=lambda s: abs(s.t - t))
 
+    def around(self, t0: float, t1: float) -> list[Scrape]:
+        """The last scrape at or before ``t0`` (the baseline), then those up to ``t1``."""
+        before = [s for s in self.scrapes if s.t <= t0]
+        return before[-1:] + [s for s in self.scrapes if t0 < s.t <= t1]
+
     def between(self, t0: float, t1: float) -> list[Scrape]:
         """The scrapes taken in ``[t0, t1]`` (a check's own scrape, taken as its window
         ends, a moment after ``t1``, included)."""
-        return [s for s in self.scrapes if t0 <= s.t <= t1 + 0.5]
+        return [s for s in self.scrapes if t0 - 0.05 <= s.t <= t1 + 0.5]

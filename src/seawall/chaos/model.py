@@ -186,6 +186,9 @@ class Probe(_Section):
                 invalid(f"{kind}: needs max or min")
         if self.route is not None and kind != "service":
             invalid("route is for service probes")
+        counted = kind in ("load", "slo", "service")
+        if not counted and (self.max_failed is not None or "min_requests" in self.model_fields_set):
+            invalid("max_failed and min_requests are for load, slo and service probes")
         if self.max_burn_rate is not None and self.availability is None and kind != "slo":
             invalid("max_burn_rate needs availability")
         return self
@@ -240,6 +243,9 @@ class RatioSpec(_Section):
 
     of: MetricSelector
     to: MetricSelector
+    min_to: Annotated[int, Ge(1), Le(100_000_000)] = 1
+    """The denominator must grow by at least this much: a share of too few draws is
+    noise (2 points of a 10% split is 3 standard deviations at 2,000)."""
 
     def describe(self) -> str:
         return f"{self.of.describe()} / {self.to.describe()}"
@@ -451,17 +457,38 @@ class Experiment(_Section):
     load: dict[Name, LoadSpec] = Field(default_factory=dict)
     steady_state: SteadyState
     method: MethodSpec
-    rollbacks: tuple[HttpAction | PolicyAction | ConfigAction, ...] = ()
-    """Run after every fault is rolled back, in order (an app's switch put back...)."""
+    rollbacks: tuple[HttpAction, ...] = ()
+    """Requests sent after every fault is rolled back, in order: what chaos cannot
+    undo by itself (an app's own switch put back...). A fault through the config needs
+    none: the config before the experiment is applied again."""
     abort: tuple[AbortCondition, ...] = ()
 
     def scaled(self, scale: float) -> Experiment:
-        """The same experiment with every duration times ``scale`` (``--fast``)."""
+        """The same experiment with how long it looks times ``scale`` (``--fast``): the
+        steady state's window, the method's duration and settle, each action's ``at``
+        and ``for``, each abort condition's window. Not a fault's delay, a timeout, a
+        latency threshold, ``recovery`` (the mesh's own time constants: a breaker's open
+        spell does not shrink with the experiment) or anything in a request's body."""
         if scale == 1:
             return self
-        data = self.model_dump(by_alias=True, exclude_unset=False)
-        _scale_durations(data, scale)
-        return Experiment.model_validate(data)
+
+        def times(value: float | None) -> float | None:
+            return None if value is None else value * scale
+
+        actions = tuple(
+            a.model_copy(update={"at": a.at * scale, "for_": times(a.for_)})
+            for a in self.method.actions
+        )
+        return self.model_copy(update={
+            "steady_state": self.steady_state.model_copy(
+                update={"window": self.steady_state.window * scale}),
+            "method": self.method.model_copy(update={
+                "duration": self.method.duration * scale,
+                "settle": self.method.settle * scale,
+                "actions": actions,
+            }),
+            "abort": tuple(c.model_copy(update={"window": c.window * scale}) for c in self.abort),
+        })  # fmt: skip
 
     def services(self) -> Iterable[tuple[str, str]]:
         """``(path, service)`` for every service the file names."""
@@ -488,25 +515,6 @@ class Experiment(_Section):
                         yield f"{where}.undo.service", action.undo.service
                 elif not isinstance(action, KillControlPlaneAction | ConfigAction):
                     yield f"{where}.service", action.service
-
-
-_DURATION_KEYS = frozenset({"window", "duration", "settle", "at", "for"})
-"""What ``--fast`` scales: how long the experiment looks, not a fault's delay, a timeout,
-a latency threshold or ``recovery`` (the mesh's own time constants: a breaker's open
-spell does not shrink with the experiment), so the assertions stay the same."""
-_KEEP = frozenset({"delay", "latency", "set", "undo"})
-
-
-def _scale_durations(node: Any, scale: float) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _DURATION_KEYS and isinstance(value, int | float) and value:
-                node[key] = value * scale
-            elif key not in _KEEP:
-                _scale_durations(value, scale)
-    elif isinstance(node, list | tuple):
-        for item in node:
-            _scale_durations(item, scale)
 
 
 def _probe_services(where: str, probe: Probe) -> Iterable[tuple[str, str]]:
@@ -553,12 +561,22 @@ def load_experiment(source: str | bytes | os.PathLike[str]) -> Experiment:
 
 
 def check_against(
-    experiment: Experiment, mesh: MeshConfig, instances: Mapping[str, str]
+    experiment: Experiment,
+    mesh: MeshConfig,
+    instances: Mapping[str, str],
+    *,
+    document: Mapping[str, Any] | None = None,
+    namespaced: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """What the running mesh lacks: ``path: problem`` for each service, instance or
-    route the experiment names that it does not have (``instances``: instance name to
-    its service). Empty: the experiment may run."""
-    problems = []
+    """What the running mesh lacks: ``path: problem`` for each service, instance, route
+    or SLO the experiment names that it does not have (``instances``: instance name to
+    its service), each change to the config that would not validate on ``document``
+    (the config in force), and each ``via`` through a service of ``namespaced`` (in a
+    network namespace: its sidecar's outbound listener is its app's alone). Empty: the
+    experiment may run."""
+    problems = _via_problems(experiment, instances, namespaced)
+    if document is not None:
+        problems += _overlay_problems(experiment, document)
     known = ", ".join(sorted(mesh.services)) or "none"
     for path, service in experiment.services():
         if service not in mesh.services:
@@ -593,11 +611,54 @@ def check_against(
         if probe.slo is not None and probe.slo not in mesh.slos:
             problems.append(f"{where}.slo: no SLO {probe.slo!r} in the mesh (its SLOs:"
                             f" {', '.join(sorted(mesh.slos)) or 'none'})")  # fmt: skip
+        elif probe.slo is not None and probe.max_burn_rate is not None and (
+            probe.availability is None and mesh.slos[probe.slo].availability is None
+        ):
+            problems.append(f"{where}.max_burn_rate: SLO {probe.slo!r} has no availability"
+                            " objective to burn against: give availability")  # fmt: skip
         if probe.route is not None and probe.service in mesh.services:
             policy = mesh.policies.get(probe.service or "", DestinationPolicy())
             if probe.route not in [r.name for r in policy.routes if r.name]:
                 problems.append(f"{where}.route: no route {probe.route!r} in"
                                 f" policies.{probe.service}")  # fmt: skip
+    return problems
+
+
+def _via_problems(
+    experiment: Experiment, instances: Mapping[str, str], namespaced: frozenset[str]
+) -> list[str]:
+    problems = []
+    running = set(instances.values())
+    targets: list[tuple[str, Target]] = [(f"load.{n}", spec) for n, spec in experiment.load.items()]
+    targets += [(f"{where}.http", p.http) for where, p in _all_probes(experiment) if p.http]
+    for where, target in targets:
+        if target.via is None:
+            continue
+        if target.via not in running:
+            problems.append(f"{where}.via: {target.via!r} has no running instance")
+        elif target.via in namespaced:
+            problems.append(f"{where}.via: {target.via!r} runs in a network namespace"
+                            " (seawall up --netns): its sidecar is its app's alone")  # fmt: skip
+    return problems
+
+
+def _overlay_problems(experiment: Experiment, document: Mapping[str, Any]) -> list[str]:
+    """Each config change of the method that would not validate, said before anything
+    is injected (with the mesh config's own paths)."""
+    from ..config.errors import ConfigError  # noqa: PLC0415
+    from ..config.load import parse_mesh  # noqa: PLC0415
+    from .faults import overlay  # noqa: PLC0415
+
+    problems = []
+    for i, action in enumerate(experiment.method.actions):
+        if not isinstance(action, FaultAction | PolicyAction | ConfigAction | PartitionAction):
+            continue
+        try:
+            parse_mesh(overlay(dict(document), action))
+        except ConfigError as exc:
+            problems += [f"method.actions[{i}]: the config with it: {e}" for e in exc.errors]
+        except (KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"method.actions[{i}]: cannot be applied to the config: {exc}")
     return problems
 
 

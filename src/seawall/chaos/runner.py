@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import httpx
 from .faults import Applied, FaultError, Injector
 from .measure import Load, Result, judge, policy_events
 from .mesh import MeshState, Scraper
-from .model import Experiment, Phase
+from .model import Action, Experiment, Phase
 
 __all__ = ["PhaseReport", "Report", "run_experiment"]
 
@@ -83,7 +84,7 @@ class Report:
 class _Run:
     def __init__(  # noqa: PLR0917 - one caller, below
         self, exp: Experiment, mesh: MeshState, http: httpx.AsyncClient, report: Report,
-        netns: bool, say: Any,
+        netns: bool, say: Callable[[str], None],
     ) -> None:  # fmt: skip
         self.exp = exp
         self.mesh = mesh
@@ -106,6 +107,8 @@ class _Run:
         if wait > 0:
             await asyncio.sleep(wait)
         await self.scraper.scrape()
+        # the requests sent in the window are judged once answered (or timed out)
+        await asyncio.gather(*(load.settle(end) for load in self.loads.values()))
         pr = PhaseReport(phase, self.rel(start), self.rel(end))
         for probe in self.exp.steady_state.probes:
             if phase in probe.when:
@@ -120,7 +123,17 @@ class _Run:
             self.say(f"  {'ok  ' if r.passed else 'FAIL'} {r.probe}: {_short(r)}")
         return pr
 
-    async def _inject(self, index: int, action: Any) -> tuple[dict[str, Any], Applied | None]:
+    def _scrape_at(self, t: float) -> None:
+        """A scrape at ``t``, where a window starts: the baseline of its counters."""
+
+        async def at() -> None:
+            await asyncio.sleep(max(0.0, t - time.monotonic()))
+            with contextlib.suppress(Exception):
+                await self.scraper.scrape()
+
+        self.tasks.append(asyncio.get_running_loop().create_task(at()))
+
+    async def _inject(self, index: int, action: Action) -> tuple[dict[str, Any], Applied | None]:
         entry: dict[str, Any] = {"action": action.action, "name": action.name,
                                  "at": round(self.rel(time.monotonic()), 2)}  # fmt: skip
         self.report.actions.append(entry)
@@ -146,7 +159,7 @@ class _Run:
                 self.report.problems.append(f"rollback of {applied.describe}: {problem}")
             self.say(f"chaos: rolled back: {applied.describe}")
 
-    async def _later(self, index: int, action: Any, method_start: float, end: float) -> None:
+    async def _later(self, index: int, action: Action, method_start: float, end: float) -> None:
         """An action with an ``at``: injected then, held for its ``for``."""
         at = method_start + action.at
         await asyncio.sleep(max(0.0, at - time.monotonic()))
@@ -164,7 +177,7 @@ class _Run:
                 if now - start < cond.window:
                     continue
                 r = await judge(cond, now - cond.window, now, mesh=self.mesh, loads=self.loads,
-                                scraper=self.scraper, http=self.http)  # fmt: skip
+                                scraper=self.scraper, http=self.http, sliding=True)  # fmt: skip
                 if not r.passed and r.measured:
                     return f"{r.probe}: {r.reason}"
         return None
@@ -186,6 +199,7 @@ class _Run:
                      for i, a in enumerate(exp.method.actions) if a.at == 0]  # fmt: skip
             method_start = time.monotonic()
             end = method_start + exp.method.duration
+            self._scrape_at(method_start + exp.method.settle)
             loop = asyncio.get_running_loop()
             actions = [loop.create_task(self._later(i, a, method_start, end))
                        for i, a in enumerate(exp.method.actions) if a.at > 0]  # fmt: skip
@@ -208,6 +222,7 @@ class _Run:
                         await task
                 await self.roll_back()
             after_start = time.monotonic() + ss.recovery
+            self._scrape_at(after_start)
             await asyncio.sleep(ss.recovery)
             await self.check("after", after_start, after_start + ss.window)
             if self.report.aborted:
@@ -218,8 +233,10 @@ class _Run:
                 held = all(p.held for p in self.report.phases)
                 self.report.verdict = "held" if held else "failed"
         finally:
-            await self.roll_back()
-            self.stop.set()
+            try:
+                await self.roll_back()
+            finally:
+                self.stop.set()
             for task in self.tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 10.0)
@@ -235,15 +252,13 @@ class _Run:
         for problem in await self.injector.roll_back_all():
             self.report.problems.append(f"rollback: {problem}")
             self.say(f"chaos: ROLLBACK PROBLEM: {problem}")
-        for i, action in enumerate(self.exp.rollbacks):
+        rollbacks, self.exp = self.exp.rollbacks, self.exp.model_copy(update={"rollbacks": ()})
+        for i, action in enumerate(rollbacks):
             try:
                 applied = await self.injector.inject(action)
-                # a rollback is not a fault left in force
-                self.injector.applied.remove(applied)
-                self.injector._save()
-            except (FaultError, OSError, httpx.HTTPError) as exc:
+                self.injector.forget(applied)  # a rollback step is not a fault in force
+            except Exception as exc:  # each one tried, whatever the others did
                 self.report.problems.append(f"rollbacks[{i}]: {exc}")
-        self.exp = self.exp.model_copy(update={"rollbacks": ()})
 
 
 def _short(r: Result) -> str:
@@ -259,7 +274,7 @@ def _short(r: Result) -> str:
 
 async def run_experiment(
     exp: Experiment, mesh: MeshState, http: httpx.AsyncClient, *, file: str, fast: bool,
-    netns: bool = False, say: Any = print,
+    netns: bool = False, say: Callable[[str], None] = print,
 ) -> Report:  # fmt: skip
     """Run ``exp`` on ``mesh``; every fault is rolled back before this returns (or
     raises), whatever happens (a cancellation included)."""

@@ -253,13 +253,23 @@ def _clean_loc(loc: tuple[int | str, ...], raw: object = None) -> tuple[Any, ...
     parts = list(loc[:-1]) if loc and loc[-1] == "[key]" else list(loc)
     out: list[Any] = []
     node = raw
+    tag_skipped = False
     for part in parts:
-        if (isinstance(node, Mapping) and isinstance(part, str) and part not in node
-                and part in node.values()):  # fmt: skip
+        if not tag_skipped and _is_tag(node, part):
+            tag_skipped = True  # once per level: {action: fault, fault: ...} has both
             continue
+        tag_skipped = False
         out.append(part)
         node = _child(node, part)
     return tuple(out)
+
+
+def _is_tag(node: object, part: object) -> bool:
+    """Whether ``part`` of a path at ``node`` is a tagged union's tag (the value of the
+    node's ``action``, say), not one of its keys."""
+    if not isinstance(node, Mapping) or not isinstance(part, str):
+        return False
+    return part in node.values() and (part not in node or node.get("action") == part)
 
 
 def _format(raw: object, loc: tuple[Any, ...]) -> str:
