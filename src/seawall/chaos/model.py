@@ -611,8 +611,10 @@ def check_against(
         if probe.slo is not None and probe.slo not in mesh.slos:
             problems.append(f"{where}.slo: no SLO {probe.slo!r} in the mesh (its SLOs:"
                             f" {', '.join(sorted(mesh.slos)) or 'none'})")  # fmt: skip
-        elif probe.slo is not None and probe.max_burn_rate is not None and (
-            probe.availability is None and mesh.slos[probe.slo].availability is None
+        elif (
+            probe.slo is not None
+            and probe.max_burn_rate is not None
+            and (probe.availability is None and mesh.slos[probe.slo].availability is None)
         ):
             problems.append(f"{where}.max_burn_rate: SLO {probe.slo!r} has no availability"
                             " objective to burn against: give availability")  # fmt: skip
