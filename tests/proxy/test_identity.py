@@ -98,7 +98,10 @@ def test_lifetime_and_renewal_time(ca: CertificateAuthority, tmp_path: Path) -> 
     now = utcnow()
     identity.install(ca.issue(identity.csr_pem("orders"), "orders", ttl=3000, now=now), ca.ca_pem)
     assert identity.not_before == (now - dt.timedelta(minutes=1)).replace(microsecond=0)
-    assert identity.not_after == (now + dt.timedelta(seconds=3000)).replace(microsecond=0)
+    # X.509 times are whole seconds: the end is rounded up, so it lives at least its ttl
+    end = now + dt.timedelta(seconds=3000)
+    rounded = end.replace(microsecond=0) + dt.timedelta(seconds=1 if end.microsecond else 0)
+    assert identity.not_after == rounded
     lifetime = identity.not_after - identity.not_before
     assert identity.renew_at == identity.not_before + lifetime * 2 / 3
 
