@@ -26,11 +26,10 @@ import httpx
 import pytest
 
 from seawall.up.netns import netns_available
-from seawall.up.processes import processes_in_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "up"))
-from tiny import APP, PORTS, free_ports, mesh_yaml  # noqa: E402
+from tiny import APP, PORTS, free_ports, kill_what_is_left, mesh_yaml  # noqa: E402
 
 
 class Tiny:
@@ -89,13 +88,9 @@ class Tiny:
         return doc
 
     def close(self) -> None:
-        group = self.up.get("group")
         down = self.seawall("down", timeout=120)
-        left = processes_in_groups({group}) if isinstance(group, int) else []
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        assert kill_what_is_left(self.up) == []
         assert down.returncode == 0, down.stdout + down.stderr
-        assert left == []
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ time).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from seawall.up.processes import processes_in_groups
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "up"))
+from tiny import kill_what_is_left  # noqa: E402
+
 SHOP = ROOT / "examples" / "shop"
 EXPERIMENTS = SHOP / "experiments"
 
@@ -48,12 +47,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     finally:
         doc = _json(state / "up.json")
         down = seawall("down", "--state-dir", str(state), timeout=120)
-        group = doc.get("group")
-        left = processes_in_groups({group}) if isinstance(group, int) else []
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        assert kill_what_is_left(doc) == []
         assert down.returncode == 0, down.stdout + down.stderr
-        assert left == []
 
 
 def _json(path: Path) -> dict[str, Any]:

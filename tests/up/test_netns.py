@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 from test_up import ROOT, wait_for
-from tiny import APP, PORTS, free_ports, mesh_yaml
+from tiny import APP, PORTS, free_ports, kill_what_is_left, mesh_yaml
 
 from seawall.config import parse_mesh
 from seawall.proxy.managed import LinkOptions, instance_spec
@@ -37,7 +37,7 @@ from seawall.proxy.spec import sidecar_spec
 from seawall.up import netns
 from seawall.up.netns import Layout, Member, NetnsError
 from seawall.up.plan import instances, process_specs
-from seawall.up.processes import listening, processes_in_groups
+from seawall.up.processes import listening
 
 # ---------------------------------------------------------------- sans-I/O
 
@@ -234,10 +234,7 @@ class NetMesh:
 def net_mesh(tmp_path: Path) -> Iterator[NetMesh]:
     m = NetMesh(tmp_path)
     yield m
-    group = m.doc().get("group")
-    if isinstance(group, int):  # a failed test: nothing may outlive it
-        for pid in processes_in_groups({group}):
-            os.kill(pid, signal.SIGKILL)
+    kill_what_is_left(m.doc())
     netns.cleanup(m.state)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tiny import APP, free_ports, mesh_yaml
+from tiny import APP, free_ports, kill_what_is_left, mesh_yaml
 
 from seawall.config import parse_mesh
 from seawall.up import cli as compose
@@ -88,10 +88,7 @@ class Mesh:
 def mesh(tmp_path: Path) -> Iterator[Mesh]:
     m = Mesh(tmp_path)
     yield m
-    group = m.state_doc().get("group")
-    if isinstance(group, int):  # a failed test: nothing may outlive it
-        for pid in processes_in_groups({group}):
-            os.kill(pid, signal.SIGKILL)
+    kill_what_is_left(m.state_doc())
 
 
 def call(mesh: Mesh, path: str) -> dict[str, Any]:

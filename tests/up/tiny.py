@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
+
+from seawall.up.processes import processes_in_groups
 
 APP = Path(__file__).with_name("app.py")
 
@@ -46,3 +51,13 @@ services:
 {policies}
 {extra}tracing: {{endpoint: http://127.0.0.1:{p[9]}/v1/traces, interval: 0.2s}}
 """
+
+
+def kill_what_is_left(up_doc: dict[str, Any]) -> list[int]:
+    """SIGKILL every process left in the group of an ``up.json`` (a failed test: nothing
+    may outlive it); their pids."""
+    group = up_doc.get("group")
+    left = processes_in_groups({group}) if isinstance(group, int) else []
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left

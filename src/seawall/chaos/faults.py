@@ -33,7 +33,7 @@ import httpx
 from ..config.errors import ConfigError
 from ..config.load import parse_mesh
 from ..policy.errors import SeawallError
-from ..up.cli import alive
+from ..up.cli import alive, read_object
 from ..up.cli import read_state as read_up
 from .measure import Instances, send
 from .mesh import MeshState, UpInstances, fetch_config, instances_of
@@ -83,11 +83,7 @@ def _write_ledger(state_dir: Path, doc: dict[str, Any]) -> None:
 
 
 def read_ledger(state_dir: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads((state_dir / LEDGER).read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    return read_object(state_dir / LEDGER)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

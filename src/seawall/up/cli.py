@@ -28,7 +28,7 @@ import httpx
 from . import netns
 from .runner import UpOptions, run_up, status_rows
 
-__all__ = ["alive", "down", "logs", "ps", "read_state", "up"]
+__all__ = ["alive", "down", "logs", "ps", "read_object", "read_state", "up"]
 
 UP_LOG = "up.log"
 STATE = "up.json"
@@ -220,8 +220,13 @@ def logs(state_dir: Path, service: str, *, follow: bool = False, out: TextIO = s
 
 def read_state(state_dir: Path) -> dict[str, Any]:
     """``up.json`` of the ``seawall up`` of ``state_dir`` (``{}``: none, or unreadable)."""
+    return read_object(state_dir / STATE)
+
+
+def read_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (``{}``: no file, not JSON, or not an object)."""
     try:
-        doc = json.loads((state_dir / STATE).read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
