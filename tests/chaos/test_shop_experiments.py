@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +45,30 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                  "--status-interval", "600", timeout=180)  # fmt: skip
     assert up.returncode == 0, up.stdout + up.stderr
     try:
+        warm_up()
         yield state
     finally:
         doc = _json(state / "up.json")
         down = seawall("down", "--state-dir", str(state), timeout=120)
         assert kill_what_is_left(doc) == []
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+def warm_up() -> None:
+    """Checkouts and logins one at a time until ten in a row succeed (30 s at most), as
+    ``make demo`` does: every first connection and TLS handshake of the mesh made,
+    CardNet's included, before an experiment measures its steady state."""
+    deadline = time.monotonic() + 30
+    good = 0
+    with httpx.Client(base_url="http://127.0.0.1:18001", trust_env=False, timeout=5) as c:
+        while good < 10:
+            assert time.monotonic() < deadline, "the shop did not warm up in 30 s"
+            try:
+                ok = (c.post("/checkout", json={"user": "warm", "amount": 1}).status_code == 201
+                      and c.post("/login", json={"user": "warm"}).status_code == 200)  # fmt: skip
+            except httpx.HTTPError:
+                ok = False
+            good = good + 1 if ok else 0
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -69,7 +89,8 @@ def run(shop: Path, name: str) -> dict[str, Any]:
     doc = _json(report)
     assert done.returncode == 0, done.stdout + done.stderr
     assert doc["verdict"] == "held"
-    assert [p["phase"] for p in doc["phases"]] == ["before", "during", "after"]
+    phases = ["before", "during", "after"] if name != "retry-storm-naive" else ["before", "during"]
+    assert [p["phase"] for p in doc["phases"]] == phases
     assert all(c["passed"] for p in doc["phases"] for c in p["checks"])
     assert not (shop / "chaos.json").exists()
     status = seawall("chaos", "status", "--state-dir", str(shop))

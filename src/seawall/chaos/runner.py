@@ -221,10 +221,13 @@ class _Run:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 await self.roll_back()
-            after_start = time.monotonic() + ss.recovery
-            self._scrape_at(after_start)
-            await asyncio.sleep(ss.recovery)
-            await self.check("after", after_start, after_start + ss.window)
+            if any("after" in p.when for p in ss.probes):
+                after_start = time.monotonic() + ss.recovery
+                self._scrape_at(after_start)
+                await asyncio.sleep(ss.recovery)
+                await self.check("after", after_start, after_start + ss.window)
+            else:
+                self.say("chaos: after: no probe checks it (rolled back, not judged)")
             if self.report.aborted:
                 self.report.verdict = "aborted"
             elif self.report.problems:
