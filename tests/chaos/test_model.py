@@ -163,10 +163,13 @@ def test_config_overlays_are_valid_meshes_and_leave_the_base_alone() -> None:
     assert routes[2].split is None
     assert routes[0].split == {"v1": 100.0, "v2": 0.0}
     part = PartitionAction.model_validate({"action": "partition", "between": ["orders", "email"]})
-    cfg = parse_mesh(overlay(doc, part))
-    first = cfg.services["email"].authorization.rules[0]
-    assert (first.action, first.from_) == ("deny", ("orders",))
-    assert cfg.services["orders"].authorization.rules[0].from_ == ("email",)
+    cut = overlay(doc, part)
+    cfg = parse_mesh(cut)
+    assert cfg.services["email"].authorization.refuse == ("orders",)
+    assert cfg.services["orders"].authorization.refuse == ("email",)
+    assert cfg.services["orders"].authorization.rules == mesh.services["orders"].authorization.rules
+    # twice over is the same cut (a refusal already there is not listed again)
+    assert parse_mesh(overlay(cut, part)).services["email"].authorization.refuse == ("orders",)
     budget = {"ratio": 1000, "min_per_second": 1000000}
     naive = PolicyAction.model_validate(
         {"action": "policy", "service": "payments",

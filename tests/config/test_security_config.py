@@ -133,6 +133,21 @@ def test_from_names_a_service_of_the_mesh() -> None:
     assert parse_mesh(mesh(ok)).services["payments"].authorization.rules[1].from_ == ("*",)
 
 
+def test_refuse_names_services_of_the_mesh() -> None:
+    found = errors({"authorization": {"refuse": ["ordrs", "*", 3, "orders"]}})
+    assert found == [
+        "services.payments.authorization.refuse[0]: no such service (did you mean 'orders'?), "
+        "got 'ordrs'",
+        "services.payments.authorization.refuse[1]: must be a service name (refusing '*' "
+        "would refuse the whole mesh), got '*'",
+        "services.payments.authorization.refuse[2]: must be a service name (refusing '*' "
+        "would refuse the whole mesh), got 3",
+    ]
+    svc = parse_mesh(mesh({"authorization": {"refuse": ["orders"]}})).services["payments"]
+    assert svc.authorization.refuse == ("orders",)
+    assert svc.authorization.default == "allow"
+
+
 def test_empty_sections_mean_defaults() -> None:
     svc = load_mesh(
         "mesh: shop\n"

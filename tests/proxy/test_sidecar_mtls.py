@@ -99,8 +99,11 @@ class MTLSMesh:
         services: dict[str, Any] = {
             name: {
                 "port": node.app,
-                "sidecar": {"inbound": node.inbound, "outbound": node.outbound,
-                            "admin": node.admin},
+                "sidecar": {
+                    "inbound": node.inbound,
+                    "outbound": node.outbound,
+                    "admin": node.admin,
+                },
             }  # fmt: skip
             for name, node in self.nodes.items()
         }
@@ -388,6 +391,45 @@ def test_denied_through_the_callers_sidecar(mesh: MTLSMesh) -> None:
     assert pay.backend.hits == 0
 
 
+def test_a_refused_caller_s_connections_are_closed_before_any_request(mesh: MTLSMesh) -> None:
+    """``authorization.refuse``, applied live: the caller's pooled connection closes at
+    its next request, and new ones right after the handshake; no rule is asked, the app
+    never called; other callers are served; taking it out heals at once."""
+    orders, pay = mesh.nodes["orders"], mesh.nodes["payments"]
+    assert pay.backend is not None
+    assert pay.sidecar is not None
+    assert orders.sidecar is not None
+    doc = copy.deepcopy(mesh.doc)
+    doc["services"]["payments"]["authorization"]["refuse"] = ["orders"]
+    refusing = mesh.tmp / "refusing.yaml"
+    refusing.write_text(yaml.safe_dump(doc, sort_keys=False))
+    refused = {"sample": "seawall_inbound_tls_refused_total", "reason": "caller"}
+    denied = "seawall_inbound_denied_total"
+    with httpx.Client(proxy=f"http://127.0.0.1:{orders.outbound}", timeout=5) as client:
+        assert client.post("http://payments/charge", content=b"1").status_code == 200
+        (cluster,) = [c for c in orders.sidecar.clusters() if c["name"] == "payments"]
+        assert sum(e["idle_connections"] for e in cluster["endpoints"]) >= 1  # pooled
+        pay.backend.reset()
+        before, denied_before = pay.metric(**refused), pay.metric(denied)
+        mesh.thread.call(pay.sidecar.apply, load_mesh(refusing))
+        r = client.get("http://payments/refunds/7")
+        assert r.status_code == 502, r.text
+        assert r.json()["reason"] == "upstream reset: connection closed before a response"
+        # the pooled connection (closed at the request: taken for a stale one), then a
+        # new one (closed after the handshake) and the retry's: counted, none answered
+        assert pay.metric(**refused) == before + 3
+        assert pay.metric(denied) == denied_before
+        assert pay.backend.hits == 0
+        # a caller's own client with orders' certificate: refused the same way
+        with pytest.raises(httpx.TransportError):
+            https(mesh.as_orders, pay.inbound, "GET", "/public/x")
+        # another caller is served
+        assert https(mesh.as_email, pay.inbound, "GET", "/public/x").status_code == 200
+        mesh.thread.call(pay.sidecar.apply, load_mesh(mesh.config))
+        assert client.post("http://payments/charge", content=b"3").status_code == 200
+    assert pay.backend.hits == 2
+
+
 # --------------------------------------------------------------------------- outbound checks
 
 
@@ -433,7 +475,9 @@ def test_strict_without_identity_fails_at_start(mesh: MTLSMesh) -> None:
     doc = copy.deepcopy(mesh.doc)
     inbound, outbound, admin = free_ports(3)
     doc["services"]["payments"]["sidecar"] = {
-        "inbound": inbound, "outbound": outbound, "admin": admin
+        "inbound": inbound,
+        "outbound": outbound,
+        "admin": admin,
     }
     fresh = load_mesh(yaml.safe_dump(doc, sort_keys=False))
     with pytest.raises(ValueError, match="mtls: strict, which needs an identity"):

@@ -5,6 +5,11 @@
 //! the default; in strict mTLS an unauthenticated caller is denied outright
 //! (rule `mtls`). Paths are matched after [`canonical_path`], so that
 //! `/public/..%2Fadmin` cannot slip past a rule on `/admin/*`.
+//!
+//! Before any rule, `refuse` names callers whose connections are not served
+//! at all ([`Authorizer::refuses`]): a connection-level deny, checked once the
+//! handshake has told who the caller is, and again at each request of a
+//! connection opened before the service refused its caller.
 use std::collections::HashSet;
 
 use crate::spec;
@@ -63,6 +68,7 @@ pub struct Authorizer {
     default_allow: bool,
     require_peer: bool,
     paths: bool,
+    refused: HashSet<String>,
 }
 
 impl Authorizer {
@@ -88,7 +94,13 @@ impl Authorizer {
             default_allow: config.default_allow,
             require_peer: config.require_peer,
             paths,
+            refused: config.refuse.iter().cloned().collect(),
         }
+    }
+
+    /// Whether connections from `caller` (`None`: unauthenticated) are refused.
+    pub fn refuses(&self, caller: Option<&str>) -> bool {
+        caller.is_some_and(|c| self.refused.contains(c))
     }
 
     /// Allowed or denied, for a request from `caller` (`None`: unauthenticated).
@@ -227,6 +239,7 @@ mod tests {
                 rule("rules[0]", true, Some(&["gateway"]), &["/orders/*"]),
                 rule("rules[1]", false, None, &["/orders/admin"]),
             ],
+            refuse: vec![],
         };
         let a = Authorizer::new(&config);
         assert!(a.decide(Some("gateway"), "GET", b"/orders/1").allowed);
@@ -248,9 +261,29 @@ mod tests {
             default_allow: true,
             require_peer: true,
             rules: vec![],
+            refuse: vec![],
         };
         let a = Authorizer::new(&config);
         assert_eq!(a.decide(None, "GET", b"/").rule, "mtls");
         assert!(a.decide(Some("x"), "GET", b"/").allowed);
+    }
+
+    #[test]
+    fn refused_callers_are_named_ones_only() {
+        let config = spec::Authorization {
+            default_allow: true,
+            require_peer: false,
+            rules: vec![],
+            refuse: vec!["orders".into()],
+        };
+        let a = Authorizer::new(&config);
+        assert!(a.refuses(Some("orders")));
+        assert!(!a.refuses(Some("email")));
+        assert!(
+            !a.refuses(None),
+            "an unauthenticated caller names no service"
+        );
+        // the refusal is of connections: a request rule still allows the caller's requests
+        assert!(a.decide(Some("orders"), "GET", b"/").allowed);
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use seawall_tls::{admit, MtlsMode, TlsStore, Transport};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::forward::Down;
@@ -122,25 +123,34 @@ async fn inbound(
             crate::server::serve(stream, state, down).await;
         }
         Ok(Transport::Mtls) => {
-            let rt = state.runtime();
-            let known = |s: &str| {
-                rt.spec
-                    .config
-                    .get("services")
-                    .and_then(|v| v.get(s))
-                    .is_some()
+            let accepted = {
+                let rt = state.runtime();
+                let known = |s: &str| {
+                    rt.spec
+                        .config
+                        .get("services")
+                        .and_then(|v| v.get(s))
+                        .is_some()
+                };
+                tokio::time::timeout(timeout, crate::tls::accept(&store, stream, known)).await
             };
-            let accepted =
-                tokio::time::timeout(timeout, crate::tls::accept(&store, stream, known)).await;
             match accepted {
-                Ok(Ok((secured, peer_identity))) => {
+                Ok(Ok((mut secured, peer_identity))) => {
+                    // (the runtime of the handshake's end: refusals apply at once)
+                    let rt = state.runtime();
+                    let caller = peer_identity.as_ref().map(|p| p.service.as_str());
+                    if rt.refuses(caller, "handshake") {
+                        // closed before any request is read: close_notify, then FIN
+                        let _ = tokio::time::timeout(timeout, secured.shutdown()).await;
+                        return;
+                    }
+                    drop(rt);
                     metrics.inbound_connections.labels(&["mtls"]).inc();
                     let mut down = down;
                     if let Some(p) = peer_identity {
                         down.peer_id = Some(p.spiffe_id.into());
                         down.peer_service = Some(p.service.into());
                     }
-                    drop(rt);
                     crate::server::serve(secured, state, down).await;
                 }
                 Ok(Err(e)) => metrics.tls_refused.labels(&[e.reason()]).inc(),

@@ -483,7 +483,8 @@ impl Metrics {
                 "seawall_inbound_tls_refused",
                 Kind::Counter,
                 "Inbound connections refused before any request: plaintext where mTLS is strict, \
-                 a failed TLS handshake, or a certificate naming no service of the mesh.",
+                 a failed TLS handshake, a certificate naming no service of the mesh, or a caller \
+                 the service refuses (authorization.refuse).",
                 &["reason"],
             ),
             inbound_connections: Family::new(

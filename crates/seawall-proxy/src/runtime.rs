@@ -418,6 +418,25 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Runtime {
+    /// Whether this service refuses connections from `caller`
+    /// (`authorization.refuse`); if so, the refusal is counted and told.
+    /// `at` says where: `handshake`, or `request` for a connection opened before.
+    pub fn refuses(&self, caller: Option<&str>, at: &'static str) -> bool {
+        let refused = self.authz.as_ref().is_some_and(|a| a.refuses(caller));
+        if refused {
+            self.metrics.tls_refused.labels(&["caller"]).inc();
+            self.events.emit(
+                "connection_refused",
+                &self.service,
+                &[
+                    ("caller", caller.unwrap_or_default().into()),
+                    ("at", at.into()),
+                ],
+            );
+        }
+        refused
+    }
+
     /// Build every destination of `spec`.
     pub fn build(
         spec: Spec,

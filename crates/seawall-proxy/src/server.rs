@@ -138,6 +138,12 @@ where
         // connection went idle: a keep-alive connection open across a reload
         // serves its next request with the new routes, rules and egress.
         let rt = state.runtime();
+        if down.inbound && rt.refuses(down.peer_service.as_deref(), "request") {
+            // a connection from before its caller was refused: closed unanswered,
+            // as at the handshake (the caller's pool takes it for a stale one)
+            let _ = c.wr.shutdown().await;
+            return;
+        }
         let keep = serve_one(&mut c, &rt, &state, &down, head, &mut rng).await;
         if !keep || state.draining() {
             let _ = c.wr.shutdown().await;

@@ -233,6 +233,10 @@ pub struct Authorization {
     pub default_allow: bool,
     pub require_peer: bool,
     pub rules: Vec<AuthzRule>,
+    /// Services whose connections are closed right after the handshake
+    /// (`authorization.refuse`), before any request is read.
+    #[serde(default)]
+    pub refuse: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use rustls::{CertificateError, OtherError};
 
-/// The `reason` labels of `seawall_inbound_tls_refused_total` (Python's `REFUSALS`).
-pub const REFUSALS: [&str; 3] = ["plaintext", "handshake", "identity"];
+/// The `reason` labels of `seawall_inbound_tls_refused_total` (Python's
+/// `REFUSALS`): a [`TlsError`]'s, and `caller`, a caller the service refuses
+/// (its `authorization.refuse`, told by the sidecar, not by a `TlsError`).
+pub const REFUSALS: [&str; 4] = ["plaintext", "handshake", "identity", "caller"];
 
 /// A refused mesh connection: what went wrong, matched by the caller, counted by [`reason`](Self::reason).
 #[derive(Debug, Clone, PartialEq)]

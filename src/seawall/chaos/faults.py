@@ -146,9 +146,8 @@ def overlay(doc: dict[str, Any], action: Action) -> dict[str, Any]:
         for me, other in ((a, b), (b, a)):
             svc = doc.setdefault("services", {}).setdefault(me, {})
             authz = dict(svc.get("authorization") or {})
-            rules = list(authz.get("rules") or [])
-            rules.insert(0, {"action": "deny", "from": [other]})
-            authz["rules"] = rules
+            refused = list(authz.get("refuse") or [])
+            authz["refuse"] = refused if other in refused else [*refused, other]
             svc["authorization"] = authz
     else:  # pragma: no cover - only config faults come here
         raise AssertionError(action)
@@ -346,7 +345,8 @@ class Injector:
                 self._save()
                 return a
             return await self._config_fault(
-                action, f"partition {one} <-> {two} at the sidecars (each denies the other)"
+                action,
+                f"partition {one} <-> {two} at the sidecars (each refuses the other's connections)",
             )
         if isinstance(action, HangAction):
             pids = self._pids(action)

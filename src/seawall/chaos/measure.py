@@ -553,6 +553,7 @@ _EVENTS = {
     "outlier ejections": ("seawall_outlier_ejections_total", {}),
     "rate limited": ("seawall_rate_limited_total", {}),
     "denied by authorization": ("seawall_inbound_denied_total", {}),
+    "connections refused (partition)": ("seawall_inbound_tls_refused_total", {"reason": "caller"}),
     "upstream TLS failures": ("seawall_upstream_tls_failures_total", {}),
     "hedges": ("seawall_hedges_total", {}),
 }

@@ -372,10 +372,11 @@ class KillControlPlaneAction(_ActionBase):
 
 class PartitionAction(_ActionBase):
     """Cut ``between[0]`` off from ``between[1]``, both ways. At the sidecar (the
-    default): each service's sidecar refuses the other's requests (its authorization,
-    applied live: 403 before the app). With ``seawall chaos run --netns`` on a mesh
-    started with ``seawall up --netns``: in the network, by routes in each instance's
-    network namespace (connections fail)."""
+    default): each service's sidecar refuses the other's connections
+    (``authorization.refuse``, applied live: closed after the mTLS handshake, before
+    any request; pooled connections close at their next request). With ``seawall
+    chaos run --netns`` on a mesh started with ``seawall up --netns``: in the
+    network, by routes in each instance's network namespace (connections fail)."""
 
     action: Literal["partition"]
     between: Annotated[tuple[Name, Name], MinLen(2)]

@@ -221,15 +221,22 @@ def _endpoints(services: dict[Any, Any]) -> Iterator[Found]:
 
 
 def _authorization(services: dict[Any, Any]) -> Iterator[Found]:
-    """Callers named in ``authorization.rules[].from`` must be services of the mesh."""
+    """Callers named in ``authorization.rules[].from`` and ``authorization.refuse``
+    must be services of the mesh."""
     for name, service in services.items():
-        rules = _dict(_dict(service).get("authorization")).get("rules")
-        for i, rule in enumerate(_list(rules)):
-            for j, caller in enumerate(_list(_dict(rule).get("from"))):
-                if is_name(caller) and caller not in services:
-                    loc: Loc = ("services", name, "authorization", "rules", i, "from", j)
-                    message = f"no such service{_suggest(caller, services)}"
-                    yield loc, message, repr(caller)
+        authz = _dict(_dict(service).get("authorization"))
+        named: list[tuple[Loc, object]] = [
+            (("services", name, "authorization", "rules", i, "from", j), caller)
+            for i, rule in enumerate(_list(authz.get("rules")))
+            for j, caller in enumerate(_list(_dict(rule).get("from")))
+        ]
+        named += [
+            (("services", name, "authorization", "refuse", j), caller)
+            for j, caller in enumerate(_list(authz.get("refuse")))
+        ]
+        for loc, caller in named:
+            if isinstance(caller, str) and is_name(caller) and caller not in services:
+                yield loc, f"no such service{_suggest(caller, services)}", repr(caller)
 
 
 def _is_port(value: object) -> bool:

@@ -230,6 +230,12 @@ def _caller(value: object) -> str:
     invalid("must be a service name or '*' (any authenticated caller)")
 
 
+def _refused(value: object) -> str:
+    if is_name(value):
+        return str(value)
+    invalid("must be a service name (refusing '*' would refuse the whole mesh)")
+
+
 def _rule_path(value: object) -> str:
     if not isinstance(value, str):
         invalid("must be a string")
@@ -245,6 +251,7 @@ def _rule_path(value: object) -> str:
 
 
 Caller = Annotated[str, BeforeValidator(_caller)]
+Refused = Annotated[str, BeforeValidator(_refused)]
 RulePath = Annotated[str, BeforeValidator(_rule_path)]
 
 
@@ -291,6 +298,12 @@ class AuthorizationConfig(_Section):
     default: Literal["allow", "deny"] = "allow"
     """What happens to a request no rule matches."""
     rules: tuple[AuthorizationRule, ...] = ()
+    refuse: tuple[Refused, ...] = ()
+    """Services whose connections are refused outright: closed right after the mTLS
+    handshake, before any request is read, so their calls fail as connection
+    failures (a network partition, as the caller sees it). A connection opened
+    before the refusal closes at its next request. Unlike a deny rule (a 403 per
+    request) it needs the caller's certificate: a plaintext caller names no service."""
 
 
 Criticality = Literal["critical_plus", "critical", "sheddable_plus", "sheddable"]

@@ -290,7 +290,7 @@ def egress_spec(config: MeshConfig) -> dict[str, Any]:
 def _authorization(auth: AuthorizationConfig, strict: bool) -> dict[str, Any] | None:
     """The inbound rules; ``None`` when nothing can be denied (the core then asks nothing)."""
     denies = any(r.action == "deny" for r in auth.rules)
-    if auth.default == "allow" and not denies and not strict:
+    if auth.default == "allow" and not denies and not strict and not auth.refuse:
         return None
     rules = []
     for index, rule in enumerate(auth.rules):
@@ -307,7 +307,12 @@ def _authorization(auth: AuthorizationConfig, strict: bool) -> dict[str, Any] | 
                 "prefixes": [p[:-1] for p in paths if p.endswith("*")],
             }
         )
-    return {"default_allow": auth.default == "allow", "require_peer": strict, "rules": rules}
+    return {
+        "default_allow": auth.default == "allow",
+        "require_peer": strict,
+        "rules": rules,
+        "refuse": sorted(set(auth.refuse)),
+    }
 
 
 def tracing_spec(config: MeshConfig, service: str) -> dict[str, Any] | None:

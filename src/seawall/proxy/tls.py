@@ -28,8 +28,9 @@ __all__ = [
     "spiffe_id_of",
 ]
 
-REFUSALS = ("plaintext", "handshake", "identity")
-"""The reasons an inbound connection is refused (the ``reason`` label)."""
+REFUSALS = ("plaintext", "handshake", "identity", "caller")
+"""The reasons an inbound connection is refused (the ``reason`` label); ``caller``:
+a service the callee refuses (``authorization.refuse``)."""
 
 _TLS_HANDSHAKE = 0x16  # the content type of a TLS handshake record: a ClientHello follows
 _ACCEPT_BATCH = 64  # connections accepted per wake-up, so one busy listener cannot starve the loop
