@@ -233,7 +233,8 @@ steady_state:
   recovery: 0.5s
   probes:
     - {{load: calls, availability: 99%, when: [before, after]}}
-    - {{name: cut, load: calls, max_failed: 1000000, when: [during]}}
+    - {{name: measured only (judged by the test), load: calls, max_failed: 1000000,
+        when: [during]}}
     - {{name: refused, when: [during], min: 5, metric: {{service: b,
         name: seawall_inbound_tls_refused_total, labels: {{reason: caller}}}}}}
     - {{name: no request reached b's rules, when: [during], max: 0,

@@ -134,14 +134,17 @@ def test_from_names_a_service_of_the_mesh() -> None:
 
 
 def test_refuse_names_services_of_the_mesh() -> None:
-    found = errors({"authorization": {"refuse": ["ordrs", "*", 3, "orders"]}})
+    found = errors({"authorization": {"refuse": ["ordrs", "*", 3, "orders", "Orders"]}})
+    refuse = "services.payments.authorization.refuse"
     assert found == [
-        "services.payments.authorization.refuse[0]: no such service (did you mean 'orders'?), "
-        "got 'ordrs'",
-        "services.payments.authorization.refuse[1]: must be a service name (refusing '*' "
-        "would refuse the whole mesh), got '*'",
-        "services.payments.authorization.refuse[2]: must be a service name (refusing '*' "
-        "would refuse the whole mesh), got 3",
+        f"{refuse}[0]: no such service (did you mean 'orders'?), got 'ordrs'",
+        f"{refuse}[1]: must name services: refusing '*' would cut the service off from the "
+        "whole mesh, got '*'",
+        f"{refuse}[2]: must be a service name, got 3",
+        f"{refuse}[4]: must be a service name, got 'Orders'",
+    ]
+    assert errors({"authorization": {"refuse": ["payments"]}}) == [
+        f"{refuse}[0]: a service cannot refuse itself, got 'payments'"
     ]
     svc = parse_mesh(mesh({"authorization": {"refuse": ["orders"]}})).services["payments"]
     assert svc.authorization.refuse == ("orders",)

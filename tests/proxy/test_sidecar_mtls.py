@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from backends import Backend, BackendLoop, Echo, RawConn, free_ports, wait_until
+from backends import Backend, BackendLoop, Echo, RawConn, Upgrade, free_ports, wait_until
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -392,9 +392,10 @@ def test_denied_through_the_callers_sidecar(mesh: MTLSMesh) -> None:
 
 
 def test_a_refused_caller_s_connections_are_closed_before_any_request(mesh: MTLSMesh) -> None:
-    """``authorization.refuse``, applied live: the caller's pooled connection closes at
-    its next request, and new ones right after the handshake; no rule is asked, the app
-    never called; other callers are served; taking it out heals at once."""
+    """``authorization.refuse``, applied live: the caller's open tunnel is cut and its
+    idle pooled connection closed at once; new connections are closed right after the
+    handshake; no rule is asked, the app never called; other callers are served;
+    taking it out heals at once."""
     orders, pay = mesh.nodes["orders"], mesh.nodes["payments"]
     assert pay.backend is not None
     assert pay.sidecar is not None
@@ -404,22 +405,39 @@ def test_a_refused_caller_s_connections_are_closed_before_any_request(mesh: MTLS
     refusing = mesh.tmp / "refusing.yaml"
     refusing.write_text(yaml.safe_dump(doc, sort_keys=False))
     refused = {"sample": "seawall_inbound_tls_refused_total", "reason": "caller"}
+    cut = {"sample": "seawall_tunnels_closed_total", "closed_by": "refused"}
     denied = "seawall_inbound_denied_total"
-    with httpx.Client(proxy=f"http://127.0.0.1:{orders.outbound}", timeout=5) as client:
+    pay.backend.script(Echo(), paths={"/refunds/ws": Upgrade()})
+    upgrade = (
+        b"GET http://payments/refunds/ws HTTP/1.1\r\nHost: payments\r\n"
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    proxy = f"http://127.0.0.1:{orders.outbound}"
+    with httpx.Client(proxy=proxy, timeout=5) as client, RawConn(orders.outbound) as ws:
+        ws.send(upgrade)
+        assert ws.response().status == 101
+        ws.send(b"ping")
+        assert ws.exactly(4) == b"ping"
         assert client.post("http://payments/charge", content=b"1").status_code == 200
         (cluster,) = [c for c in orders.sidecar.clusters() if c["name"] == "payments"]
         assert sum(e["idle_connections"] for e in cluster["endpoints"]) >= 1  # pooled
-        pay.backend.reset()
-        before, denied_before = pay.metric(**refused), pay.metric(denied)
+        hits = pay.backend.hits
+        before, cut_before, denied_before = (
+            pay.metric(**refused),
+            pay.metric(**cut),
+            pay.metric(denied),
+        )
         mesh.thread.call(pay.sidecar.apply, load_mesh(refusing))
+        assert ws.closed(timeout=5)  # the tunnel, cut at once (not at its idle timeout)
+        wait_until(lambda: pay.metric(**cut) == cut_before + 1, what="the cut tunnel counted")
         r = client.get("http://payments/refunds/7")
         assert r.status_code == 502, r.text
         assert r.json()["reason"] == "upstream reset: connection closed before a response"
-        # the pooled connection (closed at the request: taken for a stale one), then a
-        # new one (closed after the handshake) and the retry's: counted, none answered
-        assert pay.metric(**refused) == before + 3
+        # the tunnel, the idle pooled connection (unless the tunnel had taken it), then
+        # the GET's new connection and its retry's: each closed unanswered and counted
+        assert before + 3 <= pay.metric(**refused) <= before + 4
         assert pay.metric(denied) == denied_before
-        assert pay.backend.hits == 0
+        assert pay.backend.hits == hits
         # a caller's own client with orders' certificate: refused the same way
         with pytest.raises(httpx.TransportError):
             https(mesh.as_orders, pay.inbound, "GET", "/public/x")
@@ -427,7 +445,7 @@ def test_a_refused_caller_s_connections_are_closed_before_any_request(mesh: MTLS
         assert https(mesh.as_email, pay.inbound, "GET", "/public/x").status_code == 200
         mesh.thread.call(pay.sidecar.apply, load_mesh(mesh.config))
         assert client.post("http://payments/charge", content=b"3").status_code == 200
-    assert pay.backend.hits == 2
+    assert pay.backend.hits == hits + 2
 
 
 # --------------------------------------------------------------------------- outbound checks
@@ -482,6 +500,16 @@ def test_strict_without_identity_fails_at_start(mesh: MTLSMesh) -> None:
     fresh = load_mesh(yaml.safe_dump(doc, sort_keys=False))
     with pytest.raises(ValueError, match="mtls: strict, which needs an identity"):
         CoreSidecar(fresh, "payments")
+    # refusing callers needs an identity too: without mTLS no caller is named
+    doc["services"]["email"]["authorization"] = {"refuse": ["orders"]}
+    refusing = load_mesh(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(MTLSError, match=r"authorization.refuse: \[orders\], but this sidecar"):
+        check_identity(refusing, "email", None)
+    with pytest.raises(ValueError, match=r"authorization.refuse: \[orders\], which needs an"):
+        CoreSidecar(refusing, "email")
+    plain = mesh.thread.start(mesh.config, "email", None)  # permissive, no identity: fine
+    with pytest.raises(ValueError, match=r"authorization.refuse: \[orders\], which needs an"):
+        plain.apply(refusing)
     assert orders is not None
     with pytest.raises(ValueError, match="identity refused"):
         CoreSidecar(fresh, "payments", identity=orders.directory)

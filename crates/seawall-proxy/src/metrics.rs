@@ -349,10 +349,18 @@ pub enum TunnelEnd {
     Idle,
     /// A read or write failed on either side.
     Error,
+    /// The service came to refuse the tunnel's caller (`authorization.refuse`).
+    Refused,
 }
 
 impl TunnelEnd {
-    const ALL: [TunnelEnd; 4] = [Self::Client, Self::Upstream, Self::Idle, Self::Error];
+    const ALL: [TunnelEnd; 5] = [
+        Self::Client,
+        Self::Upstream,
+        Self::Idle,
+        Self::Error,
+        Self::Refused,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -360,6 +368,7 @@ impl TunnelEnd {
             Self::Upstream => "upstream",
             Self::Idle => "idle",
             Self::Error => "error",
+            Self::Refused => "refused",
         }
     }
 }
@@ -370,7 +379,7 @@ impl TunnelEnd {
 #[derive(Debug, Default)]
 pub struct TunnelMetrics {
     opened: Counter,
-    closed: [Counter; 4],
+    closed: [Counter; 5],
     pub to_upstream: Counter,
     pub to_client: Counter,
     buckets: [Counter; TUNNEL_BUCKETS.len() + 1],
@@ -482,9 +491,9 @@ impl Metrics {
             tls_refused: Family::new(
                 "seawall_inbound_tls_refused",
                 Kind::Counter,
-                "Inbound connections refused before any request: plaintext where mTLS is strict, \
-                 a failed TLS handshake, a certificate naming no service of the mesh, or a caller \
-                 the service refuses (authorization.refuse).",
+                "Inbound connections refused: before any request, plaintext where mTLS is \
+                 strict, a failed TLS handshake, or a certificate naming no service of the mesh; \
+                 or, at any time, a caller the service refuses (authorization.refuse).",
                 &["reason"],
             ),
             inbound_connections: Family::new(

@@ -122,8 +122,20 @@ where
     };
     let mut rng = SplitMix64::from_entropy();
     let _open = state.connection_opened();
+    // inbound, the caller its certificate named: closed when the service comes to refuse it
+    let caller = down.peer_service.clone().filter(|_| down.inbound);
+    let close_within = Duration::from_secs_f64(state.runtime().spec.limits.header_timeout);
     loop {
-        let read = read_head(&mut c, &state.runtime(), &state).await;
+        let waiting = state.runtime();
+        let read = tokio::select! {
+            read = read_head(&mut c, &waiting, &state) => Some(read),
+            () = state.refused(caller.as_deref(), "idle") => None,
+        };
+        drop(waiting);
+        let Some(read) = read else {
+            let _ = tokio::time::timeout(close_within, c.wr.shutdown()).await;
+            return;
+        };
         let head = match read {
             Ok(Some(Incoming::Request(head))) => head,
             Ok(Some(Incoming::Connect(req))) => {
@@ -138,10 +150,10 @@ where
         // connection went idle: a keep-alive connection open across a reload
         // serves its next request with the new routes, rules and egress.
         let rt = state.runtime();
-        if down.inbound && rt.refuses(down.peer_service.as_deref(), "request") {
-            // a connection from before its caller was refused: closed unanswered,
-            // as at the handshake (the caller's pool takes it for a stale one)
-            let _ = c.wr.shutdown().await;
+        if rt.refuses(caller.as_deref(), "request") {
+            // refused while a request was on its way: closed unanswered, as at
+            // the handshake (the caller's pool takes it for a stale one)
+            let _ = tokio::time::timeout(close_within, c.wr.shutdown()).await;
             return;
         }
         let keep = serve_one(&mut c, &rt, &state, &down, head, &mut rng).await;
@@ -503,8 +515,11 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Ok(upstream) => {
                 let upgrading = out.upgrade.is_some().then_some(&prepared.route.data);
                 let ka = keep_alive && complete;
+                // an inbound tunnel ends when its service comes to refuse the caller
+                let caller = down.peer_service.as_deref().filter(|_| down.inbound);
+                let cut = state.refused(caller, "tunnel");
                 let (status, ok, sent) =
-                    respond(c, &head, upgrading, upstream, ka, &mut tunnelled).await;
+                    respond(c, &head, upgrading, upstream, ka, &mut tunnelled, cut).await;
                 sizes.1 = sent;
                 keep_alive = ok && complete;
                 (status, served)
@@ -626,6 +641,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     upstream: Upstream,
     keep_alive: bool,
     tunnelled: &mut Option<Tunnelled>,
+    cut: impl std::future::Future<Output = ()>,
 ) -> (u16, bool, u64) {
     let Upstream {
         head: answer,
@@ -638,7 +654,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     if let (101, Some(route)) = (status, upgrading) {
         drop(slot); // a tunnel is not a request the app is busy with
                     // `active` is held until the tunnel ends: it counts against max_requests
-        *tunnelled = tunnel(c, &answer, body, route).await;
+        *tunnelled = tunnel(c, &answer, body, route, cut).await;
         drop(active);
         return (101, false, 0);
     }
@@ -723,6 +739,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     answer: &seawall_h1::ResponseHead,
     body: crate::client::ResponseBody,
     route: &RoutePolicy,
+    cut: impl std::future::Future<Output = ()>,
 ) -> Option<Tunnelled> {
     let opened = tokio::time::Instant::now();
     let upgrade = answer
@@ -747,7 +764,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     // Bytes the upstream sent after its 101.
     let late = up.buf.split().freeze();
     let idle = Duration::from_secs_f64(route.tunnel_idle_timeout);
-    let spliced = carry(c, &mut up.io, late, &route.metrics.tunnels, idle).await;
+    let spliced = carry(c, &mut up.io, late, &route.metrics.tunnels, idle, cut).await;
     Some(Tunnelled {
         protocol,
         seconds: opened.elapsed().as_secs_f64(),
@@ -761,16 +778,18 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 /// (`c.buf`) to the upstream; then both directions at once
 /// ([`crate::tunnel::splice`]), until both sides have closed, either fails,
 /// or `idle` passes with no byte either way.
-async fn carry<S, U>(
+async fn carry<S, U, F>(
     c: &mut Conn<S>,
     up: &mut U,
     late: Bytes,
     metrics: &TunnelMetrics,
     idle: Duration,
+    cut: F,
 ) -> Spliced
 where
     S: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
+    F: std::future::Future<Output = ()>,
 {
     let opened = tokio::time::Instant::now();
     metrics.opened();
@@ -799,6 +818,7 @@ where
             idle,
             to_upstream,
             to_client,
+            cut,
         )
         .await;
         spliced.to_upstream += s.to_upstream;
@@ -832,7 +852,15 @@ async fn serve_connect<S: AsyncRead + AsyncWrite + Unpin>(
         .extend_from_slice(b"HTTP/1.1 200 Connection Established\r\n\r\n");
     let route = dest.routes.routes().last().map(|r| r.data.metrics.clone());
     if let Some(metrics) = route {
-        carry(c, &mut stream, Bytes::new(), &metrics.tunnels, idle).await;
+        carry(
+            c,
+            &mut stream,
+            Bytes::new(),
+            &metrics.tunnels,
+            idle,
+            std::future::pending(),
+        )
+        .await;
     }
 }
 

@@ -139,6 +139,30 @@ fn traced(mut runtime: Runtime, tracer: &Arc<Tracer>) -> Runtime {
     runtime
 }
 
+/// Why `spec` cannot be served without an identity (mTLS), if it cannot:
+/// `mtls: strict`, or callers to refuse (only a certificate names a caller).
+fn needs_identity(spec: &Spec) -> Option<String> {
+    if spec.mtls == spec::MtlsMode::Strict {
+        return Some(format!(
+            "service '{}' has mtls: strict, which needs an identity (run it under the control plane)",
+            spec.service
+        ));
+    }
+    let refused = spec
+        .authorization
+        .as_ref()
+        .map_or(&[][..], |a| &a.refuse[..]);
+    if !refused.is_empty() {
+        return Some(format!(
+            "service '{}' has authorization.refuse: [{}], which needs an identity: only a \
+             certificate names a caller (run it under the control plane)",
+            spec.service,
+            refused.join(", ")
+        ));
+    }
+    None
+}
+
 fn identity(spec: &Spec, pem: &IdentityPem<'_>) -> Result<Identity, CoreError> {
     let _ = spec;
     Identity::from_pem(pem.cert_chain, pem.key, pem.bundle)
@@ -149,11 +173,8 @@ impl Sidecar {
     /// Open every listener of `spec_json` and start serving.
     pub fn start(spec_json: &str, options: Options<'_>) -> Result<Sidecar, CoreError> {
         let spec = Spec::from_json(spec_json).map_err(|e| CoreError::Spec(e.to_string()))?;
-        if spec.mtls == spec::MtlsMode::Strict && options.identity.is_none() {
-            return Err(CoreError::Spec(format!(
-                "service '{}' has mtls: strict, which needs an identity (run it under the control plane)",
-                spec.service
-            )));
+        if let (Some(why), None) = (needs_identity(&spec), &options.identity) {
+            return Err(CoreError::Spec(why));
         }
         let tls = match &options.identity {
             None => None,
@@ -312,11 +333,8 @@ impl Sidecar {
     /// next restart).
     pub fn apply(&self, spec_json: &str) -> Result<Applied, CoreError> {
         let spec = Spec::from_json(spec_json).map_err(|e| CoreError::Spec(e.to_string()))?;
-        if spec.mtls == spec::MtlsMode::Strict && self.tls.is_none() {
-            return Err(CoreError::Spec(format!(
-                "service '{}' has mtls: strict, which needs an identity",
-                spec.service
-            )));
+        if let (Some(why), None) = (needs_identity(&spec), &self.tls) {
+            return Err(CoreError::Spec(why));
         }
         let old = self.state.runtime();
         let listeners_moved =

@@ -15,6 +15,8 @@ pub struct State {
     tls: RwLock<Option<UpstreamTls>>,
     draining: AtomicBool,
     drain: Notify,
+    /// Told at every swap: open connections check whether their caller is refused now.
+    swapped: Notify,
     connections: AtomicUsize,
     idle: Notify,
     pub ready: AtomicBool,
@@ -39,6 +41,7 @@ impl State {
             tls: RwLock::new(None),
             draining: AtomicBool::new(false),
             drain: Notify::new(),
+            swapped: Notify::new(),
             connections: AtomicUsize::new(0),
             idle: Notify::new(),
             ready: AtomicBool::new(false),
@@ -55,8 +58,28 @@ impl State {
 
     /// Swap in a new runtime; returns the old one.
     pub fn swap(&self, runtime: Runtime) -> Arc<Runtime> {
-        let mut current = self.runtime.write().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *current, Arc::new(runtime))
+        let old = {
+            let mut current = self.runtime.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *current, Arc::new(runtime))
+        };
+        self.swapped.notify_waiters();
+        old
+    }
+
+    /// Resolves once the runtime in force refuses connections from `caller`
+    /// (`authorization.refuse`): checked now, then at every swap; the refusal
+    /// is counted and told as made `at` that point. Never, for no caller.
+    pub async fn refused(&self, caller: Option<&str>, at: &'static str) {
+        let Some(caller) = caller else {
+            return std::future::pending().await;
+        };
+        loop {
+            let swapped = self.swapped.notified();
+            if self.runtime().refuses(Some(caller), at) {
+                return;
+            }
+            swapped.await;
+        }
     }
 
     pub fn upstream_tls(&self) -> Option<UpstreamTls> {

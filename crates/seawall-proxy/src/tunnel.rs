@@ -3,7 +3,8 @@
 //!
 //! Nothing in a tunnel is parsed: it was authorized, routed and counted once,
 //! when its upgrade request was served. What the sidecar still enforces is an
-//! idle timeout (no byte either way for that long closes both sides), and it
+//! idle timeout (no byte either way for that long closes both sides), its
+//! service coming to refuse the caller (`authorization.refuse`), and it
 //! counts the bytes each way as they flow. Each direction is its own pump, so
 //! a peer that writes without reading cannot stall the other direction. A
 //! half-close is passed on: the side that ends first has its EOF forwarded
@@ -86,8 +87,10 @@ where
 }
 
 /// Splice a client and an upstream until both sides have closed, either
-/// fails, or `idle` passes with no byte either way.
-pub async fn splice<CR, CW, UR, UW>(
+/// fails, `idle` passes with no byte either way, or `cut` resolves (the
+/// service came to refuse the caller).
+#[allow(clippy::too_many_arguments)]
+pub async fn splice<CR, CW, UR, UW, F>(
     client_rd: &mut CR,
     client_wr: &mut CW,
     up_rd: &mut UR,
@@ -95,12 +98,14 @@ pub async fn splice<CR, CW, UR, UW>(
     idle: Duration,
     to_upstream: &Counter,
     to_client: &Counter,
+    cut: F,
 ) -> Spliced
 where
     CR: AsyncRead + Unpin + ?Sized,
     CW: AsyncWrite + Unpin + ?Sized,
     UR: AsyncRead + Unpin + ?Sized,
     UW: AsyncWrite + Unpin + ?Sized,
+    F: std::future::Future<Output = ()>,
 {
     let (up_moved, down_moved) = (AtomicU64::new(0), AtomicU64::new(0));
     let activity = Activity {
@@ -118,7 +123,7 @@ where
     let upward = pump(client_rd, up_wr, &up_flow, &activity);
     let downward = pump(up_rd, client_wr, &down_flow, &activity);
     let watchdog = activity.silent_for(idle);
-    tokio::pin!(upward, downward, watchdog);
+    tokio::pin!(upward, downward, watchdog, cut);
     let (mut up_open, mut down_open) = (true, true);
     let mut first: Option<TunnelEnd> = None;
     let end = loop {
@@ -144,6 +149,7 @@ where
                 }
             }
             () = &mut watchdog => break TunnelEnd::Idle,
+            () = &mut cut => break TunnelEnd::Refused,
         }
     };
     Spliced {
@@ -171,7 +177,11 @@ mod tests {
             let (mut crd, mut cwr) = split(client_side);
             let (mut urd, mut uwr) = split(up_side);
             let (tu, tc) = (Counter::default(), Counter::default());
-            let s = splice(&mut crd, &mut cwr, &mut urd, &mut uwr, idle, &tu, &tc).await;
+            let never = std::future::pending();
+            let s = splice(
+                &mut crd, &mut cwr, &mut urd, &mut uwr, idle, &tu, &tc, never,
+            )
+            .await;
             (s, tu.get(), tc.get())
         });
         (Ends { client, upstream }, task)

@@ -1,9 +1,9 @@
 //! Why a mesh connection was refused, in the words of the sidecar's metrics.
 //!
 //! Every [`TlsError`] maps to one `reason` label of
-//! `seawall_inbound_tls_refused_total` (`plaintext`, `handshake`, `identity`:
-//! Python's `REFUSALS`) or of `seawall_upstream_tls_failures_total`
-//! (`handshake`, `identity`).
+//! `seawall_inbound_tls_refused_total` (`plaintext`, `handshake`, `identity`;
+//! with the sidecar's own `caller`, Python's `REFUSALS`) or of
+//! `seawall_upstream_tls_failures_total` (`handshake`, `identity`).
 //!
 //! The mesh verifiers refuse a peer without a SPIFFE ID of the trust domain
 //! inside the handshake. They carry that refusal as a [`TlsError`] inside

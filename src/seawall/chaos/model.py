@@ -374,7 +374,7 @@ class PartitionAction(_ActionBase):
     """Cut ``between[0]`` off from ``between[1]``, both ways. At the sidecar (the
     default): each service's sidecar refuses the other's connections
     (``authorization.refuse``, applied live: closed after the mTLS handshake, before
-    any request; pooled connections close at their next request). With ``seawall
+    any request; open ones at once when idle, tunnels cut). With ``seawall
     chaos run --netns`` on a mesh started with ``seawall up --netns``: in the
     network, by routes in each instance's network namespace (connections fail)."""
 

@@ -230,10 +230,12 @@ def _authorization(services: dict[Any, Any]) -> Iterator[Found]:
             for i, rule in enumerate(_list(authz.get("rules")))
             for j, caller in enumerate(_list(_dict(rule).get("from")))
         ]
-        named += [
-            (("services", name, "authorization", "refuse", j), caller)
-            for j, caller in enumerate(_list(authz.get("refuse")))
-        ]
+        refused = list(enumerate(_list(authz.get("refuse"))))
+        named += [(("services", name, "authorization", "refuse", j), c) for j, c in refused]
+        for j, caller in refused:
+            if caller == name:  # its instances call each other through their sidecars
+                loc: Loc = ("services", name, "authorization", "refuse", j)
+                yield loc, "a service cannot refuse itself", repr(caller)
         for loc, caller in named:
             if isinstance(caller, str) and is_name(caller) and caller not in services:
                 yield loc, f"no such service{_suggest(caller, services)}", repr(caller)

@@ -233,7 +233,9 @@ def _caller(value: object) -> str:
 def _refused(value: object) -> str:
     if is_name(value):
         return str(value)
-    invalid("must be a service name (refusing '*' would refuse the whole mesh)")
+    if value == "*":
+        invalid("must name services: refusing '*' would cut the service off from the whole mesh")
+    invalid("must be a service name")
 
 
 def _rule_path(value: object) -> str:
@@ -301,9 +303,10 @@ class AuthorizationConfig(_Section):
     refuse: tuple[Refused, ...] = ()
     """Services whose connections are refused outright: closed right after the mTLS
     handshake, before any request is read, so their calls fail as connection
-    failures (a network partition, as the caller sees it). A connection opened
-    before the refusal closes at its next request. Unlike a deny rule (a 403 per
-    request) it needs the caller's certificate: a plaintext caller names no service."""
+    failures (a network partition, as the caller sees it). Connections open before
+    the refusal close at once when idle, after the response under way otherwise;
+    their tunnels are cut. Unlike a deny rule (a 403 per request) it needs the
+    caller's certificate: a plaintext caller names no service."""
 
 
 Criticality = Literal["critical_plus", "critical", "sheddable_plus", "sheddable"]

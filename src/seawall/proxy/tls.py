@@ -90,15 +90,22 @@ class MTLSError(ValueError):
 def check_identity(config: MeshConfig, service: str, identity: Identity | None) -> None:
     """Refuse to start a sidecar that cannot honour the config's mTLS settings.
 
-    ``mtls: strict`` needs an identity; an identity needs a certificate for
-    ``service`` in the mesh's trust domain. Raises :class:`MTLSError`.
+    ``mtls: strict`` and ``authorization.refuse`` need an identity; an identity needs a
+    certificate for ``service`` in the mesh's trust domain. Raises :class:`MTLSError`.
     """
     mode = config.services[service].mtls
+    refused = config.services[service].authorization.refuse
     if identity is None:
         if mode == "strict":
             raise MTLSError(
                 f"service {service!r} has mtls: strict, but this sidecar has no identity "
                 "(no certificate to serve TLS with): give it one, or use mtls: permissive"
+            )
+        if refused:
+            raise MTLSError(
+                f"service {service!r} has authorization.refuse: [{', '.join(refused)}], but "
+                "this sidecar has no identity: without mTLS no caller is named, so none "
+                "can be refused; give it one, or drop refuse"
             )
         return
     if not identity.installed:
