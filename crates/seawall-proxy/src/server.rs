@@ -103,13 +103,18 @@ where
 {
     let (rd, wr) = tokio::io::split(stream);
     // (the runtime of the moment: a reload applies from the next connection)
-    let limits = {
+    let (limits, close_within) = {
         let rt = state.runtime();
-        if down.inbound {
+        let limits = if down.inbound {
             rt.inbound_limits
         } else {
             rt.limits
-        }
+        };
+        // how long a close may take when a refused caller's connection is closed
+        (
+            limits,
+            Duration::from_secs_f64(rt.spec.limits.header_timeout),
+        )
     };
     let mut c = Conn {
         parser: HeadParser::new(limits),
@@ -124,7 +129,6 @@ where
     let _open = state.connection_opened();
     // inbound, the caller its certificate named: closed when the service comes to refuse it
     let caller = down.peer_service.clone().filter(|_| down.inbound);
-    let close_within = Duration::from_secs_f64(state.runtime().spec.limits.header_timeout);
     loop {
         let waiting = state.runtime();
         let read = tokio::select! {
