@@ -433,9 +433,10 @@ def test_a_refused_caller_s_connections_are_closed_before_any_request(mesh: MTLS
         r = client.get("http://payments/refunds/7")
         assert r.status_code == 502, r.text
         assert r.json()["reason"] == "upstream reset: connection closed before a response"
-        # the tunnel, the idle pooled connection (unless the tunnel had taken it), then
-        # the GET's new connection and its retry's: each closed unanswered and counted
-        assert before + 3 <= pay.metric(**refused) <= before + 4
+        # the tunnel, every idle pooled connection (this test's POST's, and any other
+        # test's still open), then the GET's new connection and its retry's: each
+        # closed unanswered and counted
+        assert pay.metric(**refused) >= before + 4
         assert pay.metric(denied) == denied_before
         assert pay.backend.hits == hits
         # a caller's own client with orders' certificate: refused the same way
