@@ -7,7 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seawall.chaos.measure import Record, increase, judge_load, judge_metric, judge_slo
+from seawall.chaos.measure import (
+    Record,
+    increase,
+    judge_load,
+    judge_metric,
+    judge_slo,
+    policy_events,
+)
 from seawall.chaos.mesh import InstanceInfo, MeshState, Scrape
 from seawall.chaos.model import Probe
 from seawall.config import parse_mesh
@@ -128,3 +135,17 @@ def test_load_probes_availability_latency_burn_and_requests_not_answered_yet() -
     assert r.measured["statuses"]["pending"] == 1
     none = judge_load(probe(load="l", availability=99.0, min_requests=0), [], STATE)
     assert none.passed  # min_requests 0: an empty window is allowed, by choice
+
+
+def test_policy_events_count_increases_per_instance_not_lifetimes() -> None:
+    """The report's events are increases like a metric probe's: a restart counts from 0,
+    and an instance whose first page is missing loses that interval, not its lifetime."""
+    scrapes = [
+        scrape(0, b=page(retries=1000)),  # b-2's page missing
+        scrape(1, b=page(retries=1010), b_2=page(retries=500)),
+        scrape(2, b=page(retries=3), b_2=page(retries=520)),  # b restarted: 3 new
+    ]
+    assert policy_events(scrapes, STATE) == {
+        "retries sent": {"b -> payments": 13.0, "b-2 -> payments": 20.0}
+    }
+    assert policy_events(scrapes[:1], STATE) == {}

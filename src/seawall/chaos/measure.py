@@ -560,21 +560,20 @@ _EVENTS = {
 
 
 def policy_events(scrapes: Sequence[Scrape], mesh: MeshState) -> dict[str, dict[str, float]]:
-    """What the policies did in the window, from the first to the last scrape: per
-    event, per ``instance -> destination`` (or instance), the increase."""
-    if len(scrapes) < 2:
-        return {}
-    first, last = scrapes[0], scrapes[-1]
+    """What the policies did in the window: per event, per ``instance -> destination``
+    (or instance), the counters' :func:`increase` over the window's scrapes."""
     out: dict[str, dict[str, float]] = {}
     for event, (name, labels) in _EVENTS.items():
-        for inst, samples in last.pages.items():
-            before = _by_series(first.pages.get(inst, []), name, labels)
-            for key, value in _by_series(samples, name, labels).items():
-                was = before.get(key, 0.0)
-                grew = value if value < was else value - was
-                if grew > 0:
-                    where = f"{inst} -> {key}" if key else inst
-                    out.setdefault(event, {})[where] = out.get(event, {}).get(where, 0.0) + grew
+
+        def values(inst: str, scrape: Scrape, name: str = name,
+                   labels: dict[str, str] = labels) -> dict[str, float]:  # fmt: skip
+            found = _by_series(scrape.pages[inst], name, labels)
+            return {f"{inst} -> {key}" if key else inst: v for key, v in found.items()}
+
+        grew, _ = increase(scrapes, values)
+        seen = {where: v for where, v in grew.items() if v > 0}
+        if seen:
+            out[event] = seen
     return out
 
 
